@@ -1,0 +1,119 @@
+"""Endpoint address policy: which model endpoints Grove may talk to.
+
+Called by the manifest classes (validation), later by registration and by the
+provider adapters at connect time, so one policy holds at all three places.
+Pure: it parses URLs and IP literals and never resolves a name or opens a
+socket; connect-time callers resolve first and pass the resolved address to
+:func:`check_ip`.
+
+By default only ``https://`` URLs to public hosts are allowed. With
+``allow_local`` (``GROVE_ALLOW_LOCAL_ENDPOINTS=true``, for development and
+tests only) ``http://`` and loopback or private addresses are admitted too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Names that always mean "this machine" or a cloud metadata service.
+_LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+_METADATA_NAMES = frozenset({"metadata", "metadata.google.internal", "metadata.goog"})
+
+
+class EndpointRejected(ValueError):
+    """The endpoint breaks the policy; the message says why without echoing secrets."""
+
+
+def parse_ip_literal(host: str) -> IPAddress | None:
+    """Return the address a host string denotes when it is an IP literal in any form.
+
+    Browsers and C resolvers accept more than dotted quads: ``2130706433``,
+    ``0x7f.1`` and ``127.1`` all mean 127.0.0.1, so they are normalized here
+    the way ``inet_aton`` does before any policy decision.
+    """
+    candidate = host.strip("[]")
+    try:
+        return ipaddress.ip_address(candidate)
+    except ValueError:
+        pass
+    if candidate and all(part.isalnum() for part in candidate.split(".")):
+        try:
+            packed = socket.inet_aton(candidate)
+        except OSError:
+            return None
+        return ipaddress.IPv4Address(packed)
+    return None
+
+
+def is_local_ip(address: IPAddress) -> bool:
+    """Loopback, private, link-local, unspecified, reserved or multicast."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return (
+        address.is_loopback
+        or address.is_private
+        or address.is_link_local
+        or address.is_unspecified
+        or address.is_reserved
+        or address.is_multicast
+        or (isinstance(address, ipaddress.IPv4Address) and address in _CGNAT)
+    )
+
+
+_CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
+
+
+def check_ip(address: IPAddress, *, allow_local: bool) -> None:
+    """Refuse a resolved address that is not public, unless local endpoints are allowed."""
+    if not allow_local and is_local_ip(address):
+        raise EndpointRejected(
+            f"address {address} is loopback, private or link-local; "
+            "set GROVE_ALLOW_LOCAL_ENDPOINTS=true only for development"
+        )
+
+
+def check_endpoint(url: str, *, allow_local: bool) -> str:
+    """Validate a model endpoint URL against the policy and return it unchanged.
+
+    Messages name the rule that failed, never the userinfo part of the URL.
+    """
+    if any(ch.isspace() or ord(ch) < 0x20 for ch in url):
+        raise EndpointRejected("endpoint must not contain whitespace or control characters")
+    if len(url) > 2048:
+        raise EndpointRejected("endpoint is longer than 2048 characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise EndpointRejected("endpoint is not a valid URL") from exc
+    allowed_schemes = ("https", "http") if allow_local else ("https",)
+    if parts.scheme not in allowed_schemes:
+        raise EndpointRejected(
+            "endpoint must use https://"
+            + ("" if allow_local else " (http:// only with GROVE_ALLOW_LOCAL_ENDPOINTS=true)")
+        )
+    if "@" in parts.netloc:
+        raise EndpointRejected("endpoint must not carry credentials (user@host)")
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise EndpointRejected("endpoint has no host")
+    if parts.query or parts.fragment:
+        raise EndpointRejected("endpoint must not have a query string or fragment")
+    if port == 0:
+        raise EndpointRejected("endpoint port 0 is not valid")
+    if not host.isascii():
+        raise EndpointRejected("endpoint host must be ASCII (use the punycode form)")
+    address = parse_ip_literal(host)
+    if address is not None:
+        check_ip(address, allow_local=allow_local)
+        return url
+    bare = host.rstrip(".")
+    if not allow_local and (
+        bare in _LOCAL_NAMES or bare.endswith(".localhost") or bare in _METADATA_NAMES
+    ):
+        raise EndpointRejected(f"endpoint host {bare} is a local or metadata name")
+    return url

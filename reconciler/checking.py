@@ -1,0 +1,343 @@
+"""Checks across objects: references, cycles, servability, duplicates, lifecycle dates.
+
+Called by `validating` after `loading` has produced valid objects, and later
+by the reconciler before it plans. Pure: it reads the objects and a date and
+returns diagnostics that point at the exact line of the offending reference.
+
+When the load was incomplete (a file could not be parsed at all), checks that
+need the whole fleet (dangling references, servability) are skipped: their
+answer would be noise until the broken file is fixed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+
+from reconciler import diagnostics, manifests, scoring
+from reconciler.diagnostics import Diagnostic
+from reconciler.loading import LoadResult, Located
+
+SUNSET_WARNING_DAYS = 30
+
+
+def check(loaded: LoadResult, today: dt.date) -> list[Diagnostic]:
+    """Every cross-object problem of a loaded fleet."""
+    found: list[Diagnostic] = []
+    found += _duplicates(loaded.objects)
+    models = _first_by_id(loaded.objects, manifests.KIND_MODEL)
+    rules = [item for item in loaded.objects if item.kind == manifests.KIND_RULE]
+    known = set(models) | {i for kind, i in loaded.broken_ids if kind == manifests.KIND_MODEL}
+    whole = loaded.complete and not loaded.broken_ids
+    found += _model_references(models, known, check_dangling=loaded.complete)
+    found += _cycles(models)
+    found += _rules(rules, models, known, check_dangling=loaded.complete, check_serving=whole)
+    found += _lifecycle(models, today)
+    return found
+
+
+def _first_by_id(objects: Sequence[Located], kind: str) -> dict[str, Located]:
+    out: dict[str, Located] = {}
+    for item in objects:
+        if item.kind == kind:
+            out.setdefault(item.id, item)
+    return out
+
+
+def _duplicates(objects: Sequence[Located]) -> list[Diagnostic]:
+    found: list[Diagnostic] = []
+    places: dict[tuple[str, str], list[Located]] = defaultdict(list)
+    tasks: dict[str, list[Located]] = defaultdict(list)
+    for item in objects:
+        places[(item.kind, item.id)].append(item)
+        if isinstance(item.obj, manifests.RoutingRule):
+            tasks[item.obj.payload.task_type].append(item)
+    for (kind, ident), where in places.items():
+        for item in where if len(where) > 1 else ():
+            others = ", ".join(
+                f"{other.file}:{other.line_of('meta', 'id')}"
+                for other in where
+                if other is not item
+            )
+            found.append(
+                diagnostics.error(
+                    item.file,
+                    item.line_of("meta", "id"),
+                    "R001",
+                    f"{kind} id {ident} is defined more than once; also at {others}",
+                    path="meta.id",
+                )
+            )
+    for task, where in tasks.items():
+        for item in where if len(where) > 1 else ():
+            others = ", ".join(f"{o.file} ({o.id})" for o in where if o is not item)
+            found.append(
+                diagnostics.error(
+                    item.file,
+                    item.line_of("payload", "taskType"),
+                    "R007",
+                    f"taskType {task} is claimed by more than one rule; also by {others}",
+                    path="payload.taskType",
+                )
+            )
+    return found
+
+
+def _model_references(
+    models: dict[str, Located], known: set[str], *, check_dangling: bool
+) -> list[Diagnostic]:
+    found: list[Diagnostic] = []
+    for ident, item in models.items():
+        spec = _model(item).payload
+        for index, target in enumerate(spec.fallbacks):
+            line = item.line_of("payload", "fallbacks", index)
+            path = f"payload.fallbacks[{index}]"
+            if target not in known:
+                if check_dangling:
+                    found.append(
+                        diagnostics.error(
+                            item.file,
+                            line,
+                            "R002",
+                            f"model {ident} falls back to {target}, which is not a model here",
+                            path=path,
+                        )
+                    )
+            elif target in models and _state(models[target]) is not manifests.ModelState.ENABLED:
+                found.append(
+                    diagnostics.warning(
+                        item.file,
+                        line,
+                        "R008",
+                        f"model {ident} falls back to {target}, which is "
+                        f"{_state(models[target]).value}; it will be skipped",
+                        path=path,
+                    )
+                )
+        successor = spec.lifecycle.successor if spec.lifecycle else None
+        if successor is not None and successor not in known and check_dangling:
+            found.append(
+                diagnostics.error(
+                    item.file,
+                    item.line_of("payload", "lifecycle", "successor"),
+                    "R009",
+                    f"model {ident} names successor {successor}, which is not a model here",
+                    path="payload.lifecycle.successor",
+                )
+            )
+    return found
+
+
+def _cycles(models: dict[str, Located]) -> list[Diagnostic]:
+    """Each fallback cycle once, reported at its smallest id (iterative DFS)."""
+    edges = {
+        ident: [t for t in _model(item).payload.fallbacks if t in models]
+        for ident, item in models.items()
+    }
+    color: dict[str, int] = {}  # 0 absent = unvisited, 1 on stack, 2 done
+    seen_cycles: set[tuple[str, ...]] = set()
+    found: list[Diagnostic] = []
+    for start in sorted(edges):
+        if color.get(start):
+            continue
+        stack: list[tuple[str, int]] = [(start, 0)]
+        trail: list[str] = [start]
+        color[start] = 1
+        while stack:
+            node, index = stack[-1]
+            targets = edges[node]
+            if index >= len(targets):
+                stack.pop()
+                trail.pop()
+                color[node] = 2
+                continue
+            stack[-1] = (node, index + 1)
+            target = targets[index]
+            state = color.get(target, 0)
+            if state == 1:
+                cycle = tuple(trail[trail.index(target) :])
+                pivot = cycle.index(min(cycle))
+                canonical = cycle[pivot:] + cycle[:pivot]
+                if canonical not in seen_cycles:
+                    seen_cycles.add(canonical)
+                    found.append(_cycle_error(models, canonical))
+            elif state == 0:
+                color[target] = 1
+                stack.append((target, 0))
+                trail.append(target)
+    return found
+
+
+def _cycle_error(models: dict[str, Located], cycle: tuple[str, ...]) -> Diagnostic:
+    head = cycle[0]
+    nxt = cycle[1] if len(cycle) > 1 else head
+    item = models[head]
+    index = list(_model(item).payload.fallbacks).index(nxt)
+    loop = " -> ".join((*cycle, head))
+    return diagnostics.error(
+        item.file,
+        item.line_of("payload", "fallbacks", index),
+        "R004",
+        f"fallbacks form a cycle: {loop}; a failover chain must end",
+        path=f"payload.fallbacks[{index}]",
+    )
+
+
+def _rules(
+    rules: Sequence[Located],
+    models: dict[str, Located],
+    known: set[str],
+    *,
+    check_dangling: bool,
+    check_serving: bool,
+) -> list[Diagnostic]:
+    found: list[Diagnostic] = []
+    for item in rules:
+        assert isinstance(item.obj, manifests.RoutingRule)
+        rule = item.obj.payload
+        for index, target in enumerate(rule.chain):
+            line = item.line_of("payload", "chain", index)
+            path = f"payload.chain[{index}]"
+            if target not in known:
+                if check_dangling:
+                    found.append(
+                        diagnostics.error(
+                            item.file,
+                            line,
+                            "R003",
+                            f"rule {item.id} chains to {target}, which is not a model here",
+                            path=path,
+                        )
+                    )
+                continue
+            if target not in models:
+                continue
+            spec = _model(models[target]).payload
+            match = scoring.match_capabilities(rule.requires, spec.capabilities)
+            if not match.meets(rule.min_score):
+                found.append(
+                    diagnostics.error(
+                        item.file,
+                        line,
+                        "R005",
+                        f"rule {item.id} chains to {target}, which "
+                        + _shortfall(match, rule.min_score),
+                        path=path,
+                    )
+                )
+            elif spec.state is not manifests.ModelState.ENABLED:
+                found.append(
+                    diagnostics.warning(
+                        item.file,
+                        line,
+                        "R008",
+                        f"rule {item.id} chains to {target}, which is {spec.state.value}",
+                        path=path,
+                    )
+                )
+        if check_serving and rule.enabled and not _servable(rule, models):
+            scope = "no enabled model of its chain" if rule.chain else "no enabled model"
+            limits = " within its constraints" if rule.constraints else ""
+            found.append(
+                diagnostics.error(
+                    item.file,
+                    item.line_of("payload", "requires"),
+                    "R006",
+                    f"rule {item.id} (taskType {rule.task_type}) cannot be served: {scope} "
+                    f"has {', '.join(c.value for c in rule.requires)} "
+                    f">= {rule.min_score:g}{limits}",
+                    path="payload.requires",
+                )
+            )
+    return found
+
+
+def servers(rule: manifests.RuleSpec, models: dict[str, Located]) -> list[str]:
+    """Ids of the enabled models that can serve ``rule`` on static grounds."""
+    pool = list(rule.chain) if rule.chain else sorted(models)
+    constraints = rule.constraints
+    out: list[str] = []
+    for ident in pool:
+        item = models.get(ident)
+        if item is None:
+            continue
+        spec = _model(item).payload
+        if spec.state is not manifests.ModelState.ENABLED:
+            continue
+        if not scoring.match_capabilities(rule.requires, spec.capabilities).meets(rule.min_score):
+            continue
+        if constraints is not None and scoring.static_exclusion(
+            spec,
+            min_context_window=constraints.min_context_window,
+            max_cost_per_m_tok=constraints.max_cost_per_m_tok,
+        ):
+            continue
+        out.append(ident)
+    return out
+
+
+def _servable(rule: manifests.RuleSpec, models: dict[str, Located]) -> bool:
+    return bool(servers(rule, models))
+
+
+def _shortfall(match: scoring.MatchScore, min_score: float) -> str:
+    if match.missing:
+        return "lacks " + ", ".join(c.value for c in match.missing)
+    weak = [f"{c.value} {s:g}" for c, s in match.scores.items() if s < min_score]
+    return f"scores {', '.join(weak)} below minScore {min_score:g}"
+
+
+def _lifecycle(models: dict[str, Located], today: dt.date) -> list[Diagnostic]:
+    found: list[Diagnostic] = []
+    for ident, item in models.items():
+        spec = _model(item).payload
+        life = spec.lifecycle
+        if life is None or spec.state is not manifests.ModelState.ENABLED:
+            continue
+        if life.sunset_date is not None:
+            line = item.line_of("payload", "lifecycle", "sunsetDate")
+            days = (life.sunset_date - today).days
+            if days < 0:
+                found.append(
+                    diagnostics.error(
+                        item.file,
+                        line,
+                        "L002",
+                        f"model {ident} is enabled but its sunset date {life.sunset_date} "
+                        "has passed; retire it or move traffic to its successor",
+                        path="payload.lifecycle.sunsetDate",
+                    )
+                )
+                continue
+            if days <= SUNSET_WARNING_DAYS:
+                found.append(
+                    diagnostics.warning(
+                        item.file,
+                        line,
+                        "L001",
+                        f"model {ident} reaches its sunset date {life.sunset_date} in {days} "
+                        "day(s)",
+                        path="payload.lifecycle.sunsetDate",
+                    )
+                )
+        if life.deprecation_date is not None and life.deprecation_date < today:
+            found.append(
+                diagnostics.warning(
+                    item.file,
+                    item.line_of("payload", "lifecycle", "deprecationDate"),
+                    "L003",
+                    f"model {ident} is deprecated since {life.deprecation_date}",
+                    path="payload.lifecycle.deprecationDate",
+                )
+            )
+    return found
+
+
+def _model(item: Located) -> manifests.AIModel:
+    assert isinstance(item.obj, manifests.AIModel)
+    return item.obj
+
+
+def _state(item: Located) -> manifests.ModelState:
+    return _model(item).payload.state

@@ -1,0 +1,45 @@
+"""Pieces every ``grove`` command shares: the group, the common flags, settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from reconciler import settings as settings_module
+from reconciler.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+FORMATS = ("text", "json", "github")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="grove-reconciler", prog_name="grove")
+def grove() -> None:
+    """Grove: a GitOps reconciler and router for fleets of AI models."""
+
+
+def common_options(command: F) -> F:
+    """--repo, --ref, --path and --db, which every command takes (DESIGN section 5)."""
+    options = (
+        click.option("--repo", help="Fleet repository path or URL [env GROVE_REPO; default .]"),
+        click.option("--ref", help="Git ref to read [env GROVE_REF; default HEAD]"),
+        click.option(
+            "--path",
+            "manifests_path",
+            metavar="PATH",
+            help="Manifests folder in the repo [env GROVE_PATH; default manifests]",
+        ),
+        click.option("--db", help="Registry database URL [env GROVE_DB_URL]"),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def load_settings(
+    repo: str | None, ref: str | None, manifests_path: str | None, db: str | None
+) -> Settings:
+    return settings_module.load(repo=repo, ref=ref, path=manifests_path, db_url=db)

@@ -1,0 +1,155 @@
+"""``grove validate [PATH...] [--format text|json|github] [--list]``.
+
+Exit 0 when every manifest is valid (warnings allowed), 1 otherwise. Touches
+no database and no network.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from reconciler import manifests, validating
+from reconciler.cli.common import FORMATS, common_options, grove, load_settings
+from reconciler.diagnostics import Diagnostic
+
+JSON_SHAPE_VERSION = 1
+
+
+@grove.command("validate")
+@click.argument("paths", nargs=-1, metavar="[PATH]...")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="text for people, json for tools, github for workflow annotations.",
+)
+@click.option("--list", "show", is_flag=True, help="Also print the objects that were checked.")
+@common_options
+def validate_command(
+    paths: tuple[str, ...],
+    fmt: str,
+    show: bool,
+    repo: str | None,
+    ref: str | None,
+    manifests_path: str | None,
+    db: str | None,
+) -> int:
+    """Validate manifest files or folders (default: the manifests path)."""
+    settings = load_settings(repo, ref, manifests_path, db)
+    report = validating.validate_paths(list(paths) or [settings.path], settings)
+    if fmt == "json":
+        click.echo(json.dumps(as_json(report), indent=2))
+    elif fmt == "github":
+        for item in report.diagnostics:
+            click.echo(github_line(item))
+        click.echo(summary(report))
+    else:
+        for item in report.diagnostics:
+            click.echo(text_line(item), err=True)
+        if show:
+            for line in table(report):
+                click.echo(line)
+        click.echo(summary(report))
+    return 0 if report.ok else 1
+
+
+def text_line(item: Diagnostic) -> str:
+    label = "" if item.is_error else "warning: "
+    return f"{item.file}:{item.line}: {item.code} {label}{item.message}"
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def github_line(item: Diagnostic) -> str:
+    """One GitHub Actions workflow command (``::error file=F,line=L::CODE message``)."""
+    level = "error" if item.is_error else "warning"
+    return (
+        f"::{level} file={_escape_property(item.file)},line={item.line}::"
+        f"{_escape_data(item.code + ' ' + item.message)}"
+    )
+
+
+def summary(report: validating.Report) -> str:
+    kinds = ", ".join(f"{count} {kind}" for kind, count in report.counts_by_kind().items())
+    head = f"checked {len(report.objects)} object(s)"
+    if kinds:
+        head += f" ({kinds})"
+    head += f" in {report.files} file(s)"
+    errors, warnings = len(report.errors), len(report.warnings)
+    if report.ok:
+        tail = "valid" + (f", {warnings} warning(s)" if warnings else "")
+    else:
+        tail = f"{errors} error(s), {warnings} warning(s)"
+    return f"{head}: {tail}"
+
+
+def as_json(report: validating.Report) -> dict[str, Any]:
+    """The documented, stable shape of ``--format json`` (docs/validation.md)."""
+    return {
+        "version": JSON_SHAPE_VERSION,
+        "valid": report.ok,
+        "summary": {
+            "files": report.files,
+            "objects": len(report.objects),
+            "byType": report.counts_by_kind(),
+            "errors": len(report.errors),
+            "warnings": len(report.warnings),
+        },
+        "objects": [
+            {
+                "type": item.kind,
+                "id": item.id,
+                "version": item.obj.meta.version,
+                "file": item.file,
+                "line": item.document.line,
+            }
+            for item in report.objects
+        ],
+        "diagnostics": [
+            {
+                "file": d.file,
+                "line": d.line,
+                "column": d.column,
+                "code": d.code,
+                "name": d.name,
+                "severity": d.severity.value,
+                "path": d.path,
+                "message": d.message,
+            }
+            for d in report.diagnostics
+        ],
+    }
+
+
+def table(report: validating.Report) -> list[str]:
+    rows = [("TYPE", "ID", "VERSION", "STATE", "DETAIL")]
+    for item in sorted(report.objects, key=lambda i: (i.kind, i.id)):
+        obj = item.obj
+        if isinstance(obj, manifests.AIModel):
+            spec = obj.payload
+            caps = " ".join(f"{c.value}={s:g}" for c, s in spec.capabilities.items())
+            detail = f"{spec.provider.value} priority={spec.priority} {caps}"
+            state = spec.state.value
+        else:
+            rule = obj.payload
+            detail = f"task={rule.task_type} strategy={rule.strategy.value} requires=" + ",".join(
+                c.value for c in rule.requires
+            )
+            state = "enabled" if rule.enabled else "disabled"
+        rows.append((item.kind, item.id, obj.meta.version, state, detail))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4]
+        for row in rows
+    ]

@@ -1,0 +1,114 @@
+"""Diagnostics: the problems validation finds, and the catalog of their rule codes.
+
+A diagnostic is plain data (file, line, code, message, severity) produced by
+the loading and checking layers and rendered by the entry points. The catalog
+below is the single source of the stable rule codes that `docs/validation.md`
+documents; a test keeps the two in step. Messages never quote a manifest value
+that could be a credential.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+# code -> (short name, what it means). Codes are stable: never renumber, only add.
+CATALOG: dict[str, tuple[str, str]] = {
+    # F: files and bytes, checked before any YAML parsing
+    "F001": ("file-too-large", "a manifest file is larger than the per-file cap"),
+    "F002": ("tree-too-large", "the manifests together exceed the per-tree size or file-count cap"),
+    "F003": ("symlink", "a symbolic link in the manifests path; links are never followed"),
+    "F004": ("invalid-utf8", "a file is not valid UTF-8"),
+    "F005": ("forbidden-character", "a NUL or bidirectional-control character"),
+    "F006": ("unreadable", "a file or folder could not be read"),
+    "F007": ("not-found", "a path given on the command line does not exist"),
+    "F008": ("special-file", "a device, FIFO or socket in the manifests path"),
+    # Y: YAML structure, checked while parsing
+    "Y001": ("yaml-syntax", "the file is not well-formed YAML"),
+    "Y002": ("yaml-alias", "anchors and aliases (&a / *a) are not allowed"),
+    "Y003": ("duplicate-key", "the same key twice in one mapping"),
+    "Y004": ("yaml-tag", "explicit tags other than !!str, !!map and !!seq are not allowed"),
+    "Y005": ("too-deep", "nesting deeper than the depth cap"),
+    "Y006": ("empty", "a file or document with no content"),
+    "Y007": ("not-a-mapping", "a document whose root is not a mapping"),
+    "Y008": ("bad-key", "a mapping key that is not a plain string"),
+    # S: the schema of one object
+    "S001": ("unknown-field", "a field the schema does not define"),
+    "S002": ("missing-field", "a required field is absent"),
+    "S003": ("wrong-type", "a value of the wrong type (strict: no coercion)"),
+    "S004": ("out-of-range", "a value outside its range, length or pattern"),
+    "S005": ("invalid-choice", "a value not among the allowed choices"),
+    "S006": ("invalid-id", "an id that is not lowercase ASCII letters, digits and dashes"),
+    "S007": ("endpoint-not-allowed", "an endpoint that is not https to a public host"),
+    "S008": ("provider-fields", "fields that do not fit the provider (endpoint on mock, ...)"),
+    "S009": ("unknown-type", "meta.type is not AIModel or RoutingRule"),
+    "S010": ("invalid-date", "a date that is not YYYY-MM-DD or is out of order"),
+    "S011": ("invalid-version", "meta.version is not a version string"),
+    "S012": ("invalid-value", "a value that breaks a rule of its field"),
+    # R: references between objects
+    "R001": ("duplicate-id", "the same id twice for one type (both places named)"),
+    "R002": ("dangling-fallback", "a fallback names no model"),
+    "R003": ("dangling-chain", "a rule's chain names no model"),
+    "R004": ("failover-cycle", "fallbacks form a cycle"),
+    "R005": ("chain-misses-requires", "a chain model lacks a capability the rule requires"),
+    "R006": ("rule-unservable", "an enabled rule no enabled model can serve"),
+    "R007": ("duplicate-task-type", "two rules claim the same taskType"),
+    "R008": ("inactive-reference", "a fallback or chain names a model that is not enabled"),
+    "R009": ("dangling-successor", "lifecycle.successor names no model"),
+    # K: secrets
+    "K001": ("literal-secret", "something that looks like a literal key or token"),
+    # L: lifecycle dates
+    "L001": ("sunset-soon", "an enabled model's sunset date is within 30 days"),
+    "L002": ("sunset-passed", "a model is still enabled after its sunset date"),
+    "L003": ("deprecated", "an enabled model is past its deprecation date"),
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One problem, pinned to a place in a file."""
+
+    file: str
+    line: int
+    code: str
+    message: str
+    severity: Severity = Severity.ERROR
+    column: int = 0
+    path: str = ""  # dotted field path inside the document, when known
+
+    def __post_init__(self) -> None:
+        if self.code not in CATALOG:
+            raise ValueError(f"unknown rule code {self.code}")
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity is Severity.ERROR
+
+    @property
+    def name(self) -> str:
+        return CATALOG[self.code][0]
+
+    def sort_key(self) -> tuple[str, int, int, str, str]:
+        return (self.file, self.line, self.column, self.code, self.message)
+
+
+def error(file: str, line: int, code: str, message: str, *, path: str = "") -> Diagnostic:
+    return Diagnostic(file=file, line=line, code=code, message=message, path=path)
+
+
+def warning(file: str, line: int, code: str, message: str, *, path: str = "") -> Diagnostic:
+    return Diagnostic(
+        file=file, line=line, code=code, message=message, path=path, severity=Severity.WARNING
+    )
+
+
+def ordered(items: Iterable[Diagnostic]) -> list[Diagnostic]:
+    """Deterministic order for output: by file, line, column, code; duplicates dropped."""
+    return sorted(set(items), key=Diagnostic.sort_key)

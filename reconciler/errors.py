@@ -1,0 +1,69 @@
+"""The one exception tree of Grove.
+
+Every error Grove raises on purpose derives from :class:`GroveError`. Callers
+branch on the two big families, the way kopf separates temporary from
+permanent errors: a temporary error is worth retrying with backoff (the network,
+the database or a lock will come back), a permanent error needs a human
+(the input is wrong and retrying will not change it).
+
+    GroveError
+    ├── PermanentError                 needs a human; never retried
+    │   ├── UsageError                 a flag, path or argument the operator gave is wrong
+    │   ├── ConfigError                settings from flags or the environment are invalid
+    │   ├── ManifestsInvalid           manifests failed validation (carries the diagnostics)
+    │   └── SchemaDrift                schemas/ differs from the manifest classes
+    └── TemporaryError                 retry with backoff
+
+Third-party errors are wrapped with ``raise ... from exc`` so the cause survives
+for debugging while the message shown to the operator stays one line. No error
+message ever contains a credential or a manifest value that could be one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reconciler.diagnostics import Diagnostic
+
+
+class GroveError(Exception):
+    """Root of every error Grove raises on purpose."""
+
+
+class PermanentError(GroveError):
+    """The input or configuration is wrong; retrying will not help."""
+
+
+class TemporaryError(GroveError):
+    """Something outside Grove is unavailable for now; retry with backoff."""
+
+
+class UsageError(PermanentError):
+    """A command-line argument, flag or path is wrong."""
+
+
+class ConfigError(PermanentError):
+    """Settings from flags or the environment are invalid."""
+
+
+class ManifestsInvalid(PermanentError):
+    """Manifests failed validation; ``diagnostics`` holds every problem found."""
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
+        self.diagnostics = tuple(diagnostics)
+        errors = sum(1 for d in self.diagnostics if d.is_error)
+        super().__init__(f"{errors} manifest error(s)")
+
+
+class SchemaDrift(PermanentError):
+    """The committed JSON Schemas differ from what the manifest classes generate."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = tuple(paths)
+        super().__init__(
+            "schemas are out of date: "
+            + ", ".join(self.paths)
+            + "; run `grove schema export` and commit the result"
+        )

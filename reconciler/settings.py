@@ -1,0 +1,54 @@
+"""Grove's settings: flags > environment (``GROVE_*``) > defaults.
+
+Read once by the entry points (CLI, API) and passed down as a frozen object;
+library code never reads the environment itself. Nothing here touches the
+database, git or the network.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from reconciler import errors
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Every knob an operator can turn, with the environment variable that sets it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GROVE_", frozen=True, extra="ignore", case_sensitive=False
+    )
+
+    repo: str = Field(".", description="Fleet repository: a path or a URL (GROVE_REPO).")
+    ref: str = Field("HEAD", description="Git ref to reconcile (GROVE_REF).")
+    path: str = Field("manifests", description="Manifests folder inside the repo (GROVE_PATH).")
+    db_url: str = Field(
+        "sqlite:///.grove/registry.db", description="Registry database URL (GROVE_DB_URL)."
+    )
+    data_dir: str = Field(".grove", description="Grove's own data folder (GROVE_DATA_DIR).")
+    allow_local_endpoints: bool = Field(
+        False,
+        description="Admit http:// and loopback/private endpoints; development and tests only.",
+    )
+    max_file_bytes: int = Field(1 * MIB, gt=0, description="Size cap of one manifest file.")
+    max_tree_bytes: int = Field(64 * MIB, gt=0, description="Size cap of all manifests together.")
+    max_files: int = Field(50_000, gt=0, description="Cap on the number of manifest files.")
+    max_depth: int = Field(32, gt=0, le=1000, description="Cap on YAML nesting depth.")
+
+
+def load(**overrides: Any) -> Settings:
+    """Build settings; ``overrides`` are command-line flags, ``None`` meaning "not given"."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise errors.ConfigError(
+            f"invalid setting {field} (GROVE_{field.upper()}): {first['msg']}"
+        ) from None

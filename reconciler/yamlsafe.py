@@ -1,0 +1,312 @@
+"""A hardened YAML reader (and a writer that it reads back exactly).
+
+Called by `loading` for every manifest; pure: it turns text into plain Python
+values and never touches files, the network or a database.
+
+PyYAML's loaders build objects recursively and expand aliases, which is how
+billion-laughs bombs and 10,000-deep documents take a process down. This module
+never calls them. It walks PyYAML's event stream (LibYAML's C parser when
+available) and builds values itself with an explicit stack, so:
+
+- an anchor or alias is refused at its first event, before anything expands;
+- nesting is bounded by ``max_depth`` and checked as each level opens;
+- duplicate keys are refused with both lines named;
+- only the no-op tags ``!!str``, ``!!map`` and ``!!seq`` are allowed;
+- plain scalars resolve by the YAML 1.2 core schema (``yes``, ``on`` and
+  ``2027-01-01`` stay strings; ``1.10`` is a float, so a version must be quoted);
+- every key and sequence item gets its line number, so schema errors can name
+  the line they are about.
+
+Text must already be decoded and screened for forbidden characters (see
+`loading`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import yaml
+
+try:  # LibYAML is an order of magnitude faster; PyYAML's wheels ship it.
+    from yaml import CSafeDumper as _BaseDumper
+    from yaml import CSafeLoader as _EventLoader
+except ImportError:  # pragma: no cover - depends on how PyYAML was built
+    from yaml import SafeDumper as _BaseDumper  # type: ignore[assignment]
+    from yaml import SafeLoader as _EventLoader  # type: ignore[assignment]
+
+Path = tuple[str | int, ...]
+
+_ALLOWED_TAGS = frozenset(
+    {"tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+)
+
+# YAML 1.2 core schema, restricted to decimal numbers (hex and octal integers
+# are strings here, so nothing PyYAML writes unquoted can change type).
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL_TRUE = re.compile(r"^(?:true|True|TRUE)$")
+_BOOL_FALSE = re.compile(r"^(?:false|False|FALSE)$")
+_INT = re.compile(r"^[-+]?[0-9]+$")
+_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
+_NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
+
+
+def resolve_plain(text: str) -> Any:
+    """The value of an unquoted, untagged scalar under the YAML 1.2 core schema."""
+    if _NULL.match(text):
+        return None
+    if _BOOL_TRUE.match(text):
+        return True
+    if _BOOL_FALSE.match(text):
+        return False
+    if _INT.match(text):
+        return int(text)
+    if _FLOAT.match(text):
+        return float(text)
+    if _INF.match(text):
+        return -math.inf if text.startswith("-") else math.inf
+    if _NAN.match(text):
+        return math.nan
+    return text
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Problem:
+    """Why a text was refused; ``line`` and ``column`` are 1-based."""
+
+    code: str
+    line: int
+    message: str
+    column: int = 0
+
+
+class YamlRefused(Exception):
+    """The text breaks one of the rules above; parsing stopped at ``problem``."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Document:
+    """One YAML document: its value and the line of every key and item in it.
+
+    ``lines`` maps a path (keys and list indexes from the root) to the 1-based
+    line where that key or item starts; the empty path is the document start.
+    ``texts`` keeps the source text of non-string scalars, so an error can say
+    "quote it: "1.10"" instead of the float 1.1 YAML made of it.
+    """
+
+    index: int
+    line: int
+    value: Any
+    lines: dict[Path, int]
+    texts: dict[Path, str]
+
+    def line_of(self, path: Sequence[str | int]) -> int:
+        """Line of the deepest known prefix of ``path``."""
+        probe = tuple(path)
+        while probe:
+            found = self.lines.get(probe)
+            if found is not None:
+                return found
+            probe = probe[:-1]
+        return self.line
+
+
+@dataclasses.dataclass(slots=True)
+class _Frame:
+    container: dict[str, Any] | list[Any]
+    path: Path
+    key: str | None = None  # mapping frames: the key awaiting its value
+    key_lines: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def parse(text: str, *, max_depth: int) -> list[Document]:
+    """Parse every document of ``text``; raise :class:`YamlRefused` at the first problem."""
+    builder = _Builder(max_depth)
+    try:
+        for event in yaml.parse(text, Loader=_EventLoader):
+            builder.feed(event)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 0)
+        what = "; ".join(part for part in (exc.context, exc.problem) if part)
+        start = exc.context_mark
+        if start is not None and start.line + 1 != line:
+            what += f" (the construct starts at line {start.line + 1})"
+        raise YamlRefused(Problem("Y001", line, f"YAML syntax: {what}", column)) from None
+    except yaml.YAMLError as exc:  # pragma: no cover - unmarked errors are rare
+        raise YamlRefused(Problem("Y001", 1, f"YAML syntax: {exc}")) from None
+    return builder.documents
+
+
+class _Builder:
+    """Turns events into values with an explicit stack (no recursion)."""
+
+    def __init__(self, max_depth: int) -> None:
+        self.max_depth = max_depth
+        self.documents: list[Document] = []
+        self.stack: list[_Frame] = []
+        self.lines: dict[Path, int] = {}
+        self.texts: dict[Path, str] = {}
+        self.doc_line = 1
+        self.root: Any = None
+
+    def feed(self, event: yaml.Event) -> None:
+        mark = event.start_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 0)
+        if isinstance(event, yaml.DocumentStartEvent):
+            if event.tags:
+                raise YamlRefused(Problem("Y004", line, "%TAG directives are not allowed", column))
+            self.lines, self.texts, self.doc_line, self.root = {}, {}, line, None
+            return
+        if isinstance(event, yaml.DocumentEndEvent):
+            self.documents.append(
+                Document(len(self.documents), self.doc_line, self.root, self.lines, self.texts)
+            )
+            return
+        if isinstance(event, yaml.AliasEvent):
+            raise YamlRefused(
+                Problem("Y002", line, "aliases (*name) are not allowed; repeat the value", column)
+            )
+        if isinstance(event, yaml.NodeEvent):
+            self._check_node(event, line, column)
+        if isinstance(event, yaml.ScalarEvent):
+            self._scalar(event, line, column)
+        elif isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            self._open(event, line, column)
+        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            frame = self.stack.pop()
+            self._attach(frame.container)
+
+    def _check_node(self, event: yaml.NodeEvent, line: int, column: int) -> None:
+        if event.anchor is not None:
+            raise YamlRefused(
+                Problem("Y002", line, "anchors (&name) are not allowed; repeat the value", column)
+            )
+        tag = getattr(event, "tag", None)
+        if tag is not None and tag not in _ALLOWED_TAGS:
+            shown = tag.replace("tag:yaml.org,2002:", "!!")
+            raise YamlRefused(Problem("Y004", line, f"tag {shown[:60]} is not allowed", column))
+
+    def _path_for_child(self) -> Path | None:
+        """Path of the value about to be attached, or None when it is a mapping key."""
+        if not self.stack:
+            return ()
+        frame = self.stack[-1]
+        if isinstance(frame.container, list):
+            return (*frame.path, len(frame.container))
+        if frame.key is None:
+            return None
+        return (*frame.path, frame.key)
+
+    def _scalar(self, event: yaml.ScalarEvent, line: int, column: int) -> None:
+        plain = not event.style and event.tag is None
+        value: Any = resolve_plain(event.value) if plain else event.value
+        path = self._path_for_child()
+        if path is None:  # a mapping key
+            frame = self.stack[-1]
+            if not isinstance(value, str):
+                raise YamlRefused(
+                    Problem("Y008", line, "mapping keys must be strings; quote the key", column)
+                )
+            first = frame.key_lines.get(value)
+            if first is not None:
+                raise YamlRefused(
+                    Problem(
+                        "Y003",
+                        line,
+                        f"duplicate key {_show_key(value)} at lines {first} and {line}",
+                        column,
+                    )
+                )
+            frame.key_lines[value] = line
+            frame.key = value
+            self.lines[(*frame.path, value)] = line
+            return
+        if not isinstance(value, str):
+            self.texts[path] = event.value
+        if isinstance(self.stack[-1].container if self.stack else None, list):
+            self.lines[path] = line
+        self._attach(value)
+
+    def _open(self, event: yaml.NodeEvent, line: int, column: int) -> None:
+        path = self._path_for_child()
+        if path is None:
+            raise YamlRefused(
+                Problem("Y008", line, "mapping keys must be strings, not collections", column)
+            )
+        if len(self.stack) + 1 > self.max_depth:
+            raise YamlRefused(
+                Problem("Y005", line, f"nesting is deeper than {self.max_depth} levels", column)
+            )
+        if self.stack and isinstance(self.stack[-1].container, list):
+            self.lines[path] = line
+        container: dict[str, Any] | list[Any] = (
+            {} if isinstance(event, yaml.MappingStartEvent) else []
+        )
+        self.stack.append(_Frame(container, path))
+
+    def _attach(self, value: Any) -> None:
+        if not self.stack:
+            self.root = value
+            return
+        frame = self.stack[-1]
+        if isinstance(frame.container, list):
+            frame.container.append(value)
+        else:
+            assert frame.key is not None
+            frame.container[frame.key] = value
+            frame.key = None
+
+
+def _show_key(key: str) -> str:
+    shown = key if len(key) <= 40 else key[:37] + "..."
+    return repr(shown)
+
+
+# ---------------------------------------------------------------- writing
+
+
+class _Dumper(_BaseDumper):
+    """Quotes every string that :func:`resolve_plain` would read as something else."""
+
+
+def _represent_str(dumper: _Dumper, value: str) -> yaml.ScalarNode:
+    style = None if isinstance(resolve_plain(value), str) else '"'
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump(values: Sequence[Any]) -> str:
+    """Write ``values`` as YAML documents that :func:`parse` reads back equal."""
+    return yaml.dump_all(
+        values,
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        explicit_start=len(values) > 1,
+        width=1_000_000,
+    )
+
+
+def iter_scalars(value: Any, path: Path = ()) -> Iterator[tuple[Path, Any]]:
+    """Every (path, leaf) of a parsed value, without recursion."""
+    pending: list[tuple[Path, Any]] = [(path, value)]
+    while pending:
+        where, item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(((*where, key), child) for key, child in item.items())
+        elif isinstance(item, list):
+            pending.extend(((*where, index), child) for index, child in enumerate(item))
+        else:
+            yield where, item
