@@ -193,6 +193,7 @@ def _rules(
     check_serving: bool,
 ) -> list[Diagnostic]:
     found: list[Diagnostic] = []
+    serving = _ServingIndex(models)
     for item in rules:
         assert isinstance(item.obj, manifests.RoutingRule)
         rule = item.obj.payload
@@ -236,7 +237,7 @@ def _rules(
                         path=path,
                     )
                 )
-        if check_serving and rule.enabled and not _servable(rule, models):
+        if check_serving and rule.enabled and not _servable(rule, models, serving):
             scope = "no enabled model of its chain" if rule.chain else "no enabled model"
             limits = " within its constraints" if rule.constraints else ""
             found.append(
@@ -253,32 +254,62 @@ def _rules(
     return found
 
 
+def eligible(spec: manifests.ModelSpec, rule: manifests.RuleSpec) -> bool:
+    """Can ``spec`` serve ``rule`` on static grounds (state, capabilities, constraints)?"""
+    if spec.state is not manifests.ModelState.ENABLED:
+        return False
+    capabilities = spec.capabilities
+    for capability in rule.requires:
+        score = capabilities.get(capability)
+        if score is None or score < rule.min_score:
+            return False
+    constraints = rule.constraints
+    return constraints is None or not scoring.static_exclusion(
+        spec,
+        min_context_window=constraints.min_context_window,
+        max_cost_per_m_tok=constraints.max_cost_per_m_tok,
+    )
+
+
 def servers(rule: manifests.RuleSpec, models: dict[str, Located]) -> list[str]:
     """Ids of the enabled models that can serve ``rule`` on static grounds."""
     pool = list(rule.chain) if rule.chain else sorted(models)
-    constraints = rule.constraints
-    out: list[str] = []
-    for ident in pool:
-        item = models.get(ident)
-        if item is None:
-            continue
-        spec = _model(item).payload
-        if spec.state is not manifests.ModelState.ENABLED:
-            continue
-        if not scoring.match_capabilities(rule.requires, spec.capabilities).meets(rule.min_score):
-            continue
-        if constraints is not None and scoring.static_exclusion(
-            spec,
-            min_context_window=constraints.min_context_window,
-            max_cost_per_m_tok=constraints.max_cost_per_m_tok,
-        ):
-            continue
-        out.append(ident)
-    return out
+    return [
+        ident for ident in pool if ident in models and eligible(_model(models[ident]).payload, rule)
+    ]
 
 
-def _servable(rule: manifests.RuleSpec, models: dict[str, Located]) -> bool:
-    return bool(servers(rule, models))
+class _ServingIndex:
+    """Enabled models per capability, best score first, so a rule's check stops early.
+
+    Without it, checking R rules against M models costs R x M; with it a rule
+    looks only at models that reach ``minScore`` on its first capability.
+    """
+
+    def __init__(self, models: dict[str, Located]) -> None:
+        self.by_capability: dict[manifests.CapabilityType, list[tuple[float, manifests.ModelSpec]]]
+        self.by_capability = defaultdict(list)
+        for item in models.values():
+            spec = _model(item).payload
+            if spec.state is manifests.ModelState.ENABLED:
+                for capability, score in spec.capabilities.items():
+                    self.by_capability[capability].append((score, spec))
+        for entries in self.by_capability.values():
+            entries.sort(key=lambda entry: -entry[0])
+
+    def servable(self, rule: manifests.RuleSpec) -> bool:
+        for score, spec in self.by_capability.get(rule.requires[0], ()):
+            if score < rule.min_score:
+                return False
+            if eligible(spec, rule):
+                return True
+        return False
+
+
+def _servable(rule: manifests.RuleSpec, models: dict[str, Located], index: _ServingIndex) -> bool:
+    if rule.chain:
+        return bool(servers(rule, models))
+    return index.servable(rule)
 
 
 def _shortfall(match: scoring.MatchScore, min_score: float) -> str:

@@ -239,18 +239,8 @@ def _validate(
     kind_name = meta.get("type") if isinstance(meta, dict) else None
     cls = manifests.KINDS.get(kind_name) if isinstance(kind_name, str) else None
     if cls is None:
-        if isinstance(meta, dict) and "type" in meta:
-            found.append(
-                diagnostics.error(
-                    name,
-                    document.line_of(("meta", "type")),
-                    "S009",
-                    "meta.type must be one of: " + ", ".join(manifests.KINDS),
-                    path="meta.type",
-                )
-            )
-            return None
-        cls = manifests.AIModel  # report the envelope's own errors against one class
+        found.extend(_envelope_problems(name, document, raw))
+        return None
     problems: list[manifests.Problem] = []
     context = manifests.validator_context(allow_local_endpoints=allow_local)
     context["problems"] = problems
@@ -274,6 +264,63 @@ def _validate(
             )
         )
     return obj if not problems else None
+
+
+def _envelope_problems(
+    name: str, document: yamlsafe.Document, raw: dict[str, Any]
+) -> list[Diagnostic]:
+    """Without a known meta.type the payload cannot be judged; say what the envelope lacks."""
+    kinds = ", ".join(manifests.KINDS)
+    found = [
+        diagnostics.error(
+            name, document.line_of((key,)), "S001", f"{key}: unknown field; allowed: meta, payload"
+        )
+        for key in raw
+        if key not in ("meta", "payload")
+    ]
+    if "payload" not in raw:
+        found.append(
+            diagnostics.error(
+                name, document.line, "S002", "document: missing required field 'payload'"
+            )
+        )
+    meta = raw.get("meta")
+    if meta is None:
+        found.append(
+            diagnostics.error(
+                name, document.line, "S002", "document: missing required field 'meta'"
+            )
+        )
+    elif not isinstance(meta, dict):
+        found.append(
+            diagnostics.error(
+                name,
+                document.line_of(("meta",)),
+                "S003",
+                f"meta: expected a mapping, got {_kind(meta)}",
+            )
+        )
+    elif "type" not in meta:
+        found.append(
+            diagnostics.error(
+                name,
+                document.line_of(("meta",)),
+                "S002",
+                f"meta: missing required field 'type' (one of {kinds})",
+                path="meta.type",
+            )
+        )
+    else:
+        found.append(
+            diagnostics.error(
+                name,
+                document.line_of(("meta", "type")),
+                "S009",
+                f"meta.type must be one of: {kinds}",
+                path="meta.type",
+            )
+        )
+    return found
 
 
 # ---------------------------------------------------------------- pydantic -> diagnostics

@@ -396,7 +396,9 @@ class _Meta(_Strict):
     federation_id: str | None = Field(
         None, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
     )
-    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=64)
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, max_length=64, json_schema_extra={"additionalProperties": False}
+    )
 
 
 class ModelMeta(_Meta):

@@ -53,10 +53,14 @@ _INT = re.compile(r"^[-+]?[0-9]+$")
 _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
 _INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
 _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
+_MAY_RETYPE = frozenset("0123456789+-.~nNtTfF")
 
 
 def resolve_plain(text: str) -> Any:
     """The value of an unquoted, untagged scalar under the YAML 1.2 core schema."""
+    first = text[:1]
+    if first and first not in _MAY_RETYPE:  # most scalars are words: skip the patterns
+        return text
     if _NULL.match(text):
         return None
     if _BOOL_TRUE.match(text):
@@ -140,6 +144,10 @@ def parse(text: str, *, max_depth: int) -> list[Document]:
         start = exc.context_mark
         if start is not None and start.line + 1 != line:
             what += f" (the construct starts at line {start.line + 1})"
+        if "nesting depth" in what:  # LibYAML's own bound, below ours for flow collections
+            raise YamlRefused(
+                Problem("Y005", line, "nesting is deeper than the parser allows", column)
+            ) from None
         raise YamlRefused(Problem("Y001", line, f"YAML syntax: {what}", column)) from None
     except yaml.YAMLError as exc:  # pragma: no cover - unmarked errors are rare
         raise YamlRefused(Problem("Y001", 1, f"YAML syntax: {exc}")) from None
@@ -161,6 +169,10 @@ class _Builder:
     def feed(self, event: yaml.Event) -> None:
         mark = event.start_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 0)
+        if isinstance(event, yaml.ScalarEvent):  # the most frequent event first
+            self._check_node(event, line, column)
+            self._scalar(event, line, column)
+            return
         if isinstance(event, yaml.DocumentStartEvent):
             if event.tags:
                 raise YamlRefused(Problem("Y004", line, "%TAG directives are not allowed", column))
@@ -175,11 +187,8 @@ class _Builder:
             raise YamlRefused(
                 Problem("Y002", line, "aliases (*name) are not allowed; repeat the value", column)
             )
-        if isinstance(event, yaml.NodeEvent):
+        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
             self._check_node(event, line, column)
-        if isinstance(event, yaml.ScalarEvent):
-            self._scalar(event, line, column)
-        elif isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
             self._open(event, line, column)
         elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
             frame = self.stack.pop()
