@@ -14,6 +14,7 @@ tests only) ``http://`` and loopback or private addresses are admitted too.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from urllib.parse import urlsplit
 
@@ -117,3 +118,11 @@ def check_endpoint(url: str, *, allow_local: bool) -> str:
     ):
         raise EndpointRejected(f"endpoint host {bare} is a local or metadata name")
     return url
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+
+
+def redact_userinfo(text: str) -> str:
+    """Remove ``user:password@`` from every URL in ``text`` (for messages and logs)."""
+    return _USERINFO.sub("***@", text)

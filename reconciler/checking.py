@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from reconciler import diagnostics, manifests, scoring
 from reconciler.diagnostics import Diagnostic
@@ -22,17 +22,36 @@ from reconciler.loading import LoadResult, Located
 SUNSET_WARNING_DAYS = 30
 
 
-def check(loaded: LoadResult, today: dt.date) -> list[Diagnostic]:
-    """Every cross-object problem of a loaded fleet."""
+def check(
+    loaded: LoadResult,
+    today: dt.date,
+    *,
+    removing: frozenset[str] = frozenset(),
+    judged_elsewhere: frozenset[str] = frozenset(),
+) -> list[Diagnostic]:
+    """Every cross-object problem of a loaded fleet.
+
+    The planner passes ``removing`` (models the plan removes) and
+    ``judged_elsewhere`` (rules whose servability a safety check judges): references
+    to the first and servability of the second are safety violations there
+    (overridable with ``--force``), not validation errors here.
+    """
     found: list[Diagnostic] = []
     found += _duplicates(loaded.objects)
     models = _first_by_id(loaded.objects, manifests.KIND_MODEL)
     rules = [item for item in loaded.objects if item.kind == manifests.KIND_RULE]
-    known = set(models) | {i for kind, i in loaded.broken_ids if kind == manifests.KIND_MODEL}
+    known = set(models) | set(removing)
+    known |= {i for kind, i in loaded.broken_ids if kind == manifests.KIND_MODEL}
     whole = loaded.complete and not loaded.broken_ids
     found += _model_references(models, known, check_dangling=loaded.complete)
     found += _cycles(models)
-    found += _rules(rules, models, known, check_dangling=loaded.complete, check_serving=whole)
+    found += _rules(
+        [item for item in rules if item.id not in judged_elsewhere],
+        models,
+        known,
+        check_dangling=loaded.complete,
+        check_serving=whole,
+    )
     found += _lifecycle(models, today)
     return found
 
@@ -273,10 +292,13 @@ def eligible(spec: manifests.ModelSpec, rule: manifests.RuleSpec) -> bool:
 
 def servers(rule: manifests.RuleSpec, models: dict[str, Located]) -> list[str]:
     """Ids of the enabled models that can serve ``rule`` on static grounds."""
+    return spec_servers(rule, {ident: _model(item).payload for ident, item in models.items()})
+
+
+def spec_servers(rule: manifests.RuleSpec, models: Mapping[str, manifests.ModelSpec]) -> list[str]:
+    """:func:`servers` over bare model specs (live or desired)."""
     pool = list(rule.chain) if rule.chain else sorted(models)
-    return [
-        ident for ident in pool if ident in models and eligible(_model(models[ident]).payload, rule)
-    ]
+    return [ident for ident in pool if ident in models and eligible(models[ident], rule)]
 
 
 class _ServingIndex:

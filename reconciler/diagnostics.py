@@ -30,6 +30,7 @@ CATALOG: dict[str, tuple[str, str]] = {
     "F006": ("unreadable", "a file or folder could not be read"),
     "F007": ("not-found", "a path given on the command line does not exist"),
     "F008": ("special-file", "a device, FIFO or socket in the manifests path"),
+    "F009": ("submodule", "a git submodule in the manifests path; its content is not read"),
     # Y: YAML structure, checked while parsing
     "Y001": ("yaml-syntax", "the file is not well-formed YAML"),
     "Y002": ("yaml-alias", "anchors and aliases (&a / *a) are not allowed"),

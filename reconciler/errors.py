@@ -11,8 +11,15 @@ the database or a lock will come back), a permanent error needs a human
     │   ├── UsageError                 a flag, path or argument the operator gave is wrong
     │   ├── ConfigError                settings from flags or the environment are invalid
     │   ├── ManifestsInvalid           manifests failed validation (carries the diagnostics)
-    │   └── SchemaDrift                schemas/ differs from the manifest classes
+    │   ├── SchemaDrift                schemas/ differs from the manifest classes
+    │   ├── SourceError                a repository, URL or ref that can never work
+    │   ├── DatabaseNotReady           the schema is missing or newer: run a migration
+    │   ├── PlanRefused                safety checks refused the plan (carries violations)
+    │   └── StalePlan                  a saved plan no longer matches the registry
     └── TemporaryError                 retry with backoff
+        ├── SourceUnavailable          git fetch failed or timed out
+        ├── DatabaseUnavailable        the database cannot be reached now
+        └── LockBusy                   another reconciler holds the apply lock
 
 Third-party errors are wrapped with ``raise ... from exc`` so the cause survives
 for debugging while the message shown to the operator stays one line. No error
@@ -67,3 +74,35 @@ class SchemaDrift(PermanentError):
             + ", ".join(self.paths)
             + "; run `grove schema export` and commit the result"
         )
+
+
+class SourceError(PermanentError):
+    """The repository, URL or ref is wrong and will stay wrong."""
+
+
+class SourceUnavailable(TemporaryError):
+    """The repository could not be fetched now (network, timeout)."""
+
+
+class DatabaseNotReady(PermanentError):
+    """The database schema is missing or newer than this Grove; the message says what to run."""
+
+
+class DatabaseUnavailable(TemporaryError):
+    """The database cannot be reached now."""
+
+
+class LockBusy(TemporaryError):
+    """Another reconciler holds the apply lock."""
+
+
+class PlanRefused(PermanentError):
+    """Safety checks refused the plan; ``plan`` holds the violations and the way out."""
+
+    def __init__(self, message: str, plan: object) -> None:
+        super().__init__(message)
+        self.plan = plan
+
+
+class StalePlan(PermanentError):
+    """The registry moved since the plan was made; plan again."""

@@ -26,6 +26,7 @@ from pydantic_core import ErrorDetails
 
 from reconciler import diagnostics, manifests, secretscan, yamlsafe
 from reconciler.diagnostics import Diagnostic
+from reconciler.settings import Settings
 
 # NUL, and the bidirectional controls of CVE-2021-42574 ("Trojan Source").
 _FORBIDDEN = re.compile("[\x00\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -39,6 +40,15 @@ class Limits:
     max_files: int
     max_depth: int
 
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(
+            max_file_bytes=settings.max_file_bytes,
+            max_tree_bytes=settings.max_tree_bytes,
+            max_files=settings.max_files,
+            max_depth=settings.max_depth,
+        )
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SourceFile:
@@ -46,6 +56,7 @@ class SourceFile:
 
     name: str
     data: bytes
+    blob: str = ""  # the git blob id, when the file came from git
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,6 +66,7 @@ class Located:
     obj: manifests.GroveObject
     file: str
     document: yamlsafe.Document
+    blob: str = ""
 
     @property
     def kind(self) -> str:
@@ -178,11 +190,11 @@ def _load_file(source: SourceFile, limits: Limits, allow_local: bool, result: Lo
         )
         return
     for document in documents:
-        _load_document(source.name, document, allow_local, result)
+        _load_document(source.name, document, allow_local, result, source.blob)
 
 
 def _load_document(
-    name: str, document: yamlsafe.Document, allow_local: bool, result: LoadResult
+    name: str, document: yamlsafe.Document, allow_local: bool, result: LoadResult, blob: str = ""
 ) -> None:
     raw = document.value
     where = f"document {document.index + 1}: " if document.index else ""
@@ -218,7 +230,7 @@ def _load_document(
     obj = _validate(name, document, raw, allow_local, found, secret_paths)
     result.diagnostics.extend(found)
     if obj is not None and not found:
-        result.objects.append(Located(obj, name, document))
+        result.objects.append(Located(obj, name, document, blob))
         return
     meta = raw.get("meta")
     if isinstance(meta, dict) and isinstance(meta.get("id"), str):

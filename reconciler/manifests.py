@@ -16,6 +16,8 @@ otherwise the first one raises.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
@@ -451,3 +453,42 @@ def to_document(obj: GroveObject) -> dict[str, Any]:
 
 def validator_context(*, allow_local_endpoints: bool) -> dict[str, Any]:
     return {"allow_local_endpoints": allow_local_endpoints}
+
+
+# ---------------------------------------------------------------- content identity
+
+# Fields that are operational state, not versioned content: changing them needs no bump.
+STATE_FIELDS = {KIND_MODEL: "state", KIND_RULE: "enabled"}
+
+
+def canonical_json(document: dict[str, Any]) -> str:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def content_hash(document: dict[str, Any]) -> str:
+    """Identity of a whole manifest document (meta + payload), state included."""
+    return hashlib.sha256(canonical_json(document).encode("utf-8")).hexdigest()
+
+
+def version_hash(document: dict[str, Any]) -> str:
+    """Identity of a version's content: the document without its operational state."""
+    kind = document.get("meta", {}).get("type", "")
+    payload = dict(document.get("payload", {}))
+    payload.pop(STATE_FIELDS.get(kind, ""), None)
+    return content_hash({"meta": document.get("meta", {}), "payload": payload})
+
+
+def state_of(document: dict[str, Any]) -> str:
+    """``enabled``/``disabled``/``retired`` for models; ``enabled``/``disabled`` for rules."""
+    payload = document.get("payload", {})
+    if document.get("meta", {}).get("type") == KIND_RULE:
+        return "enabled" if payload.get("enabled", True) else "disabled"
+    return str(payload.get("state", ModelState.ENABLED.value))
+
+
+def parse_document(document: dict[str, Any], *, allow_local_endpoints: bool) -> GroveObject:
+    """Validate a stored or received document (raises pydantic's ValidationError)."""
+    cls = KINDS[document["meta"]["type"]]
+    return cls.model_validate(
+        document, context=validator_context(allow_local_endpoints=allow_local_endpoints)
+    )

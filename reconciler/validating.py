@@ -41,15 +41,6 @@ class Report:
         return dict(sorted(Counter(item.kind for item in self.objects).items()))
 
 
-def limits_from(settings: Settings) -> loading.Limits:
-    return loading.Limits(
-        max_file_bytes=settings.max_file_bytes,
-        max_tree_bytes=settings.max_tree_bytes,
-        max_files=settings.max_files,
-        max_depth=settings.max_depth,
-    )
-
-
 def validate_files(
     files: Sequence[loading.SourceFile],
     settings: Settings,
@@ -59,7 +50,7 @@ def validate_files(
 ) -> Report:
     """Load and check files that are already in memory (from disk, git or a request)."""
     loaded = loading.load(
-        files, limits_from(settings), allow_local_endpoints=settings.allow_local_endpoints
+        files, loading.Limits.of(settings), allow_local_endpoints=settings.allow_local_endpoints
     )
     if read_problems:
         loaded.complete = False
@@ -76,5 +67,5 @@ def validate_paths(
     paths: Sequence[str], settings: Settings, *, today: dt.date | None = None
 ) -> Report:
     """``grove validate PATH...``: read the files under ``paths`` and validate them."""
-    files, problems = folder.read(paths, limits_from(settings))
+    files, problems = folder.read(paths, loading.Limits.of(settings))
     return validate_files(files, settings, today=today, read_problems=problems)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -75,3 +78,116 @@ def rule_yaml(ident: str, **payload: str) -> str:
     fields.update(payload)
     body = "\n".join(f"  {key}: {value}" for key, value in fields.items())
     return f'meta: {{id: {ident}, type: RoutingRule, version: "1"}}\npayload:\n{body}\n'
+
+
+# ---------------------------------------------------------------- databases
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "GROVE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _postgres_reason() -> str | None:
+    """None when PostgreSQL is reachable; otherwise why the PostgreSQL tests skip."""
+    import psycopg
+
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=3):
+            return None
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {first}"
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> str:
+    reason = _postgres_reason()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true requires PostgreSQL: {reason}")
+        pytest.skip(reason)
+    return POSTGRES_ADMIN_URL
+
+
+@contextlib.contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A new database with a random name, dropped afterwards."""
+    import psycopg
+
+    name = f"grove_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = admin_url.rsplit("/", 1)[0]
+    try:
+        yield f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Every registry test runs on SQLite and on PostgreSQL (its own database)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'registry.db'}"
+        return
+    admin = request.getfixturevalue("postgres_admin")
+    with postgres_database(admin) as url:
+        yield url
+
+
+# ---------------------------------------------------------------- git repositories
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Grove Test",
+    "GIT_AUTHOR_EMAIL": "test@grove.invalid",
+    "GIT_COMMITTER_NAME": "Grove Test",
+    "GIT_COMMITTER_EMAIL": "test@grove.invalid",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+class FleetRepo:
+    """A real git repository in a temporary folder, holding a fleet under manifests/."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.git("init", "-q", "-b", "main")
+
+    def git(self, *args: str) -> str:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=self.root,
+            env={**os.environ, **GIT_ENV},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        if done.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} failed: {done.stderr}")
+        return done.stdout.strip()
+
+    def write(self, files: dict[str, str | bytes]) -> None:
+        write_tree(self.root / "manifests", files)
+
+    def delete(self, *names: str) -> None:
+        for name in names:
+            (self.root / "manifests" / name).unlink()
+
+    def commit(self, message: str, files: dict[str, str | bytes] | None = None) -> str:
+        if files:
+            self.write(files)
+        self.git("add", "-A")
+        self.git("commit", "-q", "--allow-empty", "-m", message)
+        return self.head()
+
+    def head(self) -> str:
+        return self.git("rev-parse", "HEAD")
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> FleetRepo:
+    return FleetRepo(tmp_path / "fleet")

@@ -1,4 +1,61 @@
-"""Sources of desired state: a plain folder now; git objects at a commit later.
+"""Sources of desired state: git objects at a commit, or a plain folder.
 
 Adapters: they read bytes from the outside world and hand them to `loading`.
+A source lists the manifest files of a revision with a content id per file
+(the git blob id), so the reconciler reads and parses only files that changed
+since the last apply.
 """
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+from reconciler.diagnostics import Diagnostic
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Entry:
+    """A manifest file at a revision: its path in the repository, blob id and size."""
+
+    path: str
+    blob: str
+    size: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Listing:
+    """The manifest files of one revision, and what was refused while listing them."""
+
+    revision: str
+    tree: str | None  # id of the manifests folder's tree; equal trees mean equal content
+    entries: tuple[Entry, ...]
+    problems: tuple[Diagnostic, ...] = ()
+
+
+class Source(Protocol):
+    """Where desired state comes from."""
+
+    @property
+    def description(self) -> str:
+        """A name for messages, with any credentials removed."""
+        ...
+
+    def fetch(self) -> None:
+        """Bring remote history up to date (no-op for local sources)."""
+
+    def resolve(self, ref: str) -> str:
+        """The immutable revision ``ref`` points at now."""
+        ...
+
+    def list(self, revision: str, path: str) -> Listing:
+        """Manifest files under ``path`` at ``revision``, without reading them."""
+        ...
+
+    def read(self, entry: Entry) -> bytes:
+        """The bytes of one listed file."""
+        ...
+
+    def is_ancestor(self, old: str, new: str) -> bool | None:
+        """Whether ``old`` is in the history of ``new``; None when the source has no history."""
+        ...

@@ -13,6 +13,7 @@ manifests folder can never pull in ``/etc/passwd`` or another tree.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 from collections.abc import Iterator, Sequence
@@ -21,6 +22,7 @@ from pathlib import Path
 from reconciler import diagnostics
 from reconciler.diagnostics import Diagnostic
 from reconciler.loading import Budget, Limits, SourceFile, check_size
+from reconciler.sources import Entry, Listing
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -138,3 +140,55 @@ def _read_capped(name: str, limits: Limits) -> tuple[bytes | None, Diagnostic | 
 
 def _display(path: str) -> str:
     return Path(path).as_posix()
+
+
+class FolderSource:
+    """A plain folder without git, for local experiments.
+
+    Its revision is a hash of the files' names and contents, so an unchanged
+    folder is an unchanged revision. It has no history: force-push protection
+    does not apply.
+    """
+
+    def __init__(self, root: str, limits: Limits) -> None:
+        self.root = Path(root).resolve()
+        self.limits = limits
+        self._data: dict[str, bytes] = {}
+
+    @property
+    def description(self) -> str:
+        return f"folder {self.root.as_posix()}"
+
+    def fetch(self) -> None:
+        return None
+
+    def _scan(self, path: str) -> tuple[list[Entry], list[Diagnostic]]:
+        base = self.root / path
+        files, problems = read([str(base)], self.limits)
+        entries = []
+        self._data = {}
+        for file in files:
+            relative = Path(file.name).relative_to(self.root).as_posix()
+            blob = hashlib.sha1(file.data, usedforsecurity=False).hexdigest()
+            self._data[blob] = file.data
+            entries.append(Entry(relative, blob, len(file.data)))
+        return entries, problems
+
+    def resolve(self, ref: str) -> str:
+        del ref  # a folder has one state: now
+        entries, _ = self._scan("")
+        digest = hashlib.sha256()
+        for entry in entries:
+            digest.update(f"{entry.path}\0{entry.blob}\n".encode())
+        return "folder-" + digest.hexdigest()[:40]
+
+    def list(self, revision: str, path: str) -> Listing:
+        entries, problems = self._scan(path)
+        digest = hashlib.sha256("".join(f"{e.path}{e.blob}" for e in entries).encode())
+        return Listing(revision, digest.hexdigest()[:40], tuple(entries), tuple(problems))
+
+    def read(self, entry: Entry) -> bytes:
+        return self._data[entry.blob]
+
+    def is_ancestor(self, old: str, new: str) -> bool | None:
+        return None

@@ -1,0 +1,377 @@
+"""Commands on the registry: db, diff, plan, apply, status, reconcile, protect.
+
+Exit codes (DESIGN section 5): ``plan`` and ``diff`` exit 0 with no changes,
+2 with safe changes and 1 when refused or invalid; ``apply`` and
+``reconcile`` exit 0 when the registry matches the revision afterwards.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler import errors, plans, reconciling
+from reconciler.cli.common import common_options, grove, load_settings
+from reconciler.cli.validate import text_line
+from reconciler.diagnostics import Diagnostic
+from reconciler.settings import Settings
+from reconciler.store import migrating, registry
+
+EXIT_CHANGES = 2
+
+
+def actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # pragma: no cover - no passwd entry
+        user = "unknown"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+def _reconciler(settings: Settings, *, database: bool = True) -> reconciling.Reconciler:
+    source = reconciling.open_source(settings)
+    db = reconciling.open_database(settings) if database else None
+    if db is not None:
+        click.get_current_context().call_on_close(db.dispose)
+    return reconciling.Reconciler(settings, source, db, max_delete_ratio=settings.max_delete_ratio)
+
+
+def _report_invalid(diagnostics: tuple[Diagnostic, ...] | list[Diagnostic]) -> None:
+    for item in diagnostics:
+        click.echo(text_line(item), err=True)
+    count = sum(1 for d in diagnostics if d.is_error)
+    click.echo(f"grove: the manifests have {count} error(s); nothing was planned", err=True)
+
+
+def _warnings(diagnostics: tuple[Diagnostic, ...]) -> None:
+    for item in diagnostics:
+        if not item.is_error:
+            click.echo(text_line(item), err=True)
+
+
+# ---------------------------------------------------------------- db
+
+
+@grove.group("db")
+def db_group() -> None:
+    """Database migrations."""
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+@common_options
+def db_upgrade(
+    revision: str, repo: str | None, ref: str | None, manifests_path: str | None, db: str | None
+) -> int:
+    """Migrate the registry database up to REVISION (default: head)."""
+    settings = load_settings(repo, ref, manifests_path, db)
+    database = reconciling.open_database(settings, require_schema=False)
+    click.get_current_context().call_on_close(database.dispose)
+    before, after = migrating.upgrade(database, revision)
+    if before == after:
+        click.echo(f"database already at schema {after}")
+    else:
+        click.echo(f"database migrated from {before or 'empty'} to {after}")
+    return 0
+
+
+@db_group.command("downgrade")
+@click.argument("revision")
+@common_options
+def db_downgrade(
+    revision: str, repo: str | None, ref: str | None, manifests_path: str | None, db: str | None
+) -> int:
+    """Migrate the registry database down to REVISION (``base`` removes every table)."""
+    settings = load_settings(repo, ref, manifests_path, db)
+    database = reconciling.open_database(settings, require_schema=False)
+    click.get_current_context().call_on_close(database.dispose)
+    before, after = migrating.downgrade(database, revision)
+    click.echo(f"database migrated from {before or 'empty'} to {after or 'empty'}")
+    return 0
+
+
+# ---------------------------------------------------------------- diff
+
+
+@grove.command("diff")
+@click.argument("base")
+@click.argument("head")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+)
+@common_options
+def diff_command(
+    base: str,
+    head: str,
+    fmt: str,
+    repo: str | None,
+    ref: str | None,
+    manifests_path: str | None,
+    db: str | None,
+) -> int:
+    """Plan between two git revisions with the safety checks; no database (PR preview)."""
+    settings = load_settings(repo, ref, manifests_path, db)
+    outcome, base_errors = reconciling.diff_revisions(settings, base, head)
+    if base_errors:
+        click.echo(
+            f"grove: warning: {base} has {len(base_errors)} manifest error(s); "
+            "its invalid objects are left out of the comparison",
+            err=True,
+        )
+    if outcome.plan is None:
+        if fmt == "json":
+            click.echo(json.dumps(_invalid_json(outcome.diagnostics), indent=2))
+        _report_invalid(outcome.diagnostics)
+        return 1
+    _warnings(outcome.diagnostics)
+    plan = outcome.plan
+    if fmt == "json":
+        click.echo(plan.dumps(), nl=False)
+    elif fmt == "markdown":
+        click.echo(plans.render_markdown(plan), nl=False)
+    else:
+        click.echo(plans.render_text(plan, title="Diff"), nl=False)
+    return _plan_exit(plan)
+
+
+def _plan_exit(plan: plans.Plan) -> int:
+    if plan.refused:
+        return 1
+    return EXIT_CHANGES if plan.changes else 0
+
+
+def _invalid_json(diagnostics: tuple[Diagnostic, ...]) -> dict[str, Any]:
+    return {
+        "valid": False,
+        "diagnostics": [
+            {
+                "file": d.file,
+                "line": d.line,
+                "code": d.code,
+                "severity": d.severity.value,
+                "message": d.message,
+            }
+            for d in diagnostics
+        ],
+    }
+
+
+# ---------------------------------------------------------------- plan / apply
+
+
+@grove.command("plan")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), help="Also save the plan for `grove apply --plan`."
+)
+@common_options
+def plan_command(
+    as_json: bool,
+    out: str | None,
+    repo: str | None,
+    ref: str | None,
+    manifests_path: str | None,
+    db: str | None,
+) -> int:
+    """Plan git at --ref against the live registry (exit 0 none, 2 changes, 1 refused)."""
+    settings = load_settings(repo, ref, manifests_path, db)
+    outcome = _reconciler(settings).plan()
+    if outcome.plan is None:
+        if as_json:
+            click.echo(json.dumps(_invalid_json(outcome.diagnostics), indent=2))
+        _report_invalid(outcome.diagnostics)
+        return 1
+    _warnings(outcome.diagnostics)
+    plan = outcome.plan
+    if out:
+        Path(out).write_text(plan.dumps(), encoding="utf-8")
+    if as_json:
+        click.echo(plan.dumps(), nl=False)
+    else:
+        click.echo(plans.render_text(plan), nl=False)
+        if out:
+            click.echo(f"Saved the plan to {out}; apply it with `grove apply --plan {out}`.")
+    return _plan_exit(plan)
+
+
+@grove.command("apply")
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Apply a plan saved by `grove plan --out` (refused if the registry moved).",
+)
+@click.option("--force", is_flag=True, help="Apply even if safety checks refuse (recorded).")
+@common_options
+def apply_command(
+    plan_file: str | None,
+    force: bool,
+    repo: str | None,
+    ref: str | None,
+    manifests_path: str | None,
+    db: str | None,
+) -> int:
+    """Apply git at --ref (or a saved plan) to the registry in one transaction."""
+    settings = load_settings(repo, ref, manifests_path, db)
+    reconciler = _reconciler(settings)
+    if plan_file:
+        try:
+            saved = plans.Plan.from_json(json.loads(Path(plan_file).read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise errors.UsageError(f"{plan_file}: not a Grove plan file ({exc})") from None
+        click.echo(plans.render_text(saved), nl=False)
+        applied = reconciler.apply_saved(saved, actor=actor(), force=force)
+        return _report_applied(applied, saved)
+    outcome = reconciler.plan()
+    if outcome.plan is None:
+        _report_invalid(outcome.diagnostics)
+        return 1
+    _warnings(outcome.diagnostics)
+    click.echo(plans.render_text(outcome.plan), nl=False)
+    applied = reconciler.apply(outcome.plan, actor=actor(), force=force)
+    return _report_applied(applied, outcome.plan)
+
+
+def _report_applied(applied: registry.Applied, plan: plans.Plan) -> int:
+    if applied.already_applied:
+        click.echo(f"Revision {plan.revision[:12]} is already applied; nothing to do.")
+    else:
+        forced = " (forced over the safety checks)" if plan.refused else ""
+        click.echo(
+            f"Applied {applied.changes} change(s) at revision {plan.revision[:12]}; "
+            f"registry serial {applied.state_serial}{forced}."
+        )
+    return 0
+
+
+# ---------------------------------------------------------------- reconcile / status
+
+
+@grove.command("reconcile")
+@click.option("--force", is_flag=True, help="Apply even if safety checks refuse (recorded).")
+@common_options
+def reconcile_command(
+    force: bool, repo: str | None, ref: str | None, manifests_path: str | None, db: str | None
+) -> int:
+    """One cycle: fetch, plan, apply unless refused, record status."""
+    settings = load_settings(repo, ref, manifests_path, db)
+    outcome = _reconciler(settings).reconcile(actor=actor(), force=force)
+    revision = (outcome.revision or "")[:12]
+    if outcome.state == "invalid":
+        _report_invalid(outcome.planned.diagnostics)
+        return 1
+    _warnings(outcome.planned.diagnostics)
+    plan = outcome.plan
+    assert plan is not None
+    if outcome.state == "refused":
+        click.echo(plans.render_text(plan), nl=False)
+        click.echo(f"grove: revision {revision} was not applied", err=True)
+        return 1
+    if outcome.state == "already-applied":
+        click.echo(
+            f"Revision {revision} is already applied (by another reconciler); nothing to do."
+        )
+    elif outcome.state == "in-sync" or plan.empty:
+        click.echo(f"In sync at revision {revision}; no changes.")
+    else:
+        assert outcome.applied is not None
+        click.echo(plans.render_text(plan), nl=False)
+        click.echo(
+            f"Applied {outcome.applied.changes} change(s) at revision {revision}; "
+            f"registry serial {outcome.applied.state_serial}."
+        )
+    return 0
+
+
+@grove.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@common_options
+def status_command(
+    as_json: bool, repo: str | None, ref: str | None, manifests_path: str | None, db: str | None
+) -> int:
+    """Sync, health, conditions, revisions and drift."""
+    settings = load_settings(repo, ref, manifests_path, db)
+    status = _reconciler(settings).status()
+    if as_json:
+        click.echo(json.dumps(status.to_json(), indent=2))
+        return 0
+    click.echo(f"sync:     {status.sync.value}")
+    click.echo(f"health:   {status.health.value}")
+    click.echo(f"desired:  {status.desired_revision or 'unknown'}")
+    click.echo(f"applied:  {status.last_applied_revision or 'never'}")
+    click.echo(f"attempted: {status.last_attempted_revision or 'never'}")
+    click.echo(
+        f"serial:   {status.state_serial}   objects: {status.objects}   "
+        f"pending changes: {status.pending_changes}"
+    )
+    for item in status.conditions:
+        tail = f" - {item.message}" if item.message else ""
+        click.echo(f"  {item.type:<12} {item.status:<7} {item.reason}{tail}")
+    return 0
+
+
+@grove.command("protect")
+@click.argument("ident", metavar="ID")
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(["AIModel", "RoutingRule"]),
+    help="Needed only when a model and a rule share the id.",
+)
+@click.option("--reason", default="", help="Why; shown in the refusal.")
+@common_options
+def protect_command(
+    ident: str,
+    kind: str | None,
+    reason: str,
+    repo: str | None,
+    ref: str | None,
+    manifests_path: str | None,
+    db: str | None,
+) -> int:
+    """Protect a live object so that deleting its file cannot remove it."""
+    return _protection(ident, kind, reason, True, load_settings(repo, ref, manifests_path, db))
+
+
+@grove.command("unprotect")
+@click.argument("ident", metavar="ID")
+@click.option("--type", "kind", type=click.Choice(["AIModel", "RoutingRule"]))
+@common_options
+def unprotect_command(
+    ident: str,
+    kind: str | None,
+    repo: str | None,
+    ref: str | None,
+    manifests_path: str | None,
+    db: str | None,
+) -> int:
+    """Remove the protection of a live object."""
+    return _protection(ident, kind, "", False, load_settings(repo, ref, manifests_path, db))
+
+
+def _protection(
+    ident: str, kind: str | None, reason: str, protect: bool, settings: Settings
+) -> int:
+    database = reconciling.open_database(settings)
+    click.get_current_context().call_on_close(database.dispose)
+    with database.transaction(write=True) as connection:
+        kinds = [kind] if kind else registry.live_kinds_of(connection, ident)
+        if not kinds:
+            raise errors.UsageError(f"no live object has the id {ident!r}")
+        if len(kinds) > 1:
+            raise errors.UsageError(f"{ident!r} is both a model and a rule; pass --type")
+        changed = registry.set_protection(
+            connection, kinds[0], ident, protect=protect, actor=actor(), reason=reason
+        )
+    verb = "protected" if protect else "unprotected"
+    click.echo(f"{kinds[0]}/{ident} {verb}" + ("" if changed else " (no change)"))
+    return 0

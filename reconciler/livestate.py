@@ -1,0 +1,66 @@
+"""What the registry holds right now, as plain data: objects, versions, flags, apply state.
+
+Built by `store` from the database and read by `diffing` and `safety`; no I/O
+here. Drift is judged by comparing a live object's content with the hash of
+what the reconciler applied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from reconciler import manifests
+
+Key = tuple[str, str]  # (object kind, object id)
+VersionKey = tuple[str, str, str]  # (object kind, object id, version)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LiveObject:
+    kind: str
+    id: str
+    version: str
+    meta: dict[str, Any]
+    payload: dict[str, Any]
+    applied_hash: str
+    source_path: str = ""
+    source_blob: str = ""
+
+    @property
+    def key(self) -> Key:
+        return (self.kind, self.id)
+
+    @property
+    def document(self) -> dict[str, Any]:
+        return {"meta": self.meta, "payload": self.payload}
+
+    @property
+    def state(self) -> str:
+        return manifests.state_of(self.document)
+
+    @property
+    def drifted(self) -> bool:
+        return manifests.content_hash(self.document) != self.applied_hash
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LiveState:
+    objects: dict[Key, LiveObject]
+    versions: dict[VersionKey, str]  # -> version hash of the recorded content
+    protections: frozenset[Key]
+    quarantined: frozenset[VersionKey]
+    applied_revision: str | None
+    applied_tree: str | None
+    state_serial: int
+    attempted_revision: str | None = None
+    suspended: bool = False
+    last_error: str | None = None
+    conditions: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def empty(cls) -> LiveState:
+        return cls({}, {}, frozenset(), frozenset(), None, None, 0)
+
+    def drifted(self) -> list[LiveObject]:
+        return [obj for _, obj in sorted(self.objects.items()) if obj.drifted]

@@ -1,0 +1,460 @@
+"""One reconcile cycle and its parts: fetch, desired state, plan, apply, status.
+
+The service behind ``grove plan``, ``apply``, ``diff``, ``status`` and
+``reconcile`` (and later the watch loop and the API). It wires a `sources`
+adapter, the loader and checks, `diffing`, `safety`, `applying` and the store;
+it holds no state between calls except a cache of parsed blobs.
+
+Desired state is read incrementally: a file whose git blob is the one the
+live objects were applied from is not read or parsed again; its objects are
+taken from the registry (unless they drifted). When validation then finds an
+error, everything is re-read from git so the error can name its line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from reconciler import (
+    checking,
+    diffing,
+    errors,
+    loading,
+    manifests,
+    safety,
+    yamlsafe,
+)
+from reconciler import status as status_module
+from reconciler.applying import apply as apply_plan
+from reconciler.diagnostics import Diagnostic
+from reconciler.livestate import Key, LiveObject, LiveState
+from reconciler.plans import Plan
+from reconciler.settings import Settings
+from reconciler.sources import Entry, Listing, Source
+from reconciler.sources.folder import FolderSource
+from reconciler.sources.git import GitSource, is_remote
+from reconciler.store import migrating, registry
+from reconciler.store.engine import Database
+
+log = logging.getLogger("grove.reconcile")
+
+
+def open_source(settings: Settings) -> Source:
+    """The git repository (local or remote) named by --repo, or a plain folder."""
+    limits = loading.Limits.of(settings)
+    location = settings.repo
+    if is_remote(location):
+        return GitSource(location, data_dir=settings.data_dir, limits=limits)
+    source = GitSource(location, data_dir=settings.data_dir, limits=limits)
+    try:
+        source.repo()
+    except errors.SourceError:
+        return FolderSource(location, limits)
+    return source
+
+
+def open_database(settings: Settings, *, require_schema: bool = True) -> Database:
+    db = Database(settings.db_url)
+    if require_schema:
+        try:
+            migrating.require_current(db)
+        except errors.GroveError:
+            db.dispose()
+            raise
+    return db
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DesiredState:
+    revision: str
+    tree: str | None
+    loaded: loading.LoadResult
+    diagnostics: tuple[Diagnostic, ...]
+
+    @property
+    def objects(self) -> dict[Key, manifests.GroveObject]:
+        return {(item.kind, item.id): item.obj for item in self.loaded.objects}
+
+    def desired(self) -> dict[Key, diffing.Desired]:
+        return {
+            (item.kind, item.id): diffing.Desired.of(item.obj, item.file, item.blob)
+            for item in self.loaded.objects
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PlanOutcome:
+    """A plan, or the manifest errors that prevented one."""
+
+    plan: Plan | None
+    diagnostics: tuple[Diagnostic, ...]
+    live: LiveState
+
+    @property
+    def invalid(self) -> bool:
+        return self.plan is None
+
+
+class Reconciler:
+    """Plans and applies git at a ref onto one registry database."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        source: Source,
+        db: Database | None,
+        *,
+        today: dt.date | None = None,
+        max_delete_ratio: float = 0.5,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.db = db
+        self.today = today
+        self.max_delete_ratio = max_delete_ratio
+        self.limits = loading.Limits.of(settings)
+
+    # ---------------------------------------------------------------- desired
+
+    def desired_state(self, revision: str, live: LiveState | None = None) -> DesiredState:
+        listing = self.source.list(revision, self.settings.path)
+        state = self._load(listing, live)
+        if live is not None and any(d.is_error for d in state.diagnostics):
+            state = self._load(listing, None)  # re-read everything so errors name lines
+        return state
+
+    def _load(self, listing: Listing, live: LiveState | None) -> DesiredState:
+        reusable = _reusable(listing, live) if live is not None else {}
+        files: list[loading.SourceFile] = []
+        problems = list(listing.problems)
+        for entry in listing.entries:
+            if entry.path in reusable:
+                continue
+            if entry.size > self.limits.max_file_bytes:
+                problem = loading.check_size(entry.path, entry.size, self.limits)
+                assert problem is not None
+                problems.append(problem)
+                continue
+            files.append(loading.SourceFile(entry.path, self.source.read(entry), entry.blob))
+        loaded = loading.load(
+            files, self.limits, allow_local_endpoints=self.settings.allow_local_endpoints
+        )
+        for entry, objects in reusable.values():
+            for live_object in objects:
+                try:
+                    obj = manifests.parse_document(
+                        live_object.document,
+                        allow_local_endpoints=self.settings.allow_local_endpoints,
+                    )
+                except ValidationError:
+                    return self._load(listing, None)  # settings changed: validate from git
+                document = yamlsafe.Document(0, 1, live_object.document, {}, {})
+                loaded.objects.append(loading.Located(obj, entry.path, document, entry.blob))
+            loaded.files += 1
+        if problems:
+            loaded.complete = False
+        loaded.objects.sort(key=lambda item: (item.file, item.document.index))
+        found = [*problems, *loaded.diagnostics]
+        return DesiredState(listing.revision, listing.tree, loaded, tuple(found))
+
+    # ---------------------------------------------------------------- plan
+
+    def live(self) -> LiveState:
+        assert self.db is not None
+        with self.db.transaction() as connection:
+            return registry.load_live(connection)
+
+    def resolve(self, ref: str | None = None) -> str:
+        self.source.fetch()
+        return self.source.resolve(ref or self.settings.ref)
+
+    def plan(self, ref: str | None = None, *, revision: str | None = None) -> PlanOutcome:
+        live = self.live()
+        revision = revision or self.resolve(ref)
+        if (
+            revision == live.applied_revision
+            and live.applied_tree is not None
+            and not any(obj.drifted for obj in live.objects.values())
+        ):
+            plan = Plan(
+                revision, live.applied_revision, live.state_serial, (), (), live.applied_tree
+            )
+            return PlanOutcome(plan, (), live)
+        desired = self.desired_state(revision, live)
+        return self.plan_against(desired, live, descends=self._descends(live, revision))
+
+    def _descends(self, live: LiveState, revision: str) -> bool | None:
+        applied = live.applied_revision
+        if applied is None or applied == revision:
+            return None
+        return self.source.is_ancestor(applied, revision)
+
+    def plan_against(
+        self, desired: DesiredState, live: LiveState, *, descends: bool | None
+    ) -> PlanOutcome:
+        changes = diffing.diff(desired.desired(), live)
+        context = safety.Context(
+            desired=desired.objects,
+            live=live,
+            changes=changes,
+            max_delete_ratio=self.max_delete_ratio,
+            descends=descends,
+        )
+        _, judged = safety.last_servers(context)
+        found = list(desired.diagnostics)
+        found += checking.check(
+            desired.loaded,
+            self.today or dt.date.today(),
+            removing=safety.removed_models(changes),
+            judged_elsewhere=judged,
+        )
+        ordered = tuple(sorted(set(found), key=Diagnostic.sort_key))
+        if any(d.is_error for d in ordered):
+            return PlanOutcome(None, ordered, live)
+        plan = Plan(
+            revision=desired.revision,
+            base_revision=live.applied_revision,
+            state_serial=live.state_serial,
+            changes=changes,
+            violations=tuple(safety.check(context)),
+            tree=desired.tree,
+        )
+        return PlanOutcome(plan, ordered, live)
+
+    # ---------------------------------------------------------------- apply
+
+    def apply(self, plan: Plan, *, actor: str, force: bool = False) -> registry.Applied:
+        assert self.db is not None
+        return apply_plan(self.db, plan, actor=actor, force=force)
+
+    def apply_saved(self, saved: Plan, *, actor: str, force: bool = False) -> registry.Applied:
+        """Apply a plan file: refused when the registry or the plan's revision moved."""
+        live = self.live()
+        if live.applied_revision != saved.base_revision or live.state_serial != saved.state_serial:
+            if live.applied_revision == saved.revision:
+                return registry.Applied(live.state_serial, already_applied=True)
+            raise errors.StalePlan(
+                "the registry moved since the plan was saved "
+                f"(serial {saved.state_serial} -> {live.state_serial}); plan again"
+            )
+        fresh = self.plan(revision=saved.revision)
+        if fresh.plan is None or not fresh.plan.same_changes(saved):
+            raise errors.StalePlan(
+                f"the saved plan no longer matches what revision {saved.revision[:12]} "
+                "produces against the registry; plan again"
+            )
+        return self.apply(fresh.plan, actor=actor, force=force)
+
+    def reconcile(self, *, actor: str, force: bool = False) -> CycleOutcome:
+        """One cycle: fetch, plan, apply unless refused, record the attempt and conditions."""
+        assert self.db is not None
+        revision: str | None = None
+        try:
+            revision = self.resolve()
+            outcome = self.plan(revision=revision)
+            if outcome.plan is None:
+                errors_ = [d for d in outcome.diagnostics if d.is_error]
+                self._record(revision, "ManifestsInvalid", f"{len(errors_)} manifest error(s)")
+                return CycleOutcome("invalid", revision, None, outcome, None)
+            plan = outcome.plan
+            if plan.refused and not force:
+                codes = ", ".join(sorted({v.code for v in plan.violations}))
+                self._record(revision, "PlanRefused", f"safety checks refused the plan: {codes}")
+                return CycleOutcome("refused", revision, plan, outcome, None)
+            if plan.empty and plan.revision == outcome.live.applied_revision:
+                self._record(revision, None, "")
+                return CycleOutcome("in-sync", revision, plan, outcome, None)
+            applied = self.apply(plan, actor=actor, force=force)
+            self._record(revision, None, "")
+            state = "already-applied" if applied.already_applied else "applied"
+            return CycleOutcome(state, revision, plan, outcome, applied)
+        except errors.PermanentError as exc:
+            self._record(revision, type(exc).__name__, str(exc))
+            raise
+        except errors.TemporaryError as exc:
+            self._record_quietly(revision, type(exc).__name__, str(exc))
+            raise
+
+    def _record(self, revision: str | None, reason: str | None, message: str) -> None:
+        assert self.db is not None
+        if reason is None:
+            conditions = [
+                status_module.condition("Ready", True, "ReconciliationSucceeded", message),
+                status_module.condition("Stalled", False, "Succeeded"),
+            ]
+        else:
+            conditions = [
+                status_module.condition("Ready", False, reason, message),
+                status_module.condition("Stalled", True, reason, message),
+            ]
+        with self.db.transaction(write=True) as connection:
+            registry.record_attempt(
+                connection,
+                revision=revision,
+                error=None if reason is None else f"{reason}: {message}",
+                conditions={c.type: c.to_json() for c in conditions},
+            )
+
+    def _record_quietly(self, revision: str | None, reason: str, message: str) -> None:
+        try:
+            self._record(revision, reason, message)
+        except errors.GroveError:  # the database may be what failed
+            log.warning("could not record the failed attempt: %s", message)
+
+    # ---------------------------------------------------------------- status
+
+    def status(self) -> status_module.Status:
+        live = self.live()
+        desired_revision: str | None = None
+        pending = 0
+        sync = status_module.Sync.UNKNOWN
+        problem = ""
+        try:
+            desired_revision = self.resolve()
+            outcome = self.plan(revision=desired_revision)
+            if outcome.plan is not None:
+                pending = len(outcome.plan.changes)
+                sync = status_module.Sync.OUT_OF_SYNC if pending else status_module.Sync.SYNCED
+            else:
+                problem = "manifests at the desired revision are invalid"
+        except errors.GroveError as exc:
+            problem = str(exc)
+        return build_status(live, desired_revision, sync, pending, problem)
+
+
+def build_status(
+    live: LiveState,
+    desired_revision: str | None,
+    sync: status_module.Sync,
+    pending: int,
+    problem: str,
+) -> status_module.Status:
+    drifted = tuple(f"{obj.kind}/{obj.id}" for obj in live.drifted())
+    stored = {
+        kind: status_module.Condition.from_json(value)
+        for kind, value in live.conditions.items()
+        if isinstance(value, dict)
+    }
+    stalled = stored.get("Stalled")
+    is_stalled = stalled is not None and stalled.status == "True"
+    conditions = [
+        status_module.condition(
+            "Drifted",
+            bool(drifted),
+            "DriftDetected" if drifted else "NoDrift",
+            ", ".join(drifted[:20]) if drifted else "",
+        ),
+        stalled or status_module.condition("Stalled", False, "NotStalled"),
+        status_module.condition("Reconciling", False, "Idle"),
+    ]
+    if live.applied_revision is None:
+        health = status_module.Health.UNKNOWN
+    elif drifted or is_stalled:
+        health = status_module.Health.DEGRADED
+    elif sync is status_module.Sync.OUT_OF_SYNC:
+        health = status_module.Health.PROGRESSING
+    else:
+        health = status_module.Health.HEALTHY
+    ready = sync is status_module.Sync.SYNCED and health is status_module.Health.HEALTHY
+    if ready:
+        reason, message = "ReconciliationSucceeded", f"applied {live.applied_revision or ''}"
+    elif problem:
+        reason, message = "SourceOrManifestError", problem
+    elif is_stalled and stalled is not None:
+        reason, message = stalled.reason, stalled.message
+    elif drifted:
+        reason, message = "DriftDetected", "live objects differ from what was applied"
+    else:
+        reason, message = "OutOfSync", f"{pending} change(s) pending"
+    conditions.insert(0, status_module.condition("Ready", ready, reason, message))
+    return status_module.Status(
+        sync=sync,
+        health=health,
+        conditions=tuple(conditions),
+        desired_revision=desired_revision,
+        last_applied_revision=live.applied_revision,
+        last_attempted_revision=live.attempted_revision,
+        state_serial=live.state_serial,
+        objects=len(live.objects),
+        pending_changes=pending,
+        drifted=drifted,
+        suspended=live.suspended,
+        last_error=live.last_error,
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CycleOutcome:
+    """``applied`` | ``already-applied`` | ``in-sync`` | ``refused`` | ``invalid``."""
+
+    state: str
+    revision: str | None
+    plan: Plan | None
+    planned: PlanOutcome
+    applied: registry.Applied | None
+
+
+def _reusable(
+    listing: Listing, live: LiveState | None
+) -> dict[str, tuple[Entry, list[LiveObject]]]:
+    """Files whose blob is the one their live objects were applied from, none drifted."""
+    if live is None:
+        return {}
+    by_source: dict[tuple[str, str], list[LiveObject]] = {}
+    for obj in live.objects.values():
+        if obj.source_blob:
+            by_source.setdefault((obj.source_path, obj.source_blob), []).append(obj)
+    out: dict[str, tuple[Entry, list[LiveObject]]] = {}
+    for entry in listing.entries:
+        objects = by_source.get((entry.path, entry.blob))
+        if objects and not any(obj.drifted for obj in objects):
+            out[entry.path] = (entry, objects)
+    return out
+
+
+# ---------------------------------------------------------------- diff (no database)
+
+
+def diff_revisions(
+    settings: Settings, base_ref: str, head_ref: str, *, today: dt.date | None = None
+) -> tuple[PlanOutcome, Sequence[Diagnostic]]:
+    """Plan between two revisions, as if ``base_ref`` were applied: the PR preview.
+
+    Returns the outcome and the base revision's own errors (reported, not fatal).
+    """
+    source = open_source(settings)
+    source.fetch()
+    reconciler = Reconciler(settings, source, None, today=today)
+    base_revision = source.resolve(base_ref)
+    head_revision = source.resolve(head_ref)
+    base = reconciler.desired_state(base_revision)
+    objects = {}
+    versions = {}
+    for item in base.loaded.objects:
+        document = manifests.to_document(item.obj)
+        objects[(item.kind, item.id)] = LiveObject(
+            kind=item.kind,
+            id=item.id,
+            version=item.obj.meta.version,
+            meta=document["meta"],
+            payload=document["payload"],
+            applied_hash=manifests.content_hash(document),
+        )
+        versions[(item.kind, item.id, item.obj.meta.version)] = manifests.version_hash(document)
+    live = LiveState(
+        objects=objects,
+        versions=versions,
+        protections=frozenset(),
+        quarantined=frozenset(),
+        applied_revision=base_revision,
+        applied_tree=base.tree,
+        state_serial=0,
+    )
+    head = reconciler.desired_state(head_revision)
+    outcome = reconciler.plan_against(head, live, descends=None)
+    return outcome, [d for d in base.diagnostics if d.is_error]

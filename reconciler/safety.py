@@ -1,0 +1,250 @@
+"""Safety checks: which plans must not be applied without ``--force``.
+
+Pure judgement over a plan, the desired objects and the live state; it never
+changes anything. Each violation carries a stable code, the objects involved
+and the way out, like Flux's ``prune`` guard and Argo CD's ``allowEmpty``:
+destruction is opt-in. ``--force`` applies a refused plan anyway and the
+override is recorded with every event the apply writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from reconciler import checking, manifests
+from reconciler.livestate import Key, LiveState
+from reconciler.plans import Change, ChangeKind, Violation
+
+# code -> (short name, what it guards against). Stable: never renumber.
+CATALOG: dict[str, tuple[str, str]] = {
+    "P001": ("version-not-bumped", "content changed but meta.version did not"),
+    "P002": ("version-reused", "a version string reused with different content"),
+    "P003": ("version-quarantined", "a quarantined version applied again"),
+    "P004": ("last-server", "disabling, retiring or removing the last model serving a rule"),
+    "P005": ("still-referenced", "removing a model that fallbacks or a chain still name"),
+    "P006": ("retire-before-remove", "removing a model that is not retired"),
+    "P007": ("protected", "removing a protected object"),
+    "P008": ("empty-desired", "git holds no objects while the registry does"),
+    "P009": ("mass-delete", "removing more than maxDeleteRatio of the live objects"),
+    "P010": ("not-descendant", "the new revision does not descend from the applied one"),
+}
+
+_LOSES_SERVER = (ChangeKind.DISABLE, ChangeKind.RETIRE, ChangeKind.REMOVE, ChangeKind.VERSION)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Context:
+    desired: Mapping[Key, manifests.GroveObject]
+    live: LiveState
+    changes: tuple[Change, ...]
+    max_delete_ratio: float = 0.5
+    descends: bool | None = None  # None: not applicable (first apply, folder source, diff)
+
+
+def violation(code: str, message: str, objects: list[str], way_out: str) -> Violation:
+    return Violation(code, CATALOG[code][0], message, tuple(objects), way_out)
+
+
+def removed_models(changes: tuple[Change, ...]) -> frozenset[str]:
+    return frozenset(
+        c.object_id
+        for c in changes
+        if c.kind is ChangeKind.REMOVE and c.object_kind == manifests.KIND_MODEL
+    )
+
+
+def check(context: Context) -> list[Violation]:
+    found: list[Violation] = []
+    found += _versions(context)
+    found += last_servers(context)[0]
+    found += _removals(context)
+    found += _bulk(context)
+    if context.descends is False:
+        live = context.live.applied_revision or "?"
+        found.append(
+            violation(
+                "P010",
+                f"the revision does not descend from the applied revision {live[:12]}: "
+                "history was rewritten (a force-push?)",
+                [],
+                "restore the branch so it contains the applied commit, or apply with --force "
+                "after checking what the rewrite dropped",
+            )
+        )
+    return found
+
+
+def _versions(context: Context) -> list[Violation]:
+    found: list[Violation] = []
+    for change in context.changes:
+        key = (change.object_kind, change.object_id, change.version_to or "")
+        if change.kind in (ChangeKind.VERSION, ChangeKind.UPDATE) and (
+            change.version_from == change.version_to
+        ):
+            found.append(
+                violation(
+                    "P001",
+                    f"{change.address} changed content but kept version {change.version_to}",
+                    [change.address],
+                    f"bump meta.version of {change.object_id} (versions are immutable)",
+                )
+            )
+        elif change.document is not None and key in context.live.versions:
+            recorded = context.live.versions[key]
+            if change.kind is not ChangeKind.RESTORE and (
+                manifests.version_hash(change.document) != recorded
+            ):
+                found.append(
+                    violation(
+                        "P002",
+                        f"{change.address} version {change.version_to} was applied before "
+                        "with different content",
+                        [change.address],
+                        "give the new content a version string never used for this object",
+                    )
+                )
+        if (
+            change.kind
+            in (ChangeKind.CREATE, ChangeKind.VERSION, ChangeKind.UPDATE, ChangeKind.ENABLE)
+            and key in context.live.quarantined
+        ):
+            found.append(
+                violation(
+                    "P003",
+                    f"{change.address} version {change.version_to} is quarantined",
+                    [change.address],
+                    "publish the fix under a new version, or revert to the previous version",
+                )
+            )
+    return found
+
+
+def _specs(objects: Mapping[str, manifests.GroveObject]) -> dict[str, manifests.ModelSpec]:
+    return {i: o.payload for i, o in objects.items() if isinstance(o, manifests.AIModel)}
+
+
+def _live_objects(live: LiveState) -> dict[Key, manifests.GroveObject]:
+    out: dict[Key, manifests.GroveObject] = {}
+    for key, obj in live.objects.items():
+        try:
+            out[key] = manifests.parse_document(obj.document, allow_local_endpoints=True)
+        except ValueError:
+            continue  # a live row edited into nonsense serves nothing
+    return out
+
+
+def last_servers(context: Context) -> tuple[list[Violation], frozenset[str]]:
+    """P004: enabled rules that lose their last server because of this plan.
+
+    Returns the violations and the rule ids concerned, whose plain "cannot be
+    served" validation error (R006) this check replaces.
+    """
+    desired = context.desired
+    models_after = _specs({k[1]: o for k, o in desired.items() if k[0] == manifests.KIND_MODEL})
+    live_objects = _live_objects(context.live)
+    models_before = _specs(
+        {k[1]: o for k, o in live_objects.items() if k[0] == manifests.KIND_MODEL}
+    )
+    changed = {c.object_id: c for c in context.changes if c.object_kind == manifests.KIND_MODEL}
+    found: list[Violation] = []
+    rules: list[str] = []
+    for (kind, ident), obj in sorted(desired.items()):
+        if kind != manifests.KIND_RULE or not isinstance(obj, manifests.RoutingRule):
+            continue
+        rule = obj.payload
+        if not rule.enabled or checking.spec_servers(rule, models_after):
+            continue
+        before = checking.spec_servers(rule, models_before)
+        culprits = [m for m in before if m in changed and changed[m].kind in _LOSES_SERVER]
+        if not culprits:
+            continue
+        rules.append(ident)
+        what = ", ".join(f"{m} ({changed[m].kind.value})" for m in culprits)
+        found.append(
+            violation(
+                "P004",
+                f"rule {ident} (taskType {rule.task_type}) would have no enabled model "
+                f"left: {what}",
+                [
+                    f"{manifests.KIND_RULE}/{ident}",
+                    *(f"{manifests.KIND_MODEL}/{m}" for m in culprits),
+                ],
+                f"enable another model that meets {ident}'s requirements first, or disable "
+                f"the rule {ident} in the same change",
+            )
+        )
+    return found, frozenset(rules)
+
+
+def _removals(context: Context) -> list[Violation]:
+    found: list[Violation] = []
+    removed = removed_models(context.changes)
+    for change in context.changes:
+        if change.kind is not ChangeKind.REMOVE:
+            continue
+        if change.key in context.live.protections:
+            found.append(
+                violation(
+                    "P007",
+                    f"{change.address} is protected",
+                    [change.address],
+                    f"run `grove unprotect {change.object_id}` first if the removal is intended",
+                )
+            )
+        if change.object_kind == manifests.KIND_MODEL and change.state_from != "retired":
+            found.append(
+                violation(
+                    "P006",
+                    f"{change.address} is {change.state_from} live; retire before remove",
+                    [change.address],
+                    f"set payload.state: retired for {change.object_id}, reconcile, "
+                    "then delete the file",
+                )
+            )
+    for (kind, ident), obj in sorted(context.desired.items()):
+        names = (
+            list(obj.payload.fallbacks)
+            if isinstance(obj, manifests.AIModel)
+            else list(obj.payload.chain)
+        )
+        gone = [name for name in names if name in removed]
+        if gone:
+            field = "fallbacks" if kind == manifests.KIND_MODEL else "chain"
+            found.append(
+                violation(
+                    "P005",
+                    f"{kind}/{ident} still names {', '.join(gone)} in its {field}",
+                    [f"{kind}/{ident}", *(f"{manifests.KIND_MODEL}/{g}" for g in gone)],
+                    f"remove {', '.join(gone)} from {ident}'s {field} in the same change",
+                )
+            )
+    return found
+
+
+def _bulk(context: Context) -> list[Violation]:
+    live_count = len(context.live.objects)
+    if not live_count:
+        return []
+    if not context.desired:
+        return [
+            violation(
+                "P008",
+                f"git holds no objects at this revision while the registry holds {live_count}",
+                [],
+                "check the manifests path and ref; an empty fleet is never applied implicitly",
+            )
+        ]
+    removals = sum(1 for c in context.changes if c.kind is ChangeKind.REMOVE)
+    ratio = removals / live_count
+    if ratio > context.max_delete_ratio:
+        return [
+            violation(
+                "P009",
+                f"the plan removes {removals} of {live_count} live objects ({ratio:.0%}), "
+                f"more than maxDeleteRatio {context.max_delete_ratio:.0%}",
+                [],
+                "remove in smaller steps, or apply with --force after checking the list",
+            )
+        ]
+    return []

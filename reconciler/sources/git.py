@@ -1,0 +1,208 @@
+"""Desired state from git objects at a resolved commit: trees and blobs, no working tree.
+
+The only module that imports GitPython. A local repository is read in place
+(``git ls-tree`` and ``cat-file``, never a checkout, so a user's working tree
+is never touched); a remote one (``file://``, ``https://``, ``ssh://`` or
+``user@host:path``) is mirrored into Grove's data folder and fetched with a
+bounded timeout. Any other transport, such as ``ext::``, is refused, and git
+itself is told to refuse it too (``GIT_ALLOW_PROTOCOL``). URLs are redacted of
+credentials in every message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from pathlib import Path
+
+import git
+from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
+
+from reconciler import addresses, diagnostics, errors
+from reconciler.diagnostics import Diagnostic
+from reconciler.loading import Limits
+from reconciler.sources import Entry, Listing
+from reconciler.sources.folder import SUFFIXES
+
+ALLOWED_SCHEMES = ("file", "https", "ssh")
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)")
+_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+MODE_SYMLINK = "120000"
+MODE_SUBMODULE = "160000"
+
+
+def is_remote(location: str) -> bool:
+    return "://" in location or "::" in location or bool(_SCP_LIKE.match(location))
+
+
+def check_url(location: str) -> None:
+    """Refuse transports other than file, https and ssh (``ext::`` runs commands)."""
+    if _SCP_LIKE.match(location):
+        return
+    scheme = location.split("://", 1)[0].lower() if "://" in location else ""
+    if scheme not in ALLOWED_SCHEMES:
+        shown = addresses.redact_userinfo(location)
+        raise errors.SourceError(
+            f"repository {shown!r}: only file://, https:// and ssh:// remotes are allowed"
+        )
+
+
+def _environment(timeout_s: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "GIT_ALLOW_PROTOCOL": "file:https:ssh",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "/bin/false",
+        "SSH_ASKPASS": "/bin/false",
+        "GIT_SSH_COMMAND": f"ssh -o BatchMode=yes -o ConnectTimeout={min(timeout_s, 30)}",
+        "GIT_HTTP_LOW_SPEED_LIMIT": "1000",
+        "GIT_HTTP_LOW_SPEED_TIME": str(min(timeout_s, 30)),
+        "LC_ALL": "C",
+    }
+
+
+class GitSource:
+    """A git repository, local or mirrored from a remote."""
+
+    def __init__(
+        self, location: str, *, data_dir: str, limits: Limits, timeout_s: int = 60
+    ) -> None:
+        self.location = location
+        self.limits = limits
+        self.timeout_s = timeout_s
+        self.remote = is_remote(location)
+        if self.remote:
+            check_url(location)
+            digest = hashlib.sha256(location.encode()).hexdigest()[:16]
+            self.path = Path(data_dir) / "sources" / digest
+        else:
+            self.path = Path(location)
+        self._repo: git.Repo | None = None
+
+    @property
+    def description(self) -> str:
+        return addresses.redact_userinfo(self.location)
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _git(self, *args: str, cwd: Path | None = None) -> str:
+        command = git.Git(str(cwd or self.path))
+        try:
+            output = command.execute(
+                ["git", *args],
+                env=_environment(self.timeout_s),
+                kill_after_timeout=self.timeout_s,
+                with_extended_output=False,
+                strip_newline_in_stdout=False,
+            )
+        except GitCommandError as exc:
+            raise self._wrap(exc, args[0]) from None
+        assert isinstance(output, str)
+        return output
+
+    def _wrap(self, exc: GitCommandError, action: str) -> errors.GroveError:
+        lines = [line.strip() for line in str(exc.stderr or "").splitlines() if line.strip()]
+        detail = lines[-1].removeprefix("stderr:").strip(" '") if lines else f"exit {exc.status}"
+        message = f"git {action} failed for {self.description}: {addresses.redact_userinfo(detail)}"
+        if action in ("clone", "fetch"):
+            return errors.SourceUnavailable(message)
+        return errors.SourceError(message)
+
+    def repo(self) -> git.Repo:
+        if self._repo is None:
+            try:
+                self._repo = git.Repo(self.path, search_parent_directories=not self.remote)
+            except (InvalidGitRepositoryError, NoSuchPathError):
+                raise errors.SourceError(
+                    f"{self.description} is not a git repository"
+                    + (" (not fetched yet)" if self.remote else "")
+                ) from None
+            if not self.remote and self._repo.working_tree_dir:
+                self.path = Path(self._repo.working_tree_dir)
+        return self._repo
+
+    # ---------------------------------------------------------------- Source
+
+    def fetch(self) -> None:
+        if not self.remote:
+            return
+        if (self.path / "HEAD").is_file():
+            self._git("fetch", "--prune", "--quiet", "origin")
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".partial")
+        if partial.exists():
+            shutil.rmtree(partial)
+        self._git(
+            "clone", "--mirror", "--quiet", "--", self.location, str(partial), cwd=self.path.parent
+        )
+        partial.rename(self.path)
+        self._repo = None
+
+    def resolve(self, ref: str) -> str:
+        repo = self.repo()
+        try:
+            sha = repo.git.rev_parse("--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
+        except GitCommandError:
+            raise errors.SourceError(f"ref {ref!r} not found in {self.description}") from None
+        if not _SHA.match(sha):
+            raise errors.SourceError(f"ref {ref!r} in {self.description} is not a commit")
+        return str(sha)
+
+    def list(self, revision: str, path: str) -> Listing:
+        repo = self.repo()
+        folder = path.strip("/")
+        try:
+            tree = repo.git.rev_parse(
+                "--verify", "--quiet", f"{revision}:{folder}" if folder else f"{revision}^{{tree}}"
+            )
+        except GitCommandError:
+            return Listing(revision, None, ())  # no such folder at this revision: empty
+        output = repo.git.ls_tree(
+            "-r", "-z", "-l", "--full-tree", revision, "--", f"{folder}/" if folder else "."
+        )
+        entries: list[Entry] = []
+        problems: list[Diagnostic] = []
+        for record in output.split("\0"):
+            if not record:
+                continue
+            info, name = record.split("\t", 1)
+            mode, kind, blob, size = info.split()
+            relative = name[len(folder) + 1 :] if folder else name
+            if any(part.startswith(".") for part in relative.split("/")[:-1]):
+                continue
+            if mode == MODE_SUBMODULE:
+                problems.append(
+                    diagnostics.error(
+                        name, 1, "F009", "submodules are not read; commit the manifests themselves"
+                    )
+                )
+                continue
+            if not name.endswith(SUFFIXES) or relative.split("/")[-1].startswith("."):
+                continue
+            if mode == MODE_SYMLINK:
+                problems.append(
+                    diagnostics.error(
+                        name, 1, "F003", "symbolic links are not followed; commit the file itself"
+                    )
+                )
+                continue
+            if kind != "blob":
+                continue
+            entries.append(Entry(name, blob, int(size) if size.isdigit() else 0))
+        return Listing(revision, str(tree), tuple(entries), tuple(problems))
+
+    def read(self, entry: Entry) -> bytes:
+        stream = self.repo().odb.stream(bytes.fromhex(entry.blob))
+        data: bytes = stream.read(self.limits.max_file_bytes + 1)
+        return data
+
+    def is_ancestor(self, old: str, new: str) -> bool | None:
+        repo = self.repo()
+        try:
+            repo.git.merge_base("--is-ancestor", old, new)
+        except GitCommandError:
+            return False
+        return True

@@ -1,0 +1,488 @@
+"""Queries on the registry: live state in, a plan's changes out, history and flags.
+
+Every function takes an open connection; the caller decides the transaction
+(see `engine.Database.transaction`). Results are plain data from `livestate`
+and dicts. The apply path (:func:`apply_plan`) takes the cluster-wide apply
+lock first and then compare-and-sets the state row, so two reconcilers can
+never both apply and a crash leaves the old state or the new one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
+
+from reconciler import errors, manifests
+from reconciler.livestate import LiveObject, LiveState
+from reconciler.plans import Change, ChangeKind, Plan
+from reconciler.store import tables
+
+APPLY_LOCK_KEY = 0x67726F7665  # "grove": the advisory lock id on PostgreSQL
+NOTIFY_CHANNEL = "grove_registry"
+LOCK_TIMEOUT = "30s"
+
+_EVENTS = {
+    (manifests.KIND_MODEL, ChangeKind.CREATE): "model_registered",
+    (manifests.KIND_MODEL, ChangeKind.VERSION): "model_versioned",
+    (manifests.KIND_MODEL, ChangeKind.ENABLE): "model_enabled",
+    (manifests.KIND_MODEL, ChangeKind.DISABLE): "model_disabled",
+    (manifests.KIND_MODEL, ChangeKind.RETIRE): "model_retired",
+    (manifests.KIND_MODEL, ChangeKind.REMOVE): "model_removed",
+    (manifests.KIND_RULE, ChangeKind.CREATE): "rule_created",
+    (manifests.KIND_RULE, ChangeKind.UPDATE): "rule_updated",
+    (manifests.KIND_RULE, ChangeKind.ENABLE): "rule_updated",
+    (manifests.KIND_RULE, ChangeKind.DISABLE): "rule_updated",
+    (manifests.KIND_RULE, ChangeKind.REMOVE): "rule_removed",
+}
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def load_live(connection: Connection) -> LiveState:
+    """Everything the planner needs to know about the registry, in one snapshot."""
+    objects: dict[tuple[str, str], LiveObject] = {}
+    for kind, table in tables.LIVE_TABLES.items():
+        rows = connection.execute(
+            select(
+                table.c.object_id,
+                table.c.version,
+                table.c.meta,
+                table.c.payload,
+                table.c.applied_hash,
+                table.c.source_path,
+                table.c.source_blob,
+            )
+        )
+        for row in rows:
+            objects[(kind, row.object_id)] = LiveObject(
+                kind=kind,
+                id=row.object_id,
+                version=row.version,
+                meta=row.meta,
+                payload=row.payload,
+                applied_hash=row.applied_hash,
+                source_path=row.source_path,
+                source_blob=row.source_blob,
+            )
+    versions = {
+        (row.object_kind, row.object_id, row.version): row.content_hash
+        for row in connection.execute(
+            select(
+                tables.object_versions.c.object_kind,
+                tables.object_versions.c.object_id,
+                tables.object_versions.c.version,
+                tables.object_versions.c.content_hash,
+            )
+        )
+    }
+    protections = frozenset(
+        (row.object_kind, row.object_id)
+        for row in connection.execute(
+            select(tables.protections.c.object_kind, tables.protections.c.object_id)
+        )
+    )
+    quarantined = frozenset(
+        (row.object_kind, row.object_id, row.version)
+        for row in connection.execute(
+            select(
+                tables.quarantined_versions.c.object_kind,
+                tables.quarantined_versions.c.object_id,
+                tables.quarantined_versions.c.version,
+            )
+        )
+    )
+    state = read_state(connection)
+    return LiveState(
+        objects=objects,
+        versions=versions,
+        protections=protections,
+        quarantined=quarantined,
+        applied_revision=state.applied_revision,
+        applied_tree=state.applied_tree,
+        state_serial=state.state_serial,
+        attempted_revision=state.attempted_revision,
+        suspended=state.suspended,
+        last_error=state.last_error,
+        conditions=dict(state.conditions or {}),
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StateRow:
+    applied_revision: str | None
+    applied_tree: str | None
+    attempted_revision: str | None
+    state_serial: int
+    last_attempt_at: dt.datetime | None
+    last_applied_at: dt.datetime | None
+    last_error: str | None
+    conditions: dict[str, Any]
+    suspended: bool
+
+
+def read_state(connection: Connection) -> StateRow:
+    row = connection.execute(
+        select(tables.reconciler_state).where(tables.reconciler_state.c.id == 1)
+    ).one()
+    return StateRow(
+        applied_revision=row.applied_revision,
+        applied_tree=row.applied_tree,
+        attempted_revision=row.attempted_revision,
+        state_serial=int(row.state_serial),
+        last_attempt_at=row.last_attempt_at,
+        last_applied_at=row.last_applied_at,
+        last_error=row.last_error,
+        conditions=dict(row.conditions or {}),
+        suspended=bool(row.suspended),
+    )
+
+
+def state_serial(connection: Connection) -> int:
+    value = connection.execute(
+        select(tables.reconciler_state.c.state_serial).where(tables.reconciler_state.c.id == 1)
+    ).scalar_one()
+    return int(value)
+
+
+def revision_history(connection: Connection, limit: int = 50) -> list[dict[str, Any]]:
+    table = tables.revisions
+    rows = connection.execute(select(table).order_by(table.c.id.desc()).limit(limit))
+    return [
+        {
+            "revision": row.revision,
+            "previousRevision": row.previous_revision,
+            "stateSerial": int(row.state_serial),
+            "changes": row.changes,
+            "summary": row.summary,
+            "forced": row.forced,
+            "actor": row.actor,
+            "appliedAt": _iso(row.applied_at),
+        }
+        for row in rows
+    ]
+
+
+def events(connection: Connection, limit: int = 100) -> list[dict[str, Any]]:
+    table = tables.lifecycle_events
+    rows = connection.execute(select(table).order_by(table.c.id.desc()).limit(limit))
+    return [
+        {
+            "type": row.event_type,
+            "objectKind": row.object_kind,
+            "objectId": row.object_id,
+            "versionFrom": row.version_from,
+            "versionTo": row.version_to,
+            "revision": row.revision,
+            "stateSerial": int(row.state_serial),
+            "forced": row.forced,
+            "actor": row.actor,
+            "details": row.details,
+            "timestamp": _iso(row.timestamp),
+        }
+        for row in rows
+    ]
+
+
+def version_history(connection: Connection, kind: str, ident: str) -> list[dict[str, Any]]:
+    table = tables.object_versions
+    rows = connection.execute(
+        select(table)
+        .where(and_(table.c.object_kind == kind, table.c.object_id == ident))
+        .order_by(table.c.id)
+    )
+    return [
+        {"version": r.version, "revision": r.revision, "meta": r.meta, "payload": r.payload}
+        for r in rows
+    ]
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite hands back naive UTC
+        value = value.replace(tzinfo=dt.UTC)
+    return value.isoformat()
+
+
+# ---------------------------------------------------------------- writing
+
+
+def take_apply_lock(connection: Connection) -> None:
+    """The cluster-wide apply lock, held until the transaction ends.
+
+    PostgreSQL: a transaction-level advisory lock, waiting at most LOCK_TIMEOUT.
+    SQLite: the transaction already began with BEGIN IMMEDIATE, which is the lock.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    try:
+        connection.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+        connection.execute(select(func.pg_advisory_xact_lock(APPLY_LOCK_KEY)))
+    except DBAPIError as exc:
+        if "lock timeout" in str(exc.orig).lower():
+            raise errors.LockBusy("another reconciler holds the apply lock") from exc
+        raise
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Applied:
+    """What an apply did: the new serial, or that the revision was already applied."""
+
+    state_serial: int
+    already_applied: bool = False
+    changes: int = 0
+
+
+def apply_plan(
+    connection: Connection,
+    plan: Plan,
+    *,
+    actor: str,
+    forced_codes: Sequence[str] = (),
+) -> Applied:
+    """Apply ``plan`` inside the caller's write transaction (lock, compare-and-set, write)."""
+    take_apply_lock(connection)
+    state = read_state(connection)
+    if state.applied_revision == plan.revision and not plan.changes:
+        return Applied(state.state_serial, already_applied=True)
+    if state.applied_revision != plan.base_revision or state.state_serial != plan.state_serial:
+        if state.applied_revision == plan.revision:
+            return Applied(state.state_serial, already_applied=True)
+        raise errors.StalePlan(
+            f"the registry moved since this plan (now at revision "
+            f"{(state.applied_revision or 'none')[:12]}, serial {state.state_serial}; "
+            f"the plan expected {(plan.base_revision or 'none')[:12]}, serial "
+            f"{plan.state_serial}); plan again"
+        )
+    forced = bool(forced_codes)
+    serial = state.state_serial + (1 if plan.changes else 0)
+    stamp = now()
+    _write_changes(connection, plan.changes, plan.revision, stamp)
+    _write_events(connection, plan, serial, actor, forced_codes, stamp)
+    connection.execute(
+        insert(tables.revisions).values(
+            revision=plan.revision,
+            previous_revision=state.applied_revision,
+            state_serial=serial,
+            changes=len(plan.changes),
+            summary={"counts": plan.counts(), "forced": list(forced_codes)},
+            forced=forced,
+            actor=actor,
+            applied_at=stamp,
+        )
+    )
+    guard = tables.reconciler_state.c
+    done = connection.execute(
+        update(tables.reconciler_state)
+        .where(
+            and_(
+                guard.id == 1,
+                guard.state_serial == state.state_serial,
+                guard.applied_revision.is_(None)
+                if state.applied_revision is None
+                else guard.applied_revision == state.applied_revision,
+            )
+        )
+        .values(
+            applied_revision=plan.revision,
+            applied_tree=plan.tree,
+            attempted_revision=plan.revision,
+            state_serial=serial,
+            last_applied_at=stamp,
+            last_attempt_at=stamp,
+            last_error=None,
+        )
+    )
+    if done.rowcount != 1:  # pragma: no cover - the lock makes this unreachable
+        raise errors.StalePlan("the registry moved during the apply; plan again")
+    if connection.dialect.name == "postgresql" and serial != state.state_serial:
+        connection.execute(select(func.pg_notify(NOTIFY_CHANNEL, str(serial))))
+    return Applied(serial, changes=len(plan.changes))
+
+
+def _live_values(change: Change, revision: str, stamp: dt.datetime) -> dict[str, Any]:
+    assert change.document is not None
+    return {
+        "object_id": change.object_id,
+        "version": change.version_to,
+        "meta": change.document["meta"],
+        "payload": change.document["payload"],
+        "applied_hash": manifests.content_hash(change.document),
+        "source_path": change.source_path,
+        "source_blob": change.source_blob,
+        "updated_at": stamp,
+    }
+
+
+def _write_changes(
+    connection: Connection, changes: Iterable[Change], revision: str, stamp: dt.datetime
+) -> None:
+    creates: dict[str, list[dict[str, Any]]] = {kind: [] for kind in tables.LIVE_TABLES}
+    new_versions: list[dict[str, Any]] = []
+    for change in changes:
+        table = tables.LIVE_TABLES[change.object_kind]
+        if change.kind is ChangeKind.REMOVE:
+            connection.execute(delete(table).where(table.c.object_id == change.object_id))
+            continue
+        values = _live_values(change, revision, stamp)
+        if change.kind is ChangeKind.CREATE:
+            creates[change.object_kind].append({**values, "created_at": stamp})
+        else:
+            connection.execute(
+                update(table).where(table.c.object_id == change.object_id).values(**values)
+            )
+        if change.kind in (ChangeKind.CREATE, ChangeKind.VERSION, ChangeKind.UPDATE):
+            assert change.document is not None
+            new_versions.append(
+                {
+                    "object_kind": change.object_kind,
+                    "object_id": change.object_id,
+                    "version": change.version_to,
+                    "content_hash": manifests.version_hash(change.document),
+                    "meta": change.document["meta"],
+                    "payload": change.document["payload"],
+                    "revision": revision,
+                    "created_at": stamp,
+                }
+            )
+    for kind, rows in creates.items():
+        if rows:
+            connection.execute(insert(tables.LIVE_TABLES[kind]), rows)
+    _record_versions(connection, new_versions)
+
+
+def _record_versions(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Keep every version; a forced reuse of a version string replaces its content."""
+    if not rows:
+        return
+    table = tables.object_versions
+    existing = {
+        (r.object_kind, r.object_id, r.version)
+        for r in connection.execute(
+            select(table.c.object_kind, table.c.object_id, table.c.version).where(
+                table.c.object_id.in_({row["object_id"] for row in rows})
+            )
+        )
+    }
+    fresh = [r for r in rows if (r["object_kind"], r["object_id"], r["version"]) not in existing]
+    if fresh:
+        connection.execute(insert(table), fresh)
+    for row in rows:
+        if (row["object_kind"], row["object_id"], row["version"]) in existing:
+            connection.execute(
+                update(table)
+                .where(
+                    and_(
+                        table.c.object_kind == row["object_kind"],
+                        table.c.object_id == row["object_id"],
+                        table.c.version == row["version"],
+                    )
+                )
+                .values(
+                    content_hash=row["content_hash"],
+                    meta=row["meta"],
+                    payload=row["payload"],
+                    revision=row["revision"],
+                )
+            )
+
+
+def _write_events(
+    connection: Connection,
+    plan: Plan,
+    serial: int,
+    actor: str,
+    forced_codes: Sequence[str],
+    stamp: dt.datetime,
+) -> None:
+    rows: list[dict[str, Any]] = []
+    forced = bool(forced_codes)
+    for change in plan.changes:
+        base = {
+            "object_kind": change.object_kind,
+            "object_id": change.object_id,
+            "version_from": change.version_from,
+            "version_to": change.version_to,
+            "revision": plan.revision,
+            "state_serial": serial,
+            "forced": forced,
+            "actor": actor,
+            "timestamp": stamp,
+        }
+        details: dict[str, Any] = {"stateFrom": change.state_from, "stateTo": change.state_to}
+        if forced:
+            details["forcedOver"] = list(forced_codes)
+        event = _EVENTS.get((change.object_kind, change.kind))
+        if event is not None:
+            rows.append({**base, "event_type": event, "details": details})
+        if change.corrects_drift or change.kind is ChangeKind.RESTORE:
+            drift = {"fields": [f.path for f in change.fields][:50]}
+            rows.append({**base, "event_type": "drift_corrected", "details": drift})
+    if rows:
+        connection.execute(insert(tables.lifecycle_events), rows)
+
+
+def record_attempt(
+    connection: Connection,
+    *,
+    revision: str | None,
+    error: str | None,
+    conditions: dict[str, Any],
+) -> None:
+    connection.execute(
+        update(tables.reconciler_state)
+        .where(tables.reconciler_state.c.id == 1)
+        .values(
+            attempted_revision=revision,
+            last_attempt_at=now(),
+            last_error=error,
+            conditions=conditions,
+        )
+    )
+
+
+def set_protection(
+    connection: Connection, kind: str, ident: str, *, protect: bool, actor: str, reason: str = ""
+) -> bool:
+    """Protect or unprotect; return whether anything changed."""
+    table = tables.protections
+    where = and_(table.c.object_kind == kind, table.c.object_id == ident)
+    present = connection.execute(select(table.c.object_id).where(where)).first() is not None
+    if protect and not present:
+        connection.execute(
+            insert(table).values(
+                object_kind=kind, object_id=ident, reason=reason, created_by=actor, created_at=now()
+            )
+        )
+        return True
+    if not protect and present:
+        connection.execute(delete(table).where(where))
+        return True
+    return False
+
+
+def quarantine(connection: Connection, kind: str, ident: str, version: str, reason: str) -> None:
+    connection.execute(
+        insert(tables.quarantined_versions).values(
+            object_kind=kind, object_id=ident, version=version, reason=reason, created_at=now()
+        )
+    )
+
+
+def live_kinds_of(connection: Connection, ident: str) -> list[str]:
+    """Object types that have a live object with this id."""
+    found = []
+    for kind, table in tables.LIVE_TABLES.items():
+        if connection.execute(select(table.c.object_id).where(table.c.object_id == ident)).first():
+            found.append(kind)
+    return found
