@@ -68,8 +68,20 @@ def is_local_ip(address: IPAddress) -> bool:
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 
 
+# Cloud metadata services hand out credentials: never an endpoint, whatever the settings.
+_METADATA_IPS = frozenset(
+    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+)
+
+
 def check_ip(address: IPAddress, *, allow_local: bool) -> None:
-    """Refuse a resolved address that is not public, unless local endpoints are allowed."""
+    """Refuse a resolved address that is not public, unless local endpoints are allowed.
+
+    Cloud metadata addresses are refused even then.
+    """
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    if address in _METADATA_IPS or mapped in _METADATA_IPS:
+        raise EndpointRejected(f"address {address} is a cloud metadata service")
     if not allow_local and is_local_ip(address):
         raise EndpointRejected(
             f"address {address} is loopback, private or link-local; "
@@ -113,10 +125,10 @@ def check_endpoint(url: str, *, allow_local: bool) -> str:
         check_ip(address, allow_local=allow_local)
         return url
     bare = host.rstrip(".")
-    if not allow_local and (
-        bare in _LOCAL_NAMES or bare.endswith(".localhost") or bare in _METADATA_NAMES
-    ):
-        raise EndpointRejected(f"endpoint host {bare} is a local or metadata name")
+    if bare in _METADATA_NAMES:
+        raise EndpointRejected(f"endpoint host {bare} is a cloud metadata service")
+    if not allow_local and (bare in _LOCAL_NAMES or bare.endswith(".localhost")):
+        raise EndpointRejected(f"endpoint host {bare} is a local name")
     return url
 
 

@@ -106,7 +106,11 @@ class Budget:
         self.bytes += size
         if self.files > self.limits.max_files:
             return diagnostics.error(
-                name, 1, "F002", f"more than {self.limits.max_files} manifest files"
+                name,
+                1,
+                "F002",
+                f"more than {self.limits.max_files} manifest files; this file and the rest "
+                "were not read",
             )
         if self.bytes > self.limits.max_tree_bytes:
             return diagnostics.error(
@@ -215,16 +219,18 @@ def _load_document(
         return
     found: list[Diagnostic] = []
     secret_paths: list[yamlsafe.Path] = []
-    for path, kind in secretscan.scan(raw):
+    for path, kind, is_key in secretscan.scan(raw):
         secret_paths.append(path)
+        shown = _dotted((*path[:-1], "<key>")) if is_key else _dotted(path)
+        what = "a key" if is_key else ""
         found.append(
             diagnostics.error(
                 name,
                 document.line_of(path),
                 "K001",
-                f"{_dotted(path)} looks like {kind}; never commit keys: put it in an "
-                "environment variable and write credentials: {env: VAR_NAME}",
-                path=_dotted(path),
+                f"{shown} {what + ' that ' if what else ''}looks like {kind}; never commit keys: "
+                "put it in an environment variable and write credentials: {env: VAR_NAME}",
+                path=shown,
             )
         )
     obj = _validate(name, document, raw, allow_local, found, secret_paths)
@@ -260,8 +266,11 @@ def _validate(
         obj = cls.model_validate(raw, context=context)
     except ValidationError as exc:
         for detail in exc.errors(include_url=False, include_input=False):
+            loc = _as_path([part for part in detail["loc"] if part != "[key]"])
+            if _under(loc, secret_paths):
+                continue
             diag = _from_pydantic(name, document, detail, cls)
-            if diag is not None and not _under(diag.path, secret_paths):
+            if diag is not None:
                 found.append(diag)
         return None
     for path, code, message in problems:
@@ -328,7 +337,7 @@ def _envelope_problems(
                 name,
                 document.line_of(("meta", "type")),
                 "S009",
-                f"meta.type must be one of: {kinds}",
+                f"meta.type: must be one of: {kinds}",
                 path="meta.type",
             )
         )
@@ -412,9 +421,12 @@ def _wrong_type(kind: str, raw: Any, text: str | None) -> str:
         shown = text if len(text) <= 24 else text[:21] + "..."
         message += f'; quote it: "{shown}"'
     elif kind == "bool_type" and isinstance(raw, str):
-        message += "; write true or false without quotes"
+        message += "; write true or false (yes, no, on and off are strings in YAML 1.2)"
     elif kind in ("int_type", "int_from_float") and isinstance(raw, float):
-        message = "expected a whole number, got a fraction"
+        if raw.is_integer():
+            message = "expected an integer; write it without a decimal point or exponent"
+        else:
+            message = "expected a whole number, got a fraction"
     return message
 
 
@@ -493,14 +505,10 @@ def _dotted(path: Sequence[str | int]) -> str:
     return out
 
 
-def _under(dotted: str, secret_paths: Sequence[yamlsafe.Path]) -> bool:
-    """A schema error about a field already reported as a secret adds nothing."""
-    for path in secret_paths:
-        secret = _dotted(path)
-        if dotted == secret or secret.startswith(dotted + ".") or dotted.startswith(secret):
-            return True
-    return False
+def _under(loc: yamlsafe.Path, secret_paths: Sequence[yamlsafe.Path]) -> bool:
+    """A schema error about a field already reported as a secret (or inside it) adds nothing."""
+    return any(loc[: len(secret)] == secret for secret in secret_paths)
 
 
 def _short(text: str) -> str:
-    return repr(text if len(text) <= 40 else text[:37] + "...")
+    return secretscan.shown_name(text)

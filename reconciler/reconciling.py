@@ -209,7 +209,7 @@ class Reconciler:
         found = list(desired.diagnostics)
         found += checking.check(
             desired.loaded,
-            self.today or dt.date.today(),
+            self.today or dt.datetime.now(dt.UTC).date(),
             removing=safety.removed_models(changes),
             judged_elsewhere=judged,
         )

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from reconciler import yamlsafe
+Path = tuple[str | int, ...]
 
 # (kind shown to the operator, pattern). Kinds name the family, never the value.
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -40,7 +40,7 @@ def _entropy(text: str) -> float:
     return -sum(n / total * math.log2(n / total) for n in counts.values())
 
 
-def _credential_like(path: yamlsafe.Path) -> bool:
+def _credential_like(path: Path) -> bool:
     return any(isinstance(part, str) and _CREDENTIAL_KEY.search(part) for part in path)
 
 
@@ -62,10 +62,32 @@ def looks_secret(value: str, *, credential_field: bool) -> str | None:
     return None
 
 
-def scan(value: Any) -> Iterator[tuple[yamlsafe.Path, str]]:
-    """Yield (path, kind) for every string leaf that looks like a secret."""
-    for path, leaf in yamlsafe.iter_scalars(value):
-        if isinstance(leaf, str):
-            kind = looks_secret(leaf, credential_field=_credential_like(path))
+def scan(value: Any) -> Iterator[tuple[Path, str, bool]]:
+    """Yield (path, kind, is_key) for every string leaf or mapping key that looks secret.
+
+    For a key, ``path`` ends with the key itself; callers must not print it.
+    """
+    pending: list[tuple[Path, Any]] = [((), value)]
+    while pending:
+        where, item = pending.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str):
+                    kind = looks_secret(key, credential_field=False)
+                    if kind is not None:
+                        yield (*where, key), kind, True
+                        continue
+                pending.append(((*where, key), child))
+        elif isinstance(item, list):
+            pending.extend(((*where, index), child) for index, child in enumerate(item))
+        elif isinstance(item, str):
+            kind = looks_secret(item, credential_field=_credential_like(where))
             if kind is not None:
-                yield path, kind
+                yield where, kind, False
+
+
+def shown_name(text: str, *, limit: int = 40) -> str:
+    """A key or name for a message: quoted, shortened, and never a secret."""
+    if looks_secret(text, credential_field=False) is not None:
+        return "<redacted>"
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")

@@ -21,7 +21,11 @@ class Settings(BaseSettings):
     """Every knob an operator can turn, with the environment variable that sets it."""
 
     model_config = SettingsConfigDict(
-        env_prefix="GROVE_", frozen=True, extra="ignore", case_sensitive=False
+        env_prefix="GROVE_",
+        frozen=True,
+        extra="ignore",
+        case_sensitive=False,
+        env_ignore_empty=True,
     )
 
     repo: str = Field(".", description="Fleet repository: a path or a URL (GROVE_REPO).")

@@ -55,7 +55,7 @@ def validate_files(
     if read_problems:
         loaded.complete = False
     found = [*read_problems, *loaded.diagnostics]
-    found += checking.check(loaded, today or dt.date.today())
+    found += checking.check(loaded, today or dt.datetime.now(dt.UTC).date())
     return Report(
         files=loaded.files + len(read_problems),
         objects=tuple(loaded.objects),

@@ -31,6 +31,8 @@ from typing import Any
 
 import yaml
 
+from reconciler import secretscan
+
 try:  # LibYAML is an order of magnitude faster; PyYAML's wheels ship it.
     from yaml import CSafeDumper as _BaseDumper
     from yaml import CSafeLoader as _EventLoader
@@ -231,7 +233,7 @@ class _Builder:
                     Problem(
                         "Y003",
                         line,
-                        f"duplicate key {_show_key(value)} at lines {first} and {line}",
+                        f"duplicate key {secretscan.shown_name(value)} at lines {first} and {line}",
                         column,
                     )
                 )
@@ -273,11 +275,6 @@ class _Builder:
             assert frame.key is not None
             frame.container[frame.key] = value
             frame.key = None
-
-
-def _show_key(key: str) -> str:
-    shown = key if len(key) <= 40 else key[:37] + "..."
-    return repr(shown)
 
 
 # ---------------------------------------------------------------- writing

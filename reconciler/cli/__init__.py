@@ -30,7 +30,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return int(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
-        return int(exc.exit_code)
+        # Exit 2 means "changes" for plan and diff, so a usage error must not look like it.
+        return 1
     except click.Abort:
         click.echo("grove: aborted", err=True)
         return 130

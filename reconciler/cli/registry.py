@@ -1,5 +1,8 @@
 """Commands on the registry: db, diff, plan, apply, status, reconcile, protect.
 
+The store, git and SQLAlchemy are imported when a command runs, not when the
+CLI starts, so ``grove validate`` stays quick and never loads a database driver.
+
 Exit codes (DESIGN section 5): ``plan`` and ``diff`` exit 0 with no changes,
 2 with safe changes and 1 when refused or invalid; ``apply`` and
 ``reconcile`` exit 0 when the registry matches the revision afterwards.
@@ -11,16 +14,19 @@ import getpass
 import json
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconciler import errors, plans, reconciling
+from reconciler import errors, plans
 from reconciler.cli.common import common_options, grove, load_settings
 from reconciler.cli.validate import text_line
 from reconciler.diagnostics import Diagnostic
 from reconciler.settings import Settings
-from reconciler.store import migrating, registry
+
+if TYPE_CHECKING:
+    from reconciler import reconciling
+    from reconciler.store import registry
 
 EXIT_CHANGES = 2
 
@@ -34,6 +40,8 @@ def actor() -> str:
 
 
 def _reconciler(settings: Settings, *, database: bool = True) -> reconciling.Reconciler:
+    from reconciler import reconciling
+
     source = reconciling.open_source(settings)
     db = reconciling.open_database(settings) if database else None
     if db is not None:
@@ -69,6 +77,9 @@ def db_upgrade(
     revision: str, repo: str | None, ref: str | None, manifests_path: str | None, db: str | None
 ) -> int:
     """Migrate the registry database up to REVISION (default: head)."""
+    from reconciler import reconciling
+    from reconciler.store import migrating
+
     settings = load_settings(repo, ref, manifests_path, db)
     database = reconciling.open_database(settings, require_schema=False)
     click.get_current_context().call_on_close(database.dispose)
@@ -87,6 +98,9 @@ def db_downgrade(
     revision: str, repo: str | None, ref: str | None, manifests_path: str | None, db: str | None
 ) -> int:
     """Migrate the registry database down to REVISION (``base`` removes every table)."""
+    from reconciler import reconciling
+    from reconciler.store import migrating
+
     settings = load_settings(repo, ref, manifests_path, db)
     database = reconciling.open_database(settings, require_schema=False)
     click.get_current_context().call_on_close(database.dispose)
@@ -119,6 +133,8 @@ def diff_command(
     db: str | None,
 ) -> int:
     """Plan between two git revisions with the safety checks; no database (PR preview)."""
+    from reconciler import reconciling
+
     settings = load_settings(repo, ref, manifests_path, db)
     outcome, base_errors = reconciling.diff_revisions(settings, base, head)
     if base_errors:
@@ -361,6 +377,9 @@ def unprotect_command(
 def _protection(
     ident: str, kind: str | None, reason: str, protect: bool, settings: Settings
 ) -> int:
+    from reconciler import reconciling
+    from reconciler.store import registry
+
     database = reconciling.open_database(settings)
     click.get_current_context().call_on_close(database.dispose)
     with database.transaction(write=True) as connection:

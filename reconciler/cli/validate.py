@@ -7,6 +7,7 @@ no database and no network.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -41,7 +42,8 @@ def validate_command(
 ) -> int:
     """Validate manifest files or folders (default: the manifests path)."""
     settings = load_settings(repo, ref, manifests_path, db)
-    report = validating.validate_paths(list(paths) or [settings.path], settings)
+    default = str(Path(settings.repo) / settings.path) if repo else settings.path
+    report = validating.validate_paths(list(paths) or [default], settings)
     if fmt == "json":
         click.echo(json.dumps(as_json(report), indent=2))
     elif fmt == "github":

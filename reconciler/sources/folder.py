@@ -90,6 +90,18 @@ def _walk_folder(root: str) -> Iterator[tuple[str, Diagnostic | None]]:
             if entry.is_symlink():
                 yield name, _link_error(name)
             elif entry.is_dir(follow_symlinks=False):
+                if (Path(entry.path) / ".git").exists() or (Path(entry.path) / ".git").is_symlink():
+                    yield (
+                        name,
+                        diagnostics.error(
+                            name,
+                            1,
+                            "F009",
+                            "a git submodule or nested repository is not read; "
+                            "commit the manifests themselves",
+                        ),
+                    )
+                    continue
                 subfolders.append(entry.path)
             elif entry.name.endswith(SUFFIXES):
                 try:

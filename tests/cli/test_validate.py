@@ -43,6 +43,14 @@ def test_without_paths_the_manifests_path_is_validated(
     assert grove("validate", "--path", "nowhere").code == 1
 
 
+def test_without_paths_the_manifests_under_repo_are_validated(
+    grove: GroveRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    write_tree(tmp_path, {"elsewhere/manifests/m.yaml": model_yaml("m")})
+    monkeypatch.chdir(tmp_path)
+    assert "checked 1 object(s)" in grove("validate", "--repo", "elsewhere").out
+
+
 def test_list_prints_a_table_of_the_fleet(
     grove: GroveRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -131,20 +139,31 @@ def test_github_format_is_one_workflow_command_per_problem(
     assert result.out.splitlines()[-1].startswith("checked 2 object(s)")
 
 
-def test_validate_never_touches_a_database(
-    grove: GroveRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_validate_never_touches_a_database(tmp_path: Path) -> None:
+    """In a fresh process: no database file appears and no driver is even imported."""
     write_tree(tmp_path, {"m.yaml": model_yaml("m")})
-    monkeypatch.chdir(tmp_path)
-    result = grove("validate", "m.yaml", "--db", "sqlite:///must-not-exist.db")
-    assert result.code == 0
+    probe = (
+        "import sys\n"
+        "from reconciler import cli\n"
+        "code = cli.run(['validate', 'm.yaml', '--db', 'sqlite:///must-not-exist.db'])\n"
+        "loaded = [m for m in ('sqlalchemy', 'psycopg', 'git', 'httpx') if m in sys.modules]\n"
+        "print(code, loaded)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.stdout.splitlines()[-1] == "0 []", done.stdout + done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.yaml"]
-    assert "sqlalchemy" not in sys.modules or "reconciler.store" not in sys.modules
 
 
 def test_unknown_format_is_a_usage_error(grove: GroveRunner) -> None:
     result = grove("validate", "--format", "xml")
-    assert result.code == 2
+    assert result.code == 1  # never 2, which means "changes" for plan and diff
     assert "Invalid value for '--format'" in result.err
 
 

@@ -174,7 +174,7 @@ def test_env_variable_names_are_not_mistaken_for_secrets() -> None:
         ),
         (
             "meta: {type: Model}\npayload: {}\n",
-            ["S009 meta.type must be one of: AIModel, RoutingRule"],
+            ["S009 meta.type: must be one of: AIModel, RoutingRule"],
         ),
     ],
 )

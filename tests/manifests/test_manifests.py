@@ -153,6 +153,27 @@ def test_local_endpoints_are_allowed_only_when_asked(url: str) -> None:
     assert addresses.check_endpoint(url, allow_local=True) == url
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/",
+        "https://[::ffff:169.254.169.254]/",
+        "http://metadata.google.internal/",
+        "http://[fd00:ec2::254]/",
+    ],
+)
+def test_metadata_services_are_refused_even_when_local_is_allowed(url: str) -> None:
+    with pytest.raises(addresses.EndpointRejected, match="metadata"):
+        addresses.check_endpoint(url, allow_local=True)
+
+
+def test_redact_userinfo_removes_credentials_from_every_url() -> None:
+    text = "fetch https://user:s3cret@git.example.com/x and ssh://git@host/y failed"
+    assert addresses.redact_userinfo(text) == (
+        "fetch https://***@git.example.com/x and ssh://***@host/y failed"
+    )
+
+
 def test_check_ip_is_for_resolved_addresses() -> None:
     addresses.check_ip(ipaddress.ip_address("93.184.216.34"), allow_local=False)
     with pytest.raises(addresses.EndpointRejected):
@@ -168,6 +189,11 @@ def test_settings_flags_beat_environment_beat_defaults(monkeypatch: pytest.Monke
     assert settings.load().path == "fleet"
     assert settings.load(path="cli", db_url=None).path == "cli"
     assert settings.load(path=None).db_url == "sqlite:///other.db"
+
+
+def test_an_empty_variable_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GROVE_ALLOW_LOCAL_ENDPOINTS", "")
+    assert settings.load().allow_local_endpoints is False
 
 
 def test_invalid_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
