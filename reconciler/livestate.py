@@ -41,7 +41,11 @@ class LiveObject:
 
     @property
     def drifted(self) -> bool:
-        return manifests.content_hash(self.document) != self.applied_hash
+        """Live content differs from what was applied (or the version column from meta)."""
+        return (
+            manifests.content_hash(self.document) != self.applied_hash
+            or self.meta.get("version") != self.version
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

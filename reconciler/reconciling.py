@@ -179,6 +179,7 @@ class Reconciler:
         if (
             revision == live.applied_revision
             and live.applied_tree is not None
+            and self.source.tree(revision, self.settings.path) == live.applied_tree
             and not any(obj.drifted for obj in live.objects.values())
         ):
             plan = Plan(

@@ -48,6 +48,10 @@ class Source(Protocol):
         """The immutable revision ``ref`` points at now."""
         ...
 
+    def tree(self, revision: str, path: str) -> str | None:
+        """Content id of the manifests folder at ``revision`` (None when it does not exist)."""
+        ...
+
     def list(self, revision: str, path: str) -> Listing:
         """Manifest files under ``path`` at ``revision``, without reading them."""
         ...

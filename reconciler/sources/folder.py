@@ -194,9 +194,12 @@ class FolderSource:
             digest.update(f"{entry.path}\0{entry.blob}\n".encode())
         return "folder-" + digest.hexdigest()[:40]
 
+    def tree(self, revision: str, path: str) -> str | None:
+        return self.list(revision, path).tree
+
     def list(self, revision: str, path: str) -> Listing:
         entries, problems = self._scan(path)
-        digest = hashlib.sha256("".join(f"{e.path}{e.blob}" for e in entries).encode())
+        digest = hashlib.sha256("".join(f"{e.path}\0{e.blob}\n" for e in entries).encode())
         return Listing(revision, digest.hexdigest()[:40], tuple(entries), tuple(problems))
 
     def read(self, entry: Entry) -> bytes:

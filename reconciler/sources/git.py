@@ -151,14 +151,21 @@ class GitSource:
             raise errors.SourceError(f"ref {ref!r} in {self.description} is not a commit")
         return str(sha)
 
-    def list(self, revision: str, path: str) -> Listing:
-        repo = self.repo()
+    def tree(self, revision: str, path: str) -> str | None:
         folder = path.strip("/")
         try:
-            tree = repo.git.rev_parse(
+            found = self.repo().git.rev_parse(
                 "--verify", "--quiet", f"{revision}:{folder}" if folder else f"{revision}^{{tree}}"
             )
         except GitCommandError:
+            return None
+        return str(found)
+
+    def list(self, revision: str, path: str) -> Listing:
+        repo = self.repo()
+        folder = path.strip("/")
+        tree = self.tree(revision, path)
+        if tree is None:
             return Listing(revision, None, ())  # no such folder at this revision: empty
         output = repo.git.ls_tree(
             "-r", "-z", "-l", "--full-tree", revision, "--", f"{folder}/" if folder else "."
