@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from reconciler import errors, manifests
 from reconciler.livestate import LiveObject, LiveState
 from reconciler.plans import Change, ChangeKind, Plan
-from reconciler.store import tables
+from reconciler.store import failpoints, tables
 
 APPLY_LOCK_KEY = 0x67726F7665  # "grove": the advisory lock id on PostgreSQL
 NOTIFY_CHANNEL = "grove_registry"
@@ -264,6 +264,7 @@ def apply_plan(
             f"the plan expected {(plan.base_revision or 'none')[:12]}, serial "
             f"{plan.state_serial}); plan again"
         )
+    failpoints.hit("apply_locked")
     forced = bool(forced_codes)
     serial = state.state_serial + (1 if plan.changes else 0)
     stamp = now()
@@ -334,6 +335,7 @@ def _write_changes(
         if change.kind is ChangeKind.REMOVE:
             connection.execute(delete(table).where(table.c.object_id == change.object_id))
             continue
+        failpoints.hit("apply_write")
         values = _live_values(change, revision, stamp)
         if change.kind is ChangeKind.CREATE:
             creates[change.object_kind].append({**values, "created_at": stamp})
