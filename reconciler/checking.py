@@ -295,6 +295,12 @@ def servers(rule: manifests.RuleSpec, models: dict[str, Located]) -> list[str]:
     return spec_servers(rule, {ident: _model(item).payload for ident, item in models.items()})
 
 
+def has_server(rule: manifests.RuleSpec, models: Mapping[str, manifests.ModelSpec]) -> bool:
+    """Whether any model can serve ``rule``; stops at the first one."""
+    pool = rule.chain if rule.chain else models
+    return any(ident in models and eligible(models[ident], rule) for ident in pool)
+
+
 def spec_servers(rule: manifests.RuleSpec, models: Mapping[str, manifests.ModelSpec]) -> list[str]:
     """:func:`servers` over bare model specs (live or desired)."""
     pool = list(rule.chain) if rule.chain else sorted(models)

@@ -36,10 +36,15 @@ class Desired:
     document: dict[str, Any]
     source_path: str = ""
     source_blob: str = ""
+    content_hash: str = ""  # precomputed when known (an unchanged file's live content)
 
     @property
     def key(self) -> Key:
         return (self.kind, self.id)
+
+    @property
+    def hash(self) -> str:
+        return self.content_hash or manifests.content_hash(self.document)
 
     @classmethod
     def of(
@@ -102,7 +107,7 @@ def _remove(have: LiveObject) -> Change:
 
 def _compare(want: Desired, have: LiveObject, live: LiveState) -> Change | None:
     drifted = have.drifted
-    wanted_hash = manifests.content_hash(want.document)
+    wanted_hash = want.hash
     if wanted_hash == have.applied_hash:
         if not drifted:
             return None

@@ -13,6 +13,7 @@ error, everything is re-read from git so the error can name its line.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import logging
@@ -75,16 +76,49 @@ class DesiredState:
     tree: str | None
     loaded: loading.LoadResult
     diagnostics: tuple[Diagnostic, ...]
+    reused: dict[Key, LiveObject] = dataclasses.field(default_factory=dict)
 
     @property
     def objects(self) -> dict[Key, manifests.GroveObject]:
         return {(item.kind, item.id): item.obj for item in self.loaded.objects}
 
     def desired(self) -> dict[Key, diffing.Desired]:
-        return {
-            (item.kind, item.id): diffing.Desired.of(item.obj, item.file, item.blob)
-            for item in self.loaded.objects
-        }
+        out: dict[Key, diffing.Desired] = {}
+        for item in self.loaded.objects:
+            key = (item.kind, item.id)
+            live = self.reused.get(key)
+            if live is not None:  # an unchanged file: its live content is git's content
+                out[key] = diffing.Desired(
+                    item.kind,
+                    item.id,
+                    live.version,
+                    live.document,
+                    item.file,
+                    item.blob,
+                    live.applied_hash,
+                )
+            else:
+                out[key] = diffing.Desired.of(item.obj, item.file, item.blob)
+        return out
+
+
+# Validated objects by content hash: a long-running reconciler validates each
+# version of each object once, not once per cycle.
+_PARSED: collections.OrderedDict[tuple[str, bool], manifests.GroveObject] = (
+    collections.OrderedDict()
+)
+_PARSED_MAX = 100_000
+
+
+def _parse_cached(live: LiveObject, allow_local: bool) -> manifests.GroveObject:
+    key = (live.applied_hash, allow_local)
+    found = _PARSED.get(key)
+    if found is None:
+        found = manifests.parse_document(live.document, allow_local_endpoints=allow_local)
+        _PARSED[key] = found
+        if len(_PARSED) > _PARSED_MAX:
+            _PARSED.popitem(last=False)
+    return found
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -144,23 +178,22 @@ class Reconciler:
         loaded = loading.load(
             files, self.limits, allow_local_endpoints=self.settings.allow_local_endpoints
         )
+        reused: dict[Key, LiveObject] = {}
         for entry, objects in reusable.values():
             for live_object in objects:
                 try:
-                    obj = manifests.parse_document(
-                        live_object.document,
-                        allow_local_endpoints=self.settings.allow_local_endpoints,
-                    )
+                    obj = _parse_cached(live_object, self.settings.allow_local_endpoints)
                 except ValidationError:
                     return self._load(listing, None)  # settings changed: validate from git
                 document = yamlsafe.Document(0, 1, live_object.document, {}, {})
                 loaded.objects.append(loading.Located(obj, entry.path, document, entry.blob))
+                reused[live_object.key] = live_object
             loaded.files += 1
         if problems:
             loaded.complete = False
         loaded.objects.sort(key=lambda item: (item.file, item.document.index))
         found = [*problems, *loaded.diagnostics]
-        return DesiredState(listing.revision, listing.tree, loaded, tuple(found))
+        return DesiredState(listing.revision, listing.tree, loaded, tuple(found), reused)
 
     # ---------------------------------------------------------------- plan
 

@@ -120,44 +120,45 @@ def _versions(context: Context) -> list[Violation]:
     return found
 
 
-def _specs(objects: Mapping[str, manifests.GroveObject]) -> dict[str, manifests.ModelSpec]:
-    return {i: o.payload for i, o in objects.items() if isinstance(o, manifests.AIModel)}
-
-
-def _live_objects(live: LiveState) -> dict[Key, manifests.GroveObject]:
-    out: dict[Key, manifests.GroveObject] = {}
-    for key, obj in live.objects.items():
-        try:
-            out[key] = manifests.parse_document(obj.document, allow_local_endpoints=True)
-        except ValueError:
-            continue  # a live row edited into nonsense serves nothing
-    return out
-
-
 def last_servers(context: Context) -> tuple[list[Violation], frozenset[str]]:
     """P004: enabled rules that lose their last server because of this plan.
 
     Returns the violations and the rule ids concerned, whose plain "cannot be
-    served" validation error (R006) this check replaces.
+    served" validation error (R006) this check replaces. Only rules that a
+    changed model used to serve are examined, so a plan touching nothing
+    costs nothing here.
     """
-    desired = context.desired
-    models_after = _specs({k[1]: o for k, o in desired.items() if k[0] == manifests.KIND_MODEL})
-    live_objects = _live_objects(context.live)
-    models_before = _specs(
-        {k[1]: o for k, o in live_objects.items() if k[0] == manifests.KIND_MODEL}
-    )
-    changed = {c.object_id: c for c in context.changes if c.object_kind == manifests.KIND_MODEL}
+    changed = {
+        c.object_id: c
+        for c in context.changes
+        if c.object_kind == manifests.KIND_MODEL and c.kind in _LOSES_SERVER
+    }
+    if not changed:
+        return [], frozenset()
+    before: dict[str, manifests.ModelSpec] = {}
+    for ident in changed:
+        live = context.live.objects.get((manifests.KIND_MODEL, ident))
+        if live is None:
+            continue
+        try:
+            parsed = manifests.parse_document(live.document, allow_local_endpoints=True)
+        except ValueError:
+            continue  # a live row edited into nonsense served nothing
+        if isinstance(parsed, manifests.AIModel):
+            before[ident] = parsed.payload
+    models_after = {
+        ident: obj.payload
+        for (kind, ident), obj in context.desired.items()
+        if kind == manifests.KIND_MODEL and isinstance(obj, manifests.AIModel)
+    }
     found: list[Violation] = []
     rules: list[str] = []
-    for (kind, ident), obj in sorted(desired.items()):
+    for (kind, ident), obj in sorted(context.desired.items()):
         if kind != manifests.KIND_RULE or not isinstance(obj, manifests.RoutingRule):
             continue
         rule = obj.payload
-        if not rule.enabled or checking.spec_servers(rule, models_after):
-            continue
-        before = checking.spec_servers(rule, models_before)
-        culprits = [m for m in before if m in changed and changed[m].kind in _LOSES_SERVER]
-        if not culprits:
+        culprits = checking.spec_servers(rule, before) if rule.enabled else []
+        if not culprits or checking.has_server(rule, models_after):
             continue
         rules.append(ident)
         what = ", ".join(f"{m} ({changed[m].kind.value})" for m in culprits)
