@@ -33,9 +33,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reconciler import reconciling, settings  # noqa: E402
-from reconciler.store import migrating  # noqa: E402
-from reconciler.store.engine import Database  # noqa: E402
+from reconciler import reconciling, settings
+from reconciler.store import migrating
+from reconciler.store.engine import Database
 
 GIT = {
     "GIT_AUTHOR_NAME": "bench",
@@ -44,16 +44,20 @@ GIT = {
     "GIT_COMMITTER_EMAIL": "bench@grove.invalid",
 }
 CAPS = ("reasoning", "creativity", "precision", "speed", "context")
-PG_ADMIN = os.environ.get("GROVE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN = os.environ.get(
+    "GROVE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def model(i: int, version: int = 1) -> str:
     caps = ", ".join(f"{c}: {((i * 7 + k * 13) % 90 + 10) / 100:.2f}" for k, c in enumerate(CAPS))
     fallback = f"\n  fallbacks: [m{i + 1:05d}]" if i % 3 == 1 else ""
+    meta = f'{{id: m{i:05d}, type: AIModel, version: "{version}", labels: {{team: t{i % 10}}}}}'
+    pricing = f"{{inputPerMTok: {i % 5 + 0.5}, outputPerMTok: 2}}"
     return (
-        f'meta: {{id: m{i:05d}, type: AIModel, version: "{version}", labels: {{team: t{i % 10}}}}}\n'
+        f"meta: {meta}\n"
         f"payload:\n  name: Model {i}\n  provider: mock\n  capabilities: {{{caps}}}\n"
-        f"  contextWindow: {32000 + i}\n  pricing: {{inputPerMTok: {i % 5 + 0.5}, outputPerMTok: 2}}\n"
+        f"  contextWindow: {32000 + i}\n  pricing: {pricing}\n"
         f"  priority: {i % 1000}{fallback}\n"
     )
 
@@ -69,7 +73,12 @@ def rule(j: int) -> str:
 
 def git(root: Path, *args: str) -> str:
     return subprocess.run(
-        ["git", *args], cwd=root, env={**os.environ, **GIT}, check=True, capture_output=True, text=True
+        ["git", *args],
+        cwd=root,
+        env={**os.environ, **GIT},
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
 
 
@@ -131,7 +140,7 @@ def postgres_url() -> tuple[str, Callable[[], None]] | None:
         name = f"grove_bench_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as admin:
             admin.execute(f'CREATE DATABASE "{name}"')
-    except Exception as exc:  # noqa: BLE001 - the benchmark just reports it
+    except Exception as exc:  # the benchmark just reports why
         print(f"PostgreSQL skipped: {exc}".splitlines()[0])
         return None
 
@@ -182,10 +191,10 @@ def main() -> None:
     for backend in backends:
         if (backend, 1000) in results and (backend, 10000) in results:
             small, big = results[(backend, 1000)], results[(backend, 10000)]
+            ratios = {key: big[key] / small[key] for key in ("cold", "noop", "one")}
             print(
-                f"{backend}: 10,000 / 1,000 cost ratio: cold {big['cold'] / small['cold']:.1f}x, "
-                f"no-op {big['noop'] / small['noop']:.1f}x, one change {big['one'] / small['one']:.1f}x "
-                "(goal <= 12x)"
+                f"{backend}: 10,000 / 1,000 cost ratio: cold {ratios['cold']:.1f}x, "
+                f"no-op {ratios['noop']:.1f}x, one change {ratios['one']:.1f}x (goal <= 12x)"
             )
         if (backend, 1000) in results:
             r = results[(backend, 1000)]

@@ -61,6 +61,8 @@ class LiveState:
     suspended: bool = False
     last_error: str | None = None
     conditions: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # True when only the apply state was read (the no-op fast path): objects are not loaded.
+    partial: bool = False
 
     @classmethod
     def empty(cls) -> LiveState:

@@ -128,6 +128,13 @@ class StateRow:
     last_error: str | None
     conditions: dict[str, Any]
     suspended: bool
+    write_counter: int = 0
+    applied_write_counter: int | None = None
+
+    @property
+    def untouched_since_apply(self) -> bool:
+        """Nobody has written to the live tables since the last apply (so no drift)."""
+        return self.applied_write_counter == self.write_counter
 
 
 def read_state(connection: Connection) -> StateRow:
@@ -144,6 +151,8 @@ def read_state(connection: Connection) -> StateRow:
         last_error=row.last_error,
         conditions=dict(row.conditions or {}),
         suspended=bool(row.suspended),
+        write_counter=int(row.write_counter),
+        applied_write_counter=row.applied_write_counter,
     )
 
 
@@ -302,6 +311,7 @@ def apply_plan(
             last_applied_at=stamp,
             last_attempt_at=stamp,
             last_error=None,
+            applied_write_counter=guard.write_counter,  # after this apply's own writes
         )
     )
     if done.rowcount != 1:  # pragma: no cover - the lock makes this unreachable

@@ -108,6 +108,10 @@ reconciler_state = Table(
     Column("last_error", Text, nullable=True),
     Column("conditions", JsonColumn, nullable=False),
     Column("suspended", Boolean, nullable=False, server_default="0"),
+    # Bumped by triggers on every write to the live tables (migration 0002); equal to
+    # applied_write_counter while nobody has written since the last apply.
+    Column("write_counter", BigInteger, nullable=False, server_default="0"),
+    Column("applied_write_counter", BigInteger, nullable=True),
 )
 
 revisions = Table(
