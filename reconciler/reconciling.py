@@ -207,8 +207,11 @@ class Reconciler:
         return self.source.resolve(ref or self.settings.ref)
 
     def plan(self, ref: str | None = None, *, revision: str | None = None) -> PlanOutcome:
-        live = self.live()
         revision = revision or self.resolve(ref)
+        in_sync = self._unchanged_since_apply(revision)
+        if in_sync is not None:
+            return in_sync
+        live = self.live()
         if (
             revision == live.applied_revision
             and live.applied_tree is not None
@@ -221,6 +224,33 @@ class Reconciler:
             return PlanOutcome(plan, (), live)
         desired = self.desired_state(revision, live)
         return self.plan_against(desired, live, descends=self._descends(live, revision))
+
+    def _unchanged_since_apply(self, revision: str) -> PlanOutcome | None:
+        """The no-op fast path: same revision, same tree, no write since the apply.
+
+        Reads one row and asks git for one tree id; no live object is loaded.
+        """
+        assert self.db is not None
+        with self.db.transaction() as connection:
+            state = registry.read_state(connection)
+        if (
+            revision != state.applied_revision
+            or state.applied_tree is None
+            or not state.untouched_since_apply
+            or self.source.tree(revision, self.settings.path) != state.applied_tree
+        ):
+            return None
+        live = dataclasses.replace(
+            LiveState.empty(),
+            applied_revision=state.applied_revision,
+            applied_tree=state.applied_tree,
+            state_serial=state.state_serial,
+            partial=True,
+        )
+        plan = Plan(
+            revision, state.applied_revision, state.state_serial, (), (), state.applied_tree
+        )
+        return PlanOutcome(plan, (), live)
 
     def _descends(self, live: LiveState, revision: str) -> bool | None:
         applied = live.applied_revision
