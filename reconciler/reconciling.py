@@ -50,7 +50,9 @@ def open_source(settings: Settings) -> Source:
     limits = loading.Limits.of(settings)
     location = settings.repo
     if is_remote(location):
-        return GitSource(location, data_dir=settings.data_dir, limits=limits)
+        return GitSource(
+            location, data_dir=settings.data_dir, limits=limits, timeout_s=settings.fetch_timeout_s
+        )
     source = GitSource(location, data_dir=settings.data_dir, limits=limits)
     try:
         source.repo()

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     max_tree_bytes: int = Field(64 * MIB, gt=0, description="Size cap of all manifests together.")
     max_files: int = Field(50_000, gt=0, description="Cap on the number of manifest files.")
     max_depth: int = Field(32, gt=0, le=1000, description="Cap on YAML nesting depth.")
+    fetch_timeout_s: int = Field(
+        60, gt=0, le=3600, description="Cap on one git clone or fetch of a remote source."
+    )
     max_delete_ratio: float = Field(
         0.5, ge=0, le=1, description="Refuse plans removing more than this share of live objects."
     )

@@ -300,3 +300,48 @@ def test_a_missing_manifests_folder_counts_as_empty(registry: Registry) -> None:
     result = registry.run("plan", "--path", "elsewhere")
     assert result.code == 1
     assert "P008" in result.out
+
+
+def test_a_remote_that_never_answers_times_out(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loopback port that accepts connections and then says nothing: bounded by the setting."""
+    import socket
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def hold() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    port = server.getsockname()[1]
+    monkeypatch.setenv("GROVE_REPO", f"https://127.0.0.1:{port}/fleet.git")
+    monkeypatch.setenv("GROVE_FETCH_TIMEOUT_S", "2")
+    started = time.monotonic()
+    try:
+        result = registry.run("reconcile")
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for connection in held:
+            connection.close()
+        server.close()
+    elapsed = time.monotonic() - started
+    assert result.code == 1
+    assert f"git clone failed for https://127.0.0.1:{port}/fleet.git" in result.err
+    assert elapsed < 30  # bounded by the 2 s setting, not by git's defaults
+    status = json.loads(registry.run("status", "--json").out)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False"
