@@ -10,11 +10,18 @@ from __future__ import annotations
 
 from reconciler import errors
 from reconciler.plans import Plan
-from reconciler.store import registry
+from reconciler.store import coordination, registry
 from reconciler.store.engine import Database
 
 
-def apply(db: Database, plan: Plan, *, actor: str, force: bool = False) -> registry.Applied:
+def apply(
+    db: Database,
+    plan: Plan,
+    *,
+    actor: str,
+    force: bool = False,
+    fence: coordination.Lease | None = None,
+) -> registry.Applied:
     if plan.refused and not force:
         codes = ", ".join(sorted({v.code for v in plan.violations}))
         raise errors.PlanRefused(
@@ -22,4 +29,6 @@ def apply(db: Database, plan: Plan, *, actor: str, force: bool = False) -> regis
         )
     forced_codes = sorted({v.code for v in plan.violations}) if force else []
     with db.transaction(write=True) as connection:
-        return registry.apply_plan(connection, plan, actor=actor, forced_codes=forced_codes)
+        return registry.apply_plan(
+            connection, plan, actor=actor, forced_codes=forced_codes, fence=fence
+        )

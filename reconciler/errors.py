@@ -19,7 +19,8 @@ the database or a lock will come back), a permanent error needs a human
     └── TemporaryError                 retry with backoff
         ├── SourceUnavailable          git fetch failed or timed out
         ├── DatabaseUnavailable        the database cannot be reached now
-        └── LockBusy                   another reconciler holds the apply lock
+        ├── LockBusy                   another reconciler holds the apply lock
+        └── LeaseLost                  this loop is no longer the leader; stand down
 
 Third-party errors are wrapped with ``raise ... from exc`` so the cause survives
 for debugging while the message shown to the operator stays one line. No error
@@ -106,3 +107,7 @@ class PlanRefused(PermanentError):
 
 class StalePlan(PermanentError):
     """The registry moved since the plan was made; plan again."""
+
+
+class LeaseLost(TemporaryError):
+    """The loop's lease expired or was taken over; it must not apply."""

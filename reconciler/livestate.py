@@ -7,7 +7,9 @@ what the reconciler applied.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import threading
 from typing import Any
 
 from reconciler import manifests
@@ -46,6 +48,32 @@ class LiveObject:
             manifests.content_hash(self.document) != self.applied_hash
             or self.meta.get("version") != self.version
         )
+
+
+# Validated objects by content hash: a long-running process validates each version
+# of each object once, not once per cycle or per snapshot.
+_PARSED: collections.OrderedDict[tuple[str, bool], manifests.GroveObject] = (
+    collections.OrderedDict()
+)
+_PARSED_MAX = 100_000
+_PARSED_LOCK = threading.Lock()
+
+
+def parsed(obj: LiveObject, *, allow_local_endpoints: bool) -> manifests.GroveObject:
+    """The live object as a validated manifest (raises pydantic's ValidationError)."""
+    key = (
+        manifests.content_hash(obj.document) if obj.drifted else obj.applied_hash,
+        allow_local_endpoints,
+    )
+    with _PARSED_LOCK:
+        found = _PARSED.get(key)
+    if found is None:
+        found = manifests.parse_document(obj.document, allow_local_endpoints=allow_local_endpoints)
+        with _PARSED_LOCK:
+            _PARSED[key] = found
+            if len(_PARSED) > _PARSED_MAX:
+                _PARSED.popitem(last=False)
+    return found
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

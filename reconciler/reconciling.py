@@ -13,7 +13,6 @@ error, everything is re-read from git so the error can name its line.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import datetime as dt
 import logging
@@ -25,6 +24,7 @@ from reconciler import (
     checking,
     diffing,
     errors,
+    livestate,
     loading,
     manifests,
     safety,
@@ -39,7 +39,7 @@ from reconciler.settings import Settings
 from reconciler.sources import Entry, Listing, Source
 from reconciler.sources.folder import FolderSource
 from reconciler.sources.git import GitSource, is_remote
-from reconciler.store import migrating, registry
+from reconciler.store import coordination, migrating, registry
 from reconciler.store.engine import Database
 
 log = logging.getLogger("grove.reconcile")
@@ -104,25 +104,6 @@ class DesiredState:
         return out
 
 
-# Validated objects by content hash: a long-running reconciler validates each
-# version of each object once, not once per cycle.
-_PARSED: collections.OrderedDict[tuple[str, bool], manifests.GroveObject] = (
-    collections.OrderedDict()
-)
-_PARSED_MAX = 100_000
-
-
-def _parse_cached(live: LiveObject, allow_local: bool) -> manifests.GroveObject:
-    key = (live.applied_hash, allow_local)
-    found = _PARSED.get(key)
-    if found is None:
-        found = manifests.parse_document(live.document, allow_local_endpoints=allow_local)
-        _PARSED[key] = found
-        if len(_PARSED) > _PARSED_MAX:
-            _PARSED.popitem(last=False)
-    return found
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class PlanOutcome:
     """A plan, or the manifest errors that prevented one."""
@@ -184,7 +165,9 @@ class Reconciler:
         for entry, objects in reusable.values():
             for live_object in objects:
                 try:
-                    obj = _parse_cached(live_object, self.settings.allow_local_endpoints)
+                    obj = livestate.parsed(
+                        live_object, allow_local_endpoints=self.settings.allow_local_endpoints
+                    )
                 except ValidationError:
                     return self._load(listing, None)  # settings changed: validate from git
                 document = yamlsafe.Document(0, 1, live_object.document, {}, {})
@@ -294,9 +277,16 @@ class Reconciler:
 
     # ---------------------------------------------------------------- apply
 
-    def apply(self, plan: Plan, *, actor: str, force: bool = False) -> registry.Applied:
+    def apply(
+        self,
+        plan: Plan,
+        *,
+        actor: str,
+        force: bool = False,
+        fence: coordination.Lease | None = None,
+    ) -> registry.Applied:
         assert self.db is not None
-        return apply_plan(self.db, plan, actor=actor, force=force)
+        return apply_plan(self.db, plan, actor=actor, force=force, fence=fence)
 
     def apply_saved(self, saved: Plan, *, actor: str, force: bool = False) -> registry.Applied:
         """Apply a plan file: refused when the registry or the plan's revision moved."""
@@ -316,12 +306,21 @@ class Reconciler:
             )
         return self.apply(fresh.plan, actor=actor, force=force)
 
-    def reconcile(self, *, actor: str, force: bool = False) -> CycleOutcome:
-        """One cycle: fetch, plan, apply unless refused, record the attempt and conditions."""
+    def reconcile(
+        self,
+        *,
+        actor: str,
+        force: bool = False,
+        revision: str | None = None,
+        fence: coordination.Lease | None = None,
+    ) -> CycleOutcome:
+        """One cycle: fetch, plan, apply unless refused, record the attempt and conditions.
+
+        A loop passes the ``revision`` it resolved and its lease as ``fence``.
+        """
         assert self.db is not None
-        revision: str | None = None
         try:
-            revision = self.resolve()
+            revision = revision or self.resolve()
             outcome = self.plan(revision=revision)
             if outcome.plan is None:
                 errors_ = [d for d in outcome.diagnostics if d.is_error]
@@ -335,10 +334,12 @@ class Reconciler:
             if plan.empty and plan.revision == outcome.live.applied_revision:
                 self._record(revision, None, "")
                 return CycleOutcome("in-sync", revision, plan, outcome, None)
-            applied = self.apply(plan, actor=actor, force=force)
+            applied = self.apply(plan, actor=actor, force=force, fence=fence)
             self._record(revision, None, "")
             state = "already-applied" if applied.already_applied else "applied"
             return CycleOutcome(state, revision, plan, outcome, applied)
+        except errors.LeaseLost:
+            raise  # the new leader reports status; a stood-down loop must not overwrite it
         except errors.PermanentError as exc:
             self._record(revision, type(exc).__name__, str(exc))
             raise

@@ -46,6 +46,17 @@ class Settings(BaseSettings):
     fetch_timeout_s: int = Field(
         60, gt=0, le=3600, description="Cap on one git clone or fetch of a remote source."
     )
+    poll_interval_s: float = Field(
+        2.0, gt=0, le=300, description="How often a loop polls the state serial and triggers."
+    )
+    pg_listen: bool = Field(
+        True,
+        description="Use PostgreSQL LISTEN/NOTIFY to wake loops; false behind transaction-pooling "
+        "proxies such as PgBouncer (polling alone then keeps replicas current).",
+    )
+    lease_ttl_s: float = Field(
+        15.0, gt=0, le=3600, description="Leader lease of the reconcile loop; renewed at 1/3."
+    )
     max_delete_ratio: float = Field(
         0.5, ge=0, le=1, description="Refuse plans removing more than this share of live objects."
     )

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
+import signal
 import socket
+import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -272,14 +276,55 @@ def _report_applied(applied: registry.Applied, plan: plans.Plan) -> int:
 # ---------------------------------------------------------------- reconcile / status
 
 
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """``30s``, ``2m``, ``500ms``, ``1h`` or plain seconds."""
+    match = _DURATION.match(text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise click.BadParameter(f"{text!r} is not a duration like 30s, 2m or 500ms")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
 @grove.command("reconcile")
 @click.option("--force", is_flag=True, help="Apply even if safety checks refuse (recorded).")
+@click.option("--watch", is_flag=True, help="Run forever: the reconcile loop.")
+@click.option(
+    "--interval",
+    default="30s",
+    show_default=True,
+    help="With --watch: how often remote sources are fetched (30s, 2m, ...).",
+)
+@click.option(
+    "--now", "now", is_flag=True, help="Ask the running loop(s) for a cycle at once, then exit."
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    help="With --watch: log lines as text or JSON [default: json unless a terminal].",
+)
 @common_options
 def reconcile_command(
-    force: bool, repo: str | None, ref: str | None, manifests_path: str | None, db: str | None
+    force: bool,
+    watch: bool,
+    interval: str,
+    now: bool,
+    log_format: str | None,
+    repo: str | None,
+    ref: str | None,
+    manifests_path: str | None,
+    db: str | None,
 ) -> int:
-    """One cycle: fetch, plan, apply unless refused, record status."""
+    """One cycle: fetch, plan, apply unless refused, record status (or --watch: forever)."""
     settings = load_settings(repo, ref, manifests_path, db)
+    if now:
+        return _trigger(settings)
+    if watch:
+        if force:
+            raise click.UsageError("--force applies one reviewed plan; it is not for --watch")
+        return _watch(settings, parse_duration(interval), log_format)
     outcome = _reconciler(settings).reconcile(actor=actor(), force=force)
     revision = (outcome.revision or "")[:12]
     if outcome.state == "invalid":
@@ -305,6 +350,74 @@ def reconcile_command(
             f"Applied {outcome.applied.changes} change(s) at revision {revision}; "
             f"registry serial {outcome.applied.state_serial}."
         )
+    return 0
+
+
+def _watch(settings: Settings, interval_s: float, log_format: str | None) -> int:
+    from reconciler import logs, watching
+
+    fmt = log_format or ("text" if sys.stderr.isatty() else "json")
+    logs.configure(json_lines=fmt == "json")
+    options = watching.Options(
+        interval_s=interval_s, poll_s=settings.poll_interval_s, lease_ttl_s=settings.lease_ttl_s
+    )
+    stop = threading.Event()
+    watcher = watching.Watcher(settings, options, stop=stop)
+
+    def shut_down(_signum: int, _frame: object) -> None:
+        stop.set()
+        watcher.wake.set()
+
+    previous = {sig: signal.signal(sig, shut_down) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return watcher.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _trigger(settings: Settings) -> int:
+    from reconciler import reconciling
+    from reconciler.store import coordination
+
+    database = reconciling.open_database(settings)
+    click.get_current_context().call_on_close(database.dispose)
+    with database.transaction(write=True) as connection:
+        count = coordination.trigger(connection)
+        leader = coordination.current(connection)
+    holder = f"; the leader is {leader.holder}" if leader else "; no loop holds the lease now"
+    click.echo(f"Asked the reconcile loop for a cycle (trigger {count}){holder}.")
+    return 0
+
+
+@grove.command("suspend")
+@common_options
+def suspend_command(
+    repo: str | None, ref: str | None, manifests_path: str | None, db: str | None
+) -> int:
+    """Stop applying (loops keep reporting status) until `grove resume`."""
+    return _suspension(load_settings(repo, ref, manifests_path, db), True)
+
+
+@grove.command("resume")
+@common_options
+def resume_command(
+    repo: str | None, ref: str | None, manifests_path: str | None, db: str | None
+) -> int:
+    """Resume applying after `grove suspend`."""
+    return _suspension(load_settings(repo, ref, manifests_path, db), False)
+
+
+def _suspension(settings: Settings, suspended: bool) -> int:
+    from reconciler import reconciling
+    from reconciler.store import coordination
+
+    database = reconciling.open_database(settings)
+    click.get_current_context().call_on_close(database.dispose)
+    with database.transaction(write=True) as connection:
+        changed = coordination.set_suspended(connection, suspended)
+    word = "suspended" if suspended else "resumed"
+    click.echo(f"Reconciliation {word}." if changed else f"Reconciliation was already {word}.")
     return 0
 
 

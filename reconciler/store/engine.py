@@ -14,6 +14,7 @@ Database errors that mean "not reachable now" are wrapped as
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,7 +65,7 @@ class Database:
                 pool_pre_ping=True,
                 pool_size=5,
                 max_overflow=5,
-                connect_args={"connect_timeout": 10, "application_name": "grove"},
+                connect_args={"connect_timeout": 10, "application_name": f"grove:{os.getpid()}"},
             )
         database = parsed.database
         if database and database != ":memory:":
@@ -91,11 +92,17 @@ class Database:
         return engine
 
     @contextlib.contextmanager
-    def transaction(self, *, write: bool = False) -> Iterator[Connection]:
-        """One transaction: committed when the block ends, rolled back on any error."""
+    def transaction(self, *, write: bool = False, snapshot: bool = False) -> Iterator[Connection]:
+        """One transaction: committed when the block ends, rolled back on any error.
+
+        ``snapshot`` makes every statement of a read see the same committed state
+        (REPEATABLE READ on PostgreSQL; a SQLite read transaction already does).
+        """
         try:
             with self.engine.connect() as plain:
                 connection = plain.execution_options(grove_write=True) if write else plain
+                if snapshot and not self.is_sqlite:
+                    connection = connection.execution_options(isolation_level="REPEATABLE READ")
                 with connection.begin():
                     yield connection
         except sa_exc.OperationalError as exc:

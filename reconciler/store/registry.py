@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from reconciler import errors, manifests
 from reconciler.livestate import LiveObject, LiveState
 from reconciler.plans import Change, ChangeKind, Plan
-from reconciler.store import failpoints, tables
+from reconciler.store import coordination, failpoints, tables
 
 APPLY_LOCK_KEY = 0x67726F7665  # "grove": the advisory lock id on PostgreSQL
 NOTIFY_CHANNEL = "grove_registry"
@@ -48,8 +48,8 @@ def now() -> dt.datetime:
 # ---------------------------------------------------------------- reading
 
 
-def load_live(connection: Connection) -> LiveState:
-    """Everything the planner needs to know about the registry, in one snapshot."""
+def load_objects(connection: Connection) -> dict[tuple[str, str], LiveObject]:
+    """Every live model and rule (what the router serves from)."""
     objects: dict[tuple[str, str], LiveObject] = {}
     for kind, table in tables.LIVE_TABLES.items():
         rows = connection.execute(
@@ -74,6 +74,12 @@ def load_live(connection: Connection) -> LiveState:
                 source_path=row.source_path,
                 source_blob=row.source_blob,
             )
+    return objects
+
+
+def load_live(connection: Connection) -> LiveState:
+    """Everything the planner needs to know about the registry, in one snapshot."""
+    objects = load_objects(connection)
     versions = {
         (row.object_kind, row.object_id, row.version): row.content_hash
         for row in connection.execute(
@@ -258,9 +264,16 @@ def apply_plan(
     *,
     actor: str,
     forced_codes: Sequence[str] = (),
+    fence: coordination.Lease | None = None,
 ) -> Applied:
-    """Apply ``plan`` inside the caller's write transaction (lock, compare-and-set, write)."""
+    """Apply ``plan`` inside the caller's write transaction (lock, fence, compare-and-set, write).
+
+    ``fence`` is the lease of a reconcile loop: the apply goes ahead only while it
+    is still the current, unexpired lease (see `coordination.check_fence`).
+    """
     take_apply_lock(connection)
+    if fence is not None:
+        coordination.check_fence(connection, fence)
     state = read_state(connection)
     if state.applied_revision == plan.revision and not plan.changes:
         return Applied(state.state_serial, already_applied=True)

@@ -112,6 +112,19 @@ reconciler_state = Table(
     # applied_write_counter while nobody has written since the last apply.
     Column("write_counter", BigInteger, nullable=False, server_default="0"),
     Column("applied_write_counter", BigInteger, nullable=True),
+    # Bumped by `grove reconcile --now` to ask a running loop for a cycle (migration 0003).
+    Column("trigger_counter", BigInteger, nullable=False, server_default="0"),
+)
+
+# Leader election for reconcile loops: the holder renews before expires_ms (database
+# clock, milliseconds since the epoch); taking an expired lease bumps the fencing epoch.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(200), nullable=True),
+    Column("epoch", BigInteger, nullable=False, server_default="0"),
+    Column("expires_ms", BigInteger, nullable=False, server_default="0"),
 )
 
 revisions = Table(

@@ -1,0 +1,69 @@
+"""PostgreSQL LISTEN/NOTIFY: wake other processes when the registry changes.
+
+An apply sends ``NOTIFY grove_registry, '<state serial>'`` inside its
+transaction, so the message is delivered when (and only if) it commits;
+``grove reconcile --now`` sends ``grove_trigger``. A :class:`Listener` thread
+holds one connection, reconnects with backoff when it drops, and calls back
+with each payload. Notifications are a fast path only: every consumer also
+polls, so a dropped connection costs at most one poll interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger("grove.notify")
+
+APPLICATION_NAME = f"grove-listen:{os.getpid()}"
+
+
+def libpq_url(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class Listener(threading.Thread):
+    """Listens on ``channels`` until ``stop`` is set; ``on_notify(channel, payload)``."""
+
+    def __init__(
+        self,
+        url: str,
+        channels: Sequence[str],
+        on_notify: Callable[[str, str], None],
+        stop: threading.Event,
+        *,
+        on_connect: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(name="grove-listener", daemon=True)
+        self.url = libpq_url(url)
+        self.channels = tuple(channels)
+        self.on_notify = on_notify
+        self.on_connect = on_connect
+        self.stop = stop
+        self.connections = 0
+
+    def run(self) -> None:
+        delay = 0.5
+        while not self.stop.is_set():
+            try:
+                with psycopg.connect(
+                    self.url, autocommit=True, application_name=APPLICATION_NAME, connect_timeout=5
+                ) as connection:
+                    for channel in self.channels:
+                        connection.execute(f'LISTEN "{channel}"')
+                    self.connections += 1
+                    delay = 0.5
+                    if self.on_connect is not None:
+                        self.on_connect()
+                    while not self.stop.is_set():
+                        for note in connection.notifies(timeout=1.0):
+                            self.on_notify(note.channel, note.payload)
+            except psycopg.Error as exc:
+                log.warning("listener connection lost (%s); reconnecting", type(exc).__name__)
+                self.stop.wait(delay)
+                delay = min(delay * 2, 10.0)

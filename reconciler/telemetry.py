@@ -1,0 +1,25 @@
+"""Prometheus metrics of the reconciler and the router, ready for ``/metrics``.
+
+Module-level collectors in prometheus-client's default registry; the API
+exposes them. Labels never carry ids that could be unbounded or secret.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILE_CYCLES = Counter(
+    "grove_reconcile_cycles_total",
+    "Reconcile cycles by outcome (applied, in-sync, refused, invalid, skipped, error).",
+    ["outcome"],
+)
+RECONCILE_DURATION = Histogram(
+    "grove_reconcile_duration_seconds",
+    "Duration of one reconcile cycle.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+STATE_SERIAL = Gauge("grove_registry_state_serial", "State serial this process last saw.")
+LEADER = Gauge("grove_reconcile_leader", "1 while this process holds the reconciler lease.")
+SUSPENDED = Gauge("grove_reconcile_suspended", "1 while applying is suspended.")
+BACKOFF = Gauge("grove_reconcile_backoff_seconds", "Current backoff after temporary errors.")
+SNAPSHOT_SWAPS = Counter("grove_snapshot_swaps_total", "Snapshots of reconciled state loaded.")

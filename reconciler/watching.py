@@ -1,0 +1,320 @@
+"""The reconcile loop: ``grove reconcile --watch``, for months, next to other replicas.
+
+Called by the CLI (and later by ``grove serve``). Each loop:
+
+- wakes on a timer (remote sources are fetched every interval, with jitter),
+  on a change of the local repository's refs (watchfiles), on a manual trigger
+  (``grove reconcile --now``: a counter in the database, plus NOTIFY), or on a
+  NOTIFY of a new state serial;
+- runs cycles only while it holds the leader lease (a fencing epoch checked
+  inside the apply transaction), so replicas stay idle instead of racing; the
+  apply lock and compare-and-set would make racing harmless anyway;
+- follows Argo CD's guards: a revision whose apply was refused or invalid is
+  not retried until a new revision or a trigger arrives (Stalled); temporary
+  errors (database, git, lock) back off exponentially with jitter, 1 s to 5 min;
+  ``grove suspend`` stops applying while status keeps being reported;
+- keeps a snapshot of reconciled state fresh through NOTIFY and polling;
+- stops on SIGTERM/SIGINT after the current cycle, so a transaction commits
+  or rolls back and the lease is released.
+
+Each cycle logs one structured line: revision, plan size, duration, outcome.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from watchfiles import watch
+
+from reconciler import errors, logs, reconciling, snapshots, telemetry
+from reconciler.settings import Settings
+from reconciler.sources.git import GitSource
+from reconciler.store import coordination, notifications, registry
+from reconciler.store.engine import Database
+
+log = logging.getLogger("grove.watch")
+
+BACKOFF_MIN_S = 1.0
+BACKOFF_MAX_S = 300.0
+
+
+def identity() -> str:
+    """A holder name unique to this process, readable in status and logs."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Options:
+    interval_s: float = 30.0
+    poll_s: float = 2.0
+    lease_ttl_s: float = 15.0
+    jitter: float = 0.1
+
+
+class Watcher:
+    def __init__(
+        self,
+        settings: Settings,
+        options: Options,
+        *,
+        stop: threading.Event | None = None,
+        holder: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.stop = stop or threading.Event()
+        self.holder = holder or identity()
+        self.wake = threading.Event()
+        self.repo_changed = threading.Event()
+        self.db: Database = reconciling.open_database(settings)
+        self.source = reconciling.open_source(settings)
+        self.reconciler = reconciling.Reconciler(
+            settings, self.source, self.db, max_delete_ratio=settings.max_delete_ratio
+        )
+        self.snapshots = snapshots.Snapshots(
+            self.db, allow_local_endpoints=settings.allow_local_endpoints
+        )
+        self.lease: coordination.Lease | None = None
+        self.lease_renew_at = 0.0
+        self.next_fetch = 0.0  # due at once
+        self.backoff_s = 0.0
+        self.backoff_until = 0.0
+        self.failed_revision: str | None = None
+        self.last_trigger: int | None = None
+        self.suspended = False
+        self.cycles = 0
+        self._threads: list[threading.Thread] = []
+        self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def run(self) -> int:
+        self._start_helpers()
+        logs.event(
+            log,
+            "watch-started",
+            holder=self.holder,
+            source=self.source.description,
+            interval_s=self.options.interval_s,
+        )
+        try:
+            while not self.stop.is_set():
+                self.tick()
+                self.wake.wait(timeout=self._sleep_s())
+                self.wake.clear()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _start_helpers(self) -> None:
+        if not self.db.is_sqlite and self.settings.pg_listen:
+            listener = notifications.Listener(
+                self.db.url,
+                [registry.NOTIFY_CHANNEL, coordination.TRIGGER_CHANNEL],
+                self._notified,
+                self.stop,
+            )
+            listener.start()
+            self._threads.append(listener)
+        refs = self._local_refs()
+        if refs is not None:
+            watcher = threading.Thread(
+                target=self._watch_refs, args=(refs,), name="grove-refs", daemon=True
+            )
+            watcher.start()
+            self._threads.append(watcher)
+
+    def _shutdown(self) -> None:
+        if self.lease is not None:
+            try:
+                with self.db.transaction(write=True) as connection:
+                    coordination.release(connection, self.holder)
+            except errors.GroveError:
+                pass  # it expires on its own
+            self.lease = None
+            telemetry.LEADER.set(0)
+        logs.event(log, "watch-stopped", holder=self.holder, cycles=self.cycles)
+        self.db.dispose()
+
+    def _notified(self, channel: str, payload: str) -> None:
+        self.wake.set()
+
+    def _local_refs(self) -> Path | None:
+        if not isinstance(self.source, GitSource) or self.source.remote:
+            return None
+        try:
+            git_dir = Path(self.source.repo().git_dir)
+        except errors.GroveError:
+            return None
+        return git_dir
+
+    def _watch_refs(self, git_dir: Path) -> None:
+        def relevant(_change: object, path: str) -> bool:
+            relative = Path(path).relative_to(git_dir).as_posix()
+            return relative in ("HEAD", "packed-refs") or relative.startswith("refs/")
+
+        for _ in watch(
+            git_dir,
+            watch_filter=relevant,
+            stop_event=self.stop,
+            debounce=200,
+            step=20,
+            rust_timeout=1000,
+            yield_on_timeout=False,
+        ):
+            self.repo_changed.set()
+            self.wake.set()
+
+    def _sleep_s(self) -> float:
+        now = time.monotonic()
+        deadlines = [now + self.options.poll_s, self.next_fetch]
+        if self.lease is not None:
+            deadlines.append(self.lease_renew_at)
+        if self.backoff_until > now:
+            deadlines.append(self.backoff_until)
+        return max(0.05, min(deadlines) - now)
+
+    # ---------------------------------------------------------------- one tick
+
+    def tick(self) -> None:
+        """Poll, keep the lease, keep the snapshot, and run a cycle when one is due."""
+        now = time.monotonic()
+        try:
+            with self.db.transaction() as connection:
+                signals = coordination.poll(connection)
+            self._keep_lease(now)
+            self._refresh_snapshot(signals.state_serial)
+        except errors.TemporaryError as exc:
+            self._back_off(f"database: {exc}")
+            return
+        triggered = self.last_trigger is not None and signals.trigger_counter != self.last_trigger
+        self.last_trigger = signals.trigger_counter
+        if signals.suspended != self.suspended:
+            self.suspended = signals.suspended
+            telemetry.SUSPENDED.set(int(self.suspended))
+            logs.event(log, "suspended" if self.suspended else "resumed", holder=self.holder)
+        if self.lease is None or self.suspended:
+            return
+        due = triggered or self.repo_changed.is_set() or now >= self.next_fetch
+        if not due or (now < self.backoff_until and not triggered):
+            return
+        self.repo_changed.clear()
+        self._cycle(triggered)
+
+    def _keep_lease(self, now: float) -> None:
+        if self.lease is not None and now < self.lease_renew_at:
+            return
+        ttl_ms = int(self.options.lease_ttl_s * 1000)
+        with self.db.transaction(write=True) as connection:
+            lease = coordination.acquire(connection, self.holder, ttl_ms)
+        previous = self.lease
+        if lease is not None and (previous is None or lease.epoch != previous.epoch):
+            logs.event(log, "leader-elected", holder=self.holder, epoch=lease.epoch)
+            self.next_fetch = now  # a new leader checks at once
+        elif lease is None and previous is not None:
+            logs.event(log, "leader-lost", level=logging.WARNING, holder=self.holder)
+        self.lease = lease
+        telemetry.LEADER.set(int(lease is not None))
+        self.lease_renew_at = now + self.options.lease_ttl_s / 3
+
+    def _refresh_snapshot(self, serial: int) -> None:
+        if serial == self.snapshots.current.serial:
+            return
+        if self.snapshots.refresh():
+            current = self.snapshots.current
+            logs.event(
+                log,
+                "snapshot",
+                serial=current.serial,
+                revision=_short(current.revision),
+                models=len(current.models),
+                rules=len(current.rules),
+            )
+
+    def _cycle(self, triggered: bool) -> None:
+        started = time.monotonic()
+        self.cycles += 1
+        revision: str | None = None
+        fields: dict[str, Any] = {"holder": self.holder, "triggered": triggered}
+        try:
+            revision = self.reconciler.resolve()
+            fields["revision"] = _short(revision)
+            if revision == self.failed_revision and not triggered:
+                outcome_name = "skipped"
+                fields["reason"] = "this revision failed before; waiting for a new one"
+            else:
+                outcome = self.reconciler.reconcile(
+                    actor=f"loop:{self.holder}", revision=revision, fence=self.lease
+                )
+                outcome_name = outcome.state
+                if outcome.plan is not None:
+                    fields["changes"] = len(outcome.plan.changes)
+                    fields["serial"] = outcome.plan.state_serial
+                if outcome.applied is not None:
+                    fields["serial"] = outcome.applied.state_serial
+                if outcome.state in ("refused", "invalid"):
+                    self.failed_revision = revision
+                    fields["reason"] = _reason(outcome)
+                else:
+                    self.failed_revision = None
+            self.backoff_s = 0.0
+            self.backoff_until = 0.0
+            telemetry.BACKOFF.set(0)
+        except errors.LeaseLost as exc:
+            outcome_name = "lease-lost"
+            fields["reason"] = str(exc)
+            self.lease = None
+            telemetry.LEADER.set(0)
+        except errors.TemporaryError as exc:
+            outcome_name = "error"
+            fields["reason"] = str(exc)
+            # An unreachable source is retried at least once per interval, so the loop
+            # converges within two intervals of its return; other errors back off to 5 min.
+            cap = self.options.interval_s if isinstance(exc, errors.SourceUnavailable) else None
+            self._back_off(str(exc), cap=cap)
+        except errors.PermanentError as exc:
+            outcome_name = "stalled"
+            fields["reason"] = str(exc)
+            self.failed_revision = revision
+        self.next_fetch = time.monotonic() + self._jittered(self.options.interval_s)
+        if outcome_name == "error":
+            self.next_fetch = self.backoff_until  # retry after the backoff, not the interval
+        duration = time.monotonic() - started
+        telemetry.RECONCILE_CYCLES.labels(outcome=outcome_name).inc()
+        telemetry.RECONCILE_DURATION.observe(duration)
+        logs.event(
+            log, "reconcile", outcome=outcome_name, duration_ms=round(duration * 1000, 1), **fields
+        )
+
+    def _back_off(self, reason: str, *, cap: float | None = None) -> None:
+        self.backoff_s = min(BACKOFF_MAX_S, max(BACKOFF_MIN_S, self.backoff_s * 2))
+        delay = self._jittered(self.backoff_s)
+        if cap is not None:
+            delay = min(delay, cap)
+        self.backoff_until = time.monotonic() + delay
+        telemetry.BACKOFF.set(delay)
+        logs.event(log, "backoff", level=logging.WARNING, seconds=round(delay, 2), reason=reason)
+
+    def _jittered(self, seconds: float) -> float:
+        spread = seconds * self.options.jitter
+        return max(0.0, seconds + self._rng.uniform(-spread, spread))
+
+
+def _short(revision: str | None) -> str | None:
+    return revision[:12] if revision else None
+
+
+def _reason(outcome: reconciling.CycleOutcome) -> str:
+    if outcome.plan is not None and outcome.plan.refused:
+        return "refused: " + ", ".join(sorted({v.code for v in outcome.plan.violations}))
+    errors_ = [d for d in outcome.planned.diagnostics if d.is_error]
+    return f"invalid: {len(errors_)} manifest error(s)"
