@@ -80,7 +80,7 @@ def parsed(obj: LiveObject, *, allow_local_endpoints: bool) -> manifests.GroveOb
 class LiveState:
     objects: dict[Key, LiveObject]
     versions: dict[VersionKey, str]  # -> version hash of the recorded content
-    protections: frozenset[Key]
+    protections: dict[Key, str]  # -> the reason given to `grove protect`
     quarantined: frozenset[VersionKey]
     applied_revision: str | None
     applied_tree: str | None
@@ -91,10 +91,13 @@ class LiveState:
     conditions: dict[str, Any] = dataclasses.field(default_factory=dict)
     # True when only the apply state was read (the no-op fast path): objects are not loaded.
     partial: bool = False
+    # False once anybody wrote to the live tables after the last apply (see migration 0002):
+    # then unchanged files are not trusted from the registry but read from git again.
+    untouched: bool = True
 
     @classmethod
     def empty(cls) -> LiveState:
-        return cls({}, {}, frozenset(), frozenset(), None, None, 0)
+        return cls({}, {}, {}, frozenset(), None, None, 0)
 
     def drifted(self) -> list[LiveObject]:
         return [obj for _, obj in sorted(self.objects.items()) if obj.drifted]

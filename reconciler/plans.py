@@ -221,14 +221,17 @@ def headline(change: Change) -> str:
     return f"{kind.value} ({change.state_from} -> {change.state_to})"
 
 
-def render_text(plan: Plan, *, title: str = "Plan") -> str:
-    lines = [
-        f"{title}: {_short(plan.base_revision)} -> {_short(plan.revision)} "
-        f"(registry serial {plan.state_serial})",
-        "",
-    ]
+def render_text(plan: Plan, *, title: str = "Plan", forced: bool = False) -> str:
+    """Terraform-like text. ``title="Diff"`` compares two revisions, not the registry."""
+    comparing = title == "Diff"
+    head = f"{title}: {_short(plan.base_revision)} -> {_short(plan.revision)}"
+    lines = [head if comparing else f"{head} (registry serial {plan.state_serial})", ""]
     if plan.empty:
-        lines.append("No changes. The registry matches git.")
+        lines.append(
+            "No changes between the two revisions."
+            if comparing
+            else "No changes. The registry matches git."
+        )
     for change in plan.changes:
         symbol = SYMBOLS.get(change.kind, "~")
         drift = (
@@ -244,14 +247,17 @@ def render_text(plan: Plan, *, title: str = "Plan") -> str:
     if counts:
         lines += ["", "Changes: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()) + "."]
     lines.append("")
-    lines += verdict_lines(plan)
+    lines += verdict_lines(plan, forced=forced)
     return "\n".join(lines) + "\n"
 
 
-def verdict_lines(plan: Plan) -> list[str]:
+def verdict_lines(plan: Plan, *, forced: bool = False) -> list[str]:
     if not plan.refused:
         return ["Safety: ok."]
-    out = [f"Safety: REFUSED ({len(plan.violations)} violation(s); nothing will be applied)."]
+    if forced:
+        out = [f"Safety: REFUSED ({len(plan.violations)} violation(s)), OVERRIDDEN by --force:"]
+    else:
+        out = [f"Safety: REFUSED ({len(plan.violations)} violation(s); nothing will be applied)."]
     for violation in plan.violations:
         out.append(f"  {violation.code} {violation.name}: {violation.message}")
         out.append(f"       way out: {violation.way_out}")

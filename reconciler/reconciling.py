@@ -197,17 +197,7 @@ class Reconciler:
         if in_sync is not None:
             return in_sync
         live = self.live()
-        if (
-            revision == live.applied_revision
-            and live.applied_tree is not None
-            and self.source.tree(revision, self.settings.path) == live.applied_tree
-            and not any(obj.drifted for obj in live.objects.values())
-        ):
-            plan = Plan(
-                revision, live.applied_revision, live.state_serial, (), (), live.applied_tree
-            )
-            return PlanOutcome(plan, (), live)
-        desired = self.desired_state(revision, live)
+        desired = self.desired_state(revision, live if live.untouched else None)
         return self.plan_against(desired, live, descends=self._descends(live, revision))
 
     def _unchanged_since_apply(self, revision: str) -> PlanOutcome | None:
@@ -286,7 +276,9 @@ class Reconciler:
         fence: coordination.Lease | None = None,
     ) -> registry.Applied:
         assert self.db is not None
-        return apply_plan(self.db, plan, actor=actor, force=force, fence=fence)
+        applied = apply_plan(self.db, plan, actor=actor, force=force, fence=fence)
+        self._record(plan.revision, None, "")
+        return applied
 
     def apply_saved(self, saved: Plan, *, actor: str, force: bool = False) -> registry.Applied:
         """Apply a plan file: refused when the registry or the plan's revision moved."""
@@ -331,11 +323,10 @@ class Reconciler:
                 codes = ", ".join(sorted({v.code for v in plan.violations}))
                 self._record(revision, "PlanRefused", f"safety checks refused the plan: {codes}")
                 return CycleOutcome("refused", revision, plan, outcome, None)
-            if plan.empty and plan.revision == outcome.live.applied_revision:
+            if plan.empty and plan.revision == outcome.live.applied_revision:  # nothing new
                 self._record(revision, None, "")
                 return CycleOutcome("in-sync", revision, plan, outcome, None)
             applied = self.apply(plan, actor=actor, force=force, fence=fence)
-            self._record(revision, None, "")
             state = "already-applied" if applied.already_applied else "applied"
             return CycleOutcome(state, revision, plan, outcome, applied)
         except errors.LeaseLost:
@@ -347,7 +338,10 @@ class Reconciler:
             self._record_quietly(revision, type(exc).__name__, str(exc))
             raise
 
-    def _record(self, revision: str | None, reason: str | None, message: str) -> None:
+    def _record(
+        self, revision: str | None, reason: str | None, message: str, *, stalled: bool = True
+    ) -> None:
+        """Record an attempt and its conditions; a condition keeps its time until it flips."""
         assert self.db is not None
         if reason is None:
             conditions = [
@@ -357,19 +351,23 @@ class Reconciler:
         else:
             conditions = [
                 status_module.condition("Ready", False, reason, message),
-                status_module.condition("Stalled", True, reason, message),
+                status_module.condition(
+                    "Stalled", stalled, reason if stalled else "Retrying", message
+                ),
             ]
         with self.db.transaction(write=True) as connection:
+            previous = registry.read_state(connection).conditions
             registry.record_attempt(
                 connection,
                 revision=revision,
                 error=None if reason is None else f"{reason}: {message}",
-                conditions={c.type: c.to_json() for c in conditions},
+                conditions={c.type: _keep_time(c, previous).to_json() for c in conditions},
             )
 
     def _record_quietly(self, revision: str | None, reason: str, message: str) -> None:
+        """A temporary error: Ready=False, not Stalled (it is retried with backoff)."""
         try:
-            self._record(revision, reason, message)
+            self._record(revision, reason, message, stalled=False)
         except errors.GroveError:  # the database may be what failed
             log.warning("could not record the failed attempt: %s", message)
 
@@ -392,6 +390,18 @@ class Reconciler:
         except errors.GroveError as exc:
             problem = str(exc)
         return build_status(live, desired_revision, sync, pending, problem)
+
+
+def _keep_time(
+    condition: status_module.Condition, previous: dict[str, object]
+) -> status_module.Condition:
+    """Flux's rule: lastTransitionTime changes only when the status changes."""
+    old = previous.get(condition.type)
+    if isinstance(old, dict) and old.get("status") == condition.status:
+        return dataclasses.replace(
+            condition, time=str(old.get("lastTransitionTime", condition.time))
+        )
+    return condition
 
 
 def build_status(
@@ -438,7 +448,12 @@ def build_status(
         reason, message = "DriftDetected", "live objects differ from what was applied"
     else:
         reason, message = "OutOfSync", f"{pending} change(s) pending"
-    conditions.insert(0, status_module.condition("Ready", ready, reason, message))
+    ready_condition = status_module.condition("Ready", ready, reason, message)
+    conditions.insert(0, _keep_time(ready_condition, live.conditions))
+    if live.suspended:
+        conditions[-1] = status_module.condition(
+            "Reconciling", False, "Suspended", "applying is suspended (grove resume)"
+        )
     return status_module.Status(
         sync=sync,
         health=health,
@@ -496,7 +511,9 @@ def diff_revisions(
     """
     source = open_source(settings)
     source.fetch()
-    reconciler = Reconciler(settings, source, None, today=today)
+    reconciler = Reconciler(
+        settings, source, None, today=today, max_delete_ratio=settings.max_delete_ratio
+    )
     base_revision = source.resolve(base_ref)
     head_revision = source.resolve(head_ref)
     base = reconciler.desired_state(base_revision)
@@ -516,7 +533,7 @@ def diff_revisions(
     live = LiveState(
         objects=objects,
         versions=versions,
-        protections=frozenset(),
+        protections={},
         quarantined=frozenset(),
         applied_revision=base_revision,
         applied_tree=base.tree,

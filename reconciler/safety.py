@@ -185,10 +185,11 @@ def _removals(context: Context) -> list[Violation]:
         if change.kind is not ChangeKind.REMOVE:
             continue
         if change.key in context.live.protections:
+            reason = context.live.protections[change.key]
             found.append(
                 violation(
                     "P007",
-                    f"{change.address} is protected",
+                    f"{change.address} is protected" + (f" ({reason})" if reason else ""),
                     [change.address],
                     f"run `grove unprotect {change.object_id}` first if the removal is intended",
                 )
@@ -217,7 +218,8 @@ def _removals(context: Context) -> list[Violation]:
                     "P005",
                     f"{kind}/{ident} still names {', '.join(gone)} in its {field}",
                     [f"{kind}/{ident}", *(f"{manifests.KIND_MODEL}/{g}" for g in gone)],
-                    f"remove {', '.join(gone)} from {ident}'s {field} in the same change",
+                    f"remove {', '.join(gone)} from {ident}'s {field} in the same change "
+                    "(that is a content change: bump its meta.version too)",
                 )
             )
     return found

@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     ref: str = Field("HEAD", description="Git ref to reconcile (GROVE_REF).")
     path: str = Field("manifests", description="Manifests folder inside the repo (GROVE_PATH).")
     db_url: str = Field(
-        "sqlite:///.grove/registry.db", description="Registry database URL (GROVE_DB_URL)."
+        "",
+        description="Registry database URL (GROVE_DB_URL); default "
+        "sqlite:///<data dir>/registry.db, i.e. sqlite:///.grove/registry.db.",
     )
     data_dir: str = Field(".grove", description="Grove's own data folder (GROVE_DATA_DIR).")
     allow_local_endpoints: bool = Field(
@@ -62,11 +64,18 @@ class Settings(BaseSettings):
     )
 
 
+def _with_defaults(settings: Settings) -> Settings:
+    if settings.db_url:
+        return settings
+    folder = settings.data_dir.rstrip("/") or "."
+    return settings.model_copy(update={"db_url": f"sqlite:///{folder}/registry.db"})
+
+
 def load(**overrides: Any) -> Settings:
     """Build settings; ``overrides`` are command-line flags, ``None`` meaning "not given"."""
     given = {key: value for key, value in overrides.items() if value is not None}
     try:
-        return Settings(**given)
+        return _with_defaults(Settings(**given))
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"])

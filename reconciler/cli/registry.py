@@ -248,7 +248,7 @@ def apply_command(
             saved = plans.Plan.from_json(json.loads(Path(plan_file).read_text(encoding="utf-8")))
         except (ValueError, KeyError, TypeError) as exc:
             raise errors.UsageError(f"{plan_file}: not a Grove plan file ({exc})") from None
-        click.echo(plans.render_text(saved), nl=False)
+        click.echo(plans.render_text(saved, forced=force), nl=False)
         applied = reconciler.apply_saved(saved, actor=actor(), force=force)
         return _report_applied(applied, saved)
     outcome = reconciler.plan()
@@ -256,7 +256,7 @@ def apply_command(
         _report_invalid(outcome.diagnostics)
         return 1
     _warnings(outcome.diagnostics)
-    click.echo(plans.render_text(outcome.plan), nl=False)
+    click.echo(plans.render_text(outcome.plan, forced=force), nl=False)
     applied = reconciler.apply(outcome.plan, actor=actor(), force=force)
     return _report_applied(applied, outcome.plan)
 
@@ -341,11 +341,13 @@ def reconcile_command(
         click.echo(
             f"Revision {revision} is already applied (by another reconciler); nothing to do."
         )
-    elif outcome.state == "in-sync" or plan.empty:
+    elif outcome.state == "in-sync":
         click.echo(f"In sync at revision {revision}; no changes.")
+    elif plan.empty:
+        click.echo(f"Recorded revision {revision}: no changes to the registry.")
     else:
         assert outcome.applied is not None
-        click.echo(plans.render_text(plan), nl=False)
+        click.echo(plans.render_text(plan, forced=force), nl=False)
         click.echo(
             f"Applied {outcome.applied.changes} change(s) at revision {revision}; "
             f"registry serial {outcome.applied.state_serial}."

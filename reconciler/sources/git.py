@@ -76,7 +76,7 @@ class GitSource:
         if self.remote:
             check_url(location)
             digest = hashlib.sha256(location.encode()).hexdigest()[:16]
-            self.path = Path(data_dir) / "sources" / digest
+            self.path = Path(data_dir).resolve() / "sources" / digest
         else:
             self.path = Path(location)
         self._repo: git.Repo | None = None
@@ -113,7 +113,10 @@ class GitSource:
     def repo(self) -> git.Repo:
         if self._repo is None:
             try:
-                self._repo = git.Repo(self.path, search_parent_directories=not self.remote)
+                # Only the default "." looks upwards (grove run from a subfolder of the
+                # fleet repository); an explicit path must be the repository itself.
+                upwards = not self.remote and self.location in (".", "./")
+                self._repo = git.Repo(self.path, search_parent_directories=upwards)
             except (InvalidGitRepositoryError, NoSuchPathError):
                 raise errors.SourceError(
                     f"{self.description} is not a git repository"
@@ -187,14 +190,14 @@ class GitSource:
                     )
                 )
                 continue
-            if not name.endswith(SUFFIXES) or relative.split("/")[-1].startswith("."):
-                continue
-            if mode == MODE_SYMLINK:
+            if mode == MODE_SYMLINK:  # refused whatever its name, as `grove validate` does
                 problems.append(
                     diagnostics.error(
                         name, 1, "F003", "symbolic links are not followed; commit the file itself"
                     )
                 )
+                continue
+            if not name.endswith(SUFFIXES) or relative.split("/")[-1].startswith("."):
                 continue
             if kind != "blob":
                 continue

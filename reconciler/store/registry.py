@@ -91,12 +91,16 @@ def load_live(connection: Connection) -> LiveState:
             )
         )
     }
-    protections = frozenset(
-        (row.object_kind, row.object_id)
+    protections = {
+        (row.object_kind, row.object_id): row.reason
         for row in connection.execute(
-            select(tables.protections.c.object_kind, tables.protections.c.object_id)
+            select(
+                tables.protections.c.object_kind,
+                tables.protections.c.object_id,
+                tables.protections.c.reason,
+            )
         )
-    )
+    }
     quarantined = frozenset(
         (row.object_kind, row.object_id, row.version)
         for row in connection.execute(
@@ -120,6 +124,7 @@ def load_live(connection: Connection) -> LiveState:
         suspended=state.suspended,
         last_error=state.last_error,
         conditions=dict(state.conditions or {}),
+        untouched=state.untouched_since_apply,
     )
 
 
@@ -392,18 +397,19 @@ def _record_versions(connection: Connection, rows: list[dict[str, Any]]) -> None
         return
     table = tables.object_versions
     existing = {
-        (r.object_kind, r.object_id, r.version)
+        (r.object_kind, r.object_id, r.version): r.content_hash
         for r in connection.execute(
-            select(table.c.object_kind, table.c.object_id, table.c.version).where(
-                table.c.object_id.in_({row["object_id"] for row in rows})
-            )
+            select(
+                table.c.object_kind, table.c.object_id, table.c.version, table.c.content_hash
+            ).where(table.c.object_id.in_({row["object_id"] for row in rows}))
         )
     }
     fresh = [r for r in rows if (r["object_kind"], r["object_id"], r["version"]) not in existing]
     if fresh:
         connection.execute(insert(table), fresh)
     for row in rows:
-        if (row["object_kind"], row["object_id"], row["version"]) in existing:
+        key = (row["object_kind"], row["object_id"], row["version"])
+        if key in existing and existing[key] != row["content_hash"]:
             connection.execute(
                 update(table)
                 .where(
@@ -468,10 +474,10 @@ def record_attempt(
         update(tables.reconciler_state)
         .where(tables.reconciler_state.c.id == 1)
         .values(
-            attempted_revision=revision,
             last_attempt_at=now(),
             last_error=error,
             conditions=conditions,
+            **({"attempted_revision": revision} if revision is not None else {}),
         )
     )
 
@@ -483,17 +489,29 @@ def set_protection(
     table = tables.protections
     where = and_(table.c.object_kind == kind, table.c.object_id == ident)
     present = connection.execute(select(table.c.object_id).where(where)).first() is not None
-    if protect and not present:
+    if protect == present:
+        return False
+    if protect:
         connection.execute(
             insert(table).values(
                 object_kind=kind, object_id=ident, reason=reason, created_by=actor, created_at=now()
             )
         )
-        return True
-    if not protect and present:
+    else:
         connection.execute(delete(table).where(where))
-        return True
-    return False
+    connection.execute(
+        insert(tables.lifecycle_events).values(
+            event_type="object_protected" if protect else "object_unprotected",
+            object_kind=kind,
+            object_id=ident,
+            state_serial=state_serial(connection),
+            forced=False,
+            actor=actor,
+            details={"reason": reason} if reason else {},
+            timestamp=now(),
+        )
+    )
+    return True
 
 
 def quarantine(connection: Connection, kind: str, ident: str, version: str, reason: str) -> None:
