@@ -57,6 +57,15 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
 
+    def sqlite_file(self) -> Path | None:
+        """The database file of a file-backed SQLite database, else None."""
+        if not self.is_sqlite:
+            return None
+        database = make_url(self.url).database
+        if not database or database == ":memory:":
+            return None
+        return Path(database).resolve()
+
     def _create(self, parsed: Any, echo: bool) -> Engine:
         if self.dialect == "postgresql":
             return create_engine(
