@@ -6,7 +6,6 @@ and is bounded by explicit timeouts.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,9 +171,8 @@ def test_sigterm_mid_apply_finishes_the_transaction_and_releases_the_lease(
 # ---------------------------------------------------------------- PostgreSQL only
 
 
-def _pg_only(registry: Registry) -> None:
-    if not registry.url.startswith("postgresql"):
-        pytest.skip("a PostgreSQL fault")
+# PostgreSQL-only faults: the registry fixture's db_url is pinned to PostgreSQL.
+postgresql_only = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 
 
 def _terminate(registry: Registry, application_name: str) -> int:
@@ -193,10 +191,10 @@ def _terminate(registry: Registry, application_name: str) -> int:
     return len(rows)
 
 
+@postgresql_only
 def test_a_connection_killed_mid_apply_rolls_back_and_the_loop_converges(
     registry: Registry, tmp_path: Path, loops: list[WatchProcess]
 ) -> None:
-    _pg_only(registry)
     marker = tmp_path / "locked"
     env = watch_env(
         registry.fleet.root,
@@ -223,10 +221,10 @@ def test_a_connection_killed_mid_apply_rolls_back_and_the_loop_converges(
     assert loop.terminate() == 0
 
 
+@postgresql_only
 def test_replicas_follow_by_polling_when_notifications_are_lost(
     registry: Registry, tmp_path: Path, loops: list[WatchProcess]
 ) -> None:
-    _pg_only(registry)
     registry.fleet.commit("fleet", {"models/a.yaml": model_yaml("a")})
     leader_env = watch_env(registry.fleet.root, registry.url, tmp_path / "data-a")
     leader = WatchProcess("leader", tmp_path, leader_env, interval="60s")
@@ -269,13 +267,13 @@ def test_replicas_follow_by_polling_when_notifications_are_lost(
 
 
 @pytest.mark.slow
+@postgresql_only
 def test_three_replicas_with_the_leader_killed_twice_apply_every_revision_once(
     registry: Registry,
     tmp_path: Path,
     loops: list[WatchProcess],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    _pg_only(registry)
     registry.fleet.commit("start", {"models/a.yaml": model_yaml("a")})
     ttl, interval = 3.0, 2.0
 
@@ -365,7 +363,3 @@ def test_bad_intervals_are_usage_errors(registry: Registry, text: str) -> None:
     result = registry.run("reconcile", "--watch", "--interval", text)
     assert result.code == 1
     assert "is not a duration like 30s" in result.err
-
-
-def test_unused_helpers_are_importable() -> None:
-    assert shutil.which("git")
