@@ -364,6 +364,10 @@ class Reconciler:
                 conditions={c.type: _keep_time(c, previous).to_json() for c in conditions},
             )
 
+    def record_temporary(self, revision: str | None, exc: errors.TemporaryError) -> None:
+        """Record a temporary failure that happened outside :meth:`reconcile` (a loop's fetch)."""
+        self._record_quietly(revision, type(exc).__name__, str(exc))
+
     def _record_quietly(self, revision: str | None, reason: str, message: str) -> None:
         """A temporary error: Ready=False, not Stalled (it is retried with backoff)."""
         try:

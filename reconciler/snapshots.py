@@ -13,11 +13,14 @@ What wakes a refresh is up to the owner: PostgreSQL NOTIFY through
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -40,6 +43,49 @@ class Snapshot:
     def empty(cls) -> Snapshot:
         return cls(-1, None, MappingProxyType({}), MappingProxyType({}), 0.0)
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "serial": self.serial,
+            "revision": self.revision,
+            "objects": [manifests.to_document(m) for m in self.models.values()]
+            + [manifests.to_document(r) for r in self.rules.values()],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, allow_local_endpoints: bool) -> Snapshot:
+        models: dict[str, manifests.AIModel] = {}
+        rules: dict[str, manifests.RoutingRule] = {}
+        for document in data["objects"]:
+            obj = manifests.parse_document(document, allow_local_endpoints=allow_local_endpoints)
+            if isinstance(obj, manifests.AIModel):
+                models[obj.id] = obj
+            else:
+                rules[obj.id] = obj
+        return cls(
+            int(data["serial"]),
+            data.get("revision"),
+            MappingProxyType(models),
+            MappingProxyType(rules),
+            time.monotonic(),
+        )
+
+
+def save(snapshot: Snapshot, path: Path) -> None:
+    """Write the snapshot for a restart without the database (atomically: temp + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(snapshot.to_json()), encoding="utf-8")
+    temporary.replace(path)
+
+
+def load_saved(path: Path, *, allow_local_endpoints: bool) -> Snapshot | None:
+    """The snapshot a previous run saved, or None when there is none or it is unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Snapshot.from_json(data, allow_local_endpoints=allow_local_endpoints)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
 
 class Snapshots:
     def __init__(self, db: Database, *, allow_local_endpoints: bool) -> None:
@@ -51,6 +97,10 @@ class Snapshots:
     @property
     def current(self) -> Snapshot:
         return self._current
+
+    def adopt(self, snapshot: Snapshot) -> None:
+        """Serve ``snapshot`` (a saved one) until the database answers again."""
+        self._current = snapshot
 
     def refresh(self, *, force: bool = False) -> bool:
         """Load a new snapshot if the state serial moved; return whether it swapped."""

@@ -23,3 +23,18 @@ LEADER = Gauge("grove_reconcile_leader", "1 while this process holds the reconci
 SUSPENDED = Gauge("grove_reconcile_suspended", "1 while applying is suspended.")
 BACKOFF = Gauge("grove_reconcile_backoff_seconds", "Current backoff after temporary errors.")
 SNAPSHOT_SWAPS = Counter("grove_snapshot_swaps_total", "Snapshots of reconciled state loaded.")
+MODEL_REQUESTS = Counter(
+    "grove_model_requests_total", "Calls to models by outcome.", ["model", "outcome"]
+)
+MODEL_LATENCY = Histogram(
+    "grove_model_latency_seconds",
+    "Latency of calls to each model.",
+    ["model"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+FAILOVERS = Counter("grove_failovers_total", "Calls that moved to the next model of a chain.")
+ROUTING_DECISION_SECONDS = Histogram(
+    "grove_routing_decision_seconds",
+    "Time to make a routing decision (no I/O).",
+    buckets=(1e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2),
+)

@@ -38,7 +38,7 @@ from watchfiles import watch
 from reconciler import errors, logs, reconciling, snapshots, telemetry
 from reconciler.settings import Settings
 from reconciler.sources.git import GitSource
-from reconciler.store import coordination, notifications, registry
+from reconciler.store import coordination, migrating, notifications, registry
 from reconciler.store.engine import Database
 
 log = logging.getLogger("grove.watch")
@@ -75,7 +75,9 @@ class Watcher:
         self.holder = holder or identity()
         self.wake = threading.Event()
         self.repo_changed = threading.Event()
-        self.db: Database = reconciling.open_database(settings)
+        # The schema is checked on the first tick, so a loop started while the
+        # database is down waits for it instead of exiting.
+        self.db: Database = reconciling.open_database(settings, require_schema=False)
         self.source = reconciling.open_source(settings)
         self.reconciler = reconciling.Reconciler(
             settings, self.source, self.db, max_delete_ratio=settings.max_delete_ratio
@@ -91,6 +93,8 @@ class Watcher:
         self.failed_revision: str | None = None
         self.last_trigger: int | None = None
         self.suspended = False
+        self.database_down = False
+        self.schema_checked = False
         self.cycles = 0
         self._threads: list[threading.Thread] = []
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
@@ -197,11 +201,13 @@ class Watcher:
 
     def _sleep_s(self) -> float:
         now = time.monotonic()
-        deadlines = [now + self.options.poll_s, self.next_fetch]
+        if self.database_down:  # nothing to do until the backoff ends (or a wake-up)
+            return max(0.05, self.backoff_until - now)
+        deadlines = [now + self.options.poll_s]
         if self.lease is not None:
             deadlines.append(self.lease_renew_at)
-        if self.backoff_until > now:
-            deadlines.append(self.backoff_until)
+            if not self.suspended:  # only a leader fetches and applies
+                deadlines.append(max(self.next_fetch, self.backoff_until))
         return max(0.05, min(deadlines) - now)
 
     # ---------------------------------------------------------------- one tick
@@ -209,14 +215,26 @@ class Watcher:
     def tick(self) -> None:
         """Poll, keep the lease, keep the snapshot, and run a cycle when one is due."""
         now = time.monotonic()
+        if self.database_down and now < self.backoff_until:
+            return
         try:
+            if not self.schema_checked:
+                migrating.require_current(self.db)
+                self.schema_checked = True
             with self.db.transaction() as connection:
                 signals = coordination.poll(connection)
             self._keep_lease(now)
             self._refresh_snapshot(signals.state_serial)
         except errors.TemporaryError as exc:
+            self.database_down = True
             self._back_off(f"database: {exc}")
             return
+        if self.database_down:  # it answers again: forget the backoff, check at once
+            self.database_down = False
+            self.backoff_s = 0.0
+            self.backoff_until = 0.0
+            self.next_fetch = now
+            logs.event(log, "database-back", holder=self.holder)
         triggered = self.last_trigger is not None and signals.trigger_counter != self.last_trigger
         self.last_trigger = signals.trigger_counter
         if signals.suspended != self.suspended:
@@ -295,7 +313,12 @@ class Watcher:
             fields["reason"] = str(exc)
             self.lease = None
             telemetry.LEADER.set(0)
+        except errors.StalePlan as exc:  # someone else applied meanwhile: just look again
+            outcome_name = "stale"
+            fields["reason"] = str(exc)
         except errors.TemporaryError as exc:
+            if revision is None:  # failed before reconcile() could record it: git is down
+                self.reconciler.record_temporary(None, exc)
             outcome_name = "error"
             fields["reason"] = str(exc)
             # An unreachable source is retried at least once per interval, so the loop
@@ -309,6 +332,8 @@ class Watcher:
         self.next_fetch = time.monotonic() + self._jittered(self.options.interval_s)
         if outcome_name == "error":
             self.next_fetch = self.backoff_until  # retry after the backoff, not the interval
+        elif outcome_name == "stale":
+            self.next_fetch = time.monotonic()
         duration = time.monotonic() - started
         telemetry.RECONCILE_CYCLES.labels(outcome=outcome_name).inc()
         telemetry.RECONCILE_DURATION.observe(duration)
@@ -318,9 +343,7 @@ class Watcher:
 
     def _back_off(self, reason: str, *, cap: float | None = None) -> None:
         self.backoff_s = min(BACKOFF_MAX_S, max(BACKOFF_MIN_S, self.backoff_s * 2))
-        delay = self._jittered(self.backoff_s)
-        if cap is not None:
-            delay = min(delay, cap)
+        delay = min(self._jittered(self.backoff_s), BACKOFF_MAX_S, cap or BACKOFF_MAX_S)
         self.backoff_until = time.monotonic() + delay
         telemetry.BACKOFF.set(delay)
         logs.event(log, "backoff", level=logging.WARNING, seconds=round(delay, 2), reason=reason)

@@ -397,7 +397,7 @@ def _trigger(settings: Settings) -> int:
 def suspend_command(
     repo: str | None, ref: str | None, manifests_path: str | None, db: str | None
 ) -> int:
-    """Stop applying (loops keep reporting status) until `grove resume`."""
+    """Stop reconcile loops from applying until `grove resume` (`grove status` shows it)."""
     return _suspension(load_settings(repo, ref, manifests_path, db), True)
 
 

@@ -103,8 +103,13 @@ class GitSource:
         return output
 
     def _wrap(self, exc: GitCommandError, action: str) -> errors.GroveError:
-        lines = [line.strip() for line in str(exc.stderr or "").splitlines() if line.strip()]
-        detail = lines[-1].removeprefix("stderr:").strip(" '") if lines else f"exit {exc.status}"
+        lines = [
+            line.strip().removeprefix("stderr:").strip(" '")
+            for line in str(exc.stderr or "").splitlines()
+            if line.strip()
+        ]
+        fatal = [line for line in lines if line.startswith(("fatal:", "error:", "ERROR:"))]
+        detail = (fatal or lines or [f"exit {exc.status}"])[0]
         message = f"git {action} failed for {self.description}: {addresses.redact_userinfo(detail)}"
         if action in ("clone", "fetch"):
             return errors.SourceUnavailable(message)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -197,7 +198,14 @@ routing_logs = Table(
     Column("success", Boolean, nullable=False),
     Column("routing_decision", JsonColumn, nullable=False),
     Column("timestamp", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Migration 0004: per-attempt details for metrics.
+    Column("attempt", Integer, nullable=False, server_default="1"),
+    Column("error_kind", String(32), nullable=True),
+    Column("input_tokens", Integer, nullable=True),
+    Column("output_tokens", Integer, nullable=True),
+    Column("cost_usd", Float, nullable=True),
     Index("ix_routing_logs_model_time", "model_id", "timestamp"),
+    Index("ix_routing_logs_timestamp", "timestamp"),
 )
 
 model_metrics = Table(

@@ -202,3 +202,35 @@ def test_log_lines_are_json_or_text(monkeypatch: pytest.MonkeyPatch) -> None:
         "info",
     )
     assert second.endswith("warning backoff seconds=1.5")
+
+
+def test_a_standby_sleeps_for_the_poll_interval_not_busily(registry: Registry) -> None:
+    leader = _watcher(registry)
+    standby = _watcher(registry)
+    try:
+        leader.tick()
+        standby.tick()
+        assert standby.lease is None
+        assert standby._sleep_s() == pytest.approx(standby.options.poll_s, abs=0.06)
+    finally:
+        leader._shutdown()
+        standby._shutdown()
+
+
+def test_a_loop_started_while_the_database_is_down_waits_and_backs_off(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    monkeypatch.setenv("GROVE_DB_URL", "postgresql+psycopg://postgres@127.0.0.1:9/nowhere")
+    monkeypatch.setenv("GROVE_REPO", str(tmp_path))
+    loop = watching.Watcher(settings.load(), watching.Options(poll_s=0.1), holder="down")
+    try:
+        loop.tick()
+        assert loop.database_down
+        first = loop.backoff_until
+        assert 0.5 < loop._sleep_s() <= 1.2
+        loop.tick()  # still inside the backoff: no new attempt, no new backoff
+        assert loop.backoff_until == first
+        assert loop.backoff_s == 1.0
+    finally:
+        loop.stop.set()
+        loop.db.dispose()

@@ -1,0 +1,178 @@
+"""The three wire formats: Anthropic Messages, Gemini generateContent, OpenAI chat completions.
+
+Each adapter builds the provider's request from a :class:`ChatRequest`, sends
+it through the guarded transport with the manifest's deadline, and reads text
+and token counts back. The API key comes from the environment variable the
+manifest names, goes only into a request header, and never into a message.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from reconciler import manifests
+from reconciler.providers.base import (
+    ChatRequest,
+    ChatResponse,
+    FailureKind,
+    ProviderError,
+    cost_of,
+)
+from reconciler.providers.transport import Http
+
+ANTHROPIC_VERSION = "2023-06-01"
+
+
+def api_key(model: manifests.AIModel, *, required: bool) -> str | None:
+    credentials = model.payload.credentials
+    if credentials is None:
+        if required:
+            raise ProviderError(
+                FailureKind.CONFIGURATION, f"{model.id}: no credentials in manifest"
+            )
+        return None
+    value = os.environ.get(credentials.env)
+    if not value:
+        raise ProviderError(
+            FailureKind.CONFIGURATION,
+            f"{model.id}: environment variable {credentials.env} is not set",
+        )
+    return value
+
+
+def _endpoint(model: manifests.AIModel) -> str:
+    endpoint = model.payload.endpoint
+    if endpoint is None:  # validation makes this impossible for HTTP providers
+        raise ProviderError(FailureKind.CONFIGURATION, f"{model.id}: no endpoint")
+    return endpoint.rstrip("/")
+
+
+def _read(
+    answer: Any, reader: Callable[[Any], tuple[str, int, int]], host_hint: str
+) -> tuple[str, int, int]:
+    try:
+        text, tokens_in, tokens_out = reader(answer)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+        raise ProviderError(
+            FailureKind.BAD_RESPONSE, f"{host_hint}: the answer does not have the expected shape"
+        ) from None
+    if not isinstance(text, str):
+        raise ProviderError(FailureKind.BAD_RESPONSE, f"{host_hint}: no text in the answer")
+    return text, int(tokens_in or 0), int(tokens_out or 0)
+
+
+class HttpAdapter:
+    """Shared call path: build, send with the deadline, read, price."""
+
+    def __init__(self, http: Http) -> None:
+        self.http = http
+
+    async def complete(self, model: manifests.AIModel, request: ChatRequest) -> ChatResponse:
+        url, headers, payload = self.build(model, request)
+        started = time.perf_counter()
+        answer = await self.http.post_json(
+            url, headers, payload, deadline_s=model.payload.timeout_ms / 1000
+        )
+        text, tokens_in, tokens_out = _read(answer, self.read, model.id)
+        latency = (time.perf_counter() - started) * 1000
+        return ChatResponse(
+            model_id=model.id,
+            provider_model=model.payload.provider_model or "",
+            text=text,
+            input_tokens=tokens_in,
+            output_tokens=tokens_out,
+            cost_usd=cost_of(model.payload, tokens_in, tokens_out),
+            latency_ms=latency,
+        )
+
+    def build(
+        self, model: manifests.AIModel, request: ChatRequest
+    ) -> tuple[str, dict[str, str], dict[str, Any]]:
+        raise NotImplementedError
+
+    def read(self, answer: Any) -> tuple[str, int, int]:
+        raise NotImplementedError
+
+
+class OpenAIChat(HttpAdapter):
+    """OpenAI chat completions, and any OpenAI-compatible server (vLLM, TGI, Ollama)."""
+
+    def build(
+        self, model: manifests.AIModel, request: ChatRequest
+    ) -> tuple[str, dict[str, str], dict[str, Any]]:
+        keyed = model.payload.provider is manifests.Provider.OPENAI
+        key = api_key(model, required=keyed)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        payload: dict[str, Any] = {
+            "model": model.payload.provider_model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "max_tokens": request.max_tokens,
+        }
+        if request.temperature is not None:
+            payload["temperature"] = request.temperature
+        return f"{_endpoint(model)}/chat/completions", headers, payload
+
+    def read(self, answer: Any) -> tuple[str, int, int]:
+        usage = answer.get("usage") or {}
+        text = answer["choices"][0]["message"]["content"]
+        return text, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+
+
+class AnthropicMessages(HttpAdapter):
+    def build(
+        self, model: manifests.AIModel, request: ChatRequest
+    ) -> tuple[str, dict[str, str], dict[str, Any]]:
+        key = api_key(model, required=True)
+        assert key is not None
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        payload: dict[str, Any] = {
+            "model": model.payload.provider_model,
+            "max_tokens": request.max_tokens,
+            "messages": [
+                {"role": m.role, "content": m.content}
+                for m in request.messages
+                if m.role != "system"
+            ],
+        }
+        if system:
+            payload["system"] = system
+        if request.temperature is not None:
+            payload["temperature"] = request.temperature
+        headers = {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION}
+        return f"{_endpoint(model)}/messages", headers, payload
+
+    def read(self, answer: Any) -> tuple[str, int, int]:
+        usage = answer.get("usage") or {}
+        text = "".join(block["text"] for block in answer["content"] if block.get("type") == "text")
+        return text, usage.get("input_tokens", 0), usage.get("output_tokens", 0)
+
+
+class GeminiGenerate(HttpAdapter):
+    def build(
+        self, model: manifests.AIModel, request: ChatRequest
+    ) -> tuple[str, dict[str, str], dict[str, Any]]:
+        key = api_key(model, required=True)
+        assert key is not None
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        contents = [
+            {"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.content}]}
+            for m in request.messages
+            if m.role != "system"
+        ]
+        config: dict[str, Any] = {"maxOutputTokens": request.max_tokens}
+        if request.temperature is not None:
+            config["temperature"] = request.temperature
+        payload: dict[str, Any] = {"contents": contents, "generationConfig": config}
+        if system:
+            payload["systemInstruction"] = {"parts": [{"text": system}]}
+        url = f"{_endpoint(model)}/models/{model.payload.provider_model}:generateContent"
+        return url, {"x-goog-api-key": key}, payload
+
+    def read(self, answer: Any) -> tuple[str, int, int]:
+        usage = answer.get("usageMetadata") or {}
+        parts = answer["candidates"][0]["content"]["parts"]
+        text = "".join(part.get("text", "") for part in parts)
+        return text, usage.get("promptTokenCount", 0), usage.get("candidatesTokenCount", 0)

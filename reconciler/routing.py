@@ -1,0 +1,514 @@
+"""The router: pick the model for a task, call it, fail over along the chain, log every attempt.
+
+The service behind ``grove route``, the API's routing endpoints and the Python
+API of DESIGN section 9::
+
+    engine = RoutingEngine.open(db="sqlite:///.grove/registry.db")
+    decision = engine.get_routing_decision(TaskRequest(task_type="complex-analysis"))
+    result = await engine.route_request(request)          # result.model_id
+    response = await engine.execute_with_failover(request)
+
+Decisions read an in-memory routing table rebuilt only when the snapshot of
+reconciled state changes, so :meth:`get_routing_decision` does no I/O.
+Execution walks the decision's chain: a retryable failure (the rule's
+``failover.on``) moves to the next model, a client error stops; circuit
+breakers make a dead model cost nothing while open. Every attempt is queued
+for the routing log and written in batches by a background thread.
+
+Degraded modes: ``ROUTING_OVERRIDE_MODEL`` forces one model; an unexpected
+error inside the router falls back to round-robin over enabled models; when
+the registry database is unreachable the last snapshot keeps serving (saved
+on disk for a restart) and health reports ``degraded``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import datetime as dt
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from reconciler import (
+    circuits,
+    errors,
+    logs,
+    manifests,
+    ranking,
+    snapshots,
+    telemetry,
+)
+from reconciler import (
+    settings as settings_module,
+)
+from reconciler.providers import Providers
+from reconciler.providers.base import ChatRequest, ChatResponse, FailureKind, ProviderError
+from reconciler.settings import Settings
+from reconciler.store import migrating, routing_logs
+from reconciler.store.engine import Database
+
+log = logging.getLogger("grove.router")
+
+OVERRIDE_VARIABLE = "ROUTING_OVERRIDE_MODEL"
+T = TypeVar("T")
+TaskRequest = ranking.TaskRequest
+
+
+class NoEligibleModel(errors.PermanentError):
+    """No model may serve the request; ``decision`` says why each was excluded."""
+
+    def __init__(self, decision: ranking.RoutingDecision) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AttemptReport:
+    model_id: str
+    outcome: str  # "success" | a FailureKind value | "skipped"
+    latency_ms: float
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "modelId": self.model_id,
+            "outcome": self.outcome,
+            "latencyMs": round(self.latency_ms, 1),
+            "message": self.message,
+        }
+
+
+class RoutingFailed(errors.PermanentError):
+    """Every model of the chain failed (or a client error stopped the walk)."""
+
+    def __init__(
+        self,
+        message: str,
+        decision: ranking.RoutingDecision,
+        attempts: list[AttemptReport],
+        *,
+        client_error: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.decision = decision
+        self.attempts = attempts
+        self.client_error = client_error
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RoutingResult:
+    """What ``route_request`` returns: who answered, the answer, and the decision."""
+
+    model_id: str
+    response: ChatResponse
+    routing_decision: ranking.RoutingDecision
+    attempts: tuple[AttemptReport, ...]
+    request_id: str
+
+
+class LatencyStats:
+    """Recent latency per model; p95 recomputed at most every 16 samples or second."""
+
+    def __init__(self, *, size: int = 1024) -> None:
+        self.size = size
+        self._samples: dict[str, collections.deque[float]] = {}
+        self._p95: dict[str, float] = {}
+        self._dirty: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, model_id: str, latency_ms: float) -> None:
+        with self._lock:
+            samples = self._samples.setdefault(model_id, collections.deque(maxlen=self.size))
+            samples.append(latency_ms)
+            count, since = self._dirty.get(model_id, (0, time.monotonic()))
+            count += 1
+            if count >= 16 or time.monotonic() - since > 1.0 or model_id not in self._p95:
+                ordered = sorted(samples)
+                self._p95[model_id] = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+                count, since = 0, time.monotonic()
+            self._dirty[model_id] = (count, since)
+
+    def p95(self, model_id: str) -> float | None:
+        return self._p95.get(model_id)
+
+
+class LogWriter(threading.Thread):
+    """Batches routing-log rows into the database, off the request path."""
+
+    def __init__(self, db: Database, *, batch: int = 1000, every_s: float = 0.25) -> None:
+        super().__init__(name="grove-routing-log", daemon=True)
+        self.db = db
+        self.batch = batch
+        self.every_s = every_s
+        self.queue: queue.Queue[routing_logs.Attempt | None] = queue.Queue(maxsize=200_000)
+        self.dropped = 0
+        self.written = 0
+        self._flushed = threading.Condition()
+        self._pending = 0
+
+    def put(self, row: routing_logs.Attempt) -> None:
+        try:
+            self.queue.put_nowait(row)
+            with self._flushed:
+                self._pending += 1
+        except queue.Full:
+            self.dropped += 1
+
+    def run(self) -> None:
+        stopping = False
+        while not stopping:
+            rows: list[routing_logs.Attempt] = []
+            deadline = time.monotonic() + self.every_s
+            while len(rows) < self.batch:
+                try:
+                    item = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                rows.append(item)
+            if rows:
+                self._write(rows)
+
+    def _write(self, rows: list[routing_logs.Attempt]) -> None:
+        try:
+            with self.db.transaction(write=True) as connection:
+                routing_logs.write_batch(connection, rows)
+            self.written += len(rows)
+        except Exception as exc:  # the log must never take the router down
+            self.dropped += len(rows)
+            logs.event(
+                log,
+                "routing-log-dropped",
+                level=logging.WARNING,
+                rows=len(rows),
+                reason=type(exc).__name__,
+            )
+        with self._flushed:
+            self._pending -= len(rows)
+            self._flushed.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> None:
+        with self._flushed:
+            self._flushed.wait_for(lambda: self._pending <= 0, timeout=timeout)
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        self.join(timeout=10)
+
+
+class RoutingEngine:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database | None,
+        *,
+        providers: Providers | None = None,
+        breakers: circuits.Breakers | None = None,
+        override: str | None = None,
+        write_logs: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.providers = providers or Providers(allow_local=settings.allow_local_endpoints)
+        self.breakers = breakers or circuits.Breakers()
+        self.stats = LatencyStats()
+        self.snapshots = (
+            snapshots.Snapshots(db, allow_local_endpoints=settings.allow_local_endpoints)
+            if db is not None
+            else None
+        )
+        self.override = override if override is not None else os.environ.get(OVERRIDE_VARIABLE)
+        self.cache_path = Path(settings.data_dir) / "snapshot.json"
+        self.degraded_reasons: list[str] = []
+        self._table: ranking.RoutingTable | None = None
+        self._table_of: snapshots.Snapshot | None = None
+        self._round_robin = 0
+        self._fixed = snapshots.Snapshot.empty()
+        self.writer: LogWriter | None = None
+        if db is not None and write_logs:
+            self.writer = LogWriter(db)
+            self.writer.start()
+
+    @classmethod
+    def open(cls, db: str | None = None, *, settings: Settings | None = None) -> RoutingEngine:
+        """An engine on the registry at ``db`` (default: the settings), refreshed once."""
+        config = settings or settings_module.load(db_url=db)
+        database = Database(config.db_url)
+        engine = cls(config, database)
+        engine.refresh()
+        return engine
+
+    # ---------------------------------------------------------------- snapshot
+
+    def refresh(self) -> bool:
+        """Follow the registry; on failure keep the last snapshot (or the saved one)."""
+        if self.snapshots is None:
+            return False
+        try:
+            if not self.degraded_reasons and self._table_of is None:
+                assert self.db is not None
+                migrating.require_current(self.db)
+            swapped = self.snapshots.refresh()
+        except (errors.TemporaryError, errors.DatabaseNotReady) as exc:
+            self._degrade(f"registry unreachable, serving the last snapshot: {exc}")
+            return False
+        self.degraded_reasons = []
+        if swapped:
+            try:
+                snapshots.save(self.snapshots.current, self.cache_path)
+            except OSError as exc:
+                logs.event(log, "snapshot-not-saved", level=logging.WARNING, reason=str(exc))
+        return swapped
+
+    def _degrade(self, reason: str) -> None:
+        self.degraded_reasons = [reason]
+        assert self.snapshots is not None
+        if self.snapshots.current.serial < 0:
+            saved = snapshots.load_saved(
+                self.cache_path, allow_local_endpoints=self.settings.allow_local_endpoints
+            )
+            if saved is not None:
+                self.snapshots.adopt(saved)
+                self.degraded_reasons.append(f"loaded the snapshot saved at serial {saved.serial}")
+        logs.event(log, "router-degraded", level=logging.WARNING, reason=reason)
+
+    def use_snapshot(self, snapshot: snapshots.Snapshot) -> None:
+        """Serve a given snapshot (tests, embedding without a database)."""
+        if self.snapshots is None:
+            self._table_of = None
+            self._fixed = snapshot
+        else:
+            self.snapshots.adopt(snapshot)
+
+    def table(self) -> ranking.RoutingTable:
+        current = self.snapshots.current if self.snapshots is not None else self._fixed
+        if self._table is None or current is not self._table_of:
+            self._table = ranking.RoutingTable(
+                current.models, current.rules, revision=current.revision, serial=current.serial
+            )
+            self._table_of = current
+        return self._table
+
+    # ---------------------------------------------------------------- deciding
+
+    def _dynamic(self) -> ranking.Dynamic:
+        return ranking.Dynamic(
+            blocked=self.breakers.blocked,
+            p95_ms=self.stats.p95,
+            today=dt.datetime.now(dt.UTC).date(),
+        )
+
+    def get_routing_decision(self, request: TaskRequest) -> ranking.RoutingDecision:
+        """Synchronous, no I/O: the decision from the in-memory table."""
+        started = time.perf_counter()
+        table = self.table()
+        try:
+            if self.override:
+                decision = self._overridden(table)
+            else:
+                decision = table.decide(request, self._dynamic())
+        except ranking.NoRoute:
+            raise
+        except Exception as exc:  # a router bug must not stop traffic
+            self._round_robin += 1
+            logs.event(
+                log,
+                "router-error",
+                level=logging.ERROR,
+                error=type(exc).__name__,
+                message=str(exc)[:200],
+            )
+            decision = table.round_robin(self._round_robin, f"{type(exc).__name__} in the router")
+        telemetry.ROUTING_DECISION_SECONDS.observe(time.perf_counter() - started)
+        if self.degraded_reasons:
+            decision = dataclasses.replace(decision, degraded=True)
+        return decision
+
+    def _overridden(self, table: ranking.RoutingTable) -> ranking.RoutingDecision:
+        assert self.override is not None
+        model = table.models.get(self.override)
+        if model is None or model.payload.state is not manifests.ModelState.ENABLED:
+            raise ValueError(f"{OVERRIDE_VARIABLE}={self.override} names no enabled model")
+        return ranking.RoutingDecision(
+            model_id=model.id,
+            chain=(model.id,),
+            rule_id=None,
+            task_type=None,
+            strategy="override",
+            candidates=(ranking.CandidateReport(model.id, True, 1, None, "override"),),
+            reason=f"override: {OVERRIDE_VARIABLE}={model.id}",
+            revision=table.revision,
+            serial=table.serial,
+            max_attempts=1,
+        )
+
+    # ---------------------------------------------------------------- executing
+
+    async def execute_with_failover(
+        self, request: TaskRequest, chat: ChatRequest | None = None
+    ) -> ChatResponse:
+        return (await self.route_request(request, chat)).response
+
+    async def route_request(
+        self, request: TaskRequest, chat: ChatRequest | None = None
+    ) -> RoutingResult:
+        decision = self.get_routing_decision(request)
+        if not decision.chain:
+            raise NoEligibleModel(decision)
+        table = self.table()
+        chat = chat or ChatRequest.of(request.prompt or "", max_tokens=request.max_tokens)
+        request_id = request.request_id or str(uuid.uuid4())
+        route = table.by_task.get(decision.task_type or "") if decision.task_type else None
+        failover = route.failover if route is not None else manifests.Failover.model_validate({})
+        allowed = frozenset(failover.on)
+        attempts: list[AttemptReport] = []
+        tried = 0
+        for model_id in decision.chain:
+            if tried >= decision.max_attempts:
+                break
+            if not self.breakers.acquire(model_id):
+                attempts.append(AttemptReport(model_id, "skipped", 0.0, "circuit open"))
+                continue
+            tried += 1
+            model = table.models[model_id]
+            started = time.perf_counter()
+            try:
+                response = await self.providers.complete(model, chat)
+            except ProviderError as exc:
+                latency = (time.perf_counter() - started) * 1000
+                attempts.append(AttemptReport(model_id, exc.kind.value, latency, str(exc)))
+                self._record(request_id, request, decision, model_id, tried, latency, exc, None)
+                if exc.kind is FailureKind.CLIENT_ERROR:
+                    self.breakers.release(model_id)
+                    raise RoutingFailed(
+                        f"{model_id} refused the request ({exc}); not failing over",
+                        decision,
+                        attempts,
+                        client_error=True,
+                    ) from None
+                self.breakers.failure(
+                    model_id,
+                    cooldown_s=failover.cooldown_s,
+                    # A 429 always cools the model down: for Retry-After, or cooldownS.
+                    retry_after_s=(exc.retry_after_s or float(failover.cooldown_s))
+                    if exc.kind is FailureKind.RATE_LIMIT
+                    else None,
+                    why=exc.kind.value,
+                )
+                if not exc.moves_on(allowed):
+                    raise RoutingFailed(
+                        f"{model_id} failed ({exc}) and the rule does not fail over on "
+                        f"{exc.kind.value}",
+                        decision,
+                        attempts,
+                    ) from None
+                telemetry.FAILOVERS.inc()
+                continue
+            except BaseException:
+                self.breakers.release(model_id)
+                raise
+            self.breakers.success(model_id)
+            attempts.append(AttemptReport(model_id, "success", response.latency_ms))
+            self._record(
+                request_id, request, decision, model_id, tried, response.latency_ms, None, response
+            )
+            return RoutingResult(model_id, response, decision, tuple(attempts), request_id)
+        names = ", ".join(f"{a.model_id} ({a.outcome})" for a in attempts) or "none"
+        raise RoutingFailed(f"every model failed: {names}", decision, attempts)
+
+    def _record(
+        self,
+        request_id: str,
+        request: TaskRequest,
+        decision: ranking.RoutingDecision,
+        model_id: str,
+        attempt: int,
+        latency_ms: float,
+        error: ProviderError | None,
+        response: ChatResponse | None,
+    ) -> None:
+        self.stats.add(model_id, latency_ms)
+        outcome = "success" if error is None else error.kind.value
+        telemetry.MODEL_REQUESTS.labels(model=model_id, outcome=outcome).inc()
+        telemetry.MODEL_LATENCY.labels(model=model_id).observe(latency_ms / 1000)
+        if self.writer is None:
+            return
+        wanted = request.wanted()
+        self.writer.put(
+            routing_logs.Attempt(
+                request_id=request_id,
+                model_id=model_id,
+                task_type=request.task_type or "",
+                capability_required=",".join(c.value for c in wanted),
+                latency_ms=latency_ms,
+                success=error is None,
+                attempt=attempt,
+                error_kind=None if error is None else error.kind.value,
+                input_tokens=response.input_tokens if response else None,
+                output_tokens=response.output_tokens if response else None,
+                cost_usd=response.cost_usd if response else None,
+                decision={
+                    "reason": decision.reason,
+                    "chain": list(decision.chain),
+                    "ruleId": decision.rule_id,
+                    "strategy": decision.strategy,
+                    "revision": decision.revision,
+                    "error": None if error is None else str(error)[:300],
+                },
+                timestamp=dt.datetime.now(dt.UTC),
+            )
+        )
+
+    # ---------------------------------------------------------------- health
+
+    def health(self) -> tuple[str, list[str]]:
+        reasons = list(self.degraded_reasons)
+        open_circuits = sorted(
+            m for m, s in self.breakers.states().items() if s is not circuits.State.CLOSED
+        )
+        if open_circuits:
+            reasons.append("circuits open: " + ", ".join(open_circuits))
+        if self.override:
+            reasons.append(f"{OVERRIDE_VARIABLE} forces {self.override}")
+        table = self.table()
+        if not table.enabled:
+            reasons.append("no enabled model in the snapshot")
+        return ("degraded" if reasons else "healthy", reasons)
+
+    def flush_logs(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+    async def aclose(self) -> None:
+        await self.providers.aclose()
+        self.close()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.stop()
+            self.writer = None
+        if self.db is not None:
+            self.db.dispose()
+
+
+def run(engine: RoutingEngine, coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run routing work from synchronous code (the CLI, scripts): one event loop, whose
+    HTTP connections are closed before it ends."""
+
+    async def main() -> T:
+        try:
+            return await coroutine
+        finally:
+            await engine.providers.aclose()
+
+    return asyncio.run(main())

@@ -1,0 +1,147 @@
+"""Routing logs and model metrics: written in batches, read for aggregation.
+
+The router queues one row per attempt; a background writer calls
+:func:`write_batch` with many at once, in one transaction, off the request
+path. :func:`attempts` reads one model's window back for `analysis`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, select
+
+from reconciler.store import tables
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Attempt:
+    """One call to one model, as logged."""
+
+    request_id: str
+    model_id: str
+    task_type: str
+    capability_required: str
+    latency_ms: float
+    success: bool
+    attempt: int
+    error_kind: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost_usd: float | None
+    decision: dict[str, Any]
+    timestamp: dt.datetime
+
+
+def write_batch(connection: Connection, rows: Sequence[Attempt]) -> None:
+    if not rows:
+        return
+    connection.execute(
+        insert(tables.routing_logs),
+        [
+            {
+                "id": uuid.uuid4(),
+                "request_id": uuid.UUID(row.request_id),
+                "model_id": row.model_id,
+                "task_type": row.task_type,
+                "capability_required": row.capability_required,
+                "latency_ms": round(row.latency_ms),
+                "success": row.success,
+                "routing_decision": row.decision,
+                "timestamp": row.timestamp,
+                "attempt": row.attempt,
+                "error_kind": row.error_kind,
+                "input_tokens": row.input_tokens,
+                "output_tokens": row.output_tokens,
+                "cost_usd": row.cost_usd,
+            }
+            for row in rows
+        ],
+    )
+    metrics = []
+    for row in rows:
+        metrics.append(("latency_ms", row.latency_ms, row))
+        if row.cost_usd is not None:
+            metrics.append(("cost_usd", row.cost_usd, row))
+    connection.execute(
+        insert(tables.model_metrics),
+        [
+            {
+                "id": uuid.uuid4(),
+                "model_id": row.model_id,
+                "metric_type": kind,
+                "metric_value": value,
+                "timestamp": row.timestamp,
+            }
+            for kind, value, row in metrics
+        ],
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Observation:
+    latency_ms: float
+    success: bool
+    error_kind: str | None
+    cost_usd: float | None
+    timestamp: dt.datetime
+
+
+def attempts(
+    connection: Connection, model_id: str, since: dt.datetime, *, limit: int = 200_000
+) -> list[Observation]:
+    table = tables.routing_logs
+    rows = connection.execute(
+        select(
+            table.c.latency_ms,
+            table.c.success,
+            table.c.error_kind,
+            table.c.cost_usd,
+            table.c.timestamp,
+        )
+        .where(and_(table.c.model_id == model_id, table.c.timestamp >= since))
+        .order_by(table.c.timestamp.desc())
+        .limit(limit)
+    )
+    return [
+        Observation(
+            float(r.latency_ms),
+            bool(r.success),
+            r.error_kind,
+            None if r.cost_usd is None else float(r.cost_usd),
+            r.timestamp if r.timestamp.tzinfo else r.timestamp.replace(tzinfo=dt.UTC),
+        )
+        for r in rows
+    ]
+
+
+def recent(
+    connection: Connection, *, model_id: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    table = tables.routing_logs
+    query = select(table).order_by(table.c.timestamp.desc()).limit(limit)
+    if model_id is not None:
+        query = query.where(table.c.model_id == model_id)
+    return [
+        {
+            "id": str(r.id),
+            "requestId": str(r.request_id),
+            "modelId": r.model_id,
+            "taskType": r.task_type,
+            "capabilityRequired": r.capability_required,
+            "latencyMs": r.latency_ms,
+            "success": bool(r.success),
+            "attempt": r.attempt,
+            "errorKind": r.error_kind,
+            "costUsd": r.cost_usd,
+            "routingDecision": r.routing_decision,
+            "timestamp": (
+                r.timestamp if r.timestamp.tzinfo else r.timestamp.replace(tzinfo=dt.UTC)
+            ).isoformat(),
+        }
+        for r in connection.execute(query)
+    ]

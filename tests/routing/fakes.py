@@ -1,0 +1,250 @@
+"""Fake model providers: real HTTP servers on loopback speaking each provider's wire format.
+
+Each server checks the request the way the real API would (path, auth header,
+body shape) and answers in that provider's format, or misbehaves on purpose:
+error statuses, 429 with Retry-After, headers that never come, a body that
+trickles, malformed JSON, an HTML page, a huge body, a redirect. HTTP/1.1 with
+keep-alive is implemented by hand so that every fault is byte-exact.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import socketserver
+import threading
+import time
+from typing import Any
+
+KEYS = {
+    "openai": "sk-test-openai-0000",
+    "anthropic": "sk-ant-test-0000",
+    "gemini": "AIza-test-0000",
+}
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        connection: socket.socket = self.request
+        connection.settimeout(30)
+        buffer = b""
+        while True:
+            while b"\r\n\r\n" not in buffer:
+                try:
+                    chunk = connection.recv(65536)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                buffer += chunk
+            head, _, buffer = buffer.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            headers = {
+                k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])
+            }
+            length = int(headers.get("content-length", "0"))
+            while len(buffer) < length:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+            body, buffer = buffer[:length], buffer[length:]
+            keep = self.server.fake.answer(connection, method, path, headers, body)
+            if not keep:
+                return
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    fake: FakeProvider
+
+
+class FakeProvider:
+    """One provider endpoint. Set ``behaviour`` to script its next answers."""
+
+    def __init__(self, kind: str, *, reply: str = "fake answer") -> None:
+        assert kind in KEYS
+        self.kind = kind
+        self.reply = reply
+        self.behaviour = "ok"
+        self.calls = 0
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.server = _Server(("127.0.0.1", 0), _Handler)
+        self.server.fake = self
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # ---------------------------------------------------------------- answering
+
+    def answer(
+        self,
+        connection: socket.socket,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+    ) -> bool:
+        with self.lock:
+            self.calls += 1
+            number = self.calls
+            self.requests.append({"method": method, "path": path, "headers": headers, "body": body})
+            behaviour = self.behaviour
+        problem = self._check(method, path, headers, body)
+        if problem is not None:
+            return _send(connection, problem[0], json.dumps({"error": problem[1]}).encode())
+        if behaviour == "flaky":
+            behaviour = "status:503" if number % 2 else "ok"
+        if behaviour == "ok":
+            return _send(connection, 200, json.dumps(self._success(body)).encode())
+        if behaviour.startswith("status:"):
+            status = int(behaviour.split(":")[1])
+            return _send(connection, status, b'{"error": {"message": "scripted failure"}}')
+        if behaviour.startswith("429:"):
+            value = behaviour.split(":", 1)[1]
+            return _send(connection, 429, b'{"error": "slow down"}', {"Retry-After": value})
+        if behaviour == "no-headers":
+            time.sleep(30)
+            return False
+        if behaviour == "trickle":
+            payload = json.dumps(self._success(body)).encode()
+            connection.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            )
+            for byte in payload:
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return False
+                time.sleep(1.0)
+            return False
+        if behaviour == "malformed":
+            return _send(connection, 200, b'{"choices": [ {"message": ')
+        if behaviour == "html":
+            return _send(
+                connection, 200, b"<html><body>Login</body></html>", {"Content-Type": "text/html"}
+            )
+        if behaviour == "huge":
+            size = 50 * 1024 * 1024
+            connection.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {size}\r\n\r\n".encode()
+            )
+            chunk = b"x" * 65536
+            sent = 0
+            try:
+                while sent < size:
+                    connection.sendall(chunk)
+                    sent += len(chunk)
+            except OSError:
+                pass
+            return False
+        if behaviour == "redirect":
+            return _send(
+                connection, 302, b"", {"Location": "http://169.254.169.254/latest/meta-data/"}
+            )
+        raise AssertionError(f"unknown behaviour {behaviour}")
+
+    def _check(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, str] | None:
+        """Refuse what the real API would refuse: wrong method, path, key or body."""
+        if method != "POST":
+            return 405, "method"
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return 400, "body is not JSON"
+        key = KEYS[self.kind]
+        if self.kind == "openai":
+            if not path.endswith("/chat/completions"):
+                return 404, "path"
+            if headers.get("authorization") not in (f"Bearer {key}", None):
+                return 401, "key"
+            if not isinstance(payload.get("messages"), list) or "model" not in payload:
+                return 400, "shape"
+        elif self.kind == "anthropic":
+            if not path.endswith("/messages"):
+                return 404, "path"
+            if headers.get("x-api-key") != key or "anthropic-version" not in headers:
+                return 401, "key"
+            if "max_tokens" not in payload or any(
+                m["role"] == "system" for m in payload["messages"]
+            ):
+                return 400, "shape"
+        else:
+            if ":generateContent" not in path or "/models/" not in path:
+                return 404, "path"
+            if headers.get("x-goog-api-key") != key:
+                return 403, "key"
+            if not isinstance(payload.get("contents"), list):
+                return 400, "shape"
+        return None
+
+    def _success(self, body: bytes) -> dict[str, Any]:
+        if self.kind == "openai":
+            return {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": self.reply},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
+            }
+        if self.kind == "anthropic":
+            return {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "text", "text": self.reply}],
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": 12, "output_tokens": 5},
+            }
+        return {
+            "candidates": [
+                {
+                    "content": {"parts": [{"text": self.reply}], "role": "model"},
+                    "finishReason": "STOP",
+                }
+            ],
+            "usageMetadata": {
+                "promptTokenCount": 12,
+                "candidatesTokenCount": 5,
+                "totalTokenCount": 17,
+            },
+        }
+
+
+def _send(
+    connection: socket.socket, status: int, body: bytes, headers: dict[str, str] | None = None
+) -> bool:
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    if "Content-Type" not in (headers or {}):
+        extra += "Content-Type: application/json\r\n"
+    try:
+        connection.sendall(
+            f"HTTP/1.1 {status} X\r\n{extra}Content-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+    except OSError:
+        return False
+    return True
