@@ -43,7 +43,7 @@ class _Handler(socketserver.BaseRequestHandler):
             lines = head.decode("latin-1").split("\r\n")
             method, path, _ = lines[0].split(" ", 2)
             headers = {
-                k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])
+                k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])
             }
             length = int(headers.get("content-length", "0"))
             while len(buffer) < length:

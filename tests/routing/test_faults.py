@@ -47,7 +47,7 @@ def _timed(engine: routing.RoutingEngine) -> tuple[routing.RoutingResult, float]
 def test_server_errors_fail_over(
     pair: tuple[FakeProvider, FakeProvider, routing.RoutingEngine], status: int
 ) -> None:
-    primary, fallback, engine = pair
+    primary, _, engine = pair
     primary.behaviour = f"status:{status}"
     result, elapsed = _timed(engine)
     assert result.model_id == "fallback"
