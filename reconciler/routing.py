@@ -124,6 +124,12 @@ class LatencyStats:
         self._dirty: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
 
+    def seed(self, latencies: dict[str, list[float]]) -> None:
+        """Start from what the routing logs observed (a restart keeps its p95s)."""
+        for model_id, values in latencies.items():
+            for value in reversed(values):  # oldest first
+                self.add(model_id, value)
+
     def add(self, model_id: str, latency_ms: float) -> None:
         with self._lock:
             samples = self._samples.setdefault(model_id, collections.deque(maxlen=self.size))
@@ -246,7 +252,19 @@ class RoutingEngine:
         database = Database(config.db_url)
         engine = cls(config, database)
         engine.refresh()
+        engine.seed_latencies()
         return engine
+
+    def seed_latencies(self, window_s: int = 600) -> None:
+        """Load observed latency from the routing logs, for the latency strategy."""
+        if self.db is None:
+            return
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=window_s)
+        try:
+            with self.db.transaction() as connection:
+                self.stats.seed(routing_logs.recent_latencies(connection, since))
+        except errors.TemporaryError as exc:
+            logs.event(log, "latency-not-seeded", level=logging.WARNING, reason=str(exc))
 
     # ---------------------------------------------------------------- snapshot
 
@@ -405,6 +423,9 @@ class RoutingEngine:
                     else None,
                     why=exc.kind.value,
                 )
+                telemetry.CIRCUIT_OPEN.labels(model=model_id).set(
+                    int(self.breakers.blocked(model_id) is not None)
+                )
                 if not exc.moves_on(allowed):
                     raise RoutingFailed(
                         f"{model_id} failed ({exc}) and the rule does not fail over on "
@@ -418,6 +439,7 @@ class RoutingEngine:
                 self.breakers.release(model_id)
                 raise
             self.breakers.success(model_id)
+            telemetry.CIRCUIT_OPEN.labels(model=model_id).set(0)
             attempts.append(AttemptReport(model_id, "success", response.latency_ms))
             self._record(
                 request_id, request, decision, model_id, tried, response.latency_ms, None, response

@@ -38,3 +38,6 @@ ROUTING_DECISION_SECONDS = Histogram(
     "Time to make a routing decision (no I/O).",
     buckets=(1e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2),
 )
+CIRCUIT_OPEN = Gauge(
+    "grove_circuit_open", "1 while a model's circuit breaker keeps calls away.", ["model"]
+)

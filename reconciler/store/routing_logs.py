@@ -145,3 +145,22 @@ def recent(
         }
         for r in connection.execute(query)
     ]
+
+
+def recent_latencies(
+    connection: Connection, since: dt.datetime, *, per_model: int = 1024
+) -> dict[str, list[float]]:
+    """The latest latencies of every model since ``since`` (newest first), at most ``per_model``."""
+    table = tables.routing_logs
+    found: dict[str, list[float]] = {}
+    rows = connection.execute(
+        select(table.c.model_id, table.c.latency_ms)
+        .where(table.c.timestamp >= since)
+        .order_by(table.c.timestamp.desc())
+        .limit(per_model * 200)
+    )
+    for row in rows:
+        values = found.setdefault(row.model_id, [])
+        if len(values) < per_model:
+            values.append(float(row.latency_ms))
+    return found

@@ -200,3 +200,28 @@ def test_grove_route_shows_the_decision(
     unknown = registry.run("route", "--task", "nope")
     assert unknown.code == 1
     assert "no enabled routing rule has taskType 'nope'" in unknown.err
+
+
+def test_a_new_engine_starts_from_the_latency_the_logs_observed(
+    registry: Registry, fake: Callable[[str], FakeProvider], local_endpoints: None
+) -> None:
+    server = fake("openai")
+    _commit(registry, model_doc("m", server), rule_doc("think", strategy="latency"))
+    first = routing.RoutingEngine.open(settings=settings.load())
+    try:
+
+        async def calls() -> None:
+            for _ in range(5):
+                await first.route_request(routing.TaskRequest(task_type="think", prompt="x"))
+
+        routing.run(first, calls())
+        first.flush_logs()
+    finally:
+        first.close()
+    second = routing.RoutingEngine.open(settings=settings.load())
+    try:
+        assert second.stats.p95("m") is not None
+        decision = second.get_routing_decision(routing.TaskRequest(task_type="think"))
+        assert "fastest: observed p95" in decision.reason
+    finally:
+        second.close()
