@@ -185,6 +185,20 @@ protections = Table(
     _created(),
 )
 
+# API tokens (migration 0005): the secret is stored as a SHA-256 only.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    _created(),
+    Column("created_by", String(200), nullable=False, server_default=""),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
+)
+
 # The product brief's observability tables (filled by the router).
 routing_logs = Table(
     "routing_logs",

@@ -17,6 +17,7 @@ def test_head_matches_the_declared_tables_and_downgrades_cleanly(db_url: str) ->
         with db.transaction() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             assert compare_metadata(context, tables.metadata) == []
+        migrating.downgrade(db, "0004")
         migrating.downgrade(db, "0003")
         migrating.downgrade(db, "0002")
         migrating.downgrade(db, "0001")

@@ -1,0 +1,59 @@
+"""``grove token create --role viewer|operator|admin --name N`` / ``grove token revoke N``."""
+
+from __future__ import annotations
+
+import click
+
+from reconciler import errors
+from reconciler.cli.common import common_options, grove, load_settings
+from reconciler.cli.registry import actor
+
+ROLES = ("viewer", "operator", "admin")
+
+
+@grove.group("token")
+def token_group() -> None:
+    """API tokens (stored hashed; a token is shown once, when created)."""
+
+
+@token_group.command("create")
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--name", required=True, help="A unique name, used to revoke it.")
+@common_options
+def create_command(
+    role: str,
+    name: str,
+    repo: str | None,
+    ref: str | None,
+    manifests_path: str | None,
+    db: str | None,
+) -> int:
+    """Create a token and print it once on stdout."""
+    from reconciler import reconciling
+    from reconciler.store import tokens
+
+    database = reconciling.open_database(load_settings(repo, ref, manifests_path, db))
+    click.get_current_context().call_on_close(database.dispose)
+    with database.transaction(write=True) as connection:
+        token = tokens.create(connection, name=name, role=role, created_by=actor())
+    click.echo(token)
+    return 0
+
+
+@token_group.command("revoke")
+@click.argument("name")
+@common_options
+def revoke_command(
+    name: str, repo: str | None, ref: str | None, manifests_path: str | None, db: str | None
+) -> int:
+    """Revoke the token called NAME; requests with it get 401 at once."""
+    from reconciler import reconciling
+    from reconciler.store import tokens
+
+    database = reconciling.open_database(load_settings(repo, ref, manifests_path, db))
+    click.get_current_context().call_on_close(database.dispose)
+    with database.transaction(write=True) as connection:
+        if not tokens.revoke(connection, name):
+            raise errors.UsageError(f"no active token is named {name!r}")
+    click.echo(f"token {name} revoked")
+    return 0

@@ -1,0 +1,100 @@
+"""API tokens: create (shown once), verify in constant time, revoke.
+
+A token reads ``grove_<id>_<secret>``. The id finds the row; the secret is
+compared as a SHA-256 digest with ``hmac.compare_digest``. Unknown ids are
+compared against a dummy digest too, so the time taken does not tell an
+attacker which part was wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
+
+from sqlalchemy import Connection, and_, insert, select, update
+
+from reconciler import errors
+from reconciler.store import tables
+
+ROLES = ("viewer", "operator", "admin")
+_TOKEN = re.compile(r"^grove_([0-9a-f]{16})_([A-Za-z0-9_-]{32,64})$")
+_DUMMY = hashlib.sha256(b"grove-dummy-secret").hexdigest()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Identity:
+    token_id: str
+    name: str
+    role: str
+
+    def allows(self, role: str) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create(connection: Connection, *, name: str, role: str, created_by: str) -> str:
+    """Store a new token and return it; it cannot be shown again."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    table = tables.api_tokens
+    if connection.execute(select(table.c.id).where(table.c.name == name)).first() is not None:
+        raise errors.UsageError(f"a token named {name!r} exists; revoke it or pick another name")
+    token_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    connection.execute(
+        insert(table).values(
+            id=token_id,
+            name=name,
+            role=role,
+            secret_hash=_digest(secret),
+            created_by=created_by,
+            created_at=dt.datetime.now(dt.UTC),
+        )
+    )
+    return f"grove_{token_id}_{secret}"
+
+
+def verify(connection: Connection, token: str) -> Identity | None:
+    match = _TOKEN.match(token)
+    token_id, secret = (match.group(1), match.group(2)) if match else ("", token)
+    table = tables.api_tokens
+    row = connection.execute(
+        select(table.c.id, table.c.name, table.c.role, table.c.secret_hash).where(
+            and_(table.c.id == token_id, table.c.revoked_at.is_(None))
+        )
+    ).first()
+    expected = row.secret_hash if row is not None else _DUMMY
+    equal = hmac.compare_digest(_digest(secret), expected)
+    if row is None or not equal or match is None:
+        return None
+    return Identity(row.id, row.name, row.role)
+
+
+def revoke(connection: Connection, name: str) -> bool:
+    table = tables.api_tokens
+    done = connection.execute(
+        update(table)
+        .where(and_(table.c.name == name, table.c.revoked_at.is_(None)))
+        .values(revoked_at=dt.datetime.now(dt.UTC))
+    )
+    return done.rowcount == 1
+
+
+def listing(connection: Connection) -> list[dict[str, object]]:
+    table = tables.api_tokens
+    return [
+        {
+            "name": r.name,
+            "role": r.role,
+            "revoked": r.revoked_at is not None,
+            "createdAt": r.created_at.isoformat() if r.created_at else None,
+        }
+        for r in connection.execute(select(table).order_by(table.c.name))
+    ]
