@@ -221,3 +221,102 @@ class GitSource:
         except GitCommandError:
             return False
         return True
+
+
+class WorkTree:
+    """Grove's own clone of the fleet repository, where API writes become commits.
+
+    Never the user's working tree: a clone under Grove's data folder, reset to
+    the remote branch before every change and pushed after it. A push that the
+    remote rejects because it moved returns False, and the caller redoes its
+    change on the new head.
+    """
+
+    def __init__(self, remote: str, path: Path, *, timeout_s: int = 60) -> None:
+        if is_remote(remote):
+            check_url(remote)
+            self.remote = remote
+        else:
+            self.remote = str(Path(remote).resolve())
+        self.path = path.resolve()
+        self.timeout_s = timeout_s
+        self.branch = ""
+
+    @property
+    def description(self) -> str:
+        return addresses.redact_userinfo(self.remote)
+
+    def _git(self, *args: str, cwd: Path | None = None, check: bool = True) -> tuple[int, str]:
+        command = git.Git(str(cwd or self.path))
+        status, out, err = command.execute(
+            ["git", *args],
+            env=_environment(self.timeout_s),
+            kill_after_timeout=self.timeout_s,
+            with_extended_output=True,
+            with_exceptions=False,
+        )
+        if check and status != 0:
+            lines = [line for line in str(err).splitlines() if line.strip()]
+            detail = addresses.redact_userinfo(lines[-1] if lines else f"exit {status}")
+            raise errors.SourceUnavailable(f"git {args[0]} failed in {self.description}: {detail}")
+        return int(status), str(out)
+
+    def prepare(self) -> None:
+        """A clean work tree at the tip of the remote branch."""
+        if not (self.path / ".git").exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._git("clone", "--quiet", "--", self.remote, str(self.path), cwd=self.path.parent)
+        self._git("fetch", "--quiet", "--prune", "origin")
+        if not self.branch:
+            _, out = self._git("symbolic-ref", "--short", "refs/remotes/origin/HEAD", check=False)
+            self.branch = out.strip().removeprefix("origin/") or "main"
+        self._git("checkout", "--quiet", "-B", self.branch, f"origin/{self.branch}")
+        self._git("reset", "--quiet", "--hard", f"origin/{self.branch}")
+        self._git("clean", "--quiet", "-fdx")
+
+    def discard(self) -> None:
+        self._git("reset", "--quiet", "--hard", "HEAD")
+        self._git("clean", "--quiet", "-fdx")
+
+    def commit(self, message: str, *, author: str, email: str) -> str | None:
+        """Commit everything changed; None when nothing changed."""
+        self._git("add", "--all")
+        status, _ = self._git("diff", "--cached", "--quiet", check=False)
+        if status == 0:
+            return None
+        self._git(
+            "-c",
+            f"user.name={author}",
+            "-c",
+            f"user.email={email}",
+            "commit",
+            "--quiet",
+            "--no-verify",
+            "-m",
+            message,
+        )
+        return self.head()
+
+    def push(self) -> bool:
+        """Push to the remote branch; False when the remote moved (fetch and redo)."""
+        status, _ = self._git(
+            "push",
+            "--quiet",
+            "--porcelain",
+            "origin",
+            f"HEAD:refs/heads/{self.branch}",
+            check=False,
+        )
+        if status == 0:
+            return True
+        _, out = self._git("ls-remote", "origin", f"refs/heads/{self.branch}", check=False)
+        if out.split() and out.split()[0] != self.head():
+            return False  # rejected: the remote moved
+        raise errors.SourceUnavailable(
+            f"git push to {self.description} failed; if it is a working tree with the branch "
+            "checked out, point GROVE_REPO at a bare repository or a remote instead"
+        )
+
+    def head(self) -> str:
+        _, out = self._git("rev-parse", "HEAD")
+        return out.strip()

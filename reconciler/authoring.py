@@ -1,0 +1,365 @@
+"""Write-back through git: register, update, enable, disable and remove become commits.
+
+The service behind the API's writes and the Python API's ``MultiModelRegistry``.
+Every write edits manifest files in Grove's own clone of the fleet repository
+(`sources.git.WorkTree`, never a user's working tree), checks the result the
+way the reconciler will (validation, plan, safety) *before* committing, so a
+refused change commits nothing, then commits with the caller as author, pushes,
+and reconciles. Writes are serialized (a thread lock plus a file lock across
+processes), so history stays linear and none is lost; a push rejected because
+the remote moved is redone on the new head.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import fcntl
+import hashlib
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from reconciler import errors, loading, logs, manifests, reconciling, yamlsafe
+from reconciler.diagnostics import Diagnostic
+from reconciler.plans import Plan
+from reconciler.settings import Settings
+from reconciler.sources.folder import FolderSource
+from reconciler.sources.git import WorkTree
+from reconciler.store import registry
+from reconciler.store.engine import Database
+
+log = logging.getLogger("grove.authoring")
+
+PUSH_ATTEMPTS = 8
+FOLDERS = {manifests.KIND_MODEL: "models", manifests.KIND_RULE: "rules"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Author:
+    name: str
+    email: str
+
+    @classmethod
+    def of(cls, name: str) -> Author:
+        safe = re.sub(r"[^A-Za-z0-9._-]", "-", name)[:64] or "unknown"
+        return cls(name=safe, email=f"{safe}@users.grove.invalid")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WriteResult:
+    revision: str
+    object: manifests.GroveObject | None
+    change: (
+        str  # "created" | "updated" | "enabled" | "disabled" | "retired" | "removed" | "unchanged"
+    )
+    applied: bool
+    detail: str
+
+
+class Invalid(errors.PermanentError):
+    """The change would leave invalid manifests; ``diagnostics`` say where."""
+
+    def __init__(self, diagnostics: tuple[Diagnostic, ...]) -> None:
+        errors_ = [d for d in diagnostics if d.is_error]
+        super().__init__(f"the change would leave {len(errors_)} manifest error(s)")
+        self.diagnostics = tuple(errors_)
+
+
+class Refused(errors.PermanentError):
+    """Safety checks refused the change; nothing was committed."""
+
+    def __init__(self, plan: Plan) -> None:
+        codes = ", ".join(sorted({v.code for v in plan.violations}))
+        super().__init__(f"safety checks refused the change ({codes}); nothing was committed")
+        self.plan = plan
+
+
+class Conflict(errors.PermanentError):
+    """The object already exists (register) or the request contradicts the repository."""
+
+
+class NotFound(errors.PermanentError):
+    """No manifest defines that object."""
+
+
+@dataclasses.dataclass(slots=True)
+class _Located:
+    file: Path
+    index: int
+    document: dict[str, Any]
+
+
+Mutation = Callable[[Path, dict[tuple[str, str], _Located]], tuple[str, str, str, str]]
+
+
+def bump(version: str) -> str:
+    """The next version: ``4`` -> ``5``, ``1.10`` -> ``1.11``, ``beta`` -> ``beta-2``."""
+    match = re.match(r"^(.*?)(\d+)$", version)
+    if match:
+        return f"{match.group(1)}{int(match.group(2)) + 1}"
+    return f"{version}-2"
+
+
+class Authoring:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        digest = hashlib.sha256(settings.repo.encode()).hexdigest()[:12]
+        self.tree = WorkTree(
+            settings.repo,
+            Path(settings.data_dir) / "authoring" / digest,
+            timeout_s=settings.fetch_timeout_s,
+        )
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- operations
+
+    def register(self, document: dict[str, Any], author: Author) -> WriteResult:
+        kind, ident = document["meta"]["type"], document["meta"]["id"]
+
+        def mutate(root: Path, index: dict[tuple[str, str], _Located]) -> tuple[str, str, str, str]:
+            if (kind, ident) in index:
+                raise Conflict(f"{kind} {ident} already exists in {index[(kind, ident)].file.name}")
+            target = root / self.settings.path / FOLDERS[kind] / f"{ident}.yaml"
+            if target.exists():
+                raise Conflict(f"{target.name} already exists in the fleet repository")
+            _write_documents(target, [document], kind)
+            version = document["meta"]["version"]
+            return f"grove: register {kind} {ident} (version {version})", "created", kind, ident
+
+        return self._write(mutate, author)
+
+    def update(
+        self, kind: str, ident: str, changes: dict[str, Any], author: Author, *, force: bool = False
+    ) -> WriteResult:
+        """Merge ``changes`` (``payload`` fields, ``meta.labels``/``meta.version``) and bump
+        the version when the content changed and no version was given."""
+
+        def mutate(root: Path, index: dict[tuple[str, str], _Located]) -> tuple[str, str, str, str]:
+            found = _find(index, kind, ident)
+            before = copy.deepcopy(found.document)
+            after = copy.deepcopy(found.document)
+            meta_changes = dict(changes.get("meta") or {})
+            _merge(after["payload"], changes.get("payload") or {})
+            if "labels" in meta_changes:
+                after["meta"]["labels"] = meta_changes["labels"]
+            explicit = meta_changes.get("version")
+            if explicit is not None:
+                after["meta"]["version"] = explicit
+            elif manifests.version_hash(_normal(after)) != manifests.version_hash(_normal(before)):
+                after["meta"]["version"] = bump(str(before["meta"]["version"]))
+            if after == before:
+                return "", "unchanged", kind, ident
+            _replace(found, after, kind)
+            version = after["meta"]["version"]
+            return f"grove: update {kind} {ident} (version {version})", "updated", kind, ident
+
+        return self._write(mutate, author, force=force)
+
+    def set_state(self, ident: str, state: str, author: Author) -> WriteResult:
+        """enable / disable / retire a model, or enable / disable a rule (``state`` names it)."""
+
+        def mutate(root: Path, index: dict[tuple[str, str], _Located]) -> tuple[str, str, str, str]:
+            model = index.get((manifests.KIND_MODEL, ident))
+            found = model or _find(index, manifests.KIND_RULE, ident)
+            kind = manifests.KIND_MODEL if model else manifests.KIND_RULE
+            after = copy.deepcopy(found.document)
+            if kind == manifests.KIND_MODEL:
+                after["payload"]["state"] = state
+            elif state == "retired":
+                raise Conflict("routing rules are enabled or disabled, not retired")
+            else:
+                after["payload"]["enabled"] = state == "enabled"
+            if after == found.document or manifests.state_of(_normal(found.document)) == state:
+                return "", "unchanged", kind, ident
+            _replace(found, after, kind)
+            verb = {"enabled": "enable", "disabled": "disable", "retired": "retire"}[state]
+            return f"grove: {verb} {kind} {ident}", state, kind, ident
+
+        return self._write(mutate, author)
+
+    def remove(self, kind: str, ident: str, author: Author, *, force: bool = False) -> WriteResult:
+        def mutate(root: Path, index: dict[tuple[str, str], _Located]) -> tuple[str, str, str, str]:
+            found = _find(index, kind, ident)
+            _replace(found, None, kind)
+            return f"grove: remove {kind} {ident}", "removed", kind, ident
+
+        return self._write(mutate, author, force=force)
+
+    # ---------------------------------------------------------------- the write path
+
+    @contextlib.contextmanager
+    def _serialized(self) -> Iterator[None]:
+        lock_path = self.tree.path.parent / f"{self.tree.path.name}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock, lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _write(self, mutate: Mutation, author: Author, *, force: bool = False) -> WriteResult:
+        with self._serialized():
+            for _ in range(PUSH_ATTEMPTS):
+                self.tree.prepare()
+                index = _index(self.tree.path / self.settings.path)
+                message, change, kind, ident = mutate(self.tree.path, index)
+                if change == "unchanged":
+                    self.tree.discard()
+                    return WriteResult(
+                        self.tree.head(),
+                        _current(index, kind, ident),
+                        change,
+                        True,
+                        "nothing to change",
+                    )
+                self._check(force=force)
+                sha = self.tree.commit(message, author=author.name, email=author.email)
+                if sha is None:
+                    return WriteResult(
+                        self.tree.head(), None, "unchanged", True, "nothing to change"
+                    )
+                if self.tree.push():
+                    logs.event(
+                        log,
+                        "committed",
+                        revision=sha[:12],
+                        change=change,
+                        kind=kind,
+                        id=ident,
+                        author=author.name,
+                    )
+                    return self._reconcile(sha, kind, ident, change, author, force=force)
+                logs.event(log, "push-rejected", revision=sha[:12], reason="the remote moved")
+            raise errors.SourceUnavailable(
+                f"could not push after {PUSH_ATTEMPTS} attempts: the remote keeps moving"
+            )
+
+    def _check(self, *, force: bool) -> None:
+        """Validate and plan the edited work tree against the registry; refuse or raise."""
+        checker = reconciling.Reconciler(
+            self.settings,
+            FolderSource(str(self.tree.path), loading.Limits.of(self.settings)),
+            self.db,
+            max_delete_ratio=self.settings.max_delete_ratio,
+        )
+        outcome = checker.plan()
+        if outcome.plan is None:
+            self.tree.discard()
+            raise Invalid(outcome.diagnostics)
+        if outcome.plan.refused and not force:
+            self.tree.discard()
+            raise Refused(outcome.plan)
+
+    def _reconcile(
+        self, sha: str, kind: str, ident: str, change: str, author: Author, *, force: bool
+    ) -> WriteResult:
+        source = reconciling.open_source(self.settings)
+        reconciler = reconciling.Reconciler(
+            self.settings, source, self.db, max_delete_ratio=self.settings.max_delete_ratio
+        )
+        try:
+            outcome = reconciler.reconcile(actor=f"api:{author.name}", force=force)
+        except errors.GroveError as exc:
+            return WriteResult(sha, None, change, False, f"committed; not applied yet: {exc}")
+        obj = None
+        with self.db.transaction() as connection:
+            live = registry.load_objects(connection).get((kind, ident))
+        if live is not None:
+            obj = manifests.parse_document(
+                live.document, allow_local_endpoints=self.settings.allow_local_endpoints
+            )
+        applied = outcome.state in ("applied", "already-applied", "in-sync")
+        detail = "applied" if applied else f"committed; the reconciler said {outcome.state}"
+        return WriteResult(sha, obj, change, applied, detail)
+
+
+# ---------------------------------------------------------------- files
+
+
+def _index(folder: Path) -> dict[tuple[str, str], _Located]:
+    """Every parseable document of the work tree, by (type, id)."""
+    found: dict[tuple[str, str], _Located] = {}
+    if not folder.is_dir():
+        return found
+    for file in sorted(folder.rglob("*")):
+        if file.suffix not in (".yaml", ".yml") or not file.is_file():
+            continue
+        try:
+            documents = yamlsafe.parse(file.read_text(encoding="utf-8"), max_depth=64)
+        except (yamlsafe.YamlRefused, UnicodeDecodeError, OSError):
+            continue
+        for document in documents:
+            value = document.value
+            meta = value.get("meta") if isinstance(value, dict) else None
+            if isinstance(meta, dict) and isinstance(meta.get("id"), str):
+                key = (str(meta.get("type")), meta["id"])
+                found.setdefault(key, _Located(file, document.index, value))
+    return found
+
+
+def _find(index: dict[tuple[str, str], _Located], kind: str, ident: str) -> _Located:
+    found = index.get((kind, ident))
+    if found is None:
+        raise NotFound(f"no manifest defines {kind} {ident}")
+    return found
+
+
+def _current(
+    index: dict[tuple[str, str], _Located], kind: str, ident: str
+) -> manifests.GroveObject | None:
+    found = index.get((kind, ident))
+    if found is None:
+        return None
+    try:
+        return manifests.parse_document(found.document, allow_local_endpoints=True)
+    except ValueError:
+        return None
+
+
+def _normal(document: dict[str, Any]) -> dict[str, Any]:
+    """A document with defaults filled in, so equal content compares equal."""
+    try:
+        return manifests.to_document(manifests.parse_document(document, allow_local_endpoints=True))
+    except ValueError:
+        return document
+
+
+def _merge(target: dict[str, Any], changes: dict[str, Any]) -> None:
+    """JSON merge patch (RFC 7386): null removes a field, mappings merge, the rest replaces."""
+    for key, value in changes.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def _replace(found: _Located, document: dict[str, Any] | None, kind: str) -> None:
+    """Rewrite the file with one document replaced (or removed; an empty file is deleted)."""
+    documents = [
+        d.value for d in yamlsafe.parse(found.file.read_text(encoding="utf-8"), max_depth=64)
+    ]
+    if document is None:
+        del documents[found.index]
+    else:
+        documents[found.index] = document
+    if documents:
+        _write_documents(found.file, documents, kind)
+    else:
+        found.file.unlink()
+
+
+def _write_documents(target: Path, documents: list[dict[str, Any]], kind: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    header = ""
+    if target.parent.name in FOLDERS.values():
+        header = f"# yaml-language-server: $schema=../../schemas/{kind}.schema.json\n"
+    target.write_text(header + yamlsafe.dump(documents), encoding="utf-8")
