@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     lease_ttl_s: float = Field(
         15.0, gt=0, le=3600, description="Leader lease of the reconcile loop; renewed at 1/3."
     )
+    resolve_endpoints: bool = Field(
+        True, description="At registration, refuse endpoint names resolving to private addresses."
+    )
+    webhook_secret: str | None = Field(
+        None, description="HMAC secret of POST /api/hooks/git (GROVE_WEBHOOK_SECRET).", repr=False
+    )
+    max_body_bytes: int = Field(1 * MIB, gt=0, description="Cap on API request bodies.")
     max_delete_ratio: float = Field(
         0.5, ge=0, le=1, description="Refuse plans removing more than this share of live objects."
     )

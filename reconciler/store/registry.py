@@ -529,3 +529,32 @@ def live_kinds_of(connection: Connection, ident: str) -> list[str]:
         if connection.execute(select(table.c.object_id).where(table.c.object_id == ident)).first():
             found.append(kind)
     return found
+
+
+def latest_event_id(connection: Connection) -> int:
+    table = tables.lifecycle_events
+    found = connection.execute(select(func.max(table.c.id))).scalar()
+    return int(found or 0)
+
+
+def events_after(connection: Connection, after_id: int, limit: int = 500) -> list[dict[str, Any]]:
+    """Lifecycle events newer than ``after_id``, oldest first, each with its ``id``."""
+    table = tables.lifecycle_events
+    rows = connection.execute(
+        select(table).where(table.c.id > after_id).order_by(table.c.id).limit(limit)
+    )
+    return [
+        {
+            "id": int(row.id),
+            "type": row.event_type,
+            "objectKind": row.object_kind,
+            "objectId": row.object_id,
+            "versionFrom": row.version_from,
+            "versionTo": row.version_to,
+            "revision": row.revision,
+            "stateSerial": int(row.state_serial),
+            "actor": row.actor,
+            "timestamp": _iso(row.timestamp),
+        }
+        for row in rows
+    ]

@@ -1,0 +1,136 @@
+"""The HTTP API (FastAPI): the only package, with ``web/``, that knows HTTP.
+
+:func:`create_app` wires the services (registry database, router, git
+write-back, event hub) into an app; :func:`serve` runs it with uvicorn,
+optionally with the reconcile loop in the same process (``grove serve``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from reconciler import authoring, routing, watching
+from reconciler import settings as settings_module
+from reconciler.api import events, fleet, operations, problems
+from reconciler.api.deps import Services
+from reconciler.api.limits import BodyLimits
+from reconciler.settings import Settings
+from reconciler.store.engine import Database
+
+MAX_JSON_DEPTH = 64
+VERSION = "0.1.0"
+
+
+def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI:
+    db = Database(settings.db_url)
+    engine = routing.RoutingEngine(settings, db)
+    services = Services(
+        settings=settings,
+        db=db,
+        engine=engine,
+        authoring=authoring.Authoring(settings, db),
+        hub=events.Hub(db),
+    )
+    every = refresh_s if refresh_s is not None else settings.poll_interval_s
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        engine.refresh()
+        engine.seed_latencies()
+        tasks = [
+            asyncio.create_task(_follow(engine, every)),
+            asyncio.create_task(services.hub.follow_table()),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await engine.aclose()
+
+    app = FastAPI(
+        title="Grove",
+        version=VERSION,
+        summary="GitOps registry and router for fleets of AI models",
+        lifespan=lifespan,
+        responses={
+            401: {"model": problems.Problem, "description": "Missing or invalid token"},
+            403: {"model": problems.Problem, "description": "The token's role is too low"},
+            422: {"model": problems.Problem, "description": "Invalid request"},
+        },
+    )
+    app.state.services = services
+    problems.install(app)
+    app.include_router(operations.router)  # first: /api/models/health before /api/models/{id}
+    app.include_router(fleet.router)
+    return app
+
+
+async def _follow(engine: routing.RoutingEngine, every_s: float) -> None:
+    """Keep the router's snapshot current (the serial is one cheap query)."""
+    while True:
+        await asyncio.to_thread(engine.refresh)
+        await asyncio.sleep(every_s)
+
+
+def asgi(settings: Settings) -> Any:
+    """The app behind the body limits, as uvicorn runs it."""
+    return BodyLimits(
+        create_app(settings), max_bytes=settings.max_body_bytes, max_depth=MAX_JSON_DEPTH
+    )
+
+
+def serve(
+    settings: Settings, *, host: str, port: int, loop: bool = True, interval_s: float = 30.0
+) -> int:
+    """``grove serve``: the API, and the reconcile loop in a thread of the same process."""
+    stop = threading.Event()
+    watcher_thread = None
+    if loop:
+        options = watching.Options(
+            interval_s=interval_s, poll_s=settings.poll_interval_s, lease_ttl_s=settings.lease_ttl_s
+        )
+        watcher = watching.Watcher(settings, options, stop=stop)
+        watcher_thread = threading.Thread(target=watcher.run, name="grove-reconcile", daemon=True)
+        watcher_thread.start()
+    config = uvicorn.Config(
+        asgi(settings),
+        host=host,
+        port=port,
+        log_level="warning",
+        proxy_headers=False,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    finally:
+        stop.set()
+        if watcher_thread is not None:
+            watcher_thread.join(timeout=30)
+    return 0
+
+
+def start_loop(
+    settings: Settings, interval_s: float, *, stop: threading.Event | None = None
+) -> threading.Thread:
+    """The reconcile loop in a thread of this process (it leads only while it holds the lease)."""
+    options = watching.Options(
+        interval_s=interval_s, poll_s=settings.poll_interval_s, lease_ttl_s=settings.lease_ttl_s
+    )
+    watcher = watching.Watcher(settings, options, stop=stop)
+    thread = threading.Thread(target=watcher.run, name="grove-reconcile", daemon=True)
+    thread.start()
+    return thread
+
+
+def app_from_environment() -> Any:
+    """For ``grove serve --workers N``: each worker builds its app from GROVE_* variables."""
+    return asgi(settings_module.load())

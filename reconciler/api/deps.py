@@ -1,0 +1,86 @@
+"""Dependencies every route declares: the services, and the caller's identity and role.
+
+Authentication happens here, in route dependencies (never in path-matching
+middleware), so a route cannot be reached without the role it declares:
+``Viewer`` reads, ``Operator`` writes, ``Admin`` forces and manages tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from reconciler import authoring, reconciling, routing
+from reconciler.api import events
+from reconciler.api.problems import UNAUTHORIZED, ApiError
+from reconciler.settings import Settings
+from reconciler.store import tokens
+from reconciler.store.engine import Database
+
+
+@dataclasses.dataclass
+class Services:
+    settings: Settings
+    db: Database
+    engine: routing.RoutingEngine
+    authoring: authoring.Authoring
+    hub: events.Hub
+
+    def reconciler(self) -> reconciling.Reconciler:
+        return reconciling.Reconciler(
+            self.settings,
+            reconciling.open_source(self.settings),
+            self.db,
+            max_delete_ratio=self.settings.max_delete_ratio,
+        )
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+_bearer = HTTPBearer(auto_error=False, description="An API token from `grove token create`.")
+
+
+def current_identity(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> tokens.Identity:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise UNAUTHORIZED
+    with services.db.transaction() as connection:
+        identity = tokens.verify(connection, credentials.credentials)
+    if identity is None:
+        raise UNAUTHORIZED
+    return identity
+
+
+def require(role: str) -> object:
+    def check(
+        identity: Annotated[tokens.Identity, Depends(current_identity)],
+    ) -> tokens.Identity:
+        if not identity.allows(role):
+            raise ApiError(403, "forbidden", "Forbidden", f"this needs the {role} role")
+        return identity
+
+    return check
+
+
+Viewer = Annotated[tokens.Identity, Depends(require("viewer"))]
+Operator = Annotated[tokens.Identity, Depends(require("operator"))]
+Admin = Annotated[tokens.Identity, Depends(require("admin"))]
+
+
+def author(identity: tokens.Identity) -> authoring.Author:
+    return authoring.Author.of(identity.name)
+
+
+def allow_force(identity: tokens.Identity, force: bool) -> bool:
+    if force and not identity.allows("admin"):
+        raise ApiError(403, "forbidden", "Forbidden", "force needs the admin role")
+    return force

@@ -1,0 +1,74 @@
+"""Live events for ``GET /api/events`` (server-sent events).
+
+Lifecycle events come from the ``lifecycle_events`` table (so every replica
+streams what any replica applied); reconcile outcomes and failovers of this
+process are published in memory. Each subscriber has a bounded queue; a slow
+client loses old events rather than holding memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from reconciler import errors, logs
+from reconciler.store import registry
+from reconciler.store.engine import Database
+
+KEEPALIVE_S = 15.0
+log = logging.getLogger("grove.api")
+
+
+class Hub:
+    def __init__(self, db: Database, *, poll_s: float = 1.0) -> None:
+        self.db = db
+        self.poll_s = poll_s
+        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._last_id: int | None = None
+
+    def publish(self, kind: str, data: dict[str, Any]) -> None:
+        for queue in list(self._subscribers):
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait({"event": kind, "data": data})
+
+    async def follow_table(self) -> None:
+        """Background task: turn new lifecycle_events rows into events."""
+        while True:
+            try:
+                rows = await asyncio.to_thread(self._new_rows)
+                for row in rows:
+                    self.publish("lifecycle", row)
+            except errors.GroveError as exc:  # the database may be away; the stream goes on
+                logs.event(log, "events-not-read", level=logging.WARNING, reason=str(exc))
+            await asyncio.sleep(self.poll_s)
+
+    def _new_rows(self) -> list[dict[str, Any]]:
+        with self.db.transaction() as connection:
+            if self._last_id is None:
+                self._last_id = registry.latest_event_id(connection)
+                return []
+            rows = registry.events_after(connection, self._last_id)
+        if rows:
+            self._last_id = rows[-1]["id"]
+        return rows
+
+    async def stream(self) -> AsyncIterator[str]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+        self._subscribers.add(queue)
+        try:
+            yield ": connected\n\n"
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_S)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield f"event: {item['event']}\ndata: {json.dumps(item['data'])}\n\n"
+        finally:
+            self._subscribers.discard(queue)

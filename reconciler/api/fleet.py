@@ -1,0 +1,218 @@
+"""``/api/models``: register, discover, read, change, enable, disable, remove, metrics.
+
+Reads come from the router's in-memory snapshot; writes go through git
+(`authoring`) and answer once the commit is reconciled. Write handlers are
+plain functions: FastAPI runs them in its thread pool, where the blocking git
+and database work belongs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Query
+from pydantic import ValidationError
+
+from reconciler import addresses, analysis, manifests, scoring
+from reconciler.api.bodies import ModelDetail, ModelSummary, PatchBody, RegisterBody, WriteOut
+from reconciler.api.deps import Operator, ServicesDep, Viewer, allow_force, author
+from reconciler.api.problems import ApiError, FieldError
+from reconciler.authoring import WriteResult
+
+router = APIRouter(prefix="/api/models", tags=["models"])
+_WINDOW = re.compile(r"^(\d{1,7})(s|m|h|d)$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_WINDOW_S = 30 * 86400
+
+
+def _model(services: ServicesDep, ident: str) -> manifests.AIModel:
+    model = services.engine.table().models.get(ident)
+    if model is None:
+        raise ApiError(404, "not-found", "Not found", f"no live model has the id {ident!r}")
+    return model
+
+
+def _detail(model: manifests.AIModel) -> ModelDetail:
+    return ModelDetail(**ModelSummary.of(model).model_dump(), manifest=model)
+
+
+def _written(services: ServicesDep, result: WriteResult) -> WriteOut:
+    services.engine.refresh()
+    model = result.object if isinstance(result.object, manifests.AIModel) else None
+    return WriteOut(
+        revision=result.revision,
+        change=result.change,
+        applied=result.applied,
+        detail=result.detail,
+        model=_detail(model) if model else None,
+    )
+
+
+def _check_resolution(services: ServicesDep, endpoint: str | None) -> None:
+    """Registration refuses a name that resolves to a private address (unless allowed)."""
+    if endpoint is None or not services.settings.resolve_endpoints:
+        return
+    host = _host(endpoint)
+    if host is None or addresses.parse_ip_literal(host) is not None:
+        return
+    try:
+        infos = socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
+    except OSError:
+        return  # unresolvable now; the connect-time check still guards every call
+    for info in infos:
+        try:
+            addresses.check_ip(
+                ipaddress.ip_address(str(info[4][0]).split("%")[0]),
+                allow_local=services.settings.allow_local_endpoints,
+            )
+        except addresses.EndpointRejected as exc:
+            raise ApiError(
+                422,
+                "endpoint-not-allowed",
+                "Endpoint not allowed",
+                f"{host}: {exc}",
+                errors=[FieldError(path="endpoint", message=str(exc))],
+            ) from None
+
+
+def _host(endpoint: str) -> str | None:
+    try:
+        return urlsplit(endpoint).hostname
+    except ValueError:
+        return None
+
+
+@router.post(
+    "/register",
+    status_code=201,
+    response_model=WriteOut,
+    summary="Register a model (a commit to the fleet repository)",
+)
+def register(body: RegisterBody, services: ServicesDep, identity: Operator) -> WriteOut:
+    document = body.document()
+    try:
+        manifests.AIModel.model_validate(
+            document,
+            context=manifests.validator_context(
+                allow_local_endpoints=services.settings.allow_local_endpoints
+            ),
+        )
+    except ValidationError as exc:
+        raise ApiError(
+            422,
+            "invalid-model",
+            "Invalid model",
+            "the model does not pass validation",
+            errors=[
+                FieldError(path=".".join(str(p) for p in e["loc"][1:]) or "body", message=e["msg"])
+                for e in exc.errors(include_input=False)
+            ],
+        ) from None
+    _check_resolution(services, document["payload"].get("endpoint"))
+    return _written(services, services.authoring.register(document, author(identity)))
+
+
+@router.get(
+    "/discover",
+    response_model=list[ModelSummary],
+    summary="Enabled models meeting the capabilities, best first",
+)
+def discover(
+    services: ServicesDep,
+    identity: Viewer,
+    capability: Annotated[list[manifests.CapabilityType], Query()],
+    min_score: Annotated[float, Query(alias="minScore", ge=0, le=1)] = 0.0,
+) -> list[ModelSummary]:
+    found = []
+    for model in services.engine.table().models.values():
+        if model.payload.state is not manifests.ModelState.ENABLED:
+            continue
+        match = scoring.match_capabilities(capability, model.payload.capabilities)
+        if match.meets(min_score):
+            found.append((match.score, model.payload.priority, model))
+    found.sort(key=lambda item: (-item[0], -item[1], item[2].id))
+    return [ModelSummary.of(model, score) for score, _, model in found]
+
+
+@router.get("/{model_id}", response_model=ModelDetail, summary="One live model")
+def read(model_id: str, services: ServicesDep, identity: Viewer) -> ModelDetail:
+    return _detail(_model(services, model_id))
+
+
+@router.patch(
+    "/{model_id}",
+    response_model=WriteOut,
+    summary="Change a model (merge patch; bumps the version when content changes)",
+)
+def update(
+    model_id: str,
+    body: PatchBody,
+    services: ServicesDep,
+    identity: Operator,
+    force: bool = False,
+) -> WriteOut:
+    changes: dict[str, Any] = {"payload": body.payload}
+    meta: dict[str, Any] = {}
+    if body.labels is not None:
+        meta["labels"] = body.labels
+    if body.version is not None:
+        meta["version"] = body.version
+    changes["meta"] = meta
+    result = services.authoring.update(
+        manifests.KIND_MODEL,
+        model_id,
+        changes,
+        author(identity),
+        force=allow_force(identity, force),
+    )
+    return _written(services, result)
+
+
+@router.delete(
+    "/{model_id}",
+    response_model=WriteOut,
+    summary="Remove a model (retire it first, or force as admin)",
+)
+def remove(
+    model_id: str, services: ServicesDep, identity: Operator, force: bool = False
+) -> WriteOut:
+    result = services.authoring.remove(
+        manifests.KIND_MODEL, model_id, author(identity), force=allow_force(identity, force)
+    )
+    return _written(services, result)
+
+
+@router.post("/{model_id}/disable", response_model=WriteOut, summary="Disable a model")
+def disable(model_id: str, services: ServicesDep, identity: Operator) -> WriteOut:
+    return _written(services, services.authoring.set_state(model_id, "disabled", author(identity)))
+
+
+@router.post("/{model_id}/enable", response_model=WriteOut, summary="Enable a model")
+def enable(model_id: str, services: ServicesDep, identity: Operator) -> WriteOut:
+    return _written(services, services.authoring.set_state(model_id, "enabled", author(identity)))
+
+
+@router.get(
+    "/{model_id}/metrics",
+    response_model=dict[str, Any],
+    summary="Requests, success rate, latency percentiles, cost, errors",
+)
+def metrics(
+    model_id: str, services: ServicesDep, identity: Viewer, window: str = "1h"
+) -> dict[str, Any]:
+    match = _WINDOW.match(window)
+    seconds = int(match.group(1)) * _UNITS[match.group(2)] if match else 0
+    if not 0 < seconds <= MAX_WINDOW_S:
+        raise ApiError(
+            422,
+            "invalid-window",
+            "Invalid window",
+            "window is like 15m, 1h or 7d, at most 30d",
+            errors=[FieldError(path="window", message="expected 15m, 1h, 7d ...")],
+        )
+    _model(services, model_id)
+    return analysis.model_metrics(services.db, model_id, window_s=seconds).to_json()

@@ -1,0 +1,109 @@
+"""ASGI middleware that bounds request bodies before anything parses them.
+
+Bodies over the cap get 413 (from the Content-Length, or while reading a
+chunked body); JSON nested deeper than a bound gets 422 before Python's
+recursive parser could meet it. The body is buffered (it is capped) and
+replayed to the application.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_STRINGS = re.compile(rb'"(?:\\.|[^"\\])*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def json_depth(body: bytes) -> int:
+    """The deepest nesting of ``[``/``{`` outside strings (no parsing, no recursion)."""
+    skeleton = _STRINGS.sub(b"", body)
+    steps = (_STEP[b[0]] for b in _BRACKETS.findall(skeleton))
+    return max(itertools.accumulate(steps, initial=0))
+
+
+class BodyLimits:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, max_depth: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.max_depth = max_depth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await _problem(
+                send, 413, "too-large", f"request bodies are capped at {self.max_bytes} bytes"
+            )
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await _problem(
+                    send, 413, "too-large", f"request bodies are capped at {self.max_bytes} bytes"
+                )
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if body and "json" in headers.get("content-type", "") and json_depth(body) > self.max_depth:
+            await _problem(
+                send, 422, "too-deep", f"JSON nested deeper than {self.max_depth} levels"
+            )
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _problem(send: Send, status: int, code: str, detail: str) -> None:
+    payload = json.dumps(
+        {
+            "type": "about:blank",
+            "title": detail,
+            "status": status,
+            "code": code,
+            "detail": detail,
+            "errors": [],
+            "violations": [],
+            "attempts": [],
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

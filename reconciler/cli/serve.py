@@ -1,0 +1,178 @@
+"""``grove serve`` (API, console and reconcile loop) and ``grove up`` (the embedded default)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from reconciler import errors
+from reconciler.cli.common import common_options, grove, load_settings
+from reconciler.cli.registry import actor, parse_duration
+from reconciler.settings import Settings
+
+UP_TOKEN_NAME = "grove-up-admin"  # noqa: S105 - a token name, not a token
+
+
+def _run_serve(
+    settings: Settings, host: str, port: int, workers: int, interval: str, loop: bool
+) -> int:
+    """Hand over to ``python -m reconciler.api`` in this process (exec).
+
+    The CLI and the API are sibling entry points that never import each other;
+    the settings travel in the environment, and signals reach the server directly.
+    """
+    parse_duration(interval)  # a bad value is a usage error here, not in the server
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            os.environ[f"GROVE_{name.upper()}"] = str(value)
+    argv = [
+        sys.executable,
+        "-m",
+        "reconciler.api",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--interval",
+        interval,
+    ]
+    if not loop:
+        argv.append("--no-loop")
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter and module
+    return 0  # pragma: no cover - execv does not return
+
+
+@grove.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="API worker processes.",
+)
+@click.option(
+    "--interval",
+    default="30s",
+    show_default=True,
+    help="How often the reconcile loop fetches a remote source.",
+)
+@click.option("--no-loop", is_flag=True, help="Serve only; run the reconcile loop elsewhere.")
+@common_options
+def serve_command(
+    host: str,
+    port: int,
+    workers: int,
+    interval: str,
+    no_loop: bool,
+    repo: str | None,
+    ref: str | None,
+    manifests_path: str | None,
+    db: str | None,
+) -> int:
+    """Serve the API (and, unless --no-loop, the reconcile loop) on HOST:PORT."""
+    from reconciler import reconciling
+
+    settings = load_settings(repo, ref, manifests_path, db)
+    reconciling.open_database(settings).dispose()  # fail early, in one line, if unmigrated
+    return _run_serve(settings, host, port, workers, interval, not no_loop)
+
+
+@grove.command("up")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--seed",
+    default="manifests",
+    show_default=True,
+    type=click.Path(),
+    help="Folder to seed the fleet repository from on the first run.",
+)
+def up_command(host: str, port: int, seed: str) -> int:
+    """The embedded default: SQLite, a fleet repository under .grove/, an admin token, serve."""
+    from reconciler import reconciling
+    from reconciler.store import migrating, tokens
+
+    data = Path(os.environ.get("GROVE_DATA_DIR", ".grove")).resolve()
+    fleet = data / "fleet.git"
+    fresh = not fleet.exists()
+    if fresh:
+        _seed(fleet, Path(seed))
+    settings = load_settings(str(fleet), "HEAD", None, None)
+    settings = settings.model_copy(update={"data_dir": str(data)})
+    if not os.environ.get("GROVE_DB_URL"):
+        settings = settings.model_copy(update={"db_url": f"sqlite:///{data}/registry.db"})
+    database = reconciling.open_database(settings, require_schema=False)
+    migrating.upgrade(database)
+    token = None
+    with database.transaction(write=True) as connection:
+        if not any(
+            t["name"] == UP_TOKEN_NAME and not t["revoked"] for t in tokens.listing(connection)
+        ):
+            token = tokens.create(connection, name=UP_TOKEN_NAME, role="admin", created_by=actor())
+    database.dispose()
+    reconciler = reconciling.Reconciler(
+        settings, reconciling.open_source(settings), reconciling.open_database(settings)
+    )
+    outcome = reconciler.reconcile(actor=actor())
+    url = f"http://{host}:{port}"
+    click.echo(f"Grove is up at {url}")
+    click.echo(f"  fleet repository: {fleet} ({'seeded from ' + seed if fresh else 'existing'})")
+    click.echo(f"  registry: {settings.db_url}; {outcome.state} at {(outcome.revision or '')[:12]}")
+    if token:
+        click.echo(f"  admin token (shown once, keep it): {token}")
+    else:
+        click.echo(
+            f"  admin token: printed at the first run; another: "
+            f"grove token create --role admin --name NAME --db {settings.db_url}"
+        )
+    click.echo(
+        f"  try: curl -H 'Authorization: Bearer <token>' "
+        f"'{url}/api/models/discover?capability=reasoning'"
+    )
+    return _run_serve(settings, host, port, 1, "30s", True)
+
+
+def _seed(fleet: Path, seed: Path) -> None:
+    if not seed.is_dir():
+        raise errors.UsageError(f"{seed} is not a folder of manifests to seed the fleet from")
+    fleet.parent.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "grove",
+        "GIT_AUTHOR_EMAIL": "grove@localhost",
+        "GIT_COMMITTER_NAME": "grove",
+        "GIT_COMMITTER_EMAIL": "grove@localhost",
+    }
+
+    def git(*args: str, cwd: Path) -> None:
+        subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+
+    git("init", "--quiet", "--bare", "-b", "main", str(fleet), cwd=fleet.parent)
+    with tempfile.TemporaryDirectory() as work:
+        clone = Path(work) / "seed"
+        git("clone", "--quiet", str(fleet), str(clone), cwd=Path(work))
+        target = clone / "manifests"
+        target.mkdir()
+        for source in sorted(seed.rglob("*")):
+            if source.is_file() and not source.is_symlink():
+                destination = target / source.relative_to(seed)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                destination.write_bytes(source.read_bytes())
+        schemas = Path("schemas")
+        if schemas.is_dir():
+            for schema in schemas.glob("*.schema.json"):
+                (clone / "schemas").mkdir(exist_ok=True)
+                (clone / "schemas" / schema.name).write_bytes(schema.read_bytes())
+        git("add", "--all", cwd=clone)
+        git("commit", "--quiet", "-m", f"grove up: seed the fleet from {seed}", cwd=clone)
+        git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=clone)
