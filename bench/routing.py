@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import ipaddress
 import logging
 import math
@@ -68,12 +69,13 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reconciler import routing, settings
 from tests.routing.conftest import ENV, model_doc, rule_doc, snapshot_of
 from tests.routing.fakes import KEYS
+
+ROOT = Path(__file__).resolve().parent.parent
 
 STRATEGIES = ("priority", "cost", "latency")
 LITELLM_STRATEGIES = {
@@ -299,9 +301,7 @@ class Series:
         )
 
 
-def sample_sync(
-    call: Callable[[], object], *, count: int, budget_s: float, warmup: int
-) -> Series:
+def sample_sync(call: Callable[[], object], *, count: int, budget_s: float, warmup: int) -> Series:
     for _ in range(warmup):
         call()
     samples: list[int] = []
@@ -359,7 +359,7 @@ def grove_decisions(
             decision = engine.get_routing_decision(request)
             assert decision.model_id is not None and len(decision.chain) == size, decision.reason
             series = sample_sync(
-                lambda request=request: engine.get_routing_decision(request),
+                functools.partial(engine.get_routing_decision, request),
                 count=count,
                 budget_s=budget_s,
                 warmup=min(200, count),
@@ -605,7 +605,9 @@ def main() -> None:
         print()
         print("3. Call overhead: execute_with_failover vs a direct httpx POST, same server")
         overheads = {}
-        for size, calls in ((10, args.calls), (1000, max(100, args.calls // 6))):
+        # The largest fleet pays its decision on every call: fewer calls there.
+        plan = {min(sizes): args.calls, max(sizes): max(100, args.calls // 6)}
+        for size, calls in plan.items():
             direct, grove, payload, primary = asyncio.run(call_overhead(url, size, calls))
             overheads[size] = (direct, grove)
             print(f"   fleet of {size} (primary {primary}, body {payload})")
@@ -629,9 +631,7 @@ def main() -> None:
         if litellm is None:
             print("2. LiteLLM skipped (not installed: pip install -e '.[bench]', or --no-litellm)")
         else:
-            picks = asyncio.run(
-                litellm_picks(litellm, sizes, url, args.picks, args.pick_budget_s)
-            )
+            picks = asyncio.run(litellm_picks(litellm, sizes, url, args.picks, args.pick_budget_s))
             print()
             print("   LiteLLM calls on the same server, for parts 3 and 4")
             lite_calls = asyncio.run(litellm_calls(litellm, url, args.failovers))
@@ -674,8 +674,10 @@ def summary(
             print(line)
     worst = max(decisions.values(), key=lambda s: s.p99_us)
     verdict = "met" if worst.p99_us < DECISION_GOAL_US else "NOT met"
-    print(f"goal decision p99 < {DECISION_GOAL_US:g} us at every size: worst "
-          f"{worst.p99_us:.1f} us -> {verdict}")
+    print(
+        f"goal decision p99 < {DECISION_GOAL_US:g} us at every size: worst "
+        f"{worst.p99_us:.1f} us -> {verdict}"
+    )
     if len(sizes) > 1:
         small, big = min(sizes), max(sizes)
         for strategy in STRATEGIES:
@@ -707,9 +709,10 @@ def summary(
             f"   (LiteLLM acompletion adds {lite_calls[0].p50_us - direct.p50_us:.0f} us "
             "over the same direct httpx median)"
         )
-    verdict = "met" if failover.p50_us / 1000 < FAILOVER_GOAL_MS else "NOT met"
+    verdict = "met" if failover.p99_us / 1000 < FAILOVER_GOAL_MS else "NOT met"
     print(
-        f"goal failover answer < {FAILOVER_GOAL_MS:g} ms: median {failover.p50_us / 1000:.2f} ms, "
+        f"goal failover answer < {FAILOVER_GOAL_MS:g} ms (judged on p99): "
+        f"median {failover.p50_us / 1000:.2f} ms, "
         f"p99 {failover.p99_us / 1000:.2f} ms -> {verdict}"
         + (
             f"; LiteLLM median {lite_calls[1].p50_us / 1000:.2f} ms "

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Query
 from pydantic import ValidationError
 
-from reconciler import addresses, analysis, manifests, scoring
+from reconciler import addresses, analysis, manifests, scoring, secretscan
 from reconciler.api.bodies import ModelDetail, ModelSummary, PatchBody, RegisterBody, WriteOut
 from reconciler.api.deps import Operator, ServicesDep, Viewer, allow_force, author
 from reconciler.api.problems import ApiError, FieldError
@@ -94,6 +94,19 @@ def _host(endpoint: str) -> str | None:
 )
 def register(body: RegisterBody, services: ServicesDep, identity: Operator) -> WriteOut:
     document = body.document()
+    leaks = [path for path, _, _ in secretscan.scan(document)]
+    if leaks:  # named by field only: the value is never echoed
+        raise ApiError(
+            422,
+            "literal-secret",
+            "Literal secret",
+            "a field looks like a key or token; "
+            "put keys in an environment variable and send credentials: {env: NAME}",
+            errors=[
+                FieldError(path=".".join(str(p) for p in path[1:]), message="looks like a secret")
+                for path in leaks
+            ],
+        )
     try:
         manifests.AIModel.model_validate(
             document,

@@ -1,0 +1,88 @@
+"""A real Grove server on a loopback port, with a bare fleet repository and a token per role."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from reconciler import api, settings
+from reconciler.store import tokens
+from reconciler.store.engine import Database
+from tests.conftest import FleetRepo, GroveRunner, Registry
+from tests.reconciling.conftest import small_fleet
+
+
+@dataclasses.dataclass
+class Server:
+    url: str
+    tokens: dict[str, str]
+    bare: Path
+    registry: Registry
+
+    def client(self, role: str | None = None, **options: Any) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.tokens[role]}"} if role else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60, **options)
+
+    def log(self) -> list[str]:
+        out = FleetRepo.__new__(FleetRepo)
+        out.root = self.bare
+        return out.git("log", "--format=%an|%s").splitlines()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def bare_fleet(fleet: FleetRepo, tmp_path: Path) -> Path:
+    fleet.commit("fleet", small_fleet())
+    bare = tmp_path / "fleet.git"
+    fleet.git("clone", "-q", "--bare", str(fleet.root), str(bare))
+    return bare
+
+
+@pytest.fixture
+def server(
+    registry: Registry, bare_fleet: Path, monkeypatch: pytest.MonkeyPatch, grove: GroveRunner
+) -> Iterator[Server]:
+    monkeypatch.setenv("GROVE_REPO", str(bare_fleet))
+    monkeypatch.setenv("GROVE_RESOLVE_ENDPOINTS", "false")  # no DNS from tests
+    monkeypatch.setenv("GROVE_WEBHOOK_SECRET", "hook-secret")
+    assert grove("reconcile").code == 0
+    config = settings.load()
+    db = Database(config.db_url)
+    made = {}
+    with db.transaction(write=True) as connection:
+        for role in ("viewer", "operator", "admin"):
+            made[role] = tokens.create(
+                connection, name=f"{role}-token", role=role, created_by="test"
+            )
+    db.dispose()
+    port = free_port()
+    uvicorn_server = uvicorn.Server(
+        uvicorn.Config(
+            api.asgi(config), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        )
+    )
+    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not uvicorn_server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert uvicorn_server.started
+    try:
+        yield Server(f"http://127.0.0.1:{port}", made, bare_fleet, registry)
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=20)

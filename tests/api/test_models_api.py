@@ -1,0 +1,204 @@
+"""The models API against a real server: the brief's check, writes as commits, hostile input."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.api.conftest import Server
+
+BRIEF_BODY = {
+    "name": "Test Model",
+    "provider": "test",
+    "capabilities": ["reasoning", "creativity"],
+    "endpoint": "https://api.test.com/v1",
+}
+
+
+def test_the_brief_register_then_discover(server: Server) -> None:
+    with server.client("operator") as client:
+        refused = client.post("/api/models/register", json=BRIEF_BODY)
+        assert refused.status_code == 422
+        assert refused.headers["content-type"] == "application/problem+json"
+        problem = refused.json()
+        assert problem["code"] == "invalid-model"
+        assert problem["errors"] == [
+            {
+                "path": "provider",
+                "message": "Input should be 'anthropic', 'google', 'openai', 'openai-compatible' or 'mock'",
+            }
+        ]
+        created = client.post(
+            "/api/models/register", json={**BRIEF_BODY, "provider": "openai-compatible"}
+        )
+        assert created.status_code == 201, created.text
+        body = created.json()
+        assert (body["change"], body["applied"]) == ("created", True)
+        assert body["model"]["id"] == "test-model"
+        found = client.get("/api/models/discover", params={"capability": "reasoning"})
+        assert found.status_code == 200
+        ids = [m["id"] for m in found.json()]
+        assert "test-model" in ids
+        assert found.json()[ids.index("test-model")]["name"] == "Test Model"
+    assert server.log()[0] == "operator-token|grove: register AIModel test-model (version 1)"
+
+
+def test_read_patch_disable_enable_and_remove_are_commits(server: Server) -> None:
+    with server.client("operator") as client:
+        model = client.get("/api/models/beta")
+        assert model.status_code == 200
+        assert model.json()["manifest"]["payload"]["priority"] == 50
+        patched = client.patch("/api/models/beta", json={"payload": {"priority": 55}})
+        assert patched.status_code == 200, patched.text
+        assert patched.json()["model"]["version"] == "2"
+        assert client.post("/api/models/gamma/disable").json()["change"] == "disabled"
+        assert client.get("/api/models/gamma").json()["state"] == "disabled"
+        assert client.post("/api/models/gamma/enable").json()["change"] == "enabled"
+        refused = client.delete("/api/models/gamma")
+        assert refused.status_code == 409
+        assert refused.json()["violations"][0]["code"] == "P006"
+        assert client.delete("/api/models/gamma", params={"force": "true"}).status_code == 403
+    with server.client("admin") as admin:
+        forced = admin.delete("/api/models/gamma", params={"force": "true"})
+        assert forced.status_code == 200, forced.text
+        assert admin.get("/api/models/gamma").status_code == 404
+    subjects = [line.split("|", 1)[1] for line in server.log()[:5]]
+    assert subjects == [
+        "grove: remove AIModel gamma",
+        "grove: enable AIModel gamma",
+        "grove: disable AIModel gamma",
+        "grove: update AIModel beta (version 2)",
+        "fleet",
+    ]
+
+
+def test_a_refused_change_commits_nothing(server: Server) -> None:
+    before = server.log()
+    with server.client("operator") as client:
+        response = client.patch(
+            "/api/models/beta", json={"payload": {"priority": 51}, "version": "1"}
+        )
+        assert response.status_code == 409, response.text
+        assert response.json()["violations"][0]["code"] == "P001"
+    assert server.log() == before
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://169.254.169.254/",
+        "https://127.0.0.1/",
+        "https://2130706433/",
+        "https://[::ffff:127.0.0.1]/",
+        "https://user@api.example.com/",
+        "ftp://api.example.com/",
+    ],
+)
+def test_hostile_endpoints_are_refused_and_change_nothing(server: Server, endpoint: str) -> None:
+    before = server.log()
+    with server.client("operator") as client:
+        response = client.post(
+            "/api/models/register",
+            json={**BRIEF_BODY, "provider": "openai-compatible", "endpoint": endpoint},
+        )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["path"] == "endpoint"
+    assert server.log() == before
+
+
+def test_bodies_over_the_cap_and_deep_json_are_refused(server: Server) -> None:
+    with server.client("operator") as client:
+        big = client.post(
+            "/api/models/register",
+            content=b"{" + b" " * (100 * 1024 * 1024) + b"}",
+            headers={"Content-Type": "application/json"},
+        )
+        assert big.status_code == 413
+        assert big.json()["code"] == "too-large"
+        deep = client.post(
+            "/api/models/register",
+            content=b"[" * 100_000 + b"]" * 100_000,
+            headers={"Content-Type": "application/json"},
+        )
+        assert deep.status_code == 422
+        assert deep.json()["code"] == "too-deep"
+
+
+def test_strict_bodies_name_the_field(server: Server) -> None:
+    with server.client("operator") as client:
+        response = client.post("/api/models/register", json={**BRIEF_BODY, "priority": "9"})
+        assert response.status_code == 422
+        assert response.json()["errors"][0]["path"] == "priority"
+        unknown = client.post("/api/models/register", json={**BRIEF_BODY, "baseUrl": "x"})
+        assert unknown.status_code == 422
+        assert unknown.json()["errors"][0]["path"] == "baseUrl"
+
+
+def test_markup_in_a_name_is_stored_as_text(server: Server) -> None:
+    with server.client("operator") as client:
+        name = "<script>alert(1)</script>"
+        created = client.post(
+            "/api/models/register",
+            json={**BRIEF_BODY, "provider": "openai-compatible", "name": name, "id": "xss"},
+        )
+        assert created.status_code == 201, created.text
+        assert client.get("/api/models/xss").json()["name"] == name
+
+
+@pytest.mark.parametrize("value", ["' OR 1=1 --", "beta'; DROP TABLE model_registry; --"])
+def test_sql_in_query_parameters_changes_nothing(server: Server, value: str) -> None:
+    with server.client("viewer") as client:
+        assert client.get("/api/routing/logs", params={"modelId": value}).status_code == 200
+        assert client.get(f"/api/models/{value}").status_code == 404
+        assert client.get("/api/models/discover", params={"capability": value}).status_code == 422
+        assert client.get("/api/models/beta").status_code == 200
+
+
+def test_a_literal_key_in_a_register_body_is_refused_without_echo(server: Server) -> None:
+    canary = "sk-canary-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+    with server.client("operator") as client:
+        response = client.post(
+            "/api/models/register",
+            json={**BRIEF_BODY, "provider": "openai-compatible", "name": canary},
+        )
+    assert response.status_code == 422
+    assert response.json()["code"] == "literal-secret"
+    assert canary not in response.text
+    rows = server.registry.sql("SELECT meta, payload FROM model_registry")
+    assert canary not in json.dumps([[str(v) for v in row] for row in rows])
+
+
+def test_fifty_concurrent_registers_are_all_commits_and_history_is_linear(server: Server) -> None:
+    def register(i: int) -> int:
+        with server.client("operator") as client:
+            return client.post(
+                "/api/models/register",
+                json={**BRIEF_BODY, "provider": "openai-compatible", "name": f"Model {i}"},
+            ).status_code
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        codes = list(pool.map(register, range(50)))
+    assert set(codes) <= {201, 409}
+    created = codes.count(201)
+    assert created == 50
+    subjects = [line.split("|", 1)[1] for line in server.log()]
+    registered = [s for s in subjects if s.startswith("grove: register")]
+    assert len(registered) == 50
+    live = server.registry.live()
+    assert all(f"AIModel/model-{i}" in live for i in range(50))
+    merges = FleetLog(server).git("rev-list", "--merges", "--count", "HEAD")
+    assert merges == "0"
+
+
+class FleetLog:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def git(self, *args: str) -> str:
+        import subprocess
+
+        return subprocess.run(
+            ["git", *args], cwd=self.server.bare, capture_output=True, text=True, check=True
+        ).stdout.strip()
