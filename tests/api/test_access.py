@@ -1,0 +1,204 @@
+"""Every route x method x role, generated from the OpenAPI document; and the other endpoints."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import Server
+
+# What each route needs besides a token, to get past validation to the handler.
+SAMPLES: dict[tuple[str, str], dict[str, Any]] = {
+    ("post", "/api/models/register"): {
+        "json": {"name": "Role Check", "provider": "mock", "capabilities": ["speed"]}
+    },
+    ("get", "/api/models/discover"): {"params": {"capability": "reasoning"}},
+    ("patch", "/api/models/{model_id}"): {"json": {"payload": {"priority": 77}}},
+    ("post", "/api/routing/execute"): {"json": {"taskType": "think", "prompt": "hi"}},
+}
+WRITES = {"post", "patch", "delete", "put"}
+OPEN = {("post", "/api/hooks/git")}  # signed with HMAC instead of a token
+
+
+def _routes(server: Server) -> list[tuple[str, str]]:
+    with server.client("viewer") as client:
+        document = client.get("/openapi.json").json()
+    return sorted(
+        (method, path)
+        for path, item in document["paths"].items()
+        for method in item
+        if (method, path) not in OPEN
+    )
+
+
+def _call(client: httpx.Client, method: str, path: str, **extra: Any) -> httpx.Response:
+    sample = dict(SAMPLES.get((method, path), {}))
+    sample.update(extra)
+    target = path.replace("{model_id}", "beta")
+    if method == "get" and path == "/api/events":
+        with client.stream("GET", target) as response:
+            return response
+    return client.request(method.upper(), target, **sample)
+
+
+def test_the_route_list_covers_the_design(server: Server) -> None:
+    routes = set(_routes(server))
+    assert {
+        ("post", "/api/models/register"),
+        ("get", "/api/models/discover"),
+        ("get", "/api/models/{model_id}"),
+        ("patch", "/api/models/{model_id}"),
+        ("delete", "/api/models/{model_id}"),
+        ("post", "/api/models/{model_id}/disable"),
+        ("post", "/api/models/{model_id}/enable"),
+        ("get", "/api/models/{model_id}/metrics"),
+        ("get", "/api/routing/recommend"),
+        ("post", "/api/routing/execute"),
+        ("get", "/api/routing/logs"),
+        ("get", "/api/models/health"),
+        ("get", "/api/status"),
+        ("get", "/api/plan"),
+        ("post", "/api/reconcile"),
+        ("get", "/api/events"),
+        ("get", "/metrics"),
+    } <= routes
+
+
+def test_every_route_method_and_role(server: Server) -> None:
+    failures = []
+    for method, path in _routes(server):
+        write = method in WRITES
+        with server.client() as anonymous:
+            response = _call(anonymous, method, path)
+            if response.status_code != 401:
+                failures.append((method, path, "none", response.status_code))
+        with server.client("viewer") as viewer:
+            response = _call(viewer, method, path)
+            expected_forbidden = write
+            if (response.status_code == 403) != expected_forbidden or response.status_code == 401:
+                failures.append((method, path, "viewer", response.status_code))
+        for role in ("operator", "admin"):
+            with server.client(role) as client:
+                response = _call(client, method, path)
+                if response.status_code in (401, 403):
+                    failures.append((method, path, role, response.status_code))
+    assert failures == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("patch", "/api/models/{model_id}"), ("delete", "/api/models/{model_id}")]
+)
+def test_force_needs_admin(server: Server, method: str, path: str) -> None:
+    with server.client("operator") as operator:
+        assert _call(operator, method, path, params={"force": "true"}).status_code == 403
+    with server.client("admin") as admin:
+        assert _call(admin, method, path, params={"force": "true"}).status_code != 403
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "Bearer",
+        "Bearer nonsense",
+        "Basic dXNlcjpwYXNz",
+        "Bearer grove_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ],
+)
+def test_every_401_is_the_same(server: Server, header: str | None) -> None:
+    headers = {"Authorization": header} if header else {}
+    with httpx.Client(base_url=server.url) as client:
+        response = client.get("/api/status", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Unauthorized",
+        "status": 401,
+        "code": "unauthorized",
+        "detail": "a valid bearer token is required",
+        "errors": [],
+        "violations": [],
+        "attempts": [],
+    }
+
+
+def test_a_revoked_token_is_refused(server: Server, grove: Any) -> None:
+    assert grove("token", "revoke", "viewer-token").code == 0
+    with server.client("viewer") as client:
+        assert client.get("/api/status").status_code == 401
+
+
+def test_routing_endpoints(server: Server) -> None:
+    with server.client("operator") as client:
+        decision = client.get("/api/routing/recommend", params={"taskType": "think"}).json()
+        assert decision["reason"].startswith("priority match: alpha")
+        executed = client.post("/api/routing/execute", json={"taskType": "think", "prompt": "hi"})
+        assert executed.status_code == 200, executed.text
+        assert executed.json()["modelId"] == "alpha"
+        rows = client.get("/api/routing/logs", params={"modelId": "alpha"}).json()
+        assert rows and rows[0]["modelId"] == "alpha" and rows[0]["success"] is True
+        metrics = client.get("/api/models/alpha/metrics", params={"window": "1h"}).json()
+        assert metrics["requests"] == 1 and 0 < metrics["successRate"] <= 1
+        assert client.get("/api/models/alpha/metrics", params={"window": "1y"}).status_code == 422
+        none = client.post("/api/routing/execute", json={"taskType": "nope", "prompt": "x"})
+        assert none.status_code == 422 and none.json()["code"] == "no-route"
+
+
+def test_status_plan_reconcile_health_and_metrics(server: Server) -> None:
+    with server.client("operator") as client:
+        assert client.get("/api/status").json()["sync"] == "Synced"
+        assert client.get("/api/plan").json()["changes"] == []
+        assert client.post("/api/reconcile").json()["outcome"] == "in-sync"
+        health = client.get("/api/models/health").json()
+        assert health["status"] == "healthy" and health["serial"] == 1
+        text = client.get("/metrics").text
+        assert "grove_routing_decision_seconds" in text
+
+
+def test_events_stream_lifecycle_changes(server: Server) -> None:
+    received: list[dict[str, Any]] = []
+
+    def listen() -> None:
+        with server.client("viewer") as client, client.stream("GET", "/api/events") as stream:
+            event = None
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "lifecycle":
+                    received.append(json.loads(line[6:]))
+                    return
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    import time
+
+    time.sleep(1.5)  # the hub has read the table's head
+    with server.client("operator") as client:
+        assert client.post("/api/models/gamma/disable").status_code == 200
+    thread.join(timeout=15)
+    assert received and received[0]["type"] == "model_disabled"
+    assert received[0]["objectId"] == "gamma"
+
+
+def test_the_git_webhook_checks_the_signature_before_anything(server: Server) -> None:
+    body = b'{"ref": "refs/heads/main"}'
+    good = "sha256=" + hmac.new(b"hook-secret", body, hashlib.sha256).hexdigest()
+    with httpx.Client(base_url=server.url) as client:
+        bad = client.post(
+            "/api/hooks/git", content=body, headers={"X-Hub-Signature-256": "sha256=00"}
+        )
+        assert bad.status_code == 401
+        garbage = client.post(
+            "/api/hooks/git", content=b"\xff{not json", headers={"X-Hub-Signature-256": "sha256=00"}
+        )
+        assert garbage.status_code == 401
+        ok = client.post("/api/hooks/git", content=body, headers={"X-Hub-Signature-256": good})
+        assert ok.status_code == 202
+        assert ok.json() == {"triggered": 1}
