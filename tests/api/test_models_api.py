@@ -27,7 +27,8 @@ def test_the_brief_register_then_discover(server: Server) -> None:
         assert problem["errors"] == [
             {
                 "path": "provider",
-                "message": "Input should be 'anthropic', 'google', 'openai', 'openai-compatible' or 'mock'",
+                "message": "Input should be 'anthropic', 'google', 'openai', "
+                "'openai-compatible' or 'mock'",
             }
         ]
         created = client.post(
