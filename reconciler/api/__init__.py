@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import uvicorn
@@ -90,16 +91,13 @@ def asgi(settings: Settings) -> Any:
 def serve(
     settings: Settings, *, host: str, port: int, loop: bool = True, interval_s: float = 30.0
 ) -> int:
-    """``grove serve``: the API, and the reconcile loop in a thread of the same process."""
+    """``grove serve``: the API, and the reconcile loop in a thread of the same process.
+
+    SIGTERM and SIGINT stop the server and then the loop, which finishes its
+    transaction and releases its lease; the process exits 0.
+    """
     stop = threading.Event()
-    watcher_thread = None
-    if loop:
-        options = watching.Options(
-            interval_s=interval_s, poll_s=settings.poll_interval_s, lease_ttl_s=settings.lease_ttl_s
-        )
-        watcher = watching.Watcher(settings, options, stop=stop)
-        watcher_thread = threading.Thread(target=watcher.run, name="grove-reconcile", daemon=True)
-        watcher_thread.start()
+    watcher_thread = start_loop(settings, interval_s, stop=stop) if loop else None
     config = uvicorn.Config(
         asgi(settings),
         host=host,
@@ -108,14 +106,30 @@ def serve(
         proxy_headers=False,
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
+
+    def shut_down(_signum: int, _frame: object) -> None:
+        server.should_exit = True
+        stop.set()
+
+    previous = {sig: signal.signal(sig, shut_down) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.run()
     finally:
         stop.set()
         if watcher_thread is not None:
             watcher_thread.join(timeout=30)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after its shutdown; Grove handles the signal itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def start_loop(

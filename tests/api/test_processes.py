@@ -1,0 +1,170 @@
+"""``grove up`` and ``grove serve`` as real processes; a server killed mid-burst loses no
+acknowledged write."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.api.conftest import free_port
+from tests.conftest import REPO_ROOT, Registry
+
+
+def _wait_for(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer within {timeout}s")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
+    env.update(GROVE_RESOLVE_ENDPOINTS="false", **extra)
+    return env
+
+
+def test_grove_up_seeds_migrates_prints_a_token_once_and_serves(tmp_path: Path) -> None:
+    shutil.copytree(REPO_ROOT / "manifests", tmp_path / "manifests")
+    port = free_port()
+    command = [sys.executable, "-m", "reconciler", "up", "--port", str(port)]
+    first = subprocess.Popen(
+        command, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/api/status")
+    finally:
+        first.send_signal(signal.SIGTERM)
+        out, err = first.communicate(timeout=30)
+    assert first.returncode == 0, err
+    assert f"Grove is up at http://127.0.0.1:{port}" in out
+    token = re.search(r"admin token \(shown once, keep it\): (grove_\S+)", out)
+    assert token is not None
+    assert (tmp_path / ".grove" / "fleet.git").is_dir()
+    assert (tmp_path / ".grove" / "registry.db").is_file()
+    second = subprocess.Popen(
+        command, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/api/status")
+        headers = {"Authorization": f"Bearer {token.group(1)}"}
+        found = httpx.get(
+            f"http://127.0.0.1:{port}/api/models/discover",
+            params={"capability": "reasoning"},
+            headers=headers,
+            timeout=10,
+        )
+        assert found.status_code == 200
+        assert "claude-sonnet" in [m["id"] for m in found.json()]
+    finally:
+        second.send_signal(signal.SIGTERM)
+        out, _ = second.communicate(timeout=30)
+    assert "printed at the first run" in out
+    assert token.group(1) not in out
+
+
+def test_a_server_killed_mid_burst_loses_no_acknowledged_write(
+    registry: Registry, tmp_path: Path
+) -> None:
+    from reconciler.store import tokens
+    from reconciler.store.engine import Database
+    from tests.reconciling.conftest import small_fleet
+
+    registry.fleet.commit("fleet", small_fleet())
+    bare = tmp_path / "fleet.git"
+    registry.fleet.git("clone", "-q", "--bare", str(registry.fleet.root), str(bare))
+    env = _env(
+        GROVE_REPO=str(bare), GROVE_DB_URL=registry.url, GROVE_DATA_DIR=str(tmp_path / "data")
+    )
+    db = Database(registry.url)
+    with db.transaction(write=True) as connection:
+        token = tokens.create(connection, name="burst", role="operator", created_by="test")
+    db.dispose()
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "serve", "--port", str(port), "--no-loop"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def writer(worker: int) -> None:
+        i = 0
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            timeout=30,
+            headers={"Authorization": f"Bearer {token}"},
+        ) as client:
+            while not stop.is_set():
+                ident = f"w{worker}-{i}"
+                i += 1
+                try:
+                    response = client.post(
+                        "/api/models/register",
+                        json={
+                            "id": ident,
+                            "name": ident,
+                            "provider": "mock",
+                            "capabilities": ["speed"],
+                        },
+                    )
+                except httpx.TransportError:
+                    return
+                if response.status_code == 201:
+                    acknowledged.append(ident)
+
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/api/status")
+        threads = [threading.Thread(target=writer, args=(w,), daemon=True) for w in range(4)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while len(acknowledged) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=10)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.communicate(timeout=10)
+    assert len(acknowledged) >= 5
+    files = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", "HEAD"],
+        cwd=bare,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for ident in acknowledged:
+        assert f"manifests/models/{ident}.yaml" in files
+    after = subprocess.run(
+        [sys.executable, "-m", "reconciler", "reconcile"],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert after.returncode == 0, after.stderr
+    live = registry.live()
+    assert all(f"AIModel/{ident}" in live for ident in acknowledged)
