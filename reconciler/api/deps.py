@@ -7,7 +7,10 @@ middleware), so a route cannot be reached without the role it declares:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import hashlib
+import time
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -28,6 +31,7 @@ class Services:
     engine: routing.RoutingEngine
     authoring: authoring.Authoring
     hub: events.Hub
+    identities: IdentityCache = dataclasses.field(default_factory=lambda: IdentityCache())  # noqa: PLW0108 - defined below
 
     def reconciler(self) -> reconciling.Reconciler:
         return reconciling.Reconciler(
@@ -47,21 +51,55 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 _bearer = HTTPBearer(auto_error=False, description="An API token from `grove token create`.")
 
 
-def current_identity(
+class IdentityCache:
+    """Verified tokens for a few seconds, keyed by a digest (never the token itself).
+
+    Revoking a token takes effect within ``ttl_s`` on every replica; failures are
+    never cached, so a new token works at once.
+    """
+
+    def __init__(self, ttl_s: float = 5.0, size: int = 1024) -> None:
+        self.ttl_s = ttl_s
+        self.size = size
+        self._entries: dict[str, tuple[float, tokens.Identity]] = {}
+
+    def get(self, token: str) -> tokens.Identity | None:
+        key = hashlib.sha256(token.encode()).hexdigest()
+        found = self._entries.get(key)
+        if found is not None and time.monotonic() < found[0]:
+            return found[1]
+        return None
+
+    def put(self, token: str, identity: tokens.Identity) -> None:
+        if len(self._entries) >= self.size:
+            self._entries.clear()
+        key = hashlib.sha256(token.encode()).hexdigest()
+        self._entries[key] = (time.monotonic() + self.ttl_s, identity)
+
+
+async def current_identity(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> tokens.Identity:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise UNAUTHORIZED
-    with services.db.transaction() as connection:
-        identity = tokens.verify(connection, credentials.credentials)
+    token = credentials.credentials
+    identity = services.identities.get(token)
     if identity is None:
-        raise UNAUTHORIZED
+        identity = await asyncio.to_thread(_verify, services, token)
+        if identity is None:
+            raise UNAUTHORIZED
+        services.identities.put(token, identity)
     return identity
 
 
+def _verify(services: Services, token: str) -> tokens.Identity | None:
+    with services.db.transaction() as connection:
+        return tokens.verify(connection, token)
+
+
 def require(role: str) -> object:
-    def check(
+    async def check(
         identity: Annotated[tokens.Identity, Depends(current_identity)],
     ) -> tokens.Identity:
         if not identity.allows(role):

@@ -9,12 +9,14 @@ and database work belongs.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import socket
+import weakref
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import ValidationError
 
 from reconciler import addresses, analysis, manifests, scoring, secretscan
@@ -129,26 +131,42 @@ def register(body: RegisterBody, services: ServicesDep, identity: Operator) -> W
     return _written(services, services.authoring.register(document, author(identity)))
 
 
+# Answers per snapshot (the routing table) and query: computed once, then served as bytes.
+_DISCOVERED: weakref.WeakKeyDictionary[object, dict[tuple[Any, ...], bytes]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 @router.get(
     "/discover",
     response_model=list[ModelSummary],
     summary="Enabled models meeting the capabilities, best first",
 )
-def discover(
+async def discover(
     services: ServicesDep,
     identity: Viewer,
     capability: Annotated[list[manifests.CapabilityType], Query()],
     min_score: Annotated[float, Query(alias="minScore", ge=0, le=1)] = 0.0,
-) -> list[ModelSummary]:
-    found = []
-    for model in services.engine.table().models.values():
-        if model.payload.state is not manifests.ModelState.ENABLED:
-            continue
-        match = scoring.match_capabilities(capability, model.payload.capabilities)
-        if match.meets(min_score):
-            found.append((match.score, model.payload.priority, model))
-    found.sort(key=lambda item: (-item[0], -item[1], item[2].id))
-    return [ModelSummary.of(model, score) for score, _, model in found]
+) -> Response:
+    table = services.engine.table()
+    answers = _DISCOVERED.setdefault(table, {})
+    key = (tuple(sorted(c.value for c in capability)), min_score)
+    body = answers.get(key)
+    if body is None:
+        found = []
+        for model in table.models.values():
+            if model.payload.state is not manifests.ModelState.ENABLED:
+                continue
+            match = scoring.match_capabilities(capability, model.payload.capabilities)
+            if match.meets(min_score):
+                found.append((match.score, model.payload.priority, model))
+        found.sort(key=lambda item: (-item[0], -item[1], item[2].id))
+        summaries = [ModelSummary.of(model, score) for score, _, model in found]
+        body = json.dumps([s.model_dump(mode="json", by_alias=True) for s in summaries]).encode()
+        if len(answers) > 256:
+            answers.clear()
+        answers[key] = body
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{model_id}", response_model=ModelDetail, summary="One live model")

@@ -1,0 +1,298 @@
+"""Benchmark: the HTTP API's added cost on a routed call, and discover throughput.
+
+Three processes on loopback: a fake OpenAI-compatible provider (uvicorn, a
+fixed chat-completions answer), a Grove server (``python -m reconciler.api``,
+SQLite, one registered model pointing at the fake, 1,000 more models for
+discover), and this process as the load generator (an async httpx client with
+50 concurrent workers, in a separate process from both servers).
+
+Measured in the same run, against the same fake provider:
+- baseline: ``POST /v1/chat/completions`` straight to the provider;
+- Grove: ``POST /api/routing/execute`` (token check, routing decision, the
+  call with its deadline and size cap, the routing log row queued);
+- ``GET /api/models/discover?capability=reasoning`` with 1,000 models.
+
+Goals (issue 6): under 1 ms added at p50 and under 5 ms at p99, over 1,000
+routed requests per second, on this 2-core machine.
+
+    .venv/bin/python bench/api.py [--requests 4000] [--concurrency 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+GIT = {
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "b@grove.invalid",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "b@grove.invalid",
+}
+
+PROVIDER = textwrap.dedent("""
+    import json, sys, uvicorn
+    ANSWER = json.dumps({"id": "x", "object": "chat.completion", "choices": [{"index": 0,
+        "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}).encode()
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            more = (await receive()).get("more_body", False)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": ANSWER})
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error",
+                access_log=False)
+""")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+def model(ident: str, i: int, endpoint: str | None) -> str:
+    body = {
+        "meta": {"id": ident, "type": "AIModel", "version": "1"},
+        "payload": {
+            "name": ident,
+            "priority": 1000 if endpoint else i % 900,
+            "capabilities": {"reasoning": 0.5 + (i % 50) / 100, "speed": 0.7},
+        },
+    }
+    if endpoint:
+        body["payload"].update(
+            provider="openai-compatible", providerModel="fake", endpoint=endpoint, timeoutMs=10000
+        )
+    else:
+        body["payload"]["provider"] = "mock"
+    return json.dumps(body)
+
+
+def prepare(tmp: Path, provider_url: str) -> dict[str, str]:
+    repo = tmp / "fleet"
+    (repo / "manifests" / "models").mkdir(parents=True)
+    (repo / "manifests" / "models" / "fast.yaml").write_text(model("fast", 0, provider_url))
+    for i in range(1000):
+        (repo / "manifests" / "models" / f"m{i:04d}.yaml").write_text(model(f"m{i:04d}", i, None))
+    (repo / "manifests" / "rules.yaml").write_text(
+        json.dumps(
+            {
+                "meta": {"id": "bench", "type": "RoutingRule", "version": "1"},
+                "payload": {"taskType": "bench", "requires": ["reasoning"], "chain": ["fast"]},
+            }
+        )
+    )
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "fleet"]):
+        subprocess.run(["git", *args], cwd=repo, env={**os.environ, **GIT}, check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}
+    env.update(
+        GROVE_REPO=str(repo),
+        GROVE_DB_URL=f"sqlite:///{tmp}/registry.db",
+        GROVE_DATA_DIR=str(tmp / "data"),
+        GROVE_ALLOW_LOCAL_ENDPOINTS="true",
+        GROVE_RESOLVE_ENDPOINTS="false",
+    )
+    grove = [sys.executable, "-m", "reconciler"]
+    subprocess.run([*grove, "db", "upgrade"], env=env, check=True, capture_output=True)
+    subprocess.run([*grove, "reconcile"], env=env, check=True, capture_output=True)
+    token = subprocess.run(
+        [*grove, "token", "create", "--role", "operator", "--name", "bench"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    env["BENCH_TOKEN"] = token
+    return env
+
+
+async def load(
+    url: str, body: dict | None, headers: dict[str, str], requests: int, concurrency: int
+) -> tuple[list[float], float]:
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30, headers=headers) as client:
+
+        async def worker(count: int) -> None:
+            for _ in range(count):
+                started = time.perf_counter()
+                if body is None:
+                    response = await client.get(url)
+                else:
+                    response = await client.post(url, json=body)
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    raise SystemExit(f"{url}: HTTP {response.status_code} {response.text[:200]}")
+
+        for _ in range(2):  # warm the pools
+            await worker(1)
+        latencies.clear()
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(requests // concurrency) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return latencies, elapsed
+
+
+def wrk(
+    url: str, body: dict | None, headers: dict[str, str], seconds: int, concurrency: int, tmp: Path
+) -> tuple[float, float, float]:
+    """p50 and p99 in seconds and requests per second, measured by wrk (a C load generator)."""
+    lines = [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    if body is not None:
+        lines += [
+            'wrk.method = "POST"',
+            'wrk.headers["Content-Type"] = "application/json"',
+            f"wrk.body = [[{json.dumps(body)}]]",
+        ]
+    script = tmp / f"wrk-{time.monotonic_ns()}.lua"
+    script.write_text("\n".join(lines) + "\n")
+    subprocess.run(
+        ["wrk", "-t2", f"-c{concurrency}", "-d2s", "-s", str(script), url],
+        check=True,
+        capture_output=True,
+    )  # warm-up
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise SystemExit(f"{url}: errors during the run:\n{out}")
+
+    def latency(label: str) -> float:
+        value = next(line.split()[1] for line in out.splitlines() if line.strip().startswith(label))
+        for unit, scale in (("us", 1e-6), ("ms", 1e-3), ("s", 1.0)):
+            if value.endswith(unit):
+                return float(value[: -len(unit)]) * scale
+        raise ValueError(value)
+
+    rate = float(
+        next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec"))
+    )
+    return latency("50%"), latency("99%"), rate
+
+
+def summary(latencies: list[float], elapsed: float) -> tuple[float, float, float]:
+    return pct(latencies, 0.5), pct(latencies, 0.99), len(latencies) / elapsed
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--seconds", type=int, default=10, help="wrk: seconds per run")
+    parser.add_argument("--httpx", action="store_true", help="load from httpx even if wrk exists")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="grove-bench-api-"))
+    provider_port, grove_port = free_port(), free_port()
+    processes = [subprocess.Popen([sys.executable, "-c", PROVIDER, str(provider_port)])]
+    try:
+        provider = f"http://127.0.0.1:{provider_port}"
+        wait_for(provider)
+        env = prepare(tmp, f"{provider}/v1")
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "reconciler.api", "--port", str(grove_port), "--no-loop"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        grove = f"http://127.0.0.1:{grove_port}"
+        wait_for(grove)
+        auth = {"Authorization": f"Bearer {env['BENCH_TOKEN']}"}
+        chat = {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+        execute = {"taskType": "bench", "prompt": "hi", "maxTokens": 8}
+        discover = f"{grove}/api/models/discover?capability=reasoning"
+        if shutil.which("wrk") and not args.httpx:
+            tool = "wrk"
+            direct = wrk(
+                f"{provider}/v1/chat/completions", chat, {}, args.seconds, args.concurrency, tmp
+            )
+            routed = wrk(
+                f"{grove}/api/routing/execute", execute, auth, args.seconds, args.concurrency, tmp
+            )
+            found = wrk(discover, None, auth, args.seconds, args.concurrency, tmp)
+        else:
+            tool = "httpx (install Debian's wrk for a lighter load generator)"
+            direct = summary(
+                *asyncio.run(
+                    load(
+                        f"{provider}/v1/chat/completions", chat, {}, args.requests, args.concurrency
+                    )
+                )
+            )
+            routed = summary(
+                *asyncio.run(
+                    load(
+                        f"{grove}/api/routing/execute",
+                        execute,
+                        auth,
+                        args.requests,
+                        args.concurrency,
+                    )
+                )
+            )
+            found = summary(
+                *asyncio.run(load(discover, None, auth, args.requests, args.concurrency))
+            )
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
+    ms = 1000.0
+    print(f"{args.concurrency} concurrent connections, load from {tool}, cpus={os.cpu_count()}")
+    for label, (p50, p99, rate) in (
+        ("direct to provider", direct),
+        ("grove routing/execute", routed),
+        ("discover, 1,001 models", found),
+    ):
+        print(f"{label:<24} p50 {p50 * ms:7.2f} ms  p99 {p99 * ms:7.2f} ms  {rate:8.0f} req/s")
+    print(
+        f"added by grove           p50 {(routed[0] - direct[0]) * ms:7.2f} ms  "
+        f"p99 {(routed[1] - direct[1]) * ms:7.2f} ms   (goal < 1 ms p50, < 5 ms p99)"
+    )
+    print(
+        f"grove: {routed[2]:.0f} routed req/s (goal > 1,000), "
+        f"{routed[2] / direct[2]:.2f}x the provider's own rate on this machine"
+    )
+
+
+if __name__ == "__main__":
+    main()
