@@ -10,14 +10,27 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from reconciler.library import MultiModelRegistry
     from reconciler.manifests import CapabilityType
+    from reconciler.ranking import TaskRequest
+    from reconciler.routing import RoutingEngine
     from reconciler.scoring import MatchScore, match_capabilities
 
-__all__ = ["CapabilityType", "MatchScore", "match_capabilities"]
+__all__ = [
+    "CapabilityType",
+    "MatchScore",
+    "MultiModelRegistry",
+    "RoutingEngine",
+    "TaskRequest",
+    "match_capabilities",
+]
 
 _EXPORTS = {
     "CapabilityType": ("reconciler.manifests", "CapabilityType"),
     "MatchScore": ("reconciler.scoring", "MatchScore"),
+    "MultiModelRegistry": ("reconciler.library", "MultiModelRegistry"),
+    "RoutingEngine": ("reconciler.routing", "RoutingEngine"),
+    "TaskRequest": ("reconciler.ranking", "TaskRequest"),
     "match_capabilities": ("reconciler.scoring", "match_capabilities"),
 }
 

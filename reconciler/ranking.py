@@ -124,6 +124,7 @@ class Route:
     eligible: tuple[Candidate, ...]  # in static order (chain, priority or cost)
     excluded: tuple[tuple[str, str], ...]  # (model id, reason), static
     explicit_chain: bool
+    rule: manifests.RuleSpec | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -159,6 +160,7 @@ class RoutingTable:
             if rule.payload.enabled:
                 self.by_task[rule.payload.task_type] = self._route(ident, rule.payload)
         self._by_capabilities: dict[tuple[tuple[str, ...], float], Route] = {}
+        self._narrow_cache: dict[tuple[str | None, tuple[str, ...], float], Route] = {}
 
     # ---------------------------------------------------------------- building
 
@@ -202,6 +204,7 @@ class RoutingTable:
             eligible=tuple(eligible),
             excluded=tuple(excluded),
             explicit_chain=bool(rule.chain),
+            rule=rule,
         )
 
     def route_for(self, request: TaskRequest) -> Route:
@@ -210,40 +213,53 @@ class RoutingTable:
             if route is None:
                 raise NoRoute(f"no enabled routing rule has taskType {request.task_type!r}")
             extra = [c for c in request.wanted() if c not in route.requires]
-            if not extra:
+            if not extra and request.min_score <= (route.rule.min_score if route.rule else 0):
                 return route
-            return self._capability_route((*route.requires, *extra), request.min_score, route)
+            return self._narrowed(route, extra, request.min_score)
         wanted = request.wanted()
         if not wanted:
             raise NoRoute("name a taskType or at least one capability")
-        return self._capability_route(wanted, request.min_score, None)
+        return self._capability_route(wanted, request.min_score)
+
+    def _narrowed(
+        self, route: Route, extra: Sequence[manifests.CapabilityType], min_score: float
+    ) -> Route:
+        """The rule with more required capabilities (or a higher minScore): never looser."""
+        assert route.rule is not None
+        key = (route.rule_id, tuple(sorted(c.value for c in extra)), min_score)
+        cached = self._narrow_cache.get(key)
+        if cached is None:
+            rule = route.rule.model_copy(
+                update={
+                    "requires": [*route.rule.requires, *extra],
+                    "min_score": max(route.rule.min_score, min_score),
+                }
+            )
+            cached = self._route(route.rule_id, rule)
+            if len(self._narrow_cache) >= MAX_CAPABILITY_ROUTES:
+                self._narrow_cache.clear()
+            self._narrow_cache[key] = cached
+        return cached
 
     def _capability_route(
-        self,
-        wanted: Sequence[manifests.CapabilityType],
-        min_score: float,
-        base: Route | None,
+        self, wanted: Sequence[manifests.CapabilityType], min_score: float
     ) -> Route:
+        """Capabilities without a rule: priority order, cached per capability set."""
         key = (tuple(sorted(c.value for c in wanted)), min_score)
-        if base is None:
-            cached = self._by_capabilities.get(key)
-            if cached is not None:
-                return cached
-        rule = manifests.RuleSpec.model_validate(
-            {
-                "taskType": base.task_type if base and base.task_type else "adhoc",
-                "requires": [c.value for c in dict.fromkeys(wanted)],
-                "minScore": min_score,
-                "strategy": (base.strategy if base else Strategy.PRIORITY).value,
-            }
-        )
-        route = self._route(base.rule_id if base else None, rule)
-        if base is None:
+        cached = self._by_capabilities.get(key)
+        if cached is None:
+            rule = manifests.RuleSpec.model_validate(
+                {
+                    "taskType": "adhoc",
+                    "requires": [c.value for c in dict.fromkeys(wanted)],
+                    "minScore": min_score,
+                }
+            )
+            cached = dataclasses.replace(self._route(None, rule), task_type=None)
             if len(self._by_capabilities) >= MAX_CAPABILITY_ROUTES:
                 self._by_capabilities.clear()
-            self._by_capabilities[key] = route
-            return route
-        return dataclasses.replace(route, task_type=base.task_type, failover=base.failover)
+            self._by_capabilities[key] = cached
+        return cached
 
     # ---------------------------------------------------------------- deciding
 

@@ -115,13 +115,19 @@ class RoutingResult:
 
 
 class LatencyStats:
-    """Recent latency per model; p95 recomputed at most every 16 samples or second."""
+    """Observed latency of successful calls per model, over a sliding window.
 
-    def __init__(self, *, size: int = 1024) -> None:
+    The p95 is recomputed at most every 16 samples or every second, and samples
+    older than the window age out, so a model excluded by ``maxLatencyMs`` gets
+    another chance once its slow period is over.
+    """
+
+    def __init__(self, *, size: int = 1024, window_s: float = 600.0) -> None:
         self.size = size
-        self._samples: dict[str, collections.deque[float]] = {}
-        self._p95: dict[str, float] = {}
-        self._dirty: dict[str, tuple[int, float]] = {}
+        self.window_s = window_s
+        self._samples: dict[str, collections.deque[tuple[float, float]]] = {}
+        self._p95: dict[str, tuple[float, float]] = {}  # model -> (p95, computed at)
+        self._fresh: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def seed(self, latencies: dict[str, list[float]]) -> None:
@@ -131,19 +137,35 @@ class LatencyStats:
                 self.add(model_id, value)
 
     def add(self, model_id: str, latency_ms: float) -> None:
+        now = time.monotonic()
         with self._lock:
             samples = self._samples.setdefault(model_id, collections.deque(maxlen=self.size))
-            samples.append(latency_ms)
-            count, since = self._dirty.get(model_id, (0, time.monotonic()))
-            count += 1
-            if count >= 16 or time.monotonic() - since > 1.0 or model_id not in self._p95:
-                ordered = sorted(samples)
-                self._p95[model_id] = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
-                count, since = 0, time.monotonic()
-            self._dirty[model_id] = (count, since)
+            samples.append((now, latency_ms))
+            self._fresh[model_id] = self._fresh.get(model_id, 0) + 1
+            if self._fresh[model_id] >= 16 or model_id not in self._p95:
+                self._compute(model_id, now)
+
+    def _compute(self, model_id: str, now: float) -> None:
+        samples = self._samples.get(model_id)
+        while samples and now - samples[0][0] > self.window_s:
+            samples.popleft()
+        self._fresh[model_id] = 0
+        if not samples:
+            self._p95.pop(model_id, None)
+            return
+        ordered = sorted(value for _, value in samples)
+        self._p95[model_id] = (ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], now)
 
     def p95(self, model_id: str) -> float | None:
-        return self._p95.get(model_id)
+        found = self._p95.get(model_id)
+        if found is None:
+            return None
+        now = time.monotonic()
+        if now - found[1] > 1.0:
+            with self._lock:
+                self._compute(model_id, now)
+            found = self._p95.get(model_id)
+        return found[0] if found else None
 
 
 class LogWriter(threading.Thread):
@@ -250,6 +272,13 @@ class RoutingEngine:
         """An engine on the registry at ``db`` (default: the settings), refreshed once."""
         config = settings or settings_module.load(db_url=db)
         database = Database(config.db_url)
+        try:
+            migrating.require_current(database)  # a missing schema is one line, not a crash
+        except errors.DatabaseNotReady:
+            database.dispose()
+            raise
+        except errors.TemporaryError:
+            pass  # unreachable: serve the saved snapshot, degraded
         engine = cls(config, database)
         engine.refresh()
         engine.seed_latencies()
@@ -263,7 +292,7 @@ class RoutingEngine:
         try:
             with self.db.transaction() as connection:
                 self.stats.seed(routing_logs.recent_latencies(connection, since))
-        except errors.TemporaryError as exc:
+        except errors.GroveError as exc:
             logs.event(log, "latency-not-seeded", level=logging.WARNING, reason=str(exc))
 
     # ---------------------------------------------------------------- snapshot
@@ -278,7 +307,7 @@ class RoutingEngine:
                 migrating.require_current(self.db)
             swapped = self.snapshots.refresh()
         except (errors.TemporaryError, errors.DatabaseNotReady) as exc:
-            self._degrade(f"registry unreachable, serving the last snapshot: {exc}")
+            self._degrade(f"registry not usable, serving the last snapshot: {exc}")
             return False
         self.degraded_reasons = []
         if swapped:
@@ -331,7 +360,8 @@ class RoutingEngine:
         started = time.perf_counter()
         table = self.table()
         try:
-            if self.override:
+            forced = table.models.get(self.override) if self.override else None
+            if forced is not None and forced.payload.state is manifests.ModelState.ENABLED:
                 decision = self._overridden(table)
             else:
                 decision = table.decide(request, self._dynamic())
@@ -441,6 +471,12 @@ class RoutingEngine:
             self.breakers.success(model_id)
             telemetry.CIRCUIT_OPEN.labels(model=model_id).set(0)
             attempts.append(AttemptReport(model_id, "success", response.latency_ms))
+            failed = [a for a in attempts if a.outcome not in ("success", "skipped")]
+            if failed:
+                why = ", ".join(f"{a.model_id}: {a.outcome}" for a in failed)
+                decision = dataclasses.replace(
+                    decision, model_id=model_id, reason=f"failover from {why}; {decision.reason}"
+                )
             self._record(
                 request_id, request, decision, model_id, tried, response.latency_ms, None, response
             )
@@ -459,7 +495,8 @@ class RoutingEngine:
         error: ProviderError | None,
         response: ChatResponse | None,
     ) -> None:
-        self.stats.add(model_id, latency_ms)
+        if error is None:  # a fast failure is not a fast model
+            self.stats.add(model_id, latency_ms)
         outcome = "success" if error is None else error.kind.value
         telemetry.MODEL_REQUESTS.labels(model=model_id, outcome=outcome).inc()
         telemetry.MODEL_LATENCY.labels(model=model_id).observe(latency_ms / 1000)
@@ -501,7 +538,13 @@ class RoutingEngine:
         if open_circuits:
             reasons.append("circuits open: " + ", ".join(open_circuits))
         if self.override:
-            reasons.append(f"{OVERRIDE_VARIABLE} forces {self.override}")
+            model = self.table().models.get(self.override)
+            if model is None or model.payload.state is not manifests.ModelState.ENABLED:
+                reasons.append(
+                    f"{OVERRIDE_VARIABLE}={self.override} names no enabled model; routing normally"
+                )
+            else:
+                reasons.append(f"{OVERRIDE_VARIABLE} forces {self.override}")
         table = self.table()
         if not table.enabled:
             reasons.append("no enabled model in the snapshot")

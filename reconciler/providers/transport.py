@@ -121,7 +121,7 @@ class Http:
                 transport=_transport(self.allow_local),
                 follow_redirects=False,
                 trust_env=False,
-                timeout=httpx.Timeout(60.0),
+                timeout=httpx.Timeout(None),  # the whole-call deadline bounds every call
             )
             self._clients[key] = client
         return client
@@ -199,6 +199,12 @@ def _raise_for_status(host: str, status: int, headers: httpx.Headers) -> None:
     if status in (401, 403):
         raise ProviderError(
             FailureKind.CONFIGURATION, f"{host}: HTTP {status}; check the API key", status=status
+        )
+    if status == 404:  # a wrong providerModel or path: this model is misconfigured
+        raise ProviderError(
+            FailureKind.CONFIGURATION,
+            f"{host}: HTTP 404; check providerModel and endpoint",
+            status=status,
         )
     raise ProviderError(FailureKind.CLIENT_ERROR, f"{host}: HTTP {status}", status=status)
 

@@ -37,6 +37,14 @@ class Attempt:
     timestamp: dt.datetime
 
 
+def _request_uuid(request_id: str) -> uuid.UUID:
+    """Callers may pass any request id; a non-UUID one is mapped to a stable UUID."""
+    try:
+        return uuid.UUID(request_id)
+    except ValueError:
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"grove:request:{request_id}")
+
+
 def write_batch(connection: Connection, rows: Sequence[Attempt]) -> None:
     if not rows:
         return
@@ -45,7 +53,7 @@ def write_batch(connection: Connection, rows: Sequence[Attempt]) -> None:
         [
             {
                 "id": uuid.uuid4(),
-                "request_id": uuid.UUID(row.request_id),
+                "request_id": _request_uuid(row.request_id),
                 "model_id": row.model_id,
                 "task_type": row.task_type,
                 "capability_required": row.capability_required,
@@ -155,7 +163,7 @@ def recent_latencies(
     found: dict[str, list[float]] = {}
     rows = connection.execute(
         select(table.c.model_id, table.c.latency_ms)
-        .where(table.c.timestamp >= since)
+        .where(and_(table.c.timestamp >= since, table.c.success.is_(True)))
         .order_by(table.c.timestamp.desc())
         .limit(per_model * 200)
     )

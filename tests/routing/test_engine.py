@@ -283,7 +283,7 @@ def test_an_unreachable_registry_serves_the_snapshot_saved_on_disk(
         assert engine.refresh() is False
         status, reasons = engine.health()
         assert status == "degraded"
-        assert reasons[0].startswith("registry unreachable, serving the last snapshot")
+        assert reasons[0].startswith("registry not usable, serving the last snapshot")
         assert reasons[1] == "loaded the snapshot saved at serial 7"
         decision = engine.get_routing_decision(routing.TaskRequest(task_type="think"))
         assert decision.model_id == "cached"
@@ -291,3 +291,109 @@ def test_an_unreachable_registry_serves_the_snapshot_saved_on_disk(
         assert json.loads((tmp_path / "snapshot.json").read_text())["serial"] == 7
     finally:
         engine.close()
+
+
+def test_an_extra_capability_narrows_a_rule_and_never_loosens_it(engine_for: Engine) -> None:
+    engine = engine_for(
+        model_doc("strong", priority=10, capabilities={"reasoning": 0.95, "context": 0.9}),
+        model_doc("weak", priority=99, capabilities={"reasoning": 0.6, "context": 0.9}),
+        rule_doc("think", minScore=0.8),
+    )
+    request = routing.TaskRequest(task_type="think", capabilities=(CapabilityType.CONTEXT,))
+    decision = engine.get_routing_decision(request)
+    assert decision.chain == ("strong",)
+    assert decision.rule_id == "think"
+    assert {c.model_id: c.reason for c in decision.candidates}["weak"] == (
+        "reasoning 0.6 below minScore 0.8"
+    )
+
+
+def test_failed_attempts_do_not_make_a_model_look_fast(
+    fake: Callable[[str], FakeProvider], engine_for: Engine
+) -> None:
+    broken = fake("openai")
+    broken.behaviour = "status:500"
+    engine = engine_for(
+        model_doc("broken", broken, priority=90),
+        model_doc("ok", priority=1),
+        rule_doc("think", strategy="latency"),
+    )
+    ask(engine)
+    assert engine.stats.p95("broken") is None
+    assert engine.stats.p95("ok") is not None
+
+
+def test_observed_latency_ages_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(routing.time, "monotonic", lambda: clock[0])
+    stats = routing.LatencyStats(window_s=60)
+    stats.add("m", 500.0)
+    assert stats.p95("m") == 500.0
+    clock[0] += 120
+    assert stats.p95("m") is None
+
+
+def test_a_404_fails_over_as_a_misconfigured_model(
+    fake: Callable[[str], FakeProvider], engine_for: Engine
+) -> None:
+    primary, fallback = fake("openai"), fake("gemini", reply="fine")
+    primary.behaviour = "status:404"
+    engine = engine_for(
+        model_doc("p", primary, priority=90),
+        model_doc("f", fallback, priority=1),
+        rule_doc("think"),
+    )
+    result = ask(engine)
+    assert result.model_id == "f"
+    assert result.attempts[0].outcome == "configuration"
+    assert result.routing_decision.model_id == "f"
+    assert result.routing_decision.reason.startswith("failover from p: configuration; priority")
+
+
+def test_a_misspelled_override_is_ignored_and_reported(
+    engine_for: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(routing.OVERRIDE_VARIABLE, "nope")
+    engine = engine_for(model_doc("a", priority=99), model_doc("b", priority=1), rule_doc("think"))
+    decision = engine.get_routing_decision(routing.TaskRequest(task_type="think"))
+    assert decision.strategy == "priority" and decision.model_id == "a"
+    assert engine.health()[1] == [
+        "ROUTING_OVERRIDE_MODEL=nope names no enabled model; routing normally"
+    ]
+
+
+def test_any_request_id_is_logged(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from reconciler.store import migrating, routing_logs
+    from reconciler.store.engine import Database
+
+    db = Database(f"sqlite:///{tmp_path}/r.db")
+    migrating.upgrade(db)
+    row = routing_logs.Attempt(
+        "my-trace-42",
+        "m",
+        "t",
+        "reasoning",
+        5.0,
+        True,
+        1,
+        None,
+        1,
+        1,
+        0.0,
+        {},
+        dt.datetime.now(dt.UTC),
+    )
+    with db.transaction(write=True) as connection:
+        routing_logs.write_batch(connection, [row, row])
+    with db.transaction() as connection:
+        assert len(routing_logs.recent(connection)) == 2
+    db.dispose()
+
+
+def test_opening_an_unmigrated_registry_says_what_to_run(tmp_path: Path) -> None:
+    from reconciler import errors
+
+    with pytest.raises(errors.DatabaseNotReady, match="run `grove db upgrade`"):
+        routing.RoutingEngine.open(db=f"sqlite:///{tmp_path}/empty.db")
