@@ -61,11 +61,7 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
         version=VERSION,
         summary="GitOps registry and router for fleets of AI models",
         lifespan=lifespan,
-        responses={
-            401: {"model": problems.Problem, "description": "Missing or invalid token"},
-            403: {"model": problems.Problem, "description": "The token's role is too low"},
-            422: {"model": problems.Problem, "description": "Invalid request"},
-        },
+        responses=problems.documented(),
     )
     app.state.services = services
     problems.install(app)

@@ -55,6 +55,32 @@ class ApiError(Exception):
 UNAUTHORIZED = ApiError(401, "unauthorized", "Unauthorized", "a valid bearer token is required")
 
 
+ERRORS = {
+    400: "Bad request",
+    401: "Missing or invalid token (always the same body)",
+    403: "The token's role is too low",
+    404: "No such object or route",
+    409: "Refused by safety checks, or a conflict; nothing was committed",
+    413: "Request body over the cap",
+    422: "Invalid request (the field path is in errors[])",
+    502: "Every model of the chain failed",
+    503: "The registry or the fleet repository is unavailable for now",
+}
+
+
+def documented() -> dict[int | str, dict[str, Any]]:
+    """The error answers every route can give, for the OpenAPI document."""
+    schema = {"$ref": "#/components/schemas/Problem"}
+    return {
+        status: {
+            "model": Problem,
+            "description": description,
+            "content": {MEDIA_TYPE: {"schema": schema}},
+        }
+        for status, description in ERRORS.items()
+    }
+
+
 def respond(error: ApiError) -> JSONResponse:
     problem = Problem(
         title=error.title, status=error.status, code=error.code, detail=error.detail, **error.extra

@@ -1,0 +1,64 @@
+"""Schemathesis over /openapi.json: no 5xx, and every answer matches its documented schema.
+
+At least 200 generated examples per route, against a real server on loopback,
+as an admin (so every route reaches its handler). The SSE stream never ends
+by design and is exercised in test_access.py instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from reconciler import api
+from reconciler import settings as grove_settings
+from tests.api.conftest import Server
+
+EXAMPLES = 200
+CHECKS = [
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+    content_type_conformance,
+]
+
+
+def _operations() -> list[str]:
+    document = api.create_app(grove_settings.load(db_url="sqlite://")).openapi()
+    return sorted(
+        f"{method.upper()} {path}"
+        for path, item in document["paths"].items()
+        for method in item
+        if path != "/api/events"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("operation", _operations())
+def test_no_server_errors_and_answers_match_the_schema(server: Server, operation: str) -> None:
+    method, path = operation.split(" ", 1)
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    found = schema[path][method]
+    headers = {"Authorization": f"Bearer {server.tokens['admin']}"}
+    seen = [0]
+
+    @settings(
+        max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
+    @given(case=found.as_strategy())
+    def run(case: Any) -> None:
+        seen[0] += 1
+        case.call_and_validate(headers=headers, checks=CHECKS)
+
+    run()
+    assert seen[0] >= min(EXAMPLES, 1)
