@@ -68,10 +68,40 @@ def is_local_ip(address: IPAddress) -> bool:
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 
 
-# Cloud metadata services hand out credentials: never an endpoint, whatever the settings.
+# Cloud metadata and credential services: never an endpoint, whatever the settings.
 _METADATA_IPS = frozenset(
-    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+    ipaddress.ip_address(a)
+    for a in (
+        "169.254.169.254",  # AWS, GCP, Azure, OpenStack instance metadata
+        "169.254.170.2",  # AWS ECS task credentials
+        "169.254.170.23",  # AWS EKS pod identity
+        "168.63.129.16",  # Azure wire server
+        "100.100.100.200",  # Alibaba Cloud metadata
+        "fd00:ec2::254",  # AWS IPv6 metadata
+        "fd00:ec2::23",  # AWS EKS pod identity (IPv6)
+    )
 )
+
+
+def _embedded_v4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, Teredo, NAT64 or compatible)."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    packed = address.packed
+    if packed[:12] == bytes(12) and packed[12:] != bytes(4):  # ::a.b.c.d (deprecated form)
+        return ipaddress.IPv4Address(packed[12:])
+    if address in _NAT64:
+        return ipaddress.IPv4Address(packed[12:])
+    return None
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 def check_ip(address: IPAddress, *, allow_local: bool) -> None:
@@ -79,10 +109,10 @@ def check_ip(address: IPAddress, *, allow_local: bool) -> None:
 
     Cloud metadata addresses are refused even then.
     """
-    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-    if address in _METADATA_IPS or mapped in _METADATA_IPS:
+    inner = _embedded_v4(address)
+    if address in _METADATA_IPS or inner in _METADATA_IPS:
         raise EndpointRejected(f"address {address} is a cloud metadata service")
-    if not allow_local and is_local_ip(address):
+    if not allow_local and (is_local_ip(address) or (inner is not None and is_local_ip(inner))):
         raise EndpointRejected(
             f"address {address} is loopback, private or link-local; "
             "set GROVE_ALLOW_LOCAL_ENDPOINTS=true only for development"

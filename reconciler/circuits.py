@@ -43,6 +43,16 @@ class Breakers:
         self.clock = clock
         self._circuits: dict[str, Circuit] = {}
         self._lock = threading.Lock()
+        self._not_closed: frozenset[str] = frozenset()  # read without the lock by decisions
+
+    def open_ids(self) -> frozenset[str]:
+        """Models whose circuit is not closed: the only ones a decision must ask about."""
+        return self._not_closed
+
+    def _track(self) -> None:
+        self._not_closed = frozenset(
+            m for m, c in self._circuits.items() if c.state is not State.CLOSED
+        )
 
     def blocked(self, model_id: str) -> str | None:
         """Why ``model_id`` must be skipped now, or None. Does not take the probe."""
@@ -78,6 +88,7 @@ class Breakers:
             circuit = self._circuits.get(model_id)
             if circuit is not None:
                 self._circuits[model_id] = Circuit()
+                self._track()
 
     def failure(
         self, model_id: str, *, cooldown_s: float, retry_after_s: float | None, why: str
@@ -97,6 +108,7 @@ class Breakers:
                     retry_after_s if retry_after_s is not None else cooldown_s
                 )
                 circuit.why = why
+                self._track()
 
     def release(self, model_id: str) -> None:
         """A probe that ended without a verdict (cancelled): let another caller probe."""

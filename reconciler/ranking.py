@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -28,6 +29,7 @@ from reconciler import manifests, scoring
 
 Strategy = manifests.Strategy
 MAX_CAPABILITY_ROUTES = 1024
+CHAIN_SPARE = 2  # models kept beyond maxAttempts, for those skipped at call time
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -80,19 +82,29 @@ class CandidateReport:
         }
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True)
 class RoutingDecision:
+    """The chosen model, the failover chain and why. ``candidates`` (every model with its
+    rank or the reason it was left out) is computed when first read, so routing a
+    request never pays for explaining the whole fleet."""
+
     model_id: str | None
     chain: tuple[str, ...]
     rule_id: str | None
     task_type: str | None
     strategy: str
-    candidates: tuple[CandidateReport, ...]
     reason: str
     revision: str | None
     serial: int
     max_attempts: int
     degraded: bool = False
+    explain: Callable[[], tuple[CandidateReport, ...]] = dataclasses.field(
+        default=tuple, repr=False, compare=False
+    )
+
+    @functools.cached_property
+    def candidates(self) -> tuple[CandidateReport, ...]:
+        return self.explain()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,7 +122,7 @@ class RoutingDecision:
         }
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True)
 class Route:
     """A rule (or a capability set) with its statically eligible candidates, precomputed."""
 
@@ -126,6 +138,10 @@ class Route:
     explicit_chain: bool
     rule: manifests.RuleSpec | None = None
 
+    @functools.cached_property
+    def by_id(self) -> dict[str, Candidate]:
+        return {c.model_id: c for c in self.eligible}
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Dynamic:
@@ -134,6 +150,13 @@ class Dynamic:
     blocked: Callable[[str], str | None]  # circuit state: why a model is skipped now
     p95_ms: Callable[[str], float | None]  # observed latency
     today: dt.date
+    open_circuits: frozenset[str] | None = None  # None: ask ``blocked`` about every model
+    stats_epoch: int = 0  # changes when observed latencies change
+
+    def is_blocked(self, model_id: str) -> str | None:
+        if self.open_circuits is not None and model_id not in self.open_circuits:
+            return None
+        return self.blocked(model_id)
 
 
 class NoRoute(LookupError):
@@ -161,6 +184,7 @@ class RoutingTable:
                 self.by_task[rule.payload.task_type] = self._route(ident, rule.payload)
         self._by_capabilities: dict[tuple[tuple[str, ...], float], Route] = {}
         self._narrow_cache: dict[tuple[str | None, tuple[str, ...], float], Route] = {}
+        self._dynamic_orders: dict[int, tuple[int, Route, list[Candidate]]] = {}
 
     # ---------------------------------------------------------------- building
 
@@ -264,47 +288,67 @@ class RoutingTable:
     # ---------------------------------------------------------------- deciding
 
     def decide(self, request: TaskRequest, dynamic: Dynamic) -> RoutingDecision:
+        """The chain walks the route's order and stops once it holds enough models for
+        failover: the cost depends on the chain, not on the size of the fleet."""
         route = self.route_for(request)
-        live: list[Candidate] = []
-        reports: dict[str, CandidateReport] = {}
-        for candidate in route.eligible:
+        wanted = route.failover.max_attempts + CHAIN_SPARE
+        ahead: list[tuple[Candidate, str]] = []  # skipped before the first usable model
+        chain: list[Candidate] = []
+        for candidate in self._ordered(route, dynamic):
             why = self._dynamic_exclusion(candidate, route, dynamic)
             if why is not None:
-                reports[candidate.model_id] = CandidateReport(
-                    candidate.model_id, False, None, candidate.score, why
-                )
-            else:
-                live.append(candidate)
-        ordered = self._order(route, live, dynamic)
-        chain = _with_fallbacks(ordered, {c.model_id for c in route.eligible}, reports)
-        for rank, model_id in enumerate(chain, start=1):
-            found = next((c for c in live if c.model_id == model_id), None)
-            score = found.score if found else None
-            role = "primary" if rank == 1 else f"fallback {rank - 1}"
-            reports[model_id] = CandidateReport(model_id, True, rank, score, role)
-        for model_id, why in route.excluded:
-            reports.setdefault(model_id, CandidateReport(model_id, False, None, None, why))
+                if not chain:
+                    ahead.append((candidate, why))
+                continue
+            chain.append(candidate)
+            if len(chain) >= wanted:
+                break
+        ids = _with_fallbacks(chain, route, self, dynamic)
         return RoutingDecision(
-            model_id=chain[0] if chain else None,
-            chain=tuple(chain),
+            model_id=ids[0] if ids else None,
+            chain=tuple(ids),
             rule_id=route.rule_id,
             task_type=route.task_type,
             strategy=route.strategy.value,
-            candidates=tuple(
-                sorted(reports.values(), key=lambda r: (r.rank is None, r.rank or 0, r.model_id))
-            ),
-            reason=_reason(route, ordered, dynamic, reports),
+            reason=_reason(route, chain[0] if chain else None, ahead, dynamic),
             revision=self.revision,
             serial=self.serial,
             max_attempts=route.failover.max_attempts,
+            explain=lambda: self._explain(route, tuple(ids), dynamic),
         )
+
+    def _explain(
+        self, route: Route, chain: tuple[str, ...], dynamic: Dynamic
+    ) -> tuple[CandidateReport, ...]:
+        rank = {model_id: i for i, model_id in enumerate(chain, start=1)}
+        reports = []
+        for candidate in route.eligible:
+            place = rank.get(candidate.model_id)
+            if place is not None:
+                role = "primary" if place == 1 else f"fallback {place - 1}"
+                reports.append(
+                    CandidateReport(candidate.model_id, True, place, candidate.score, role)
+                )
+                continue
+            why = self._dynamic_exclusion(candidate, route, dynamic)
+            reports.append(
+                CandidateReport(
+                    candidate.model_id,
+                    why is None,
+                    None,
+                    candidate.score,
+                    why or "eligible, beyond the failover chain",
+                )
+            )
+        reports += [CandidateReport(m, False, None, None, why) for m, why in route.excluded]
+        return tuple(sorted(reports, key=lambda r: (r.rank is None, r.rank or 0, r.model_id)))
 
     def _dynamic_exclusion(
         self, candidate: Candidate, route: Route, dynamic: Dynamic
     ) -> str | None:
         if candidate.sunset is not None and candidate.sunset < dynamic.today:
             return f"past its sunset date {candidate.sunset}"
-        blocked = dynamic.blocked(candidate.model_id)
+        blocked = dynamic.is_blocked(candidate.model_id)
         if blocked is not None:
             return blocked
         if route.max_latency_ms is not None:
@@ -313,12 +357,24 @@ class RoutingTable:
                 return f"observed p95 {p95:.0f} ms > maxLatencyMs {route.max_latency_ms}"
         return None
 
-    def _order(self, route: Route, live: list[Candidate], dynamic: Dynamic) -> list[Candidate]:
+    def _ordered(self, route: Route, dynamic: Dynamic) -> Sequence[Candidate]:
+        """The route's order: static, or by observed latency (recomputed once per epoch)."""
         if route.explicit_chain or route.strategy in (Strategy.PRIORITY, Strategy.COST):
-            return live  # already in static order
+            return route.eligible
+        cached = self._dynamic_orders.get(id(route))
+        if cached is not None and cached[0] == dynamic.stats_epoch and cached[1] is route:
+            return cached[2]
         if route.strategy is Strategy.LATENCY:
-            return sorted(live, key=lambda c: (_latency(c, dynamic), -c.score, c.model_id))
-        return sorted(live, key=lambda c: (-_balanced(c, live, route, dynamic), c.model_id))
+            order = sorted(
+                route.eligible, key=lambda c: (_latency(c, dynamic), -c.score, c.model_id)
+            )
+        else:
+            pool = list(route.eligible)
+            order = sorted(pool, key=lambda c: (-_balanced(c, pool, route, dynamic), c.model_id))
+        if len(self._dynamic_orders) >= MAX_CAPABILITY_ROUTES:
+            self._dynamic_orders.clear()
+        self._dynamic_orders[id(route)] = (dynamic.stats_epoch, route, order)
+        return order
 
     def round_robin(self, counter: int, reason: str) -> RoutingDecision:
         """Degraded mode: every enabled model in turn, when the router itself failed."""
@@ -331,14 +387,14 @@ class RoutingTable:
             rule_id=None,
             task_type=None,
             strategy="round-robin",
-            candidates=tuple(
-                CandidateReport(m, True, i + 1, None, "round-robin") for i, m in enumerate(chain)
-            ),
             reason=f"round-robin fallback: {reason}",
             revision=self.revision,
             serial=self.serial,
             max_attempts=min(3, len(chain)) or 1,
             degraded=True,
+            explain=lambda: tuple(
+                CandidateReport(m, True, i + 1, None, "round-robin") for i, m in enumerate(chain)
+            ),
         )
 
 
@@ -386,43 +442,38 @@ def _balanced(candidate: Candidate, live: list[Candidate], route: Route, dynamic
 
 
 def _with_fallbacks(
-    ordered: list[Candidate], eligible: set[str], reports: Mapping[str, CandidateReport]
+    chain: list[Candidate], route: Route, table: RoutingTable, dynamic: Dynamic
 ) -> list[str]:
-    """The strategy's order, with the primary's own fallbacks right behind it."""
-    if not ordered:
+    """The chain's order, with the primary's own fallbacks right behind it."""
+    if not chain:
         return []
-    chain = [ordered[0].model_id]
-    for fallback in ordered[0].fallbacks:
-        if fallback in eligible and fallback not in reports and fallback not in chain:
-            chain.append(fallback)
-    chain += [c.model_id for c in ordered[1:] if c.model_id not in chain]
-    return chain
+    eligible = route.by_id
+    ids = [chain[0].model_id]
+    for fallback in chain[0].fallbacks:
+        candidate = eligible.get(fallback)
+        if (
+            candidate is not None
+            and fallback not in ids
+            and table._dynamic_exclusion(candidate, route, dynamic) is None
+        ):
+            ids.append(fallback)
+    ids += [c.model_id for c in chain[1:] if c.model_id not in ids]
+    return ids
 
 
 def _reason(
-    route: Route,
-    ordered: list[Candidate],
-    dynamic: Dynamic,
-    reports: Mapping[str, CandidateReport],
+    route: Route, best: Candidate | None, ahead: list[tuple[Candidate, str]], dynamic: Dynamic
 ) -> str:
-    if not ordered:
-        why = "; ".join(
-            f"{r.model_id}: {r.reason}" for r in sorted(reports.values(), key=lambda r: r.model_id)
-        )
-        return f"no eligible model: {why[:500]}" if why else "no eligible model"
-    best = ordered[0]
+    if best is None:
+        why = "; ".join(f"{c.model_id}: {w}" for c, w in ahead[:20])
+        excluded = "; ".join(f"{m}: {w}" for m, w in route.excluded[:20])
+        detail = "; ".join(part for part in (why, excluded) if part)
+        return f"no eligible model: {detail[:500]}" if detail else "no eligible model"
     scope = (
         f"rule {route.rule_id}"
         if route.rule_id
         else "capabilities " + ",".join(c.value for c in route.requires)
     )
-    ahead = []  # statically better candidates the dynamic state ruled out
-    for candidate in route.eligible:
-        if candidate.model_id == best.model_id:
-            break
-        report = reports.get(candidate.model_id)
-        if report is not None and not report.eligible:
-            ahead.append(f"{candidate.model_id}: {report.reason}")
     if route.explicit_chain:
         detail = "first available model of the explicit chain"
     elif route.strategy is Strategy.PRIORITY:
@@ -441,5 +492,6 @@ def _reason(
         detail = "best weighted score of capability, latency and cost"
     text = f"{route.strategy.value} match: {best.model_id} for {scope} ({detail})"
     if ahead:
-        text = f"failover from {'; '.join(ahead)}; {text}"
+        skipped = "; ".join(f"{c.model_id}: {why}" for c, why in ahead[:5])
+        text = f"failover from {skipped}; {text}"
     return text

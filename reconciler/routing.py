@@ -129,6 +129,7 @@ class LatencyStats:
         self._p95: dict[str, tuple[float, float]] = {}  # model -> (p95, computed at)
         self._fresh: dict[str, int] = {}
         self._lock = threading.Lock()
+        self.epoch = 0  # bumped whenever a p95 changes: latency orders are cached per epoch
 
     def seed(self, latencies: dict[str, list[float]]) -> None:
         """Start from what the routing logs observed (a restart keeps its p95s)."""
@@ -151,10 +152,15 @@ class LatencyStats:
             samples.popleft()
         self._fresh[model_id] = 0
         if not samples:
-            self._p95.pop(model_id, None)
+            if self._p95.pop(model_id, None) is not None:
+                self.epoch += 1
             return
         ordered = sorted(value for _, value in samples)
-        self._p95[model_id] = (ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], now)
+        value = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+        previous = self._p95.get(model_id)
+        self._p95[model_id] = (value, now)
+        if previous is None or previous[0] != value:
+            self.epoch += 1
 
     def p95(self, model_id: str) -> float | None:
         found = self._p95.get(model_id)
@@ -353,6 +359,8 @@ class RoutingEngine:
             blocked=self.breakers.blocked,
             p95_ms=self.stats.p95,
             today=dt.datetime.now(dt.UTC).date(),
+            open_circuits=self.breakers.open_ids(),
+            stats_epoch=self.stats.epoch,
         )
 
     def get_routing_decision(self, request: TaskRequest) -> ranking.RoutingDecision:
@@ -393,11 +401,11 @@ class RoutingEngine:
             rule_id=None,
             task_type=None,
             strategy="override",
-            candidates=(ranking.CandidateReport(model.id, True, 1, None, "override"),),
             reason=f"override: {OVERRIDE_VARIABLE}={model.id}",
             revision=table.revision,
             serial=table.serial,
             max_attempts=1,
+            explain=lambda: (ranking.CandidateReport(model.id, True, 1, None, "override"),),
         )
 
     # ---------------------------------------------------------------- executing

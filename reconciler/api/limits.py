@@ -8,7 +8,6 @@ replayed to the application.
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -20,16 +19,36 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_STRINGS = re.compile(rb'"(?:\\.|[^"\\])*"')
-_BRACKETS = re.compile(rb"[\[\]{}]")
-_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_SPECIAL = re.compile(rb'[\[\]{}"\\]')
 
 
 def json_depth(body: bytes) -> int:
-    """The deepest nesting of ``[``/``{`` outside strings (no parsing, no recursion)."""
-    skeleton = _STRINGS.sub(b"", body)
-    steps = (_STEP[b[0]] for b in _BRACKETS.findall(skeleton))
-    return max(itertools.accumulate(steps, initial=0))
+    """The deepest nesting of ``[``/``{`` outside strings: one linear pass, no recursion.
+
+    Only the special bytes are visited; a backslash inside a string skips the
+    byte after it, so escaped quotes never end a string.
+    """
+    depth = deepest = 0
+    in_string = False
+    skip = -1
+    for match in _SPECIAL.finditer(body):
+        at = match.start()
+        if at == skip:
+            continue
+        char = body[at]
+        if in_string:
+            if char == 0x5C:  # backslash
+                skip = at + 1
+            elif char == 0x22:  # quote
+                in_string = False
+        elif char == 0x22:
+            in_string = True
+        elif char in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
 
 
 class BodyLimits:
@@ -66,7 +85,8 @@ class BodyLimits:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        if body and "json" in headers.get("content-type", "") and json_depth(body) > self.max_depth:
+        kind = headers.get("content-type", "").lower()
+        if body and "json" in kind and json_depth(body) > self.max_depth:
             await _problem(
                 send, 422, "too-deep", f"JSON nested deeper than {self.max_depth} levels"
             )
