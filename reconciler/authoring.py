@@ -97,6 +97,10 @@ class _Located:
 Mutation = Callable[[Path, dict[tuple[str, str], _Located]], tuple[str, str, str, str]]
 
 
+def _is_branch(ref: str) -> bool:
+    return ref != "HEAD" and not re.fullmatch(r"[0-9a-f]{7,40}", ref) and "~" not in ref
+
+
 def bump(version: str) -> str:
     """The next version: ``4`` -> ``5``, ``1.10`` -> ``1.11``, ``beta`` -> ``beta-2``."""
     match = re.match(r"^(.*?)(\d+)$", version)
@@ -115,6 +119,8 @@ class Authoring:
             Path(settings.data_dir) / "authoring" / digest,
             timeout_s=settings.fetch_timeout_s,
         )
+        if _is_branch(settings.ref):  # write where the reconciler reads
+            self.tree.branch = settings.ref.removeprefix("refs/heads/")
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- operations
@@ -161,25 +167,32 @@ class Authoring:
 
         return self._write(mutate, author, force=force)
 
-    def set_state(self, ident: str, state: str, author: Author) -> WriteResult:
-        """enable / disable / retire a model, or enable / disable a rule (``state`` names it)."""
+    def set_state(
+        self, ident: str, state: str, author: Author, *, kind: str | None = None
+    ) -> WriteResult:
+        """enable / disable / retire a model, or enable / disable a rule (``state`` names it);
+        ``kind`` limits it to one object type."""
 
         def mutate(root: Path, index: dict[tuple[str, str], _Located]) -> tuple[str, str, str, str]:
-            model = index.get((manifests.KIND_MODEL, ident))
-            found = model or _find(index, manifests.KIND_RULE, ident)
-            kind = manifests.KIND_MODEL if model else manifests.KIND_RULE
+            if kind is not None:
+                found = _find(index, kind, ident)
+                model = found if kind == manifests.KIND_MODEL else None
+            else:
+                model = index.get((manifests.KIND_MODEL, ident))
+                found = model or _find(index, manifests.KIND_RULE, ident)
+            object_kind = manifests.KIND_MODEL if model else manifests.KIND_RULE
             after = copy.deepcopy(found.document)
-            if kind == manifests.KIND_MODEL:
+            if object_kind == manifests.KIND_MODEL:
                 after["payload"]["state"] = state
             elif state == "retired":
                 raise Conflict("routing rules are enabled or disabled, not retired")
             else:
                 after["payload"]["enabled"] = state == "enabled"
             if after == found.document or manifests.state_of(_normal(found.document)) == state:
-                return "", "unchanged", kind, ident
-            _replace(found, after, kind)
+                return "", "unchanged", object_kind, ident
+            _replace(found, after, object_kind)
             verb = {"enabled": "enable", "disabled": "disable", "retired": "retire"}[state]
-            return f"grove: {verb} {kind} {ident}", state, kind, ident
+            return f"grove: {verb} {object_kind} {ident}", state, object_kind, ident
 
         return self._write(mutate, author)
 
@@ -208,6 +221,7 @@ class Authoring:
         with self._serialized():
             for _ in range(PUSH_ATTEMPTS):
                 self.tree.prepare()
+                baseline = self._violations_at_head()
                 index = _index(self.tree.path / self.settings.path)
                 message, change, kind, ident = mutate(self.tree.path, index)
                 if change == "unchanged":
@@ -219,7 +233,7 @@ class Authoring:
                         True,
                         "nothing to change",
                     )
-                self._check(force=force)
+                self._check(force=force, baseline=baseline)
                 sha = self.tree.commit(message, author=author.name, email=author.email)
                 if sha is None:
                     return WriteResult(
@@ -241,21 +255,33 @@ class Authoring:
                 f"could not push after {PUSH_ATTEMPTS} attempts: the remote keeps moving"
             )
 
-    def _check(self, *, force: bool) -> None:
-        """Validate and plan the edited work tree against the registry; refuse or raise."""
-        checker = reconciling.Reconciler(
+    def _checker(self) -> reconciling.Reconciler:
+        return reconciling.Reconciler(
             self.settings,
             FolderSource(str(self.tree.path), loading.Limits.of(self.settings)),
             self.db,
             max_delete_ratio=self.settings.max_delete_ratio,
         )
-        outcome = checker.plan()
+
+    def _violations_at_head(self) -> frozenset[tuple[str, str]]:
+        """What the fleet repository's head is already refused for (not this change's fault)."""
+        outcome = self._checker().plan()
+        if outcome.plan is None:
+            return frozenset()
+        return frozenset((v.code, v.message) for v in outcome.plan.violations)
+
+    def _check(self, *, force: bool, baseline: frozenset[tuple[str, str]]) -> None:
+        """Validate and plan the edited work tree against the registry; refuse what this
+        change would add to the violations the head already has, unless forced."""
+        outcome = self._checker().plan()
         if outcome.plan is None:
             self.tree.discard()
             raise Invalid(outcome.diagnostics)
-        if outcome.plan.refused and not force:
+        plan = outcome.plan
+        added = tuple(v for v in plan.violations if (v.code, v.message) not in baseline)
+        if added and not force:
             self.tree.discard()
-            raise Refused(outcome.plan)
+            raise Refused(dataclasses.replace(plan, violations=added))
 
     def _reconcile(
         self, sha: str, kind: str, ident: str, change: str, author: Author, *, force: bool

@@ -57,6 +57,8 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
             await engine.aclose()
 
     app = FastAPI(
+        docs_url=None,  # Swagger UI and ReDoc load from a CDN; /openapi.json is enough
+        redoc_url=None,
         title="Grove",
         version=VERSION,
         summary="GitOps registry and router for fleets of AI models",

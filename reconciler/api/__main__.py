@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 
 import uvicorn
 
-from reconciler import api, settings
+from reconciler import api, logs, settings
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -31,6 +32,7 @@ def main() -> int:
     parser.add_argument("--interval", type=_seconds, default=30.0)
     parser.add_argument("--no-loop", action="store_true")
     args = parser.parse_args()
+    logs.configure(json_lines=not sys.stderr.isatty())
     config = settings.load()
     if args.workers > 1:
         if not args.no_loop:

@@ -104,7 +104,7 @@ class PatchBody(_Body):
 
 
 class ExecuteBody(_Body):
-    task_type: str | None = None
+    task_type: str | None = Field(None, max_length=63)
     capabilities: list[Capability] = Field(default_factory=list)
     prompt: str = Field(min_length=1, max_length=100_000)
     system: str | None = Field(None, max_length=100_000)

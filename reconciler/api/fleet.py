@@ -96,8 +96,10 @@ def _host(endpoint: str) -> str | None:
 )
 def register(body: RegisterBody, services: ServicesDep, identity: Operator) -> WriteOut:
     document = body.document()
-    leaks = [path for path, _, _ in secretscan.scan(document)]
-    if leaks:  # named by field only: the value is never echoed
+    leaks = [
+        (*path[:-1], "<key>") if is_key else path for path, _, is_key in secretscan.scan(document)
+    ]
+    if leaks:  # named by field only: neither the value nor a key that is a secret is echoed
         raise ApiError(
             422,
             "literal-secret",
@@ -186,6 +188,8 @@ def update(
     identity: Operator,
     force: bool = False,
 ) -> WriteOut:
+    if isinstance(body.payload.get("endpoint"), str):
+        _check_resolution(services, body.payload["endpoint"])
     changes: dict[str, Any] = {"payload": body.payload}
     meta: dict[str, Any] = {}
     if body.labels is not None:
@@ -219,12 +223,20 @@ def remove(
 
 @router.post("/{model_id}/disable", response_model=WriteOut, summary="Disable a model")
 def disable(model_id: str, services: ServicesDep, identity: Operator) -> WriteOut:
-    return _written(services, services.authoring.set_state(model_id, "disabled", author(identity)))
+    _model(services, model_id)
+    result = services.authoring.set_state(
+        model_id, "disabled", author(identity), kind=manifests.KIND_MODEL
+    )
+    return _written(services, result)
 
 
 @router.post("/{model_id}/enable", response_model=WriteOut, summary="Enable a model")
 def enable(model_id: str, services: ServicesDep, identity: Operator) -> WriteOut:
-    return _written(services, services.authoring.set_state(model_id, "enabled", author(identity)))
+    _model(services, model_id)
+    result = services.authoring.set_state(
+        model_id, "enabled", author(identity), kind=manifests.KIND_MODEL
+    )
+    return _written(services, result)
 
 
 @router.get(

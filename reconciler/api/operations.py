@@ -167,7 +167,7 @@ async def git_hook(request: Request, services: ServicesDep) -> dict[str, Any]:
     body = await request.body()  # bytes only: the signature is checked before any parsing
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     given = request.headers.get("x-hub-signature-256", "")
-    if not hmac.compare_digest(expected, given):
+    if not hmac.compare_digest(expected.encode(), given.encode("latin-1", "replace")):
         raise ApiError(401, "bad-signature", "Unauthorized", "the signature does not match")
     with services.db.transaction(write=True) as connection:
         count = coordination.trigger(connection)

@@ -85,7 +85,7 @@ def respond(error: ApiError) -> JSONResponse:
     problem = Problem(
         title=error.title, status=error.status, code=error.code, detail=error.detail, **error.extra
     )
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if error.code == "unauthorized" else None
     return JSONResponse(
         problem.model_dump(exclude_defaults=False),
         status_code=error.status,
@@ -137,7 +137,11 @@ def _from_grove(exc: errors.GroveError) -> ApiError:
         return ApiError(503, "database-not-ready", "Database not ready", str(exc))
     if isinstance(exc, errors.TemporaryError):
         return ApiError(503, "unavailable", "Temporarily unavailable", str(exc))
-    if isinstance(exc, errors.UsageError | errors.ConfigError):
+    if isinstance(exc, errors.SourceError):
+        return ApiError(502, "source-error", "The fleet repository cannot be used", str(exc))
+    if isinstance(exc, errors.ManifestsInvalid):
+        return ApiError(422, "invalid-manifest", "Invalid manifests", str(exc))
+    if isinstance(exc, errors.PermanentError):
         return ApiError(400, "bad-request", "Bad request", str(exc))
     return ApiError(500, "internal", "Internal error", "the server could not handle the request")
 
@@ -149,7 +153,17 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(errors.GroveError)
     async def _grove(_: Request, exc: errors.GroveError) -> JSONResponse:
-        return respond(_from_grove(exc))
+        error = _from_grove(exc)
+        if error.status >= 500:
+            logs.event(
+                log,
+                "api-failure",
+                level=logging.WARNING,
+                status=error.status,
+                code=error.code,
+                reason=str(exc)[:300],
+            )
+        return respond(error)
 
     @app.exception_handler(ranking.NoRoute)
     async def _no_route(_: Request, exc: ranking.NoRoute) -> JSONResponse:

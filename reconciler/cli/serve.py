@@ -115,10 +115,16 @@ def up_command(host: str, port: int, seed: str) -> int:
     migrating.upgrade(database)
     token = None
     with database.transaction(write=True) as connection:
-        if not any(
-            t["name"] == UP_TOKEN_NAME and not t["revoked"] for t in tokens.listing(connection)
-        ):
-            token = tokens.create(connection, name=UP_TOKEN_NAME, role="admin", created_by=actor())
+        existing = tokens.listing(connection)
+        active = [t for t in existing if str(t["name"]).startswith(UP_TOKEN_NAME)]
+        if not any(not t["revoked"] for t in active):
+            taken = {t["name"] for t in existing}  # a revoked name stays taken
+            number = 1
+            name = UP_TOKEN_NAME
+            while name in taken:
+                number += 1
+                name = f"{UP_TOKEN_NAME}-{number}"
+            token = tokens.create(connection, name=name, role="admin", created_by=actor())
     database.dispose()
     reconciler = reconciling.Reconciler(
         settings, reconciling.open_source(settings), reconciling.open_database(settings)

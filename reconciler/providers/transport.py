@@ -96,7 +96,7 @@ def _transport(allow_local: bool) -> httpx.AsyncHTTPTransport:
     # httpx builds its pool with the default network backend; swap in the guarded one,
     # configured like the original (TLS context, HTTP/1.1, pool limits).
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
+        ssl_context=httpx.create_ssl_context(trust_env=False),
         max_connections=200,
         max_keepalive_connections=50,
         keepalive_expiry=30.0,

@@ -49,9 +49,34 @@ def check_url(location: str) -> None:
         )
 
 
+# What git needs from the environment; nothing else (provider keys, webhook secrets) leaks in.
+_PASSED = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "TMPDIR",
+    "SSH_AUTH_SOCK",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "GIT_SSL_CAINFO",
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "NO_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "no_proxy",
+    "GIT_CONFIG_GLOBAL",
+    "GIT_CONFIG_NOSYSTEM",
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
+)
+
+
 def _environment(timeout_s: int) -> dict[str, str]:
     return {
-        **os.environ,
+        **{name: os.environ[name] for name in _PASSED if name in os.environ},
         "GIT_ALLOW_PROTOCOL": "file:https:ssh",
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_ASKPASS": "/bin/false",

@@ -79,6 +79,8 @@ class Database:
         database = parsed.database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+            # Tokens' hashes and the fleet live here: readable by the owner only.
+            Path(database).touch(mode=0o600, exist_ok=True)
         engine = create_engine(
             parsed, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         )

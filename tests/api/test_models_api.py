@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from tests.api.conftest import Server
+from tests.conftest import FleetRepo, model_yaml
 
 BRIEF_BODY = {
     "name": "Test Model",
@@ -203,3 +205,48 @@ class FleetLog:
         return subprocess.run(
             ["git", *args], cwd=self.server.bare, capture_output=True, text=True, check=True
         ).stdout.strip()
+
+
+def test_model_endpoints_do_not_reach_routing_rules(server: Server) -> None:
+    before = server.log()
+    with server.client("operator") as client:
+        response = client.post("/api/models/think/disable")
+    assert response.status_code == 404
+    assert server.log() == before
+
+
+def test_a_label_key_that_is_a_secret_is_not_echoed(server: Server) -> None:
+    canary = "sk-canary-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+    with server.client("operator") as client:
+        response = client.post(
+            "/api/models/register",
+            json={**BRIEF_BODY, "provider": "openai-compatible", "labels": {canary: "x"}},
+        )
+    assert response.status_code == 422
+    assert response.json()["code"] == "literal-secret"
+    assert canary not in response.text
+
+
+def test_a_refusal_already_at_head_does_not_block_other_writes(
+    server: Server, tmp_path: Path
+) -> None:
+    """Someone pushed a change the reconciler refuses (beta edited without a version bump);
+    an API write to another model still commits, and says it was not applied."""
+    clone = FleetRepo(tmp_path / "clone")
+    clone.git("pull", "-q", str(server.bare), "main")
+    clone.commit("edit beta in place", {"models/beta.yaml": model_yaml("beta", priority="51")})
+    clone.git("push", "-q", str(server.bare), "HEAD:main")
+    with server.client("operator") as client:
+        response = client.post(
+            "/api/models/register",
+            json={**BRIEF_BODY, "provider": "openai-compatible", "id": "delta"},
+        )
+        assert response.status_code == 201, response.text
+        assert response.json()["applied"] is False
+        # the new change itself is still checked: an in-place edit of alpha is refused
+        refused = client.patch(
+            "/api/models/alpha", json={"payload": {"priority": 91}, "version": "1"}
+        )
+        assert refused.status_code == 409
+        assert [v["code"] for v in refused.json()["violations"]] == ["P001"]
+    assert server.log()[0].endswith("grove: register AIModel delta (version 1)")
