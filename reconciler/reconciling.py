@@ -184,7 +184,9 @@ class Reconciler:
 
     def live(self) -> LiveState:
         assert self.db is not None
-        with self.db.transaction() as connection:
+        # One snapshot for every table read: the state row and the objects must agree,
+        # or a plan could pair the new applied revision with the old objects.
+        with self.db.transaction(snapshot=True) as connection:
             return registry.load_live(connection)
 
     def resolve(self, ref: str | None = None) -> str:

@@ -60,7 +60,7 @@ def test_readme_opens_with_what_grove_is_then_the_two_commands() -> None:
     commands = [line for line in first_block.splitlines() if line and not line.startswith("#")]
     assert len(commands) == 2
     assert commands[0].startswith("python3 -m venv .venv && .venv/bin/pip install -e .")
-    assert commands[1].endswith(".venv/bin/pytest --cov=reconciler")
+    assert commands[1].endswith(".venv/bin/pytest -n 2 --cov=reconciler")
     assert text.index("Grove is a GitOps reconciler") < text.index("```sh")
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, text, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from reconciler import errors, manifests
 from reconciler.livestate import LiveObject, LiveState
@@ -295,7 +295,13 @@ def apply_plan(
     forced = bool(forced_codes)
     serial = state.state_serial + (1 if plan.changes else 0)
     stamp = now()
-    _write_changes(connection, plan.changes, plan.revision, stamp)
+    try:
+        _write_changes(connection, plan.changes, plan.revision, stamp)
+    except IntegrityError as exc:  # the plan disagrees with the rows: never apply half of it
+        raise errors.StalePlan(
+            "the registry's objects do not match this plan (a row it creates exists, or one "
+            "it changes is gone); plan again"
+        ) from exc
     _write_events(connection, plan, serial, actor, forced_codes, stamp)
     connection.execute(
         insert(tables.revisions).values(

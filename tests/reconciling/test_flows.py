@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
 
+from reconciler import applying, errors, reconciling, settings
 from tests.conftest import FleetRepo, GroveRunner, model_yaml, rule_yaml
 from tests.reconciling.conftest import Registry, small_fleet
 
@@ -159,6 +161,40 @@ def test_a_saved_plan_applies_unless_the_registry_moved(registry: Registry, tmp_
     stale = registry.run("apply", "--plan", str(stale_file))
     assert stale.code == 1
     assert "the registry moved since the plan was saved" in stale.err
+
+
+def test_a_plan_that_disagrees_with_the_rows_applies_nothing(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """A row the plan creates appears between the plan and the apply (written out of band,
+    so the serial is unchanged): the apply stops as stale and leaves everything as it was."""
+    registry.fleet.commit("fleet", small_fleet())
+    assert registry.run("reconcile").code == 0
+    registry.fleet.commit("d", {"models/delta.yaml": model_yaml("delta")})
+    config = settings.load(
+        repo=str(registry.fleet.root), db_url=registry.url, data_dir=str(tmp_path / "data")
+    )
+    db = reconciling.open_database(config)
+    try:
+        outcome = reconciling.Reconciler(config, reconciling.open_source(config), db).plan()
+        assert outcome.plan is not None
+        registry.sql(
+            "INSERT INTO model_registry (id, object_id, version, meta, payload, applied_hash,"
+            " source_path, source_blob, created_at, updated_at) SELECT :id, 'delta', version,"
+            " meta, payload, applied_hash, source_path, source_blob, created_at, updated_at"
+            " FROM model_registry WHERE object_id = 'alpha'",
+            id=uuid.uuid4().hex,
+        )
+        before = registry.revisions()
+        with pytest.raises(errors.StalePlan, match="do not match this plan"):
+            applying.apply(db, outcome.plan, actor="test")
+    finally:
+        db.dispose()
+    assert registry.revisions() == before
+    rows = registry.sql("SELECT object_id, applied_hash FROM model_registry ORDER BY object_id")
+    hashes = dict(rows)
+    assert hashes["delta"] == hashes["alpha"]  # the out-of-band row, untouched
+    assert len(rows) == 4  # alpha, beta, gamma and that row: nothing of the plan was written
 
 
 def test_a_tampered_plan_file_is_refused(registry: Registry, tmp_path: Path) -> None:
