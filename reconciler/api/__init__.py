@@ -45,15 +45,16 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         engine.refresh()
         engine.seed_latencies()
+        stop = asyncio.Event()
         tasks = [
-            asyncio.create_task(_follow(engine, every)),
-            asyncio.create_task(services.hub.follow_table()),
+            asyncio.create_task(_follow(engine, every, stop)),
+            asyncio.create_task(services.hub.follow_table(stop)),
         ]
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
+            stop.set()  # the followers finish the read in hand, then the pool is closed
+            await asyncio.gather(*tasks, return_exceptions=True)
             await engine.aclose()
 
     app = FastAPI(
@@ -72,11 +73,12 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
     return app
 
 
-async def _follow(engine: routing.RoutingEngine, every_s: float) -> None:
-    """Keep the router's snapshot current (the serial is one cheap query)."""
-    while True:
+async def _follow(engine: routing.RoutingEngine, every_s: float, stop: asyncio.Event) -> None:
+    """Keep the router's snapshot current (the serial is one cheap query), until ``stop``."""
+    while not stop.is_set():
         await asyncio.to_thread(engine.refresh)
-        await asyncio.sleep(every_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every_s)
 
 
 def asgi(settings: Settings) -> Any:

@@ -42,7 +42,9 @@ class Services:
         )
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool,
+    # a thread hop (and a GIL hand-off) on every request for a dictionary lookup.
     services: Services = request.app.state.services
     return services
 

@@ -37,16 +37,20 @@ class Hub:
                     queue.get_nowait()
             queue.put_nowait({"event": kind, "data": data})
 
-    async def follow_table(self) -> None:
-        """Background task: turn new lifecycle_events rows into events."""
-        while True:
+    async def follow_table(self, stop: asyncio.Event) -> None:
+        """Background task: turn new lifecycle_events rows into events, until ``stop``.
+
+        It ends between reads, never during one: a read runs in a thread, which a
+        cancelled task would leave holding a database connection."""
+        while not stop.is_set():
             try:
                 rows = await asyncio.to_thread(self._new_rows)
                 for row in rows:
                     self.publish("lifecycle", row)
             except errors.GroveError as exc:  # the database may be away; the stream goes on
                 logs.event(log, "events-not-read", level=logging.WARNING, reason=str(exc))
-            await asyncio.sleep(self.poll_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.poll_s)
 
     def _new_rows(self) -> list[dict[str, Any]]:
         with self.db.transaction() as connection:

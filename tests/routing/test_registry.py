@@ -83,6 +83,7 @@ def test_metrics_of_a_model_that_served_calls(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(360)  # about a minute alone; several under coverage beside another worker
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the router, not the database
 def test_ten_thousand_calls_with_one_dead_and_one_flaky_endpoint(
     registry: Registry,
