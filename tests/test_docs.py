@@ -73,3 +73,25 @@ def test_commands_shown_in_the_docs_exist() -> None:
             if name in ("up", "serve", "route", "rollback", "token"):
                 continue  # planned commands, marked as such in the README
             assert name in known, f"{path.name} shows `grove {name}`, which does not exist"
+
+
+def test_the_api_route_table_and_sections_match_the_openapi_document() -> None:
+    from reconciler import api
+    from reconciler import settings as grove_settings
+
+    document = api.create_app(grove_settings.load(db_url="sqlite://")).openapi()
+    routes = sorted(
+        f"{method.upper()} {path}" for path, item in document["paths"].items() for method in item
+    )
+    text = _read("docs/api.md")
+    block = text.split("<!-- routes:start -->", 1)[1].split("<!-- routes:end -->", 1)[0]
+    assert (
+        block.strip().removeprefix("```text").removesuffix("```").split()
+        == " ".join(routes).split()
+    )
+    headings = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+    for route in routes:
+        method, path = route.split(" ")
+        if path.endswith(("/disable", "/enable")):
+            path = path.rsplit("/", 1)[0] + "/disable"
+        assert f"{method} {path}" in headings, f"docs/api.md has no section for {route}"
