@@ -1,4 +1,4 @@
-"""Provider adapters: the only package that talks HTTP (httpx) to model providers.
+"""Provider adapters: the only package that talks HTTP (aiohttp) to model providers.
 
 :class:`Providers` picks the adapter for a model's ``provider`` and shares one
 guarded, pooled HTTP client between them.

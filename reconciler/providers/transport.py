@@ -1,12 +1,17 @@
 """HTTP to model providers: pooled, deadline-bound, size-capped, never redirected,
 and only ever connected to an address that passed the endpoint policy.
 
-The only module (with its siblings in ``providers/``) that imports httpx. The
-connect-time check happens in the network backend, after name resolution and
-before the socket opens: every address a name resolves to must be public
-(unless local endpoints are allowed), and the connection goes to the address
-that was checked, so DNS rebinding cannot slip a private address in between.
-TLS still verifies the certificate against the host name.
+The only module (with its siblings in ``providers/``) that imports aiohttp.
+The connect-time check happens in the socket factory, after name resolution
+and before the socket connects: the address a socket is about to connect to
+must be public (unless local endpoints are allowed), so DNS rebinding cannot
+slip a private address in between a check and the connection. IP literals in
+any form reach the same check. TLS still verifies the certificate against the
+host name.
+
+aiohttp rather than httpx: on the routed path the outgoing call is more than
+half of Grove's CPU per request, and aiohttp's C parser and native asyncio
+streams cost about a third of httpx's (bench/api.py measures the call path).
 """
 
 from __future__ import annotations
@@ -14,17 +19,21 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email.utils
+import errno
+import functools
 import ipaddress
 import json
 import math
+import os
 import socket
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpcore
-import httpx
+import aiohttp
+import certifi
 
 from reconciler import addresses
 from reconciler.providers.base import FailureKind, ProviderError
@@ -33,155 +42,121 @@ MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 RETRY_AFTER_MIN_S = 1.0
 RETRY_AFTER_MAX_S = 300.0
 MAX_CONNECTIONS = 200  # open to providers at once, per event loop
-POOL_SHARDS = 8
+KEEPALIVE_S = 30.0
+SOCKET_OPERATION_S = 60.0  # any one connect or read; the whole call has the model's deadline
+USER_AGENT = "grove"
+
+AddrInfo = tuple[Any, ...]
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves, checks and connects to the checked address only."""
+class AddressRefused(OSError):
+    """A connection to an address the endpoint policy forbids; never opened.
 
-    def __init__(self, *, allow_local: bool) -> None:
-        self.allow_local = allow_local
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        resolved = await self._resolve(host, port)
-        for address in resolved:
-            try:
-                addresses.check_ip(address, allow_local=self.allow_local)
-            except addresses.EndpointRejected as exc:
-                raise ProviderError(FailureKind.CONFIGURATION, f"{host}: {exc}") from None
-        return await self._inner.connect_tcp(
-            str(resolved[0]),
-            port,
-            timeout=timeout,
-            local_address=local_address,
-            socket_options=socket_options,
-        )
-
-    async def _resolve(
-        self, host: str, port: int
-    ) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-        literal = addresses.parse_ip_literal(host)
-        if literal is not None:
-            return [literal]
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from None
-        found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
-        for info in infos:
-            address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-            if address not in found:
-                found.append(address)
-        if not found:
-            raise httpcore.ConnectError(f"{host} resolves to no address")
-        return found
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        raise ProviderError(FailureKind.CONFIGURATION, "unix sockets are not model endpoints")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-def _transport(allow_local: bool, tls: ssl.SSLContext) -> httpx.AsyncHTTPTransport:
-    transport = httpx.AsyncHTTPTransport(verify=tls, retries=0, trust_env=False)
-    # httpx builds its pool with the default network backend; swap in the guarded one,
-    # configured like the original (TLS context, HTTP/1.1, pool limits).
-    per_shard = MAX_CONNECTIONS // POOL_SHARDS
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=tls,
-        max_connections=per_shard,
-        # as many as it may open: httpcore compares this with all of its connections,
-        # busy ones included, and would otherwise close idle ones under load
-        max_keepalive_connections=per_shard,
-        keepalive_expiry=30.0,
-        network_backend=GuardedBackend(allow_local=allow_local),
-    )
-    return transport
-
-
-class ShardedTransport(httpx.AsyncBaseTransport):
-    """Requests spread round-robin over several small connection pools.
-
-    httpcore's pool walks every connection, for every queued request, each time a
-    request starts or ends (a cost of connections x queued requests, mostly in
-    Python); at 50 concurrent calls one big pool spends more time choosing a
-    connection than sending on it. Eight pools of a few connections each keep
-    that walk short (bench/api.py measures the difference).
+    The message is the same for every address (aiohttp merges the errors of a
+    host's addresses when their messages differ); ``detail`` says which and why.
     """
 
-    def __init__(self, shards: list[httpx.AsyncHTTPTransport]) -> None:
-        self._shards = shards
-        self._next = 0
+    def __init__(self, detail: str) -> None:
+        super().__init__(errno.EACCES, "address refused by the endpoint policy")
+        self.detail = detail
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self._next = (self._next + 1) % len(self._shards)
-        return await self._shards[self._next].handle_async_request(request)
 
-    async def aclose(self) -> None:
-        for shard in self._shards:
-            await shard.aclose()
+def guarded_socket(*, allow_local: bool) -> Callable[[AddrInfo], socket.socket]:
+    """A socket factory that refuses addresses outside the endpoint policy."""
+
+    def make(addr_info: AddrInfo) -> socket.socket:
+        family, kind, proto, _, sockaddr = addr_info
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        try:
+            addresses.check_ip(address, allow_local=allow_local)
+        except addresses.EndpointRejected as exc:
+            raise AddressRefused(str(exc)) from None
+        return socket.socket(family=family, type=kind, proto=proto)
+
+    return make
+
+
+def tls_context() -> ssl.SSLContext:
+    """Certificates checked against SSL_CERT_FILE or SSL_CERT_DIR when set, else certifi."""
+    cafile = os.environ.get("SSL_CERT_FILE") or None
+    capath = os.environ.get("SSL_CERT_DIR") or None
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+@functools.lru_cache(maxsize=1024)
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or "?"
 
 
 class Http:
-    """One pooled client per event loop; every call bounded by a whole-call deadline."""
+    """One pooled session per event loop; every call bounded by a whole-call deadline."""
 
     def __init__(self, *, allow_local: bool, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
         self.allow_local = allow_local
         self.max_response_bytes = max_response_bytes
-        self._clients: dict[int, httpx.AsyncClient] = {}
+        self._sessions: dict[int, aiohttp.ClientSession] = {}
+        self._tls: ssl.SSLContext | None = None
 
-    def _client(self) -> httpx.AsyncClient:
+    def _session(self) -> aiohttp.ClientSession:
         key = id(asyncio.get_running_loop())
-        client = self._clients.get(key)
-        if client is None or client.is_closed:
-            tls = httpx.create_ssl_context(trust_env=False)  # loads the CA bundle: once
-            client = httpx.AsyncClient(
-                transport=ShardedTransport(
-                    [_transport(self.allow_local, tls) for _ in range(POOL_SHARDS)]
-                ),
-                follow_redirects=False,
-                trust_env=False,
-                timeout=httpx.Timeout(None),  # the whole-call deadline bounds every call
+        session = self._sessions.get(key)
+        if session is None or session.closed:
+            if self._tls is None:
+                self._tls = tls_context()  # loads the CA bundle: once
+            connector = aiohttp.TCPConnector(
+                limit=MAX_CONNECTIONS,
+                keepalive_timeout=KEEPALIVE_S,
+                ssl=self._tls,
+                socket_factory=guarded_socket(allow_local=self.allow_local),
             )
-            self._clients[key] = client
-        return client
+            session = aiohttp.ClientSession(
+                connector=connector,
+                # the whole-call deadline bounds every call; these bound each socket wait
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=SOCKET_OPERATION_S, sock_read=SOCKET_OPERATION_S
+                ),
+                trust_env=False,  # no proxy variables, no .netrc
+                headers={"User-Agent": USER_AGENT},
+            )
+            self._sessions[key] = session
+        return session
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
 
     async def post_json(
-        self, url: str, headers: dict[str, str], payload: dict[str, Any], *, deadline_s: float
+        self, url: str, headers: Mapping[str, str], payload: dict[str, Any], *, deadline_s: float
     ) -> Any:
         """POST JSON and return the decoded JSON answer, or raise a classified ProviderError."""
-        host = httpx.URL(url).host
+        host = _host(url)
         try:
             async with asyncio.timeout(deadline_s):
-                status, response_headers, body = await self._send(url, headers, payload)
+                status, retry_after_header, body = await self._send(url, host, headers, payload)
         except TimeoutError:
             raise ProviderError(
                 FailureKind.TIMEOUT, f"{host}: no complete answer within {deadline_s:g}s"
             ) from None
-        except httpx.TimeoutException:
-            raise ProviderError(FailureKind.TIMEOUT, f"{host}: timed out") from None
-        except (httpx.ConnectError, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, AddressRefused):
+                raise ProviderError(
+                    FailureKind.CONFIGURATION, f"{host}: {exc.os_error.detail}"
+                ) from None
+            raise ProviderError(
+                FailureKind.CONNECTION_ERROR, f"{host}: cannot connect ({_reason(exc.os_error)})"
+            ) from None
+        except aiohttp.ClientError as exc:
             raise ProviderError(
                 FailureKind.CONNECTION_ERROR, f"{host}: {type(exc).__name__}"
             ) from None
-        _raise_for_status(host, status, response_headers)
+        except ValueError:  # a header (an API key) with a line break: never echo it
+            raise ProviderError(
+                FailureKind.CONFIGURATION, f"{host}: the request could not be built"
+            ) from None
+        _raise_for_status(host, status, retry_after_header)
         try:
             return json.loads(body)
         except ValueError:
@@ -190,31 +165,48 @@ class Http:
             ) from None
 
     async def _send(
-        self, url: str, headers: dict[str, str], payload: dict[str, Any]
-    ) -> tuple[int, httpx.Headers, bytes]:
-        client = self._client()
-        async with client.stream("POST", url, json=payload, headers=headers) as response:
-            if 300 <= response.status_code < 400:
+        self, url: str, host: str, headers: Mapping[str, str], payload: dict[str, Any]
+    ) -> tuple[int, str | None, bytes]:
+        session = self._session()
+        data = json.dumps(payload).encode()
+        async with session.post(
+            url,
+            data=data,
+            headers={**headers, "Content-Type": "application/json"},
+            allow_redirects=False,
+        ) as response:
+            status = response.status
+            if 300 <= status < 400:
                 raise ProviderError(
                     FailureKind.BAD_RESPONSE,
-                    f"{response.url.host}: redirect {response.status_code} not followed",
-                    status=response.status_code,
+                    f"{host}: redirect {status} not followed",
+                    status=status,
                 )
+            declared = response.content_length
+            if declared is not None and declared > self.max_response_bytes:
+                raise self._too_large(host, status)
             chunks: list[bytes] = []
             size = 0
-            async for chunk in response.aiter_bytes():
+            async for chunk in response.content.iter_any():
                 size += len(chunk)
                 if size > self.max_response_bytes:
-                    raise ProviderError(
-                        FailureKind.BAD_RESPONSE,
-                        f"{response.url.host}: answer larger than {self.max_response_bytes} bytes",
-                        status=response.status_code,
-                    )
+                    raise self._too_large(host, status)
                 chunks.append(chunk)
-            return response.status_code, response.headers, b"".join(chunks)
+            return status, response.headers.get("Retry-After"), b"".join(chunks)
+
+    def _too_large(self, host: str, status: int) -> ProviderError:
+        return ProviderError(
+            FailureKind.BAD_RESPONSE,
+            f"{host}: answer larger than {self.max_response_bytes} bytes",
+            status=status,
+        )
 
 
-def _raise_for_status(host: str, status: int, headers: httpx.Headers) -> None:
+def _reason(error: OSError) -> str:
+    return error.strerror or type(error).__name__
+
+
+def _raise_for_status(host: str, status: int, retry_after_header: str | None) -> None:
     if 200 <= status < 300:
         return
     if status == 429:
@@ -222,7 +214,7 @@ def _raise_for_status(host: str, status: int, headers: httpx.Headers) -> None:
             FailureKind.RATE_LIMIT,
             f"{host}: HTTP 429 rate limited",
             status=status,
-            retry_after_s=retry_after(headers.get("retry-after")),
+            retry_after_s=retry_after(retry_after_header),
         )
     if status >= 500:
         raise ProviderError(FailureKind.SERVER_ERROR, f"{host}: HTTP {status}", status=status)

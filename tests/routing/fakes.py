@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from typing import Any
@@ -29,6 +30,17 @@ class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         connection: socket.socket = self.request
         connection.settimeout(30)
+        if self.server.fake.tls is None:
+            self._serve(connection)
+            return
+        try:  # the TLS socket takes the connection over; socketserver would not close it
+            secured = self.server.fake.tls.wrap_socket(connection, server_side=True)
+        except (ssl.SSLError, OSError):  # the client refused our certificate
+            return
+        with secured:
+            self._serve(secured)
+
+    def _serve(self, connection: socket.socket) -> None:
         buffer = b""
         while True:
             while b"\r\n\r\n" not in buffer:
@@ -64,13 +76,18 @@ class _Server(socketserver.ThreadingTCPServer):
 
 
 class FakeProvider:
-    """One provider endpoint. Set ``behaviour`` to script its next answers."""
+    """One provider endpoint. Set ``behaviour`` to script its next answers, and
+    ``delay_s`` to make every answer take that long (as a real provider does)."""
 
-    def __init__(self, kind: str, *, reply: str = "fake answer") -> None:
+    def __init__(
+        self, kind: str, *, reply: str = "fake answer", tls: ssl.SSLContext | None = None
+    ) -> None:
         assert kind in KEYS
         self.kind = kind
+        self.tls = tls
         self.reply = reply
         self.behaviour = "ok"
+        self.delay_s = 0.0
         self.calls = 0
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
@@ -84,6 +101,8 @@ class FakeProvider:
 
     @property
     def url(self) -> str:
+        if self.tls is not None:  # certificates name a host, not an address
+            return f"https://localhost:{self.port}/v1"
         return f"http://127.0.0.1:{self.port}/v1"
 
     def close(self) -> None:
@@ -105,6 +124,8 @@ class FakeProvider:
             number = self.calls
             self.requests.append({"method": method, "path": path, "headers": headers, "body": body})
             behaviour = self.behaviour
+        if self.delay_s:
+            time.sleep(self.delay_s)
         problem = self._check(method, path, headers, body)
         if problem is not None:
             return _send(connection, problem[0], json.dumps({"error": problem[1]}).encode())

@@ -38,6 +38,7 @@ def test_metrics_of_a_model_that_served_calls(
 ) -> None:
     server = fake("openai")
     server.behaviour = "flaky"
+    server.delay_s = 0.005  # latencies are kept in whole milliseconds; loopback answers in less
     _commit(
         registry,
         model_doc("test-model", server, priority=90),
