@@ -3,8 +3,8 @@
 Three processes on loopback: a fake OpenAI-compatible provider (uvicorn, a
 fixed chat-completions answer), a Grove server (``python -m reconciler.api``,
 SQLite, one registered model pointing at the fake, 1,000 more models for
-discover), and this process as the load generator (an async httpx client with
-50 concurrent workers, in a separate process from both servers).
+discover), and this process as the load generator (wrk when installed, else an
+async httpx client; aiohttp for the paced runs), separate from both servers.
 
 Measured in the same run, against the same fake provider:
 - baseline: ``POST /v1/chat/completions`` straight to the provider;
@@ -12,15 +12,18 @@ Measured in the same run, against the same fake provider:
   call with its deadline and size cap, the routing log row queued);
 - ``GET /api/models/discover?capability=reasoning`` with 1,000 models.
 
-Two views of the added cost: one client sending requests one after another
-(what Grove adds to a single call, no queueing), then 50 concurrent
-connections (throughput; at that load the latency is mostly time spent queued),
-with Grove on one worker process and on two (``grove serve --workers 2``).
+Three views of the added cost: one client sending requests one after another
+(what Grove adds to a single call, no queueing); 50 connections offering a
+fixed 1,000 requests per second between them (open loop: each request is sent
+at its time, whatever the previous one did), the goal's load; and 50
+connections sending as fast as answers come back (throughput; at that load the
+latency is mostly time spent queued). Grove runs on one worker process and on
+two (``grove serve --workers 2``).
 
 Goals (issue 6): under 1 ms added at p50 and under 5 ms at p99, over 1,000
 routed requests per second, on this 2-core machine.
 
-    .venv/bin/python bench/api.py [--requests 4000] [--concurrency 50]
+    .venv/bin/python bench/api.py [--concurrency 50] [--rate 1000] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -207,6 +210,61 @@ def wrk(
     return latency("50%"), latency("99%"), rate
 
 
+async def paced(
+    url: str, body: dict, headers: dict[str, str], rate: float, seconds: float, concurrency: int
+) -> tuple[list[float], int]:
+    """Open-loop load: ``rate`` requests per second spread evenly over ``concurrency``
+    kept-alive connections, each request sent at a fixed time (not when the previous one
+    came back). Returns each request's latency, send to full answer, and how many were
+    sent more than a millisecond late (a sign the load generator or the server fell behind)."""
+    import aiohttp
+
+    data = json.dumps(body).encode()
+    sent_headers = {**headers, "Content-Type": "application/json"}
+    latencies: list[float] = []
+    late = 0
+    interval = concurrency / rate  # between two requests of one connection
+    count = int(rate * seconds / concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def send() -> float:
+            started = time.perf_counter()
+            async with session.post(url, data=data, headers=sent_headers) as response:
+                await response.read()
+                if response.status != 200:
+                    raise SystemExit(f"{url}: HTTP {response.status}")
+            return time.perf_counter() - started
+
+        async def connection(offset: float, start: float) -> None:
+            nonlocal late
+            for i in range(count):
+                due = start + offset + i * interval
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                elif wait < -0.001:
+                    late += 1
+                latencies.append(await send())
+
+        await asyncio.gather(*(send() for _ in range(concurrency)))  # open the connections
+        start = time.perf_counter() + 0.05
+        await asyncio.gather(
+            *(connection(k * interval / concurrency, start) for k in range(concurrency))
+        )
+    return latencies, late
+
+
+def run_paced(
+    url: str, body: dict, headers: dict[str, str], rate: float, seconds: float, concurrency: int
+) -> tuple[list[float], int]:
+    try:
+        import uvloop  # installed with uvicorn[standard]: a lighter load generator
+    except ImportError:  # pragma: no cover
+        return asyncio.run(paced(url, body, headers, rate, seconds, concurrency))
+    return uvloop.run(paced(url, body, headers, rate, seconds, concurrency))
+
+
 def summary(latencies: list[float], elapsed: float) -> tuple[float, float, float]:
     return pct(latencies, 0.5), pct(latencies, 0.99), len(latencies) / elapsed
 
@@ -256,6 +314,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=10, help="wrk: seconds per run")
     parser.add_argument("--httpx", action="store_true", help="load from httpx even if wrk exists")
+    parser.add_argument(
+        "--rate", type=float, default=1000.0, help="open-loop runs: requests per second offered"
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="grove-bench-api-"))
     provider_port = free_port()
@@ -269,6 +330,7 @@ def main() -> None:
         return summary(*asyncio.run(load(url, body, headers, args.requests, args.concurrency)))
 
     rows: list[tuple[str, tuple[float, ...]]] = []
+    open_loop: list[tuple[str, list[float], int]] = []
     try:
         provider = f"http://127.0.0.1:{provider_port}"
         wait_for(provider)
@@ -277,6 +339,7 @@ def main() -> None:
         chat = {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
         execute = {"taskType": "bench", "prompt": "hi", "maxTokens": 8}
         direct_url = f"{provider}/v1/chat/completions"
+        pacing = (args.rate, float(args.seconds), args.concurrency)
         for workers in (1, 2):
             port = free_port()
             grove_process = start_grove(env, port, workers)
@@ -287,6 +350,15 @@ def main() -> None:
                     one_grove = sequential(f"{grove}/api/routing/execute", execute, auth, 2000)
                     direct = under_load(direct_url, chat, {})
                     rows.append(("direct to provider", direct))
+                    open_loop.append(
+                        ("direct to provider", *run_paced(direct_url, chat, {}, *pacing))
+                    )
+                open_loop.append(
+                    (
+                        f"execute, {workers} worker(s)",
+                        *run_paced(f"{grove}/api/routing/execute", execute, auth, *pacing),
+                    )
+                )
                 routed = under_load(f"{grove}/api/routing/execute", execute, auth)
                 found = under_load(f"{grove}/api/models/discover?capability=reasoning", None, auth)
                 rows.append((f"execute, {workers} worker(s)", routed))
@@ -305,7 +377,23 @@ def main() -> None:
         p50, p99 = pct(values, 0.5) * ms, pct(values, 0.99) * ms
         print(f"  {label:<7} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
     print(f"  added   p50 {added50:6.2f} ms  p99 {added99:6.2f} ms   (goal < 1 ms p50, < 5 ms p99)")
-    print(f"{args.concurrency} concurrent connections, load from {tool}:")
+    print(
+        f"{args.concurrency} connections, {args.rate:,.0f} requests/s offered for {args.seconds} s"
+        " (open loop, aiohttp client; latency from send to full answer):"
+    )
+    base50, base99 = pct(open_loop[0][1], 0.5), pct(open_loop[0][1], 0.99)
+    for label, values, late in open_loop:
+        p50, p99 = pct(values, 0.5), pct(values, 0.99)
+        added = (
+            ""
+            if label.startswith("direct")
+            else (f"  added p50 {(p50 - base50) * ms:5.2f} ms  p99 {(p99 - base99) * ms:5.2f} ms")
+        )
+        print(
+            f"  {label:<26} p50 {p50 * ms:6.2f} ms  p99 {p99 * ms:6.2f} ms{added}"
+            f"  ({late} of {len(values)} sent late)"
+        )
+    print(f"{args.concurrency} concurrent connections, as fast as they go, load from {tool}:")
     for label, (p50, p99, rate) in rows:
         print(f"  {label:<26} p50 {p50 * ms:7.2f} ms  p99 {p99 * ms:7.2f} ms  {rate:8.0f} req/s")
     best = max(rate for label, (_, _, rate) in rows if label.startswith("execute"))
