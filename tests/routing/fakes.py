@@ -176,6 +176,23 @@ class FakeProvider:
             except OSError:
                 pass
             return False
+        if behaviour == "cut":  # promises 1,000 bytes, sends ten, hangs up
+            connection.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 1000\r\n\r\n" + b'{"choices"'
+            )
+            return False
+        if behaviour == "endless":  # no Content-Length: the body ends when the server closes
+            connection.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+            )
+            chunk = b"x" * 65536
+            try:
+                for _ in range(50 * 16):  # 50 MiB at most
+                    connection.sendall(chunk)
+            except OSError:
+                pass
+            return False
         if behaviour == "redirect":
             return _send(
                 connection, 302, b"", {"Location": "http://169.254.169.254/latest/meta-data/"}

@@ -152,6 +152,46 @@ def test_a_fifty_megabyte_body_is_aborted_at_the_cap(
     assert peak < 3 * transport.MAX_RESPONSE_BYTES
 
 
+def test_a_body_without_a_length_is_aborted_at_the_cap(
+    pair: tuple[FakeProvider, FakeProvider, routing.RoutingEngine],
+) -> None:
+    primary, _, engine = pair
+    primary.behaviour = "endless"
+    tracemalloc.start()
+    result, _ = _timed(engine)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert result.model_id == "fallback"
+    assert result.attempts[0].outcome == "bad_response"
+    assert "larger than" in result.attempts[0].message
+    assert peak < 3 * transport.MAX_RESPONSE_BYTES
+
+
+def test_a_connection_cut_mid_body_fails_over(
+    pair: tuple[FakeProvider, FakeProvider, routing.RoutingEngine],
+) -> None:
+    primary, _, engine = pair
+    primary.behaviour = "cut"
+    result, _ = _timed(engine)
+    assert result.model_id == "fallback"
+    assert result.attempts[0].outcome == "connection_error"
+    assert result.attempts[0].message == "127.0.0.1: ClientPayloadError"
+
+
+def test_a_key_with_a_line_break_is_never_sent(
+    pair: tuple[FakeProvider, FakeProvider, routing.RoutingEngine],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    primary, _, engine = pair
+    monkeypatch.setenv("FAKE_OPENAI_KEY", "sk-canary-4242\r\nX-Injected: yes")
+    result, _ = _timed(engine)
+    assert result.model_id == "fallback"
+    assert result.attempts[0].outcome == "configuration"
+    assert "canary" not in result.attempts[0].message
+    assert "could not be built" in result.attempts[0].message
+    assert all("x-injected" not in r["headers"] for r in primary.requests)
+
+
 def test_a_redirect_to_the_metadata_service_is_not_followed(
     pair: tuple[FakeProvider, FakeProvider, routing.RoutingEngine],
 ) -> None:
