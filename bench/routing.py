@@ -22,11 +22,12 @@ threads do not share this process's GIL with the code under test):
    about 90 µs (10 deployments) and 4 ms (1,000), over 50 ms for cost-based at
    1,000. Goal: Grove at least 100 times faster at 1,000 models (speed-up =
    LiteLLM p50 / Grove p50).
-3. Added cost of ``execute_with_failover`` over a direct ``httpx.AsyncClient``
-   POST of the same body to the same server (both pooled keep-alive clients in
-   one event loop, calls interleaved): median and p99 per call. Goal: added
-   median under 300 µs. LiteLLM's ``Router.acompletion`` on the same server is
-   shown for reference.
+3. Added cost of ``execute_with_failover`` over a direct ``aiohttp`` POST (the
+   HTTP client Grove's providers use) of the same body to the same server (all
+   pooled keep-alive clients in one event loop, calls interleaved): median and
+   p99 per call. Goal: added median under 300 µs. A direct
+   ``httpx.AsyncClient`` POST and LiteLLM's ``Router.acompletion`` on the same
+   server are shown for reference.
 4. Time to the fallback's answer when the primary's endpoint is a closed
    loopback port (connection refused) and the fallback is healthy, with the
    primary's circuit reset before every call so each call really meets the
@@ -69,6 +70,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -378,8 +380,8 @@ def grove_decisions(
 
 async def call_overhead(
     url: str, size: int, calls: int
-) -> tuple[Series, Series, dict[str, Any], str]:
-    """Interleaved: a direct httpx POST, then execute_with_failover (order alternating)."""
+) -> tuple[Series, Series, Series, dict[str, Any], str]:
+    """Interleaved: direct aiohttp and httpx POSTs and execute_with_failover (rotating order)."""
     engine = engine_for([*(grove_doc(s, url) for s in fleet(size)), *rules()])
     request = routing.TaskRequest(task_type="route-priority", prompt=PROMPT, max_tokens=MAX_TOKENS)
     primary = engine.table().models[engine.get_routing_decision(request).model_id or ""]
@@ -390,12 +392,22 @@ async def call_overhead(
     }
     headers = {"Authorization": f"Bearer {KEYS['openai']}"}
     endpoint = f"{url}/chat/completions"
-    direct_ns: list[int] = []
+    aiohttp_ns: list[int] = []
+    httpx_ns: list[int] = []
     grove_ns: list[int] = []
     clock = time.perf_counter_ns
-    async with httpx.AsyncClient(trust_env=False, timeout=60.0) as client:
+    async with (
+        aiohttp.ClientSession() as session,
+        httpx.AsyncClient(trust_env=False, timeout=60.0) as client,
+    ):
 
-        async def direct() -> str:
+        async def direct_aiohttp() -> str:
+            async with session.post(endpoint, json=payload, headers=headers) as response:
+                response.raise_for_status()
+                answer = await response.json()
+            return str(answer["choices"][0]["message"]["content"])
+
+        async def direct_httpx() -> str:
             response = await client.post(endpoint, json=payload, headers=headers)
             response.raise_for_status()
             return str(response.json()["choices"][0]["message"]["content"])
@@ -403,20 +415,20 @@ async def call_overhead(
         async def grove() -> str:
             return (await engine.execute_with_failover(request)).text
 
+        order = [(direct_aiohttp, aiohttp_ns), (direct_httpx, httpx_ns), (grove, grove_ns)]
         try:
             for _ in range(min(200, calls)):
-                await direct()
-                await grove()
+                for call, _samples in order:
+                    await call()
             for i in range(calls):
-                order = ((direct, direct_ns), (grove, grove_ns))
-                for call, samples in order if i % 2 else reversed(order):
+                for call, samples in order[i % 3 :] + order[: i % 3]:
                     started = clock()
                     text = await call()
                     samples.append(clock() - started)
                     assert text == "fake answer", text
         finally:
             await engine.providers.aclose()
-    return Series(direct_ns), Series(grove_ns), payload, primary.id
+    return Series(aiohttp_ns), Series(httpx_ns), Series(grove_ns), payload, primary.id
 
 
 # ---------------------------------------------------------------- 4. failover
@@ -444,12 +456,13 @@ async def failover_time(url: str, calls: int) -> tuple[Series, Series]:
         response = await engine.execute_with_failover(request)
         assert response.model_id == "fallback", response.model_id
 
-    async with httpx.AsyncClient(trust_env=False) as client:
+    async with aiohttp.ClientSession() as session:
 
         async def refused_alone() -> None:
             try:
-                await client.post(f"{refused}/chat/completions", json={})
-            except httpx.ConnectError:
+                async with session.post(f"{refused}/chat/completions", json={}):
+                    pass
+            except aiohttp.ClientConnectorError:
                 return
             raise AssertionError("the closed port answered")
 
@@ -607,15 +620,18 @@ def main() -> None:
         os.environ["GROVE_DATA_DIR"] = data  # the engines have no database: nothing is written
         decisions = grove_decisions(sizes, url, args.decisions, args.decision_budget_s)
         print()
-        print("3. Call overhead: execute_with_failover vs a direct httpx POST, same server")
+        print("3. Call overhead: execute_with_failover vs a direct aiohttp POST, same server")
         overheads = {}
         # The largest fleet pays its decision on every call: fewer calls there.
         plan = {min(sizes): args.calls, max(sizes): max(100, args.calls // 6)}
         for size, calls in plan.items():
-            direct, grove, payload, primary = asyncio.run(call_overhead(url, size, calls))
+            direct, via_httpx, grove, payload, primary = asyncio.run(
+                call_overhead(url, size, calls)
+            )
             overheads[size] = (direct, grove)
             print(f"   fleet of {size} (primary {primary}, body {payload})")
-            print(f"   direct httpx.AsyncClient.post    {direct.text()}")
+            print(f"   direct aiohttp session.post      {direct.text()}")
+            print(f"   direct httpx.AsyncClient.post    {via_httpx.text()}")
             print(f"   Grove execute_with_failover      {grove.text()}")
             print(
                 f"   added: median {grove.p50_us - direct.p50_us:7.1f} us, "
@@ -625,7 +641,7 @@ def main() -> None:
         print()
         print("4. Failover: primary on a refused loopback port, healthy fallback")
         failover, connect = asyncio.run(failover_time(url, args.failovers))
-        print(f"   refused connect alone (httpx)   {connect.text('ms')}")
+        print(f"   refused connect alone (aiohttp) {connect.text('ms')}")
         print(f"   Grove answer from the fallback  {failover.text('ms')}", flush=True)
 
         litellm = None if args.no_litellm else load_litellm()
@@ -704,14 +720,14 @@ def summary(
         added = grove.p50_us - direct.p50_us
         verdict = "met" if added < OVERHEAD_GOAL_US else "NOT met"
         print(
-            f"goal added median < {OVERHEAD_GOAL_US:g} us over direct httpx (fleet of {size}): "
+            f"goal added median < {OVERHEAD_GOAL_US:g} us over direct aiohttp (fleet of {size}): "
             f"{added:.1f} us -> {verdict}"
         )
     if lite_calls is not None:
         direct = overheads[min(overheads)][0]
         print(
             f"   (LiteLLM acompletion adds {lite_calls[0].p50_us - direct.p50_us:.0f} us "
-            "over the same direct httpx median)"
+            "over the same direct aiohttp median)"
         )
     verdict = "met" if failover.p99_us / 1000 < FAILOVER_GOAL_MS else "NOT met"
     print(
