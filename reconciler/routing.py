@@ -455,10 +455,11 @@ class RoutingEngine:
                 self.breakers.failure(
                     model_id,
                     cooldown_s=failover.cooldown_s,
-                    # A 429 always cools the model down: for Retry-After, or cooldownS.
+                    # A 429 always cools the model down: for Retry-After, or cooldownS;
+                    # a 503 with Retry-After for that long; anything else counts to the threshold.
                     retry_after_s=(exc.retry_after_s or float(failover.cooldown_s))
                     if exc.kind is FailureKind.RATE_LIMIT
-                    else None,
+                    else exc.retry_after_s,
                     why=exc.kind.value,
                 )
                 telemetry.CIRCUIT_OPEN.labels(model=model_id).set(

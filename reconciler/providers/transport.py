@@ -217,7 +217,13 @@ def _raise_for_status(host: str, status: int, retry_after_header: str | None) ->
             retry_after_s=retry_after(retry_after_header),
         )
     if status >= 500:
-        raise ProviderError(FailureKind.SERVER_ERROR, f"{host}: HTTP {status}", status=status)
+        raise ProviderError(
+            FailureKind.SERVER_ERROR,
+            f"{host}: HTTP {status}",
+            status=status,
+            # RFC 9110: a 503 may say when to come back; other 5xx carry no such promise
+            retry_after_s=retry_after(retry_after_header) if status == 503 else None,
+        )
     if status == 408:
         raise ProviderError(FailureKind.TIMEOUT, f"{host}: HTTP 408", status=status)
     if status in (401, 403):

@@ -136,9 +136,9 @@ class FakeProvider:
         if behaviour.startswith("status:"):
             status = int(behaviour.split(":")[1])
             return _send(connection, status, b'{"error": {"message": "scripted failure"}}')
-        if behaviour.startswith("429:"):
-            value = behaviour.split(":", 1)[1]
-            return _send(connection, 429, b'{"error": "slow down"}', {"Retry-After": value})
+        if behaviour.startswith(("429:", "503:")):
+            code, value = behaviour.split(":", 1)
+            return _send(connection, int(code), b'{"error": "slow down"}', {"Retry-After": value})
         if behaviour == "no-headers":
             time.sleep(30)
             return False

@@ -236,6 +236,34 @@ def test_429_retry_after_opens_the_circuit_for_that_long(
     assert primary.calls == 1  # zero attempts while open
 
 
+def test_503_with_retry_after_opens_the_circuit_at_once(
+    pair: tuple[FakeProvider, FakeProvider, routing.RoutingEngine],
+) -> None:
+    primary, _, engine = pair
+    primary.behaviour = "503:12"
+    result, _ = _timed(engine)
+    assert result.model_id == "fallback"
+    assert result.attempts[0].outcome == "server_error"
+    blocked = engine.breakers.blocked("primary")
+    assert blocked is not None
+    assert 11.0 <= float(blocked.split("for ")[1].split("s")[0]) <= 12.5
+    ask(engine)
+    assert primary.calls == 1  # the provider asked for 12 s: zero attempts meanwhile
+
+
+def test_503_without_retry_after_waits_for_the_failure_threshold(
+    pair: tuple[FakeProvider, FakeProvider, routing.RoutingEngine],
+) -> None:
+    primary, _, engine = pair
+    primary.behaviour = "status:503"
+    for expected_calls in (1, 2, 3):
+        assert ask(engine).model_id == "fallback"
+        assert primary.calls == expected_calls
+    assert engine.breakers.blocked("primary") is not None  # the third failure in a row
+    ask(engine)
+    assert primary.calls == 3
+
+
 def test_a_client_error_does_not_fail_over(
     fake: Callable[[str], FakeProvider], engine_for: Callable[..., routing.RoutingEngine]
 ) -> None:
