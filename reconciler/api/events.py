@@ -3,7 +3,8 @@
 Lifecycle events come from the ``lifecycle_events`` table (so every replica
 streams what any replica applied); reconcile outcomes and failovers of this
 process are published in memory. Each subscriber has a bounded queue; a slow
-client loses old events rather than holding memory.
+client loses old events rather than holding memory. Open streams are capped per
+process and per token, so a caller cannot hold connections without bound.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,15 +22,35 @@ from reconciler.store import registry
 from reconciler.store.engine import Database
 
 KEEPALIVE_S = 15.0
+MAX_STREAMS = 100  # per process
+MAX_STREAMS_PER_TOKEN = 10
 log = logging.getLogger("grove.api")
 
 
 class Hub:
-    def __init__(self, db: Database, *, poll_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        poll_s: float = 1.0,
+        max_streams: int = MAX_STREAMS,
+        max_per_owner: int = MAX_STREAMS_PER_TOKEN,
+    ) -> None:
         self.db = db
         self.poll_s = poll_s
+        self.max_streams = max_streams
+        self.max_per_owner = max_per_owner
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._owners: Counter[str] = Counter()
         self._last_id: int | None = None
+
+    def refusal(self, owner: str) -> str | None:
+        """Why another stream for ``owner`` is refused now, or None when it may open."""
+        if self._owners[owner] >= self.max_per_owner:
+            return f"this token already has {self.max_per_owner} event streams open"
+        if sum(self._owners.values()) >= self.max_streams:
+            return f"this server already has {self.max_streams} event streams open"
+        return None
 
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         for queue in list(self._subscribers):
@@ -62,9 +84,10 @@ class Hub:
             self._last_id = rows[-1]["id"]
         return rows
 
-    async def stream(self) -> AsyncIterator[str]:
+    async def stream(self, owner: str) -> AsyncIterator[str]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
         self._subscribers.add(queue)
+        self._owners[owner] += 1
         try:
             yield ": connected\n\n"
             while True:
@@ -76,3 +99,6 @@ class Hub:
                 yield f"event: {item['event']}\ndata: {json.dumps(item['data'])}\n\n"
         finally:
             self._subscribers.discard(queue)
+            self._owners[owner] -= 1
+            if self._owners[owner] <= 0:
+                del self._owners[owner]

@@ -12,6 +12,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from reconciler import manifests, ranking, routing
+from reconciler.api import problems
 from reconciler.api.bodies import ExecuteBody, ExecuteOut, HealthOut
 from reconciler.api.deps import Operator, ServicesDep, Viewer
 from reconciler.api.problems import ApiError
@@ -142,10 +143,16 @@ def reconcile(services: ServicesDep, identity: Operator) -> dict[str, Any]:
     "/api/events",
     summary="Server-sent events: lifecycle, reconcile, failover",
     response_class=StreamingResponse,
+    responses={429: problems.documented_one("Too many event streams open (per token or server)")},
 )
 async def events(services: ServicesDep, identity: Viewer) -> StreamingResponse:
+    refusal = services.hub.refusal(identity.name)
+    if refusal is not None:
+        raise ApiError(429, "too-many-streams", "Too many event streams", refusal)
     return StreamingResponse(
-        services.hub.stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        services.hub.stream(identity.name),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store"},
     )
 
 

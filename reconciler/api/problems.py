@@ -68,17 +68,18 @@ ERRORS = {
 }
 
 
+def documented_one(description: str) -> dict[str, Any]:
+    """One error answer, as a problem document, for the OpenAPI document."""
+    return {
+        "model": Problem,
+        "description": description,
+        "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
 def documented() -> dict[int | str, dict[str, Any]]:
     """The error answers every route can give, for the OpenAPI document."""
-    schema = {"$ref": "#/components/schemas/Problem"}
-    return {
-        status: {
-            "model": Problem,
-            "description": description,
-            "content": {MEDIA_TYPE: {"schema": schema}},
-        }
-        for status, description in ERRORS.items()
-    }
+    return {status: documented_one(description) for status, description in ERRORS.items()}
 
 
 def respond(error: ApiError) -> JSONResponse:

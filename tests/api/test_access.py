@@ -187,6 +187,64 @@ def test_events_stream_lifecycle_changes(server: Server) -> None:
     assert received[0]["objectId"] == "gamma"
 
 
+def test_event_streams_are_capped_per_token(server: Server) -> None:
+    import asyncio
+    import contextlib
+
+    from reconciler.api.events import MAX_STREAMS_PER_TOKEN
+
+    def headers(role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {server.tokens[role]}"}
+
+    async def scenario() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=server.url,
+                    timeout=30,
+                    limits=httpx.Limits(max_connections=MAX_STREAMS_PER_TOKEN + 5),
+                )
+            )
+
+            readers = []  # a line iterator that is dropped closes its stream: keep them
+
+            async def open_stream(role: str) -> httpx.Response:
+                request = client.build_request("GET", "/api/events", headers=headers(role))
+                response = await client.send(request, stream=True)
+                if response.status_code == 200:  # the stream counts once it has started
+                    lines = response.aiter_lines()
+                    assert await anext(lines) == ": connected"
+                    readers.append(lines)
+                return response
+
+            opened = []
+            for _ in range(MAX_STREAMS_PER_TOKEN):
+                response = await open_stream("viewer")
+                assert response.status_code == 200
+                opened.append(response)
+            refused = await open_stream("viewer")
+            assert refused.status_code == 429
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert (await refused.aread()) and refused.json()["code"] == "too-many-streams"
+            other = await open_stream("admin")  # another token is not affected
+            assert other.status_code == 200
+            await other.aclose()
+            await opened.pop().aclose()
+            for _ in range(100):  # the server notices the closed stream
+                again = await open_stream("viewer")
+                if again.status_code == 200:
+                    await again.aclose()
+                    break
+                await again.aclose()
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("a closed stream was never given back")
+            for response in opened:
+                await response.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_the_git_webhook_checks_the_signature_before_anything(server: Server) -> None:
     body = b'{"ref": "refs/heads/main"}'
     good = "sha256=" + hmac.new(b"hook-secret", body, hashlib.sha256).hexdigest()
