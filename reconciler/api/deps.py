@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import threading
 import time
 from typing import Annotated
 
@@ -32,6 +33,7 @@ class Services:
     authoring: authoring.Authoring
     hub: events.Hub
     identities: IdentityCache = dataclasses.field(default_factory=lambda: IdentityCache())  # noqa: PLW0108 - defined below
+    previews: PreviewFetches = dataclasses.field(default_factory=lambda: PreviewFetches())  # noqa: PLW0108 - defined below
 
     def reconciler(self) -> reconciling.Reconciler:
         return reconciling.Reconciler(
@@ -50,6 +52,29 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+class PreviewFetches:
+    """``GET /api/plan`` fetches the fleet repository at most once per ``min_interval_s``.
+
+    A viewer token must not be a way to make Grove hammer the git host: calls in
+    between plan against what was fetched last, and concurrent calls wait for the
+    one fetch in progress instead of starting their own.
+    """
+
+    def __init__(self, min_interval_s: float = 5.0) -> None:
+        self.min_interval_s = min_interval_s
+        self._lock = threading.Lock()
+        self._last = -float("inf")
+
+    def revision(self, reconciler: reconciling.Reconciler, ref: str) -> str:
+        with self._lock:
+            if time.monotonic() - self._last >= self.min_interval_s:
+                reconciler.source.fetch()
+                self._last = time.monotonic()
+            return reconciler.source.resolve(ref)
+
+
 _bearer = HTTPBearer(auto_error=False, description="An API token from `grove token create`.")
 
 

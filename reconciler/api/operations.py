@@ -113,7 +113,9 @@ def status(services: ServicesDep, identity: Viewer) -> dict[str, Any]:
 
 @router.get("/api/plan", response_model=dict[str, Any], summary="What a reconcile would change")
 def plan(services: ServicesDep, identity: Viewer) -> dict[str, Any]:
-    outcome = services.reconciler().plan()
+    reconciler = services.reconciler()
+    revision = services.previews.revision(reconciler, services.settings.ref)
+    outcome = reconciler.plan(revision=revision)
     if outcome.plan is None:
         return {
             "valid": False,

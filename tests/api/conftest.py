@@ -56,7 +56,25 @@ def bare_fleet(fleet: FleetRepo, tmp_path: Path) -> Path:
 def server(
     registry: Registry, bare_fleet: Path, monkeypatch: pytest.MonkeyPatch, grove: GroveRunner
 ) -> Iterator[Server]:
-    monkeypatch.setenv("GROVE_REPO", str(bare_fleet))
+    yield from serve(registry, bare_fleet, str(bare_fleet), monkeypatch, grove)
+
+
+@pytest.fixture
+def remote_server(
+    registry: Registry, bare_fleet: Path, monkeypatch: pytest.MonkeyPatch, grove: GroveRunner
+) -> Iterator[Server]:
+    """The same, with the fleet repository as a remote (``file://``): fetched into a mirror."""
+    yield from serve(registry, bare_fleet, bare_fleet.as_uri(), monkeypatch, grove)
+
+
+def serve(
+    registry: Registry,
+    bare_fleet: Path,
+    location: str,
+    monkeypatch: pytest.MonkeyPatch,
+    grove: GroveRunner,
+) -> Iterator[Server]:
+    monkeypatch.setenv("GROVE_REPO", location)
     monkeypatch.setenv("GROVE_RESOLVE_ENDPOINTS", "false")  # no DNS from tests
     monkeypatch.setenv("GROVE_WEBHOOK_SECRET", "hook-secret")
     assert grove("reconcile").code == 0

@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import json
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -177,7 +179,6 @@ def test_events_stream_lifecycle_changes(server: Server) -> None:
 
     thread = threading.Thread(target=listen, daemon=True)
     thread.start()
-    import time
 
     time.sleep(1.5)  # the hub has read the table's head
     with server.client("operator") as client:
@@ -243,6 +244,27 @@ def test_event_streams_are_capped_per_token(server: Server) -> None:
                 await response.aclose()
 
     asyncio.run(scenario())
+
+
+def test_plan_previews_fetch_the_remote_at_most_every_few_seconds(
+    remote_server: Server, tmp_path: Path
+) -> None:
+    with remote_server.client("viewer") as client:
+        assert client.get("/api/plan").status_code == 200  # fetched
+        away = tmp_path / "moved-away.git"
+        remote_server.bare.rename(away)
+        try:
+            for _ in range(5):  # within the interval: no fetch, so the missing remote is unseen
+                answer = client.get("/api/plan")
+                assert answer.status_code == 200 and answer.json()["changes"] == []
+            time.sleep(5.2)
+            gone = client.get("/api/plan")  # the interval is over: this one fetches, and fails
+            assert gone.status_code in (502, 503), gone.text
+            assert gone.headers["content-type"] == "application/problem+json"
+            assert client.get("/api/plan").status_code in (502, 503)  # failures are not kept
+        finally:
+            away.rename(remote_server.bare)
+        assert client.get("/api/plan").status_code == 200
 
 
 def test_the_git_webhook_checks_the_signature_before_anything(server: Server) -> None:
