@@ -6,16 +6,19 @@ is never touched); a remote one (``file://``, ``https://``, ``ssh://`` or
 ``user@host:path``) is mirrored into Grove's data folder and fetched with a
 bounded timeout. Any other transport, such as ``ext::``, is refused, and git
 itself is told to refuse it too (``GIT_ALLOW_PROTOCOL``). URLs are redacted of
-credentials in every message.
+credentials in every message, and credentials in an ``https://`` URL never
+reach a file: git gets them in its environment (see :func:`split_credentials`).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
 import shutil
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import git
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
@@ -47,6 +50,33 @@ def check_url(location: str) -> None:
         raise errors.SourceError(
             f"repository {shown!r}: only file://, https:// and ssh:// remotes are allowed"
         )
+
+
+def split_credentials(location: str) -> tuple[str, dict[str, str]]:
+    """An ``https://user:password@host/...`` URL without its credentials, and them as
+    git environment.
+
+    git writes a clone's URL into the clone's config file, so credentials in it would
+    sit on disk in Grove's data folder. Instead each git command gets them as an
+    ``Authorization`` header through the environment (``GIT_CONFIG_COUNT``, git 2.31
+    or later), and does not follow redirects, so the header goes to that host only.
+    Other URLs come back unchanged (an ``ssh://`` user name is not a secret).
+    """
+    if not location.lower().startswith("https://"):
+        return location, {}
+    parts = urlsplit(location)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at:
+        return location, {}
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+    return urlunsplit(parts._replace(netloc=hostport)), {
+        "GIT_CONFIG_COUNT": "2",
+        "GIT_CONFIG_KEY_0": "http.extraHeader",
+        "GIT_CONFIG_VALUE_0": f"Authorization: Basic {token}",
+        "GIT_CONFIG_KEY_1": "http.followRedirects",
+        "GIT_CONFIG_VALUE_1": "false",
+    }
 
 
 # What git needs from the environment; nothing else (provider keys, webhook secrets) leaks in.
@@ -98,9 +128,11 @@ class GitSource:
         self.limits = limits
         self.timeout_s = timeout_s
         self.remote = is_remote(location)
+        self._url, self._credentials = split_credentials(location)
         if self.remote:
             check_url(location)
-            digest = hashlib.sha256(location.encode()).hexdigest()[:16]
+            # keyed by the URL without credentials: a new token reuses the mirror
+            digest = hashlib.sha256(self._url.encode()).hexdigest()[:16]
             self.path = Path(data_dir).resolve() / "sources" / digest
         else:
             self.path = Path(location)
@@ -117,7 +149,7 @@ class GitSource:
         try:
             output = command.execute(
                 ["git", *args],
-                env=_environment(self.timeout_s),
+                env={**_environment(self.timeout_s), **self._credentials},
                 kill_after_timeout=self.timeout_s,
                 with_extended_output=False,
                 strip_newline_in_stdout=False,
@@ -169,7 +201,7 @@ class GitSource:
         if partial.exists():
             shutil.rmtree(partial)
         self._git(
-            "clone", "--mirror", "--quiet", "--", self.location, str(partial), cwd=self.path.parent
+            "clone", "--mirror", "--quiet", "--", self._url, str(partial), cwd=self.path.parent
         )
         partial.rename(self.path)
         self._repo = None
@@ -260,9 +292,9 @@ class WorkTree:
     def __init__(self, remote: str, path: Path, *, timeout_s: int = 60) -> None:
         if is_remote(remote):
             check_url(remote)
-            self.remote = remote
+            self.remote, self._credentials = split_credentials(remote)
         else:
-            self.remote = str(Path(remote).resolve())
+            self.remote, self._credentials = str(Path(remote).resolve()), {}
         self.path = path.resolve()
         self.timeout_s = timeout_s
         self.branch = ""
@@ -275,7 +307,7 @@ class WorkTree:
         command = git.Git(str(cwd or self.path))
         status, out, err = command.execute(
             ["git", *args],
-            env=_environment(self.timeout_s),
+            env={**_environment(self.timeout_s), **self._credentials},
             kill_after_timeout=self.timeout_s,
             with_extended_output=True,
             with_exceptions=False,
@@ -291,6 +323,8 @@ class WorkTree:
         if not (self.path / ".git").exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._git("clone", "--quiet", "--", self.remote, str(self.path), cwd=self.path.parent)
+        else:  # a clone made by an older Grove may keep credentials in its URL
+            self._git("remote", "set-url", "origin", self.remote)
         self._git("fetch", "--quiet", "--prune", "origin")
         if not self.branch:
             _, out = self._git("symbolic-ref", "--short", "refs/remotes/origin/HEAD", check=False)
