@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import fcntl
 import hashlib
+import itertools
 import logging
 import re
 import threading
@@ -85,6 +86,39 @@ class Conflict(errors.PermanentError):
 
 class NotFound(errors.PermanentError):
     """No manifest defines that object."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rollback:
+    result: WriteResult
+    from_version: str
+    to_version: str
+
+
+def _rollback_target(
+    history: list[tuple[str, str, dict[str, Any]]],
+    current: str,
+    to_version: str | None,
+    kind: str,
+    ident: str,
+    relative: str,
+) -> tuple[str, str, dict[str, Any]]:
+    """The newest history entry with the version to go back to."""
+    if to_version == current:
+        raise Conflict(f"{kind} {ident} is at version {current} already")
+    older = [entry for entry in history if entry[1] != current]
+    if to_version is None:
+        if not older:
+            raise NotFound(
+                f"{kind} {ident} has had no other version than {current} in {relative}; "
+                "nothing to roll back to"
+            )
+        return older[0]
+    for entry in older:
+        if entry[1] == to_version:
+            return entry
+    seen = ", ".join(dict.fromkeys(v for _, v, _ in history))
+    raise NotFound(f"{kind} {ident} never had version {to_version} in {relative} (seen: {seen})")
 
 
 @dataclasses.dataclass(slots=True)
@@ -203,6 +237,90 @@ class Authoring:
             return f"grove: remove {kind} {ident}", "removed", kind, ident
 
         return self._write(mutate, author, force=force)
+
+    def rollback(
+        self,
+        ident: str,
+        author: Author,
+        *,
+        kind: str = manifests.KIND_MODEL,
+        to_version: str | None = None,
+        force: bool = False,
+    ) -> Rollback:
+        """Put an object back to an earlier version: by default the one before the version
+        in git now, or ``to_version``; then quarantine the version it replaced.
+
+        The object's document is restored as it was in the newest commit that had the
+        target version, so this is the revert of the commits that introduced the later
+        versions, limited to this object (other objects those commits changed are left
+        alone). ``payload.state`` (``enabled`` for a rule) stays as it is now: state is
+        operational, not part of a version. Written, checked, committed, pushed and
+        reconciled like every other write.
+        """
+        found_versions: list[str] = []
+
+        def mutate(root: Path, index: dict[tuple[str, str], _Located]) -> tuple[str, str, str, str]:
+            found = _find(index, kind, ident)
+            current = str(found.document["meta"]["version"])
+            relative = found.file.relative_to(root).as_posix()
+            history = self._history(relative, kind, ident)
+            target = _rollback_target(history, current, to_version, kind, ident, relative)
+            commit, version, document = target
+            leading = list(itertools.takewhile(lambda entry: entry[1] == current, history))
+            introduced = leading[-1][0][:12] if leading else "an earlier commit"
+            restored = copy.deepcopy(document)
+            field = "state" if kind == manifests.KIND_MODEL else "enabled"
+            if field in found.document["payload"]:  # the state stays as it is now
+                restored["payload"][field] = found.document["payload"][field]
+            else:
+                restored["payload"].pop(field, None)
+            _replace(found, restored, kind)
+            found_versions[:] = [current, version]
+            message = (
+                f"grove: rollback {kind} {ident} to version {version} (from {current})\n\n"
+                f"Restores {ident} as it was in {commit[:12]}; version {current} came in "
+                f"with {introduced} and is quarantined."
+            )
+            return message, "rolled-back", kind, ident
+
+        result = self._write(mutate, author, force=force)
+        bad, good = found_versions
+        with self.db.transaction(write=True) as connection:
+            registry.quarantine(
+                connection, kind, ident, bad, f"rolled back to {good} by {author.name}"
+            )
+        logs.event(log, "rolled-back", kind=kind, id=ident, version=good, quarantined=bad)
+        return Rollback(result, from_version=bad, to_version=good)
+
+    def _history(
+        self, relative: str, kind: str, ident: str
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """(commit, version, document) of the object in ``relative``, newest first, for as
+        long as that file holds it."""
+        found: list[tuple[str, str, dict[str, Any]]] = []
+        for commit in self.tree.file_history(relative):
+            text = self.tree.file_at(commit, relative)
+            if text is None:
+                break
+            try:
+                documents = yamlsafe.parse(text, max_depth=64)
+            except yamlsafe.YamlRefused:
+                continue
+            match = next(
+                (
+                    d.value
+                    for d in documents
+                    if isinstance(d.value, dict)
+                    and isinstance(d.value.get("meta"), dict)
+                    and d.value["meta"].get("id") == ident
+                    and d.value["meta"].get("type") == kind
+                ),
+                None,
+            )
+            if match is None:
+                break
+            found.append((commit, str(match["meta"].get("version")), match))
+        return found
 
     # ---------------------------------------------------------------- the write path
 

@@ -1,4 +1,4 @@
-"""Commands on the registry: db, diff, plan, apply, status, reconcile, protect.
+"""Commands on the registry: db, diff, plan, apply, status, reconcile, protect, rollback.
 
 The store, git and SQLAlchemy are imported when a command runs, not when the
 CLI starts, so ``grove validate`` stays quick and never loads a database driver.
@@ -509,3 +509,70 @@ def _protection(
     verb = "protected" if protect else "unprotected"
     click.echo(f"{kinds[0]}/{ident} {verb}" + ("" if changed else " (no change)"))
     return 0
+
+
+# ---------------------------------------------------------------- rollback
+
+
+@grove.command("rollback")
+@click.argument("ident", metavar="ID")
+@click.option(
+    "--to",
+    "to_version",
+    metavar="VERSION",
+    help="The version to go back to [default: the one before the version in git now].",
+)
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(["AIModel", "RoutingRule"]),
+    default="AIModel",
+    show_default=True,
+)
+@click.option("--force", is_flag=True, help="Commit and apply even if safety checks refuse.")
+@common_options
+def rollback_command(
+    ident: str,
+    to_version: str | None,
+    kind: str,
+    force: bool,
+    repo: str | None,
+    ref: str | None,
+    manifests_path: str | None,
+    db: str | None,
+) -> int:
+    """Revert a model to an earlier version: a commit in git, then reconciled.
+
+    The manifest of ID is restored as it was at that version (its state stays as
+    it is now), committed in Grove's own clone of the fleet repository and pushed
+    (GROVE_REPO must be a bare repository or a remote), then applied; the version
+    it replaces is quarantined, so it is not applied again unless forced.
+    """
+    from reconciler import authoring, reconciling
+
+    settings = load_settings(repo, ref, manifests_path, db)
+    database = reconciling.open_database(settings)
+    click.get_current_context().call_on_close(database.dispose)
+    service = authoring.Authoring(settings, database)
+    try:
+        done = service.rollback(
+            ident,
+            authoring.Author.of(actor()),
+            kind=kind,
+            to_version=to_version,
+            force=force,
+        )
+    except authoring.Invalid as exc:
+        _report_invalid(exc.diagnostics)
+        return 1
+    except authoring.Refused as exc:
+        click.echo(plans.render_text(exc.plan, title="Rollback"), err=True)
+        click.echo("grove: the rollback was refused; nothing was committed", err=True)
+        return 1
+    result = done.result
+    click.echo(
+        f"{kind}/{ident}: version {done.from_version} -> {done.to_version} "
+        f"in commit {result.revision[:12]}; {result.detail}; "
+        f"version {done.from_version} is quarantined"
+    )
+    return 0 if result.applied else 1

@@ -351,6 +351,8 @@ class WorkTree:
             "commit",
             "--quiet",
             "--no-verify",
+            # the caller is the author even when GIT_AUTHOR_NAME is set for the process
+            f"--author={author} <{email}>",
             "-m",
             message,
         )
@@ -358,7 +360,7 @@ class WorkTree:
 
     def push(self) -> bool:
         """Push to the remote branch; False when the remote moved (fetch and redo)."""
-        status, _ = self._git(
+        status, report = self._git(
             "push",
             "--quiet",
             "--porcelain",
@@ -368,14 +370,27 @@ class WorkTree:
         )
         if status == 0:
             return True
-        _, out = self._git("ls-remote", "origin", f"refs/heads/{self.branch}", check=False)
-        if out.split() and out.split()[0] != self.head():
-            return False  # rejected: the remote moved
+        if "[remote rejected]" not in report:  # not refused by the remote's own rules
+            _, out = self._git("ls-remote", "origin", f"refs/heads/{self.branch}", check=False)
+            if out.split() and out.split()[0] != self.head():
+                return False  # rejected: the remote moved
+        reason = re.search(r"\[remote rejected\] \(([^)\n]*)\)", report)
+        said = f" (the remote said: {addresses.redact_userinfo(reason.group(1))})" if reason else ""
         raise errors.SourceUnavailable(
-            f"git push to {self.description} failed; if it is a working tree with the branch "
-            "checked out, point GROVE_REPO at a bare repository or a remote instead"
+            f"git push to {self.description} failed{said}; if it is a working tree with the "
+            "branch checked out, point GROVE_REPO at a bare repository or a remote instead"
         )
 
     def head(self) -> str:
         _, out = self._git("rev-parse", "HEAD")
         return out.strip()
+
+    def file_history(self, relative: str) -> list[str]:
+        """Commits of the branch that changed ``relative``, newest first (first parents)."""
+        _, out = self._git("log", "--first-parent", "--format=%H", "--", relative)
+        return [line for line in out.split() if _SHA.match(line)]
+
+    def file_at(self, commit: str, relative: str) -> str | None:
+        """The text of ``relative`` at ``commit``, or None when it did not exist there."""
+        status, out = self._git("show", f"{commit}:{relative}", check=False)
+        return out if status == 0 else None

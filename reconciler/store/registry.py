@@ -520,12 +520,22 @@ def set_protection(
     return True
 
 
-def quarantine(connection: Connection, kind: str, ident: str, version: str, reason: str) -> None:
+def quarantine(connection: Connection, kind: str, ident: str, version: str, reason: str) -> bool:
+    """Keep ``version`` of an object from being applied again (P003); False if it already was."""
+    table = tables.quarantined_versions
+    exists = connection.execute(
+        select(table.c.version).where(
+            table.c.object_kind == kind, table.c.object_id == ident, table.c.version == version
+        )
+    ).first()
+    if exists:
+        return False
     connection.execute(
-        insert(tables.quarantined_versions).values(
+        insert(table).values(
             object_kind=kind, object_id=ident, version=version, reason=reason, created_at=now()
         )
     )
+    return True
 
 
 def live_kinds_of(connection: Connection, ident: str) -> list[str]:
