@@ -149,3 +149,15 @@ def test_a_working_tree_is_not_pushed_to(
     assert result.code == 1
     assert "bare repository" in result.err and "branch is currently checked out" in result.err
     assert registry.live()["AIModel/alpha"]["version"] == "2"
+
+
+def test_a_rule_is_rolled_back_too(registry: Registry, bare: Path) -> None:
+    rule_v2 = rule_yaml("think", minScore="0.7", enabled="false").replace(
+        'version: "1"', 'version: "2"'
+    )
+    land(registry, bare, "think 2, disabled", {"rules/think.yaml": rule_v2})
+    result = registry.run("rollback", "think", "--type", "RoutingRule")
+    assert result.code == 0, result.err
+    live = registry.live()["RoutingRule/think"]
+    assert live["version"] == "1" and live["payload"]["minScore"] == 0.0  # the default again
+    assert live["payload"]["enabled"] is False  # its on/off switch stays as it is now
