@@ -27,6 +27,7 @@ import math
 import os
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -45,6 +46,7 @@ MAX_CONNECTIONS = 200  # open to providers at once, per event loop
 KEEPALIVE_S = 30.0
 SOCKET_OPERATION_S = 60.0  # any one connect or read; the whole call has the model's deadline
 USER_AGENT = "grove"
+CLEANUP_CLOSED = sys.version_info < (3, 12, 7)  # aiohttp warns when it is set on later versions
 
 AddrInfo = tuple[Any, ...]
 
@@ -96,37 +98,48 @@ class Http:
     def __init__(self, *, allow_local: bool, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
         self.allow_local = allow_local
         self.max_response_bytes = max_response_bytes
-        self._sessions: dict[int, aiohttp.ClientSession] = {}
+        self._sessions: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = {}
         self._tls: ssl.SSLContext | None = None
 
     def _session(self) -> aiohttp.ClientSession:
-        key = id(asyncio.get_running_loop())
-        session = self._sessions.get(key)
-        if session is None or session.closed:
-            if self._tls is None:
-                self._tls = tls_context()  # loads the CA bundle: once
-            connector = aiohttp.TCPConnector(
-                limit=MAX_CONNECTIONS,
-                keepalive_timeout=KEEPALIVE_S,
-                ssl=self._tls,
-                socket_factory=guarded_socket(allow_local=self.allow_local),
-            )
-            session = aiohttp.ClientSession(
-                connector=connector,
-                # the whole-call deadline bounds every call; these bound each socket wait
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=SOCKET_OPERATION_S, sock_read=SOCKET_OPERATION_S
-                ),
-                trust_env=False,  # no proxy variables, no .netrc
-                headers={"User-Agent": USER_AGENT},
-            )
-            self._sessions[key] = session
+        loop = asyncio.get_running_loop()
+        entry = self._sessions.get(id(loop))
+        if entry is not None and entry[0] is loop and not entry[1].closed:
+            return entry[1]
+        if self._tls is None:
+            self._tls = tls_context()  # loads the CA bundle: once
+        connector = aiohttp.TCPConnector(
+            limit=MAX_CONNECTIONS,
+            keepalive_timeout=KEEPALIVE_S,
+            ssl=self._tls,
+            socket_factory=guarded_socket(allow_local=self.allow_local),
+            # before Python 3.12.7 asyncio can leak a TLS connection whose server never
+            # finishes the shutdown; aiohttp then aborts it (later versions fixed it)
+            enable_cleanup_closed=CLEANUP_CLOSED,
+        )
+        session = aiohttp.ClientSession(
+            connector=connector,
+            # the whole-call deadline bounds every call; these bound each socket wait
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=SOCKET_OPERATION_S, sock_read=SOCKET_OPERATION_S
+            ),
+            trust_env=False,  # no proxy variables, no .netrc
+            headers={"User-Agent": USER_AGENT},
+        )
+        self._sessions[id(loop)] = (loop, session)
         return session
 
     async def aclose(self) -> None:
-        for session in self._sessions.values():
-            await session.close()
-        self._sessions.clear()
+        """Close this event loop's session, and forget those of event loops that ended."""
+        loop = asyncio.get_running_loop()
+        for key, (owner, session) in list(self._sessions.items()):
+            if owner is loop:
+                await session.close()
+            elif owner.is_closed():
+                session.detach()  # nothing can run on its loop any more
+            else:
+                continue  # another running loop closes its own
+            del self._sessions[key]
 
     async def post_json(
         self, url: str, headers: Mapping[str, str], payload: dict[str, Any], *, deadline_s: float
