@@ -10,6 +10,7 @@ Exit codes (DESIGN section 5): ``plan`` and ``diff`` exit 0 with no changes,
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import re
@@ -566,7 +567,9 @@ def rollback_command(
         _report_invalid(exc.diagnostics)
         return 1
     except authoring.Refused as exc:
-        click.echo(plans.render_text(exc.plan, title="Rollback"), err=True)
+        # the plan's revision names Grove's uncommitted work tree: say what it is
+        shown = dataclasses.replace(exc.plan, revision="rollback")
+        click.echo(plans.render_text(shown, title="Rollback"), err=True)
         click.echo("grove: the rollback was refused; nothing was committed", err=True)
         return 1
     result = done.result

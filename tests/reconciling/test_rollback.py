@@ -71,6 +71,13 @@ def test_a_bad_version_is_rolled_back_and_quarantined(
         ("2",)
     ]
 
+    # Rolling back the rollback means going to version 2 again: refused, nothing committed.
+    refused = registry.run("rollback", "alpha")
+    assert refused.code == 1
+    assert "Rollback: " in refused.err and " -> rollback " in refused.err
+    assert "P003 version-quarantined" in refused.err and "nothing was committed" in refused.err
+    assert last_commit(bare)[1] == subject
+
     # Reverting the rollback would bring the quarantined version back: refused (P003).
     fleet = registry.fleet
     fleet.git("pull", "-q", "--ff-only", str(bare), "main")
