@@ -263,7 +263,16 @@ class Authoring:
             found = _find(index, kind, ident)
             current = str(found.document["meta"]["version"])
             relative = found.file.relative_to(root).as_posix()
-            history = self._history(relative, kind, ident)
+            history = self._history(
+                relative,
+                kind,
+                ident,
+                # walk back only as far as needed: to the version asked for, or to the
+                # first version other than the current one
+                until=(lambda v: v == to_version)
+                if to_version is not None
+                else (lambda v: v != current),
+            )
             target = _rollback_target(history, current, to_version, kind, ident, relative)
             commit, version, document = target
             leading = list(itertools.takewhile(lambda entry: entry[1] == current, history))
@@ -285,18 +294,19 @@ class Authoring:
 
         result = self._write(mutate, author, force=force)
         bad, good = found_versions
-        with self.db.transaction(write=True) as connection:
-            registry.quarantine(
-                connection, kind, ident, bad, f"rolled back to {good} by {author.name}"
-            )
-        logs.event(log, "rolled-back", kind=kind, id=ident, version=good, quarantined=bad)
+        if result.change == "rolled-back":  # committed and pushed, applied or not yet
+            with self.db.transaction(write=True) as connection:
+                registry.quarantine(
+                    connection, kind, ident, bad, f"rolled back to {good} by {author.name}"
+                )
+            logs.event(log, "rolled-back", kind=kind, id=ident, version=good, quarantined=bad)
         return Rollback(result, from_version=bad, to_version=good)
 
     def _history(
-        self, relative: str, kind: str, ident: str
+        self, relative: str, kind: str, ident: str, *, until: Callable[[str], bool]
     ) -> list[tuple[str, str, dict[str, Any]]]:
         """(commit, version, document) of the object in ``relative``, newest first, for as
-        long as that file holds it."""
+        long as that file holds it, ending with the first version ``until`` accepts."""
         found: list[tuple[str, str, dict[str, Any]]] = []
         for commit in self.tree.file_history(relative):
             text = self.tree.file_at(commit, relative)
@@ -319,7 +329,10 @@ class Authoring:
             )
             if match is None:
                 break
-            found.append((commit, str(match["meta"].get("version")), match))
+            version = str(match["meta"].get("version"))
+            found.append((commit, version, match))
+            if until(version):
+                break
         return found
 
     # ---------------------------------------------------------------- the write path

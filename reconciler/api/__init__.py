@@ -55,8 +55,7 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
         # interpreter lock while they build rows; a shorter switch interval bounds how
         # long the event loop waits for it (bench/loop_lag.py: p99 wait 1.5-2.6 ms at
         # 5 ms, 0.7-0.8 ms at 0.5 ms).
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        _switch.enter()
         stop = asyncio.Event()
         tasks = [
             asyncio.create_task(_follow(engine, every, stop)),
@@ -66,9 +65,11 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
             yield
         finally:
             stop.set()  # the followers finish the read in hand, then the pool is closed
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await engine.aclose()
-            sys.setswitchinterval(switch)
+            try:
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await engine.aclose()
+            finally:
+                _switch.leave()
 
     app = FastAPI(
         docs_url=None,  # Swagger UI and ReDoc load from a CDN; /openapi.json is enough
@@ -84,6 +85,31 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
     app.include_router(operations.router)  # first: /api/models/health before /api/models/{id}
     app.include_router(fleet.router)
     return app
+
+
+class _SwitchInterval:
+    """The short switch interval while any app of this process runs; the old one after."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved = sys.getswitchinterval()
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(SWITCH_INTERVAL_S)
+            self._users += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._users = max(0, self._users - 1)
+            if self._users == 0:
+                sys.setswitchinterval(self._saved)
+
+
+_switch = _SwitchInterval()
 
 
 async def _follow(engine: routing.RoutingEngine, every_s: float, stop: asyncio.Event) -> None:

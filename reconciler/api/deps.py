@@ -8,6 +8,7 @@ middleware), so a route cannot be reached without the role it declares:
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import hashlib
 import threading
@@ -17,7 +18,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from reconciler import authoring, reconciling, routing
+from reconciler import authoring, errors, reconciling, routing
 from reconciler.api import events
 from reconciler.api.problems import UNAUTHORIZED, ApiError
 from reconciler.settings import Settings
@@ -59,19 +60,30 @@ class PreviewFetches:
 
     A viewer token must not be a way to make Grove hammer the git host: calls in
     between plan against what was fetched last, and concurrent calls wait for the
-    one fetch in progress instead of starting their own.
+    one fetch in progress instead of starting their own. A failed fetch counts too:
+    until the interval is over, callers get the same error at once instead of each
+    trying (and waiting for the timeout) again.
     """
 
     def __init__(self, min_interval_s: float = 5.0) -> None:
         self.min_interval_s = min_interval_s
         self._lock = threading.Lock()
         self._last = -float("inf")
+        self._failure: errors.GroveError | None = None
 
     def revision(self, reconciler: reconciling.Reconciler, ref: str) -> str:
         with self._lock:
-            if time.monotonic() - self._last >= self.min_interval_s:
-                reconciler.source.fetch()
-                self._last = time.monotonic()
+            now = time.monotonic()
+            if now - self._last >= self.min_interval_s:
+                self._last = now
+                try:
+                    reconciler.source.fetch()
+                    self._failure = None
+                except errors.GroveError as exc:
+                    self._failure = exc
+                    raise
+            elif self._failure is not None:
+                raise copy.copy(self._failure).with_traceback(None)
             return reconciler.source.resolve(ref)
 
 

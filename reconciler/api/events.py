@@ -44,13 +44,20 @@ class Hub:
         self._owners: Counter[str] = Counter()
         self._last_id: int | None = None
 
-    def refusal(self, owner: str) -> str | None:
-        """Why another stream for ``owner`` is refused now, or None when it may open."""
+    def admit(self, owner: str) -> Slot:
+        """Take a stream slot for ``owner`` now (before the response starts, so a burst of
+        requests cannot all pass the check), or raise :class:`TooManyStreams`."""
         if self._owners[owner] >= self.max_per_owner:
-            return f"this token already has {self.max_per_owner} event streams open"
+            raise TooManyStreams(f"this token already has {self.max_per_owner} event streams open")
         if sum(self._owners.values()) >= self.max_streams:
-            return f"this server already has {self.max_streams} event streams open"
-        return None
+            raise TooManyStreams(f"this server already has {self.max_streams} event streams open")
+        self._owners[owner] += 1
+        return Slot(self, owner)
+
+    def _release(self, owner: str) -> None:
+        self._owners[owner] -= 1
+        if self._owners[owner] <= 0:
+            del self._owners[owner]
 
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         for queue in list(self._subscribers):
@@ -84,10 +91,9 @@ class Hub:
             self._last_id = rows[-1]["id"]
         return rows
 
-    async def stream(self, owner: str) -> AsyncIterator[str]:
+    async def stream(self, slot: Slot) -> AsyncIterator[str]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
         self._subscribers.add(queue)
-        self._owners[owner] += 1
         try:
             yield ": connected\n\n"
             while True:
@@ -99,6 +105,23 @@ class Hub:
                 yield f"event: {item['event']}\ndata: {json.dumps(item['data'])}\n\n"
         finally:
             self._subscribers.discard(queue)
-            self._owners[owner] -= 1
-            if self._owners[owner] <= 0:
-                del self._owners[owner]
+            slot.release()
+
+
+class TooManyStreams(Exception):
+    """No stream slot left for this token or this process."""
+
+
+class Slot:
+    """One admitted stream. Released when the stream ends, or after the response if the
+    stream never started (a client gone before the first byte): whichever comes first."""
+
+    def __init__(self, hub: Hub, owner: str) -> None:
+        self.hub = hub
+        self.owner = owner
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.hub._release(self.owner)

@@ -10,11 +10,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.background import BackgroundTask
 
 from reconciler import manifests, ranking, routing
 from reconciler.api import problems
 from reconciler.api.bodies import ExecuteBody, ExecuteOut, HealthOut
 from reconciler.api.deps import Operator, ServicesDep, Viewer
+from reconciler.api.events import TooManyStreams
 from reconciler.api.problems import ApiError
 from reconciler.providers.base import ChatRequest, Message
 from reconciler.store import coordination, routing_logs
@@ -148,13 +150,15 @@ def reconcile(services: ServicesDep, identity: Operator) -> dict[str, Any]:
     responses={429: problems.documented_one("Too many event streams open (per token or server)")},
 )
 async def events(services: ServicesDep, identity: Viewer) -> StreamingResponse:
-    refusal = services.hub.refusal(identity.name)
-    if refusal is not None:
-        raise ApiError(429, "too-many-streams", "Too many event streams", refusal)
+    try:
+        slot = services.hub.admit(identity.name)
+    except TooManyStreams as exc:
+        raise ApiError(429, "too-many-streams", "Too many event streams", str(exc)) from None
     return StreamingResponse(
-        services.hub.stream(identity.name),
+        services.hub.stream(slot),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store"},
+        background=BackgroundTask(slot.release),
     )
 
 

@@ -44,7 +44,6 @@ RETRY_AFTER_MIN_S = 1.0
 RETRY_AFTER_MAX_S = 300.0
 MAX_CONNECTIONS = 200  # open to providers at once, per event loop
 KEEPALIVE_S = 30.0
-SOCKET_OPERATION_S = 60.0  # any one connect or read; the whole call has the model's deadline
 USER_AGENT = "grove"
 CLEANUP_CLOSED = sys.version_info < (3, 12, 7)  # aiohttp warns when it is set on later versions
 
@@ -89,7 +88,10 @@ def tls_context() -> ssl.SSLContext:
 
 @functools.lru_cache(maxsize=1024)
 def _host(url: str) -> str:
-    return urlsplit(url).hostname or "?"
+    try:
+        return urlsplit(url).hostname or "?"
+    except ValueError:  # such as an unclosed IPv6 bracket; the request itself fails later
+        return "?"
 
 
 class Http:
@@ -107,7 +109,14 @@ class Http:
         if entry is not None and entry[0] is loop and not entry[1].closed:
             return entry[1]
         if self._tls is None:
-            self._tls = tls_context()  # loads the CA bundle: once
+            try:
+                self._tls = tls_context()  # loads the CA bundle: once
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise ProviderError(
+                    FailureKind.CONFIGURATION,
+                    "CA certificates could not be loaded (SSL_CERT_FILE / SSL_CERT_DIR): "
+                    f"{getattr(exc, 'strerror', None) or type(exc).__name__}",
+                ) from None
         connector = aiohttp.TCPConnector(
             limit=MAX_CONNECTIONS,
             keepalive_timeout=KEEPALIVE_S,
@@ -119,10 +128,8 @@ class Http:
         )
         session = aiohttp.ClientSession(
             connector=connector,
-            # the whole-call deadline bounds every call; these bound each socket wait
-            timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=SOCKET_OPERATION_S, sock_read=SOCKET_OPERATION_S
-            ),
+            # the model's whole-call deadline is the only bound (asyncio.timeout per call)
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=None, sock_read=None),
             trust_env=False,  # no proxy variables, no .netrc
             headers={"User-Agent": USER_AGENT},
         )
@@ -161,18 +168,22 @@ class Http:
             raise ProviderError(
                 FailureKind.CONNECTION_ERROR, f"{host}: cannot connect ({_reason(exc.os_error)})"
             ) from None
+        except aiohttp.InvalidURL:  # a port out of range, a scheme other than http(s)
+            raise ProviderError(
+                FailureKind.CONFIGURATION, f"{host}: the endpoint is not a usable URL"
+            ) from None
         except aiohttp.ClientError as exc:
             raise ProviderError(
                 FailureKind.CONNECTION_ERROR, f"{host}: {type(exc).__name__}"
             ) from None
-        except ValueError:  # a header (an API key) with a line break: never echo it
+        except (ValueError, TypeError):  # a header (an API key) with a line break: never echo it
             raise ProviderError(
                 FailureKind.CONFIGURATION, f"{host}: the request could not be built"
             ) from None
         _raise_for_status(host, status, retry_after_header)
         try:
             return json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
             raise ProviderError(
                 FailureKind.BAD_RESPONSE, f"{host}: the answer is not JSON"
             ) from None

@@ -134,6 +134,10 @@ class GitSource:
             # keyed by the URL without credentials: a new token reuses the mirror
             digest = hashlib.sha256(self._url.encode()).hexdigest()[:16]
             self.path = Path(data_dir).resolve() / "sources" / digest
+            if self._credentials:  # earlier builds named the mirror after the full URL and
+                # kept the credentials in its config: remove that copy (mirrors are disposable)
+                old = hashlib.sha256(location.encode()).hexdigest()[:16]
+                shutil.rmtree(self.path.parent / old, ignore_errors=True)
         else:
             self.path = Path(location)
         self._repo: git.Repo | None = None
@@ -370,7 +374,11 @@ class WorkTree:
         )
         if status == 0:
             return True
-        if "[remote rejected]" not in report:  # not refused by the remote's own rules
+        refused = "[remote rejected]" in report and not any(
+            race in report  # a concurrent push won the ref: that is "the remote moved"
+            for race in ("failed to update ref", "cannot lock ref", "failed to lock")
+        )
+        if not refused:  # not refused by the remote's own rules
             _, out = self._git("ls-remote", "origin", f"refs/heads/{self.branch}", check=False)
             if out.split() and out.split()[0] != self.head():
                 return False  # rejected: the remote moved

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from reconciler import errors, manifests
@@ -520,22 +521,21 @@ def set_protection(
     return True
 
 
-def quarantine(connection: Connection, kind: str, ident: str, version: str, reason: str) -> bool:
-    """Keep ``version`` of an object from being applied again (P003); False if it already was."""
+def quarantine(connection: Connection, kind: str, ident: str, version: str, reason: str) -> None:
+    """Keep ``version`` of an object from being applied again (P003); idempotent, also when
+    two callers quarantine the same version at once."""
+    values = {
+        "object_kind": kind,
+        "object_id": ident,
+        "version": version,
+        "reason": reason,
+        "created_at": now(),
+    }
     table = tables.quarantined_versions
-    exists = connection.execute(
-        select(table.c.version).where(
-            table.c.object_kind == kind, table.c.object_id == ident, table.c.version == version
-        )
-    ).first()
-    if exists:
-        return False
-    connection.execute(
-        insert(table).values(
-            object_kind=kind, object_id=ident, version=version, reason=reason, created_at=now()
-        )
-    )
-    return True
+    if connection.dialect.name == "postgresql":
+        connection.execute(postgresql.insert(table).values(**values).on_conflict_do_nothing())
+    else:
+        connection.execute(sqlite.insert(table).values(**values).on_conflict_do_nothing())
 
 
 def live_kinds_of(connection: Connection, ident: str) -> list[str]:

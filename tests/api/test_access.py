@@ -203,7 +203,7 @@ def test_event_streams_are_capped_per_token(server: Server) -> None:
                 httpx.AsyncClient(
                     base_url=server.url,
                     timeout=30,
-                    limits=httpx.Limits(max_connections=MAX_STREAMS_PER_TOKEN + 5),
+                    limits=httpx.Limits(max_connections=MAX_STREAMS_PER_TOKEN + 10),
                 )
             )
 
@@ -218,11 +218,16 @@ def test_event_streams_are_capped_per_token(server: Server) -> None:
                     readers.append(lines)
                 return response
 
-            opened = []
-            for _ in range(MAX_STREAMS_PER_TOKEN):
-                response = await open_stream("viewer")
-                assert response.status_code == 200
-                opened.append(response)
+            # a burst, all at once: the slots are taken before any stream starts
+            burst = await asyncio.gather(
+                *(open_stream("viewer") for _ in range(MAX_STREAMS_PER_TOKEN + 5))
+            )
+            opened = [r for r in burst if r.status_code == 200]
+            assert len(opened) == MAX_STREAMS_PER_TOKEN
+            assert sorted({r.status_code for r in burst}) == [200, 429]
+            for response in burst:
+                if response.status_code != 200:
+                    await response.aclose()
             refused = await open_stream("viewer")
             assert refused.status_code == 429
             assert refused.headers["content-type"] == "application/problem+json"
@@ -261,9 +266,12 @@ def test_plan_previews_fetch_the_remote_at_most_every_few_seconds(
             gone = client.get("/api/plan")  # the interval is over: this one fetches, and fails
             assert gone.status_code in (502, 503), gone.text
             assert gone.headers["content-type"] == "application/problem+json"
-            assert client.get("/api/plan").status_code in (502, 503)  # failures are not kept
+            again = client.get("/api/plan")  # the failure holds for the interval: no new fetch
+            assert again.status_code == gone.status_code
+            assert again.json()["detail"] == gone.json()["detail"]
         finally:
             away.rename(remote_server.bare)
+        time.sleep(5.2)
         assert client.get("/api/plan").status_code == 200
 
 
@@ -282,3 +290,40 @@ def test_the_git_webhook_checks_the_signature_before_anything(server: Server) ->
         ok = client.post("/api/hooks/git", content=body, headers={"X-Hub-Signature-256": good})
         assert ok.status_code == 202
         assert ok.json() == {"triggered": 1}
+
+
+def test_callers_waiting_on_a_failing_plan_fetch_share_its_failure() -> None:
+    """Ten viewers asking while the git host hangs: one fetch, one wait, ten answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from reconciler import errors
+    from reconciler.api.deps import PreviewFetches
+
+    class HangingSource:  # stands in for a git host that times out
+        fetches = 0
+
+        def fetch(self) -> None:
+            HangingSource.fetches += 1
+            time.sleep(0.5)
+            raise errors.SourceUnavailable("git fetch failed for https://git.example/f.git")
+
+        def resolve(self, ref: str) -> str:
+            raise AssertionError("never resolved after a failed fetch")
+
+    class Reconciler:
+        source = HangingSource()
+
+    previews = PreviewFetches(min_interval_s=30)
+
+    def ask(_: int) -> float:
+        started = time.monotonic()
+        with pytest.raises(errors.SourceUnavailable):
+            previews.revision(Reconciler(), "HEAD")  # type: ignore[arg-type]
+        return time.monotonic() - started
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(10) as pool:
+        waits = list(pool.map(ask, range(10)))
+    assert HangingSource.fetches == 1
+    assert time.monotonic() - started < 1.5  # not ten timeouts one after another
+    assert max(waits) < 1.5

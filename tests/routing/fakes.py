@@ -155,6 +155,8 @@ class FakeProvider:
                     return False
                 time.sleep(1.0)
             return False
+        if behaviour == "deep":  # valid-looking JSON nested past Python's recursion limit
+            return _send(connection, 200, b"[" * 100_000 + b"]" * 100_000)
         if behaviour == "malformed":
             return _send(connection, 200, b'{"choices": [ {"message": ')
         if behaviour == "html":

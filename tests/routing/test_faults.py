@@ -126,7 +126,7 @@ def test_a_body_trickling_one_byte_a_second_is_cut_by_the_deadline(
     assert elapsed < DEADLINE_MS / 1000 + MARGIN_S
 
 
-@pytest.mark.parametrize("behaviour", ["malformed", "html"])
+@pytest.mark.parametrize("behaviour", ["malformed", "html", "deep"])
 def test_unusable_answers_fail_over(
     pair: tuple[FakeProvider, FakeProvider, routing.RoutingEngine], behaviour: str
 ) -> None:

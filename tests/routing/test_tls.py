@@ -87,3 +87,19 @@ def test_a_certificate_for_another_host_fails_over(
     assert result.model_id == "fallback"
     assert result.attempts[0].outcome == "connection_error"
     assert server.calls == 0
+
+
+def test_a_ca_bundle_that_cannot_be_read_is_a_configuration_failure(
+    ca: trustme.CA,
+    fake: Callable[..., FakeProvider],
+    engine_for: Callable[..., routing.RoutingEngine],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    server = _tls_server(fake, ca)
+    result = ask(_pair(engine_for, server))
+    assert result.model_id == "fallback"  # the mock fallback opens no socket
+    assert result.attempts[0].outcome == "configuration"
+    assert "CA certificates could not be loaded" in result.attempts[0].message
+    assert server.calls == 0
