@@ -542,7 +542,7 @@ def rollback_command(
     manifests_path: str | None,
     db: str | None,
 ) -> int:
-    """Revert a model to an earlier version: a commit in git, then reconciled.
+    """Revert a model (or a rule, with --type) to an earlier version, through git.
 
     The manifest of ID is restored as it was at that version (its state stays as
     it is now), committed in Grove's own clone of the fleet repository and pushed
