@@ -11,18 +11,11 @@ import datetime as dt
 from collections import Counter
 from typing import Any
 
+from reconciler.scoring import percentile
 from reconciler.store import routing_logs
 from reconciler.store.engine import Database
 
 SERIES_POINTS = 30
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted values (``q`` in 0..1)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(0, min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1))))
-    return sorted_values[rank]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

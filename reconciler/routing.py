@@ -43,6 +43,7 @@ from reconciler import (
     logs,
     manifests,
     ranking,
+    scoring,
     snapshots,
     telemetry,
 )
@@ -58,6 +59,7 @@ from reconciler.store.engine import Database
 log = logging.getLogger("grove.router")
 
 OVERRIDE_VARIABLE = "ROUTING_OVERRIDE_MODEL"
+DEFAULT_FAILOVER = manifests.Failover.model_validate({})  # capability-only requests
 T = TypeVar("T")
 TaskRequest = ranking.TaskRequest
 
@@ -155,8 +157,7 @@ class LatencyStats:
             if self._p95.pop(model_id, None) is not None:
                 self.epoch += 1
             return
-        ordered = sorted(value for _, value in samples)
-        value = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+        value = scoring.percentile(sorted(value for _, value in samples), 0.95)
         previous = self._p95.get(model_id)
         self._p95[model_id] = (value, now)
         if previous is None or previous[0] != value:
@@ -365,12 +366,14 @@ class RoutingEngine:
 
     def get_routing_decision(self, request: TaskRequest) -> ranking.RoutingDecision:
         """Synchronous, no I/O: the decision from the in-memory table."""
+        return self._decide(self.table(), request)
+
+    def _decide(self, table: ranking.RoutingTable, request: TaskRequest) -> ranking.RoutingDecision:
         started = time.perf_counter()
-        table = self.table()
         try:
             forced = table.models.get(self.override) if self.override else None
             if forced is not None and forced.payload.state is manifests.ModelState.ENABLED:
-                decision = self._overridden(table)
+                decision = self._overridden(table, forced)
             else:
                 decision = table.decide(request, self._dynamic())
         except ranking.NoRoute:
@@ -390,11 +393,9 @@ class RoutingEngine:
             decision = dataclasses.replace(decision, degraded=True)
         return decision
 
-    def _overridden(self, table: ranking.RoutingTable) -> ranking.RoutingDecision:
-        assert self.override is not None
-        model = table.models.get(self.override)
-        if model is None or model.payload.state is not manifests.ModelState.ENABLED:
-            raise ValueError(f"{OVERRIDE_VARIABLE}={self.override} names no enabled model")
+    def _overridden(
+        self, table: ranking.RoutingTable, model: manifests.AIModel
+    ) -> ranking.RoutingDecision:
         return ranking.RoutingDecision(
             model_id=model.id,
             chain=(model.id,),
@@ -418,14 +419,14 @@ class RoutingEngine:
     async def route_request(
         self, request: TaskRequest, chat: ChatRequest | None = None
     ) -> RoutingResult:
-        decision = self.get_routing_decision(request)
+        table = self.table()  # one table for the decision and the calls: a swap may come between
+        decision = self._decide(table, request)
         if not decision.chain:
             raise NoEligibleModel(decision)
-        table = self.table()
         chat = chat or ChatRequest.of(request.prompt or "", max_tokens=request.max_tokens)
         request_id = request.request_id or str(uuid.uuid4())
         route = table.by_task.get(decision.task_type or "") if decision.task_type else None
-        failover = route.failover if route is not None else manifests.Failover.model_validate({})
+        failover = route.failover if route is not None else DEFAULT_FAILOVER
         allowed = frozenset(failover.on)
         attempts: list[AttemptReport] = []
         tried = 0

@@ -40,6 +40,17 @@ class MatchScore:
         return not self.missing and self.weakest >= min_score
 
 
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of already sorted values (``q`` in 0..1); 0 when empty.
+
+    The one definition: the router's observed p95 and the metrics endpoint agree.
+    """
+    if not sorted_values:
+        return 0.0
+    rank = max(0, min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1))))
+    return sorted_values[rank]
+
+
 def match_capabilities(
     required: Iterable[CapabilityType | str],
     available: Mapping[CapabilityType, float] | Mapping[str, float],
