@@ -278,7 +278,7 @@ class Authoring:
             leading = list(itertools.takewhile(lambda entry: entry[1] == current, history))
             introduced = leading[-1][0][:12] if leading else "an earlier commit"
             restored = copy.deepcopy(document)
-            field = "state" if kind == manifests.KIND_MODEL else "enabled"
+            field = manifests.STATE_FIELDS[kind]
             if field in found.document["payload"]:  # the state stays as it is now
                 restored["payload"][field] = found.document["payload"][field]
             else:

@@ -9,9 +9,9 @@ can never disagree on what is valid.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from reconciler import manifests
@@ -34,7 +34,7 @@ class _Out(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
-Capability = Annotated[manifests.CapabilityType, Strict(False)]
+Capability = manifests.Capability  # enum values read from their strings, as in manifests
 
 
 class Credentials(_Body):

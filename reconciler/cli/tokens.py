@@ -46,7 +46,10 @@ def create_command(
 def revoke_command(
     name: str, repo: str | None, ref: str | None, manifests_path: str | None, db: str | None
 ) -> int:
-    """Revoke the token called NAME; requests with it get 401 at once."""
+    """Revoke the token called NAME; requests with it get 401 within 5 s.
+
+    A server keeps a verified token for up to 5 seconds.
+    """
     from reconciler import reconciling
     from reconciler.store import tokens
 

@@ -79,6 +79,18 @@ def split_credentials(location: str) -> tuple[str, dict[str, str]]:
     }
 
 
+def _stderr_detail(stderr: object, status: object) -> str:
+    """The line of git's stderr that says what went wrong (its first fatal: or error:
+    line, else the first line), credentials redacted."""
+    lines = [
+        line.strip().removeprefix("stderr:").strip(" '")
+        for line in str(stderr or "").splitlines()
+        if line.strip()
+    ]
+    fatal = [line for line in lines if line.startswith(("fatal:", "error:", "ERROR:"))]
+    return addresses.redact_userinfo((fatal or lines or [f"exit {status}"])[0])
+
+
 # What git needs from the environment; nothing else (provider keys, webhook secrets) leaks in.
 _PASSED = (
     "PATH",
@@ -164,14 +176,8 @@ class GitSource:
         return output
 
     def _wrap(self, exc: GitCommandError, action: str) -> errors.GroveError:
-        lines = [
-            line.strip().removeprefix("stderr:").strip(" '")
-            for line in str(exc.stderr or "").splitlines()
-            if line.strip()
-        ]
-        fatal = [line for line in lines if line.startswith(("fatal:", "error:", "ERROR:"))]
-        detail = (fatal or lines or [f"exit {exc.status}"])[0]
-        message = f"git {action} failed for {self.description}: {addresses.redact_userinfo(detail)}"
+        detail = _stderr_detail(exc.stderr, exc.status)
+        message = f"git {action} failed for {self.description}: {detail}"
         if action in ("clone", "fetch"):
             return errors.SourceUnavailable(message)
         return errors.SourceError(message)
@@ -317,8 +323,7 @@ class WorkTree:
             with_exceptions=False,
         )
         if check and status != 0:
-            lines = [line for line in str(err).splitlines() if line.strip()]
-            detail = addresses.redact_userinfo(lines[-1] if lines else f"exit {status}")
+            detail = _stderr_detail(err, status)
             raise errors.SourceUnavailable(f"git {args[0]} failed in {self.description}: {detail}")
         return int(status), str(out)
 
