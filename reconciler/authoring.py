@@ -391,7 +391,6 @@ class Authoring:
             self.settings,
             FolderSource(str(self.tree.path), loading.Limits.of(self.settings)),
             self.db,
-            max_delete_ratio=self.settings.max_delete_ratio,
         )
 
     def _violations_at_head(self) -> frozenset[tuple[str, str]]:
@@ -418,9 +417,7 @@ class Authoring:
         self, sha: str, kind: str, ident: str, change: str, author: Author, *, force: bool
     ) -> WriteResult:
         source = reconciling.open_source(self.settings)
-        reconciler = reconciling.Reconciler(
-            self.settings, source, self.db, max_delete_ratio=self.settings.max_delete_ratio
-        )
+        reconciler = reconciling.Reconciler(self.settings, source, self.db)
         try:
             outcome = reconciler.reconcile(actor=f"api:{author.name}", force=force)
         except errors.GroveError as exc:

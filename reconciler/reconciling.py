@@ -127,13 +127,16 @@ class Reconciler:
         db: Database | None,
         *,
         today: dt.date | None = None,
-        max_delete_ratio: float = 0.5,
+        max_delete_ratio: float | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
         self.db = db
         self.today = today
-        self.max_delete_ratio = max_delete_ratio
+        # the settings' (GROVE_MAX_DELETE_RATIO) unless a caller overrides it
+        self.max_delete_ratio = (
+            settings.max_delete_ratio if max_delete_ratio is None else max_delete_ratio
+        )
         self.limits = loading.Limits.of(settings)
 
     # ---------------------------------------------------------------- desired
@@ -517,9 +520,7 @@ def diff_revisions(
     """
     source = open_source(settings)
     source.fetch()
-    reconciler = Reconciler(
-        settings, source, None, today=today, max_delete_ratio=settings.max_delete_ratio
-    )
+    reconciler = Reconciler(settings, source, None, today=today)
     base_revision = source.resolve(base_ref)
     head_revision = source.resolve(head_ref)
     base = reconciler.desired_state(base_revision)

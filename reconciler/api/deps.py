@@ -38,10 +38,7 @@ class Services:
 
     def reconciler(self) -> reconciling.Reconciler:
         return reconciling.Reconciler(
-            self.settings,
-            reconciling.open_source(self.settings),
-            self.db,
-            max_delete_ratio=self.settings.max_delete_ratio,
+            self.settings, reconciling.open_source(self.settings), self.db
         )
 
 

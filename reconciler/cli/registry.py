@@ -51,7 +51,7 @@ def _reconciler(settings: Settings, *, database: bool = True) -> reconciling.Rec
     db = reconciling.open_database(settings) if database else None
     if db is not None:
         click.get_current_context().call_on_close(db.dispose)
-    return reconciling.Reconciler(settings, source, db, max_delete_ratio=settings.max_delete_ratio)
+    return reconciling.Reconciler(settings, source, db)
 
 
 def _report_invalid(diagnostics: tuple[Diagnostic, ...] | list[Diagnostic]) -> None:

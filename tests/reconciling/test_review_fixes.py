@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import settings
+from reconciler import loading, settings
 from tests.conftest import FleetRepo, GroveRunner, model_yaml
 from tests.reconciling.conftest import Registry, small_fleet
 
@@ -180,3 +180,20 @@ def test_an_explicit_subfolder_is_not_resolved_to_the_enclosing_repository(
     result = registry.run("plan", "--repo", str(sub), "--path", "models")
     assert result.code == 2  # read from the folder on disk, as a plain folder source
     assert "folder-" in result.out
+
+
+def test_every_reconciler_takes_the_delete_ratio_from_the_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`grove up` and the API's writes built their reconcilers without it, so they refused
+    at the default 50% whatever GROVE_MAX_DELETE_RATIO said."""
+    from reconciler import reconciling
+    from reconciler.sources.folder import FolderSource
+
+    monkeypatch.setenv("GROVE_MAX_DELETE_RATIO", "0.9")
+    config = settings.load()
+    source = FolderSource(str(tmp_path), loading.Limits.of(config))
+    assert reconciling.Reconciler(config, source, None).max_delete_ratio == 0.9
+    assert (
+        reconciling.Reconciler(config, source, None, max_delete_ratio=0.1).max_delete_ratio == 0.1
+    )
