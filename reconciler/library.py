@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from reconciler import authoring, manifests, routing, scoring
+from reconciler import authoring, manifests, routing
 from reconciler import settings as settings_module
 from reconciler.store.engine import Database
 
@@ -54,14 +54,7 @@ class MultiModelRegistry:
         """Enabled models with every capability at ``min_score``, best first."""
         await asyncio.to_thread(self.engine.refresh)
         wanted = [manifests.CapabilityType(c) for c in capabilities]
-        found = []
-        for model in self.engine.table().models.values():
-            if model.payload.state is not manifests.ModelState.ENABLED:
-                continue
-            match = scoring.match_capabilities(wanted, model.payload.capabilities)
-            if match.meets(min_score):
-                found.append((-match.score, -model.payload.priority, model.id, model))
-        return [model for *_, model in sorted(found, key=lambda item: item[:3])]
+        return [model for _, model in self.engine.table().discover(wanted, min_score)]
 
     async def update_model(
         self, model_id: str, changes: Mapping[str, Any], *, force: bool = False

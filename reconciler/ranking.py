@@ -376,6 +376,20 @@ class RoutingTable:
         self._dynamic_orders[id(route)] = (dynamic.stats_epoch, route, order)
         return order
 
+    def discover(
+        self, capabilities: Sequence[manifests.CapabilityType], min_score: float = 0.0
+    ) -> list[tuple[float, manifests.AIModel]]:
+        """Enabled models with every capability at ``min_score``: (score, model), best first
+        (score, then priority, then id). Discovery for the API and the Python library."""
+        found = []
+        for model_id in self.enabled:
+            model = self.models[model_id]
+            match = scoring.match_capabilities(capabilities, model.payload.capabilities)
+            if match.meets(min_score):
+                found.append((match.score, model))
+        found.sort(key=lambda item: (-item[0], -item[1].payload.priority, item[1].id))
+        return found
+
     def round_robin(self, counter: int, reason: str) -> RoutingDecision:
         """Degraded mode: every enabled model in turn, when the router itself failed."""
         ids = self.enabled

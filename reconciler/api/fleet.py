@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Query, Response
 from pydantic import ValidationError
 
-from reconciler import addresses, analysis, manifests, scoring, secretscan
+from reconciler import addresses, analysis, manifests, secretscan
 from reconciler.api.bodies import ModelDetail, ModelSummary, PatchBody, RegisterBody, WriteOut
 from reconciler.api.deps import Operator, ServicesDep, Viewer, allow_force, author
 from reconciler.api.problems import ApiError, FieldError
@@ -155,15 +155,8 @@ async def discover(
     key = (tuple(sorted(c.value for c in capability)), min_score)
     body = answers.get(key)
     if body is None:
-        found = []
-        for model in table.models.values():
-            if model.payload.state is not manifests.ModelState.ENABLED:
-                continue
-            match = scoring.match_capabilities(capability, model.payload.capabilities)
-            if match.meets(min_score):
-                found.append((match.score, model.payload.priority, model))
-        found.sort(key=lambda item: (-item[0], -item[1], item[2].id))
-        summaries = [ModelSummary.of(model, score) for score, _, model in found]
+        found = table.discover(capability, min_score)
+        summaries = [ModelSummary.of(model, score) for score, model in found]
         body = json.dumps([s.model_dump(mode="json", by_alias=True) for s in summaries]).encode()
         if len(answers) > 256:
             answers.clear()
