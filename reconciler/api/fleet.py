@@ -21,9 +21,10 @@ from pydantic import ValidationError
 
 from reconciler import addresses, analysis, manifests, secretscan
 from reconciler.api.bodies import ModelDetail, ModelSummary, PatchBody, RegisterBody, WriteOut
-from reconciler.api.deps import Operator, ServicesDep, Viewer, allow_force, author
+from reconciler.api.deps import Operator, Services, ServicesDep, Viewer, allow_force, author
 from reconciler.api.problems import ApiError, FieldError
 from reconciler.authoring import WriteResult
+from reconciler.store import tokens
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 _WINDOW = re.compile(r"^(\d{1,7})(s|m|h|d)$")
@@ -216,18 +217,21 @@ def remove(
 
 @router.post("/{model_id}/disable", response_model=WriteOut, summary="Disable a model")
 def disable(model_id: str, services: ServicesDep, identity: Operator) -> WriteOut:
-    _model(services, model_id)
-    result = services.authoring.set_state(
-        model_id, "disabled", author(identity), kind=manifests.KIND_MODEL
-    )
-    return _written(services, result)
+    return _set_state(services, identity, model_id, "disabled")
 
 
 @router.post("/{model_id}/enable", response_model=WriteOut, summary="Enable a model")
 def enable(model_id: str, services: ServicesDep, identity: Operator) -> WriteOut:
+    return _set_state(services, identity, model_id, "enabled")
+
+
+def _set_state(
+    services: Services, identity: tokens.Identity, model_id: str, state: str
+) -> WriteOut:
+    """enable/disable act on models only: a rule or unknown id is 404 before any git work."""
     _model(services, model_id)
     result = services.authoring.set_state(
-        model_id, "enabled", author(identity), kind=manifests.KIND_MODEL
+        model_id, state, author(identity), kind=manifests.KIND_MODEL
     )
     return _written(services, result)
 

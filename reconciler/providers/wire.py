@@ -43,6 +43,17 @@ def api_key(model: manifests.AIModel, *, required: bool) -> str | None:
     return value
 
 
+def required_key(model: manifests.AIModel) -> str:
+    key = api_key(model, required=True)
+    assert key is not None  # api_key raises when a required key is missing
+    return key
+
+
+def system_prompt(request: ChatRequest) -> str:
+    """The system messages as one prompt, for APIs that take it apart from the messages."""
+    return "\n\n".join(m.content for m in request.messages if m.role == "system")
+
+
 def _endpoint(model: manifests.AIModel) -> str:
     endpoint = model.payload.endpoint
     if endpoint is None:  # validation makes this impossible for HTTP providers
@@ -125,9 +136,8 @@ class AnthropicMessages(HttpAdapter):
     def build(
         self, model: manifests.AIModel, request: ChatRequest
     ) -> tuple[str, dict[str, str], dict[str, Any]]:
-        key = api_key(model, required=True)
-        assert key is not None
-        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        key = required_key(model)
+        system = system_prompt(request)
         payload: dict[str, Any] = {
             "model": model.payload.provider_model,
             "max_tokens": request.max_tokens,
@@ -154,9 +164,8 @@ class GeminiGenerate(HttpAdapter):
     def build(
         self, model: manifests.AIModel, request: ChatRequest
     ) -> tuple[str, dict[str, str], dict[str, Any]]:
-        key = api_key(model, required=True)
-        assert key is not None
-        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        key = required_key(model)
+        system = system_prompt(request)
         contents = [
             {"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.content}]}
             for m in request.messages
