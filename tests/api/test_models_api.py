@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -100,33 +101,52 @@ def test_a_refused_change_commits_nothing(server: Server) -> None:
     ],
 )
 def test_hostile_endpoints_are_refused_and_change_nothing(server: Server, endpoint: str) -> None:
-    before = server.log()
+    before = server.log(), server.registry.content_hash()
     with server.client("operator") as client:
         response = client.post(
             "/api/models/register",
             json={**BRIEF_BODY, "provider": "openai-compatible", "endpoint": endpoint},
         )
     assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "invalid-model"
     assert response.json()["errors"][0]["path"] == "endpoint"
-    assert server.log() == before
+    assert (server.log(), server.registry.content_hash()) == before
 
 
 def test_bodies_over_the_cap_and_deep_json_are_refused(server: Server) -> None:
+    before = server.log(), server.registry.content_hash()
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the cap must hold while reading
+        yield b"{"
+        for _ in range(100):
+            yield b" " * (1024 * 1024)
+        yield b"}"
+
     with server.client("operator") as client:
         big = client.post(
             "/api/models/register",
             content=b"{" + b" " * (100 * 1024 * 1024) + b"}",
             headers={"Content-Type": "application/json"},
         )
-        assert big.status_code == 413
-        assert big.json()["code"] == "too-large"
+        streamed = client.post(
+            "/api/models/register", content=chunks(), headers={"Content-Type": "application/json"}
+        )
         deep = client.post(
             "/api/models/register",
             content=b"[" * 100_000 + b"]" * 100_000,
             headers={"Content-Type": "application/json"},
         )
-        assert deep.status_code == 422
-        assert deep.json()["code"] == "too-deep"
+    for refused, status, code in (
+        (big, 413, "too-large"),
+        (streamed, 413, "too-large"),
+        (deep, 422, "too-deep"),
+    ):
+        assert refused.status_code == status
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["code"] == code
+    assert "content-length" not in streamed.request.headers
+    assert (server.log(), server.registry.content_hash()) == before
 
 
 def test_strict_bodies_name_the_field(server: Server) -> None:
@@ -147,16 +167,28 @@ def test_markup_in_a_name_is_stored_as_text(server: Server) -> None:
             json={**BRIEF_BODY, "provider": "openai-compatible", "name": name, "id": "xss"},
         )
         assert created.status_code == 201, created.text
-        assert client.get("/api/models/xss").json()["name"] == name
+        read = client.get("/api/models/xss")
+        assert read.headers["content-type"] == "application/json"  # JSON, never rendered HTML
+        assert read.json()["name"] == name
+    committed = server.registry.fleet.git(
+        "--git-dir", str(server.bare), "show", "HEAD:manifests/models/xss.yaml"
+    )
+    assert name in committed  # kept as text, not escaped or stripped in the manifest
 
 
 @pytest.mark.parametrize("value", ["' OR 1=1 --", "beta'; DROP TABLE model_registry; --"])
 def test_sql_in_query_parameters_changes_nothing(server: Server, value: str) -> None:
+    before = server.registry.content_hash()
     with server.client("viewer") as client:
-        assert client.get("/api/routing/logs", params={"modelId": value}).status_code == 200
-        assert client.get(f"/api/models/{value}").status_code == 404
-        assert client.get("/api/models/discover", params={"capability": value}).status_code == 422
+        logs = client.get("/api/routing/logs", params={"modelId": value})
+        assert logs.status_code == 200 and logs.json() == []  # a string, matched as one
+        missing = client.get(f"/api/models/{value}")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == "application/problem+json"
+        bad = client.get("/api/models/discover", params={"capability": value})
+        assert bad.status_code == 422 and bad.json()["code"] == "invalid-request"
         assert client.get("/api/models/beta").status_code == 200
+    assert server.registry.content_hash() == before
 
 
 def test_a_literal_key_in_a_register_body_is_refused_without_echo(server: Server) -> None:
