@@ -1,0 +1,98 @@
+"""Issue 6: a canary key in the environment and in a refused manifest appears in no
+response, log line or database row, whatever the provider answers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from reconciler.store import tables
+from tests.api.conftest import Server
+from tests.routing.fakes import FakeProvider
+
+CANARY = "sk-canary-0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"
+
+
+@pytest.fixture
+def canary_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("CANARY_PROVIDER_KEY", CANARY)
+    monkeypatch.setenv("GROVE_ALLOW_LOCAL_ENDPOINTS", "true")  # the fake is on loopback
+    yield
+
+
+@pytest.fixture
+def provider() -> Iterator[FakeProvider]:
+    server = FakeProvider("openai")
+    yield server
+    server.close()
+
+
+def test_a_canary_key_is_in_no_answer_log_or_row(
+    canary_env: None,
+    server: Server,
+    provider: FakeProvider,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    seen: list[str] = []
+    with server.client("operator") as client:
+        created = client.post(
+            "/api/models/register",
+            json={
+                "id": "leaky",
+                "name": "Leaky",
+                "provider": "openai",
+                "providerModel": "gpt-x",
+                "capabilities": {"precision": 1.0},
+                "endpoint": provider.url,
+                "credentials": {"env": "CANARY_PROVIDER_KEY"},
+                "priority": 1000,
+            },
+        )
+        assert created.status_code == 201, created.text
+        seen.append(created.text)
+        for behaviour in ("status:401", "status:500", "redirect", "malformed", "ok"):
+            provider.behaviour = behaviour
+            answer = client.post(
+                "/api/routing/execute", json={"capabilities": ["precision"], "prompt": "hi"}
+            )
+            seen.append(answer.text)
+        # the canary as a literal in manifests: refused, never echoed
+        for body in (
+            {"id": "lit", "name": CANARY, "provider": "mock", "capabilities": ["speed"]},
+            {"id": "lit2", "name": "x", "provider": "mock", "capabilities": ["speed"],
+             "labels": {"apiKey": CANARY}},
+        ):  # fmt: skip
+            refused = client.post("/api/models/register", json=body)
+            assert refused.status_code == 422
+            seen.append(refused.text)
+        patched = client.patch("/api/models/leaky", json={"labels": {"token": CANARY}})
+        assert patched.status_code == 422
+        seen.append(patched.text)
+        for path in (
+            "/api/routing/logs",
+            "/metrics",
+            "/api/status",
+            "/api/plan",
+            "/api/models/leaky",
+        ):
+            seen.append(client.get(path).text)
+    # the key really went to the provider, in its header and nowhere else
+    sent = [r for r in provider.requests if r["headers"].get("authorization") == f"Bearer {CANARY}"]
+    assert sent, "the canary key was never used: the test proves nothing"
+    assert all(CANARY.encode() not in r["body"] for r in provider.requests)
+
+    rows = []
+    for table in tables.metadata.sorted_tables:
+        everything = server.registry.sql(f"SELECT * FROM {table.name}")  # noqa: S608 - our names
+        rows.append(json.dumps(everything, default=str))
+    logged = [
+        record.getMessage() + json.dumps(getattr(record, "fields", {}), default=str)
+        for record in caplog.records
+    ]
+    for place, text in (("answers", seen), ("rows", rows), ("logs", logged)):
+        assert not [t for t in text if CANARY in t], f"the canary leaked into {place}"
+    assert server.log()[0].split("|", 1)[1] == "grove: register AIModel leaky (version 1)"
