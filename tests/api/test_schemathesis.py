@@ -61,4 +61,6 @@ def test_no_server_errors_and_answers_match_the_schema(server: Server, operation
         case.call_and_validate(headers=headers, checks=CHECKS)
 
     run()
-    assert seen[0] >= min(EXAMPLES, 1)
+    takes_a_body = "requestBody" in found.definition.raw
+    # an operation with a body has room for every example; one without may run out of inputs
+    assert seen[0] >= (EXAMPLES if takes_a_body else 1), seen[0]
