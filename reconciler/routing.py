@@ -318,6 +318,7 @@ class RoutingEngine:
             return False
         self.degraded_reasons = []
         if swapped:
+            self.table()  # build the routing table here, off the request path
             try:
                 snapshots.save(self.snapshots.current, self.cache_path)
             except OSError as exc:

@@ -166,7 +166,7 @@ async def discover(
 
 
 @router.get("/{model_id}", response_model=ModelDetail, summary="One live model")
-def read(model_id: str, services: ServicesDep, identity: Viewer) -> ModelDetail:
+async def read(model_id: str, services: ServicesDep, identity: Viewer) -> ModelDetail:
     return _detail(_model(services, model_id))
 
 

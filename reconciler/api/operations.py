@@ -47,7 +47,7 @@ def health(services: ServicesDep, identity: Viewer) -> HealthOut:
     response_model=dict[str, Any],
     summary="The routing decision for a task, with every candidate",
 )
-def recommend(
+async def recommend(
     services: ServicesDep,
     identity: Viewer,
     task_type: Annotated[str | None, Query(alias="taskType", max_length=63)] = None,

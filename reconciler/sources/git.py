@@ -146,10 +146,6 @@ class GitSource:
             # keyed by the URL without credentials: a new token reuses the mirror
             digest = hashlib.sha256(self._url.encode()).hexdigest()[:16]
             self.path = Path(data_dir).resolve() / "sources" / digest
-            if self._credentials:  # earlier builds named the mirror after the full URL and
-                # kept the credentials in its config: remove that copy (mirrors are disposable)
-                old = hashlib.sha256(location.encode()).hexdigest()[:16]
-                shutil.rmtree(self.path.parent / old, ignore_errors=True)
         else:
             self.path = Path(location)
         self._repo: git.Repo | None = None
@@ -207,6 +203,10 @@ class GitSource:
             self._git("fetch", "--prune", "--quiet", "origin")
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._credentials:  # earlier builds named the mirror after the full URL and kept
+            # the credentials in its config: remove that copy (mirrors are disposable)
+            old = hashlib.sha256(self.location.encode()).hexdigest()[:16]
+            shutil.rmtree(self.path.parent / old, ignore_errors=True)
         partial = self.path.with_name(self.path.name + ".partial")
         if partial.exists():
             shutil.rmtree(partial)
