@@ -67,15 +67,26 @@ def remote_server(
     yield from serve(registry, bare_fleet, bare_fleet.as_uri(), monkeypatch, grove)
 
 
+@pytest.fixture
+def resolving_server(
+    registry: Registry, bare_fleet: Path, monkeypatch: pytest.MonkeyPatch, grove: GroveRunner
+) -> Iterator[Server]:
+    """The same, checking endpoint names by DNS at registration (tests patch the resolver)."""
+    yield from serve(registry, bare_fleet, str(bare_fleet), monkeypatch, grove, resolve=True)
+
+
 def serve(
     registry: Registry,
     bare_fleet: Path,
     location: str,
     monkeypatch: pytest.MonkeyPatch,
     grove: GroveRunner,
+    *,
+    resolve: bool = False,
 ) -> Iterator[Server]:
     monkeypatch.setenv("GROVE_REPO", location)
-    monkeypatch.setenv("GROVE_RESOLVE_ENDPOINTS", "false")  # no DNS from tests
+    # no real DNS from tests: off, or on with socket.getaddrinfo patched by the test
+    monkeypatch.setenv("GROVE_RESOLVE_ENDPOINTS", "true" if resolve else "false")
     monkeypatch.setenv("GROVE_WEBHOOK_SECRET", "hook-secret")
     assert grove("reconcile").code == 0
     config = settings.load()

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -282,3 +283,39 @@ def test_a_refusal_already_at_head_does_not_block_other_writes(
         assert refused.status_code == 409
         assert [v["code"] for v in refused.json()["violations"]] == ["P001"]
     assert server.log()[0].endswith("grove: register AIModel delta (version 1)")
+
+
+def test_a_name_resolving_to_a_private_address_is_refused_at_registration(
+    resolving_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    answers = {"api.inside.example": "10.0.0.5", "api.metadata.example": "169.254.169.254"}
+
+    real = socket.getaddrinfo
+
+    def resolve(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host not in answers:
+            return real(host, *args, **kwargs)  # the test's own client on 127.0.0.1
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[host], 443))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    before = resolving_server.log(), resolving_server.registry.content_hash()
+    with resolving_server.client("operator") as client:
+        for host, reason in (
+            ("api.inside.example", "loopback, private or link-local"),
+            ("api.metadata.example", "cloud metadata service"),
+        ):
+            refused = client.post(
+                "/api/models/register",
+                json={
+                    **BRIEF_BODY,
+                    "provider": "openai-compatible",
+                    "endpoint": f"https://{host}/v1",
+                },
+            )
+            assert refused.status_code == 422
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert refused.json()["code"] == "endpoint-not-allowed"
+            assert reason in refused.json()["detail"]
+    assert (resolving_server.log(), resolving_server.registry.content_hash()) == before
