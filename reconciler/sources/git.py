@@ -91,6 +91,11 @@ def _stderr_detail(stderr: object, status: object) -> str:
     return addresses.redact_userinfo((fatal or lines or [f"exit {status}"])[0])
 
 
+# git's automatic gc runs detached by default, and its pruning of empty object folders
+# races the next command's object writes ("unable to create temporary file"); in the
+# foreground it finishes before the command that triggered it returns.
+_GIT = ("git", "-c", "gc.autoDetach=false")
+
 # What git needs from the environment; nothing else (provider keys, webhook secrets) leaks in.
 _PASSED = (
     "PATH",
@@ -160,7 +165,7 @@ class GitSource:
         command = git.Git(str(cwd or self.path))
         try:
             output = command.execute(
-                ["git", *args],
+                [*_GIT, *args],
                 env={**_environment(self.timeout_s), **self._credentials},
                 kill_after_timeout=self.timeout_s,
                 with_extended_output=False,
@@ -316,7 +321,7 @@ class WorkTree:
     def _git(self, *args: str, cwd: Path | None = None, check: bool = True) -> tuple[int, str]:
         command = git.Git(str(cwd or self.path))
         status, out, err = command.execute(
-            ["git", *args],
+            [*_GIT, *args],
             env={**_environment(self.timeout_s), **self._credentials},
             kill_after_timeout=self.timeout_s,
             with_extended_output=True,
