@@ -47,6 +47,7 @@ def _grove_process(args: list[str], env: dict[str, str], cwd: Path) -> subproces
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # 50 grove processes per backend: 60-90 s alone, twice that beside -n 2
 def test_sigkill_during_apply_leaves_old_or_new_never_a_mix(
     registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
