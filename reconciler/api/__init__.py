@@ -25,6 +25,7 @@ from reconciler.api import events, fleet, operations, problems
 from reconciler.api.deps import Services
 from reconciler.api.limits import BodyLimits
 from reconciler.settings import Settings
+from reconciler.store import notifications, registry
 from reconciler.store.engine import Database
 
 MAX_JSON_DEPTH = 64
@@ -57,15 +58,20 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
         # 5 ms, 0.7-0.8 ms at 0.5 ms).
         _switch.enter()
         stop = asyncio.Event()
+        snapshot_changed, events_changed = asyncio.Event(), asyncio.Event()
+        listener = _listen(settings, db, (snapshot_changed, events_changed))
         tasks = [
-            asyncio.create_task(_follow(engine, every, stop)),
-            asyncio.create_task(services.hub.follow_table(stop)),
+            asyncio.create_task(_follow(engine, every, stop, snapshot_changed)),
+            asyncio.create_task(services.hub.follow_table(stop, events_changed)),
         ]
         try:
             yield
         finally:
             stop.set()  # the followers finish the read in hand, then the pool is closed
             try:
+                if listener is not None:
+                    listener.stop.set()
+                    await asyncio.to_thread(listener.join, 5.0)
                 await asyncio.gather(*tasks, return_exceptions=True)
                 await engine.aclose()
             finally:
@@ -112,12 +118,37 @@ class _SwitchInterval:
 _switch = _SwitchInterval()
 
 
-async def _follow(engine: routing.RoutingEngine, every_s: float, stop: asyncio.Event) -> None:
-    """Keep the router's snapshot current (the serial is one cheap query), until ``stop``."""
+async def _follow(
+    engine: routing.RoutingEngine, every_s: float, stop: asyncio.Event, wake: asyncio.Event
+) -> None:
+    """Keep the router's snapshot current (the serial is one cheap query), until ``stop``:
+    every ``every_s``, and at once when ``wake`` is set."""
     while not stop.is_set():
         await asyncio.to_thread(engine.refresh)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=every_s)
+        await events.pause(stop, wake, every_s)
+
+
+def _listen(
+    settings: Settings, db: Database, wakes: tuple[asyncio.Event, ...]
+) -> notifications.Listener | None:
+    """On PostgreSQL, a listener thread that sets ``wakes`` when an apply commits anywhere
+    (and when it connects, for what it missed while away): the router and the event
+    stream follow another replica's apply at once, not at their next poll. Polling goes
+    on beside it, so a lost connection costs at most one poll interval."""
+    if db.is_sqlite or not settings.pg_listen:
+        return None
+    loop = asyncio.get_running_loop()
+
+    def wake(*_: str) -> None:
+        for event in wakes:
+            with contextlib.suppress(RuntimeError):  # the loop has ended: nothing to wake
+                loop.call_soon_threadsafe(event.set)
+
+    listener = notifications.Listener(
+        db.url, [registry.NOTIFY_CHANNEL], wake, threading.Event(), on_connect=wake
+    )
+    listener.start()
+    return listener
 
 
 def asgi(settings: Settings) -> Any:

@@ -27,6 +27,20 @@ MAX_STREAMS_PER_TOKEN = 10
 log = logging.getLogger("grove.api")
 
 
+async def pause(stop: asyncio.Event, wake: asyncio.Event | None, timeout_s: float) -> None:
+    """Wait ``timeout_s``, or less if ``stop`` or ``wake`` is set; ``wake`` is cleared."""
+    waits = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waits.append(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
+        if wake is not None:
+            wake.clear()
+
+
 class Hub:
     def __init__(
         self,
@@ -66,8 +80,9 @@ class Hub:
                     queue.get_nowait()
             queue.put_nowait({"event": kind, "data": data})
 
-    async def follow_table(self, stop: asyncio.Event) -> None:
-        """Background task: turn new lifecycle_events rows into events, until ``stop``.
+    async def follow_table(self, stop: asyncio.Event, wake: asyncio.Event | None = None) -> None:
+        """Background task: turn new lifecycle_events rows into events, until ``stop``;
+        every ``poll_s``, and at once when ``wake`` is set (a NOTIFY from an apply).
 
         It ends between reads, never during one: a read runs in a thread, which a
         cancelled task would leave holding a database connection."""
@@ -78,8 +93,7 @@ class Hub:
                     self.publish("lifecycle", row)
             except errors.GroveError as exc:  # the database may be away; the stream goes on
                 logs.event(log, "events-not-read", level=logging.WARNING, reason=str(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.poll_s)
+            await pause(stop, wake, self.poll_s)
 
     def _new_rows(self) -> list[dict[str, Any]]:
         with self.db.transaction() as connection:
