@@ -8,6 +8,7 @@ and database work belongs.
 
 from __future__ import annotations
 
+import concurrent.futures
 import ipaddress
 import json
 import re
@@ -55,6 +56,12 @@ def _written(services: ServicesDep, result: WriteResult) -> WriteOut:
     )
 
 
+# getaddrinfo has no timeout of its own (the system resolver may retry for tens of
+# seconds): registration waits this long, in a small pool of its own.
+RESOLVE_TIMEOUT_S = 2.0
+_RESOLVER = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="grove-dns")
+
+
 def _check_resolution(services: ServicesDep, endpoint: str | None) -> None:
     """Registration refuses a name that resolves to a private address (unless allowed)."""
     if endpoint is None or not services.settings.resolve_endpoints:
@@ -62,10 +69,13 @@ def _check_resolution(services: ServicesDep, endpoint: str | None) -> None:
     host = _host(endpoint)
     if host is None or addresses.parse_ip_literal(host) is not None:
         return
+    lookup = _RESOLVER.submit(socket.getaddrinfo, host, 443, type=socket.SOCK_STREAM)
     try:
-        infos = socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
-    except OSError:
-        return  # unresolvable now; the connect-time check still guards every call
+        infos = lookup.result(timeout=RESOLVE_TIMEOUT_S)
+    except (OSError, concurrent.futures.TimeoutError):
+        # unresolvable now, or the resolver is slow (it cannot be interrupted; its
+        # thread finishes on its own): the connect-time check still guards every call
+        return
     for info in infos:
         try:
             addresses.check_ip(

@@ -319,3 +319,46 @@ def test_a_name_resolving_to_a_private_address_is_refused_at_registration(
             assert refused.json()["code"] == "endpoint-not-allowed"
             assert reason in refused.json()["detail"]
     assert (resolving_server.log(), resolving_server.registry.content_hash()) == before
+
+
+def test_a_resolver_that_hangs_does_not_hold_registration(
+    resolving_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """getaddrinfo has no timeout: registration waits RESOLVE_TIMEOUT_S at most, then goes
+    on as for an unresolvable name (the connect-time check guards every call)."""
+    import socket
+    import threading
+    import time
+
+    from reconciler.api import fleet
+
+    released = threading.Event()
+    real = socket.getaddrinfo
+
+    def hang(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host != "api.slow-dns.example":
+            return real(host, *args, **kwargs)
+        released.wait(30)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hang)
+    monkeypatch.setattr(fleet, "RESOLVE_TIMEOUT_S", 0.3)
+    try:
+        with resolving_server.client("operator") as client:
+            started = time.monotonic()
+            created = client.post(
+                "/api/models/register",
+                json={
+                    **BRIEF_BODY,
+                    "name": "Slow DNS",
+                    "provider": "openai-compatible",
+                    "endpoint": "https://api.slow-dns.example/v1",
+                },
+            )
+            waited = time.monotonic() - started
+        assert created.status_code == 201, created.text
+        assert created.json()["model"]["id"] == "slow-dns"
+        print(f"registered {waited:.2f}s after the request, the resolver still hanging")
+        assert not released.is_set()
+    finally:
+        released.set()
