@@ -29,7 +29,6 @@ import dataclasses
 import datetime as dt
 import logging
 import os
-import queue
 import threading
 import time
 import uuid
@@ -176,43 +175,61 @@ class LatencyStats:
 
 
 class LogWriter(threading.Thread):
-    """Batches routing-log rows into the database, off the request path."""
+    """Batches routing-log rows into the database, off the request path.
 
-    def __init__(self, db: Database, *, batch: int = 1000, every_s: float = 0.25) -> None:
+    ``put`` is one append to a deque (no lock, no condition variable: it runs on the
+    event loop for every attempt); the writer thread wakes every ``every_s``, or as
+    soon as a full batch is waiting, and writes what it finds in one transaction.
+    When ``max_rows`` are waiting (the database is away or too slow), new rows are
+    dropped and counted rather than held without bound.
+    """
+
+    def __init__(
+        self, db: Database, *, batch: int = 1000, every_s: float = 0.25, max_rows: int = 200_000
+    ) -> None:
         super().__init__(name="grove-routing-log", daemon=True)
         self.db = db
         self.batch = batch
         self.every_s = every_s
-        self.queue: queue.Queue[routing_logs.Attempt | None] = queue.Queue(maxsize=200_000)
+        self.max_rows = max_rows
         self.dropped = 0
         self.written = 0
-        self._flushed = threading.Condition()
-        self._pending = 0
+        self._rows: collections.deque[routing_logs.Attempt] = collections.deque()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._writing = False
+        self._idle = threading.Condition()
 
     def put(self, row: routing_logs.Attempt) -> None:
-        try:
-            self.queue.put_nowait(row)
-            with self._flushed:
-                self._pending += 1
-        except queue.Full:
+        rows = self._rows
+        if len(rows) >= self.max_rows:
             self.dropped += 1
+            return
+        rows.append(row)
+        if len(rows) == self.batch:
+            self._wake.set()
 
     def run(self) -> None:
-        stopping = False
-        while not stopping:
-            rows: list[routing_logs.Attempt] = []
-            deadline = time.monotonic() + self.every_s
-            while len(rows) < self.batch:
-                try:
-                    item = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                rows.append(item)
-            if rows:
-                self._write(rows)
+        while True:
+            self._wake.wait(self.every_s)
+            self._wake.clear()
+            stopping = self._stopping
+            self._drain()
+            if stopping:
+                return
+
+    def _drain(self) -> None:
+        rows = self._rows
+        while rows:
+            with self._idle:
+                self._writing = True
+            taken = [rows.popleft() for _ in range(min(self.batch, len(rows)))]
+            try:
+                self._write(taken)
+            finally:
+                with self._idle:
+                    self._writing = False
+                    self._idle.notify_all()
 
     def _write(self, rows: list[routing_logs.Attempt]) -> None:
         try:
@@ -228,16 +245,21 @@ class LogWriter(threading.Thread):
                 rows=len(rows),
                 reason=type(exc).__name__,
             )
-        with self._flushed:
-            self._pending -= len(rows)
-            self._flushed.notify_all()
 
     def flush(self, timeout: float = 10.0) -> None:
-        with self._flushed:
-            self._flushed.wait_for(lambda: self._pending <= 0, timeout=timeout)
+        """Wait until the rows put so far are written (or ``timeout`` passes)."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while (self._rows or self._writing) and self.is_alive():
+                self._wake.set()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._idle.wait(min(left, 0.05))
 
     def stop(self) -> None:
-        self.queue.put(None)
+        self._stopping = True
+        self._wake.set()
         self.join(timeout=10)
 
 

@@ -1,0 +1,109 @@
+"""The routing-log writer on real databases: rows put from many threads are all written
+by flush, a full buffer drops and counts instead of growing, and a database that fails
+drops the batch with one warning while the writer keeps going."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select
+
+from reconciler import routing
+from reconciler.store import migrating, routing_logs, tables
+from reconciler.store.engine import Database
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = Database(db_url)
+    migrating.upgrade(database)
+    yield database
+    database.dispose()
+
+
+def _attempt(model_id: str = "m1") -> routing_logs.Attempt:
+    return routing_logs.Attempt(
+        request_id=str(uuid.uuid4()),
+        model_id=model_id,
+        task_type="think",
+        capability_required="reasoning",
+        latency_ms=1.5,
+        success=True,
+        attempt=1,
+        error_kind=None,
+        input_tokens=5,
+        output_tokens=1,
+        cost_usd=0.0001,
+        decision={"reason": "priority match", "chain": [model_id]},
+        timestamp=dt.datetime.now(dt.UTC),
+    )
+
+
+def _logged(db: Database) -> int:
+    with db.transaction() as connection:
+        return int(
+            connection.execute(select(func.count()).select_from(tables.routing_logs)).scalar_one()
+        )
+
+
+def test_rows_from_many_threads_are_all_written_by_flush(db: Database) -> None:
+    writer = routing.LogWriter(db, batch=100, every_s=5.0)  # flush, not the timer, writes
+    writer.start()
+    try:
+
+        def produce() -> None:
+            for _ in range(500):
+                writer.put(_attempt())
+
+        threads = [threading.Thread(target=produce) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        writer.flush()
+        assert _logged(db) == 2000
+        assert (writer.written, writer.dropped) == (2000, 0)
+    finally:
+        writer.stop()
+
+
+def test_a_full_buffer_drops_and_counts(db: Database) -> None:
+    writer = routing.LogWriter(db, max_rows=50)  # not started: nothing drains the buffer
+    for _ in range(80):
+        writer.put(_attempt())
+    assert writer.dropped == 30
+    writer.start()
+    writer.flush()
+    writer.stop()
+    assert _logged(db) == 50
+
+
+def _rename(db: Database, old: str, new: str) -> None:
+    with db.transaction(write=True) as connection:
+        connection.exec_driver_sql(f"ALTER TABLE {old} RENAME TO {new}")
+
+
+def test_a_failing_database_drops_the_batch_and_the_writer_goes_on(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = routing.LogWriter(db, every_s=0.05)
+    writer.start()
+    try:
+        _rename(db, "routing_logs", "routing_logs_away")  # every insert now fails
+        with caplog.at_level(logging.WARNING, logger="grove.router"):
+            writer.put(_attempt())
+            writer.flush()
+        assert writer.dropped == 1
+        assert [r.getMessage() for r in caplog.records] == ["routing-log-dropped"]
+        _rename(db, "routing_logs_away", "routing_logs")
+        writer.put(_attempt())
+        writer.flush()
+        assert _logged(db) == 1
+        assert writer.is_alive()
+    finally:
+        writer.stop()
