@@ -133,28 +133,14 @@ class Watcher:
         database = self.db.sqlite_file()
         if database is not None:
             # SQLite has no NOTIFY; its file changes when another process commits.
-            self._spawn("grove-sqlite", self._watch_database, database)
+            watcher = notifications.FileWatcher(database, self.wake.set, self.stop)
+            watcher.start()
+            self._threads.append(watcher)
 
     def _spawn(self, name: str, target: Any, argument: Path) -> None:
         thread = threading.Thread(target=target, args=(argument,), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
-
-    def _watch_database(self, database: Path) -> None:
-        def relevant(_change: object, path: str) -> bool:
-            return Path(path).name.startswith(database.name)
-
-        for _ in watch(
-            database.parent,
-            watch_filter=relevant,
-            stop_event=self.stop,
-            debounce=100,
-            step=10,
-            rust_timeout=1000,
-            yield_on_timeout=False,
-            recursive=False,
-        ):
-            self.wake.set()
 
     def _shutdown(self) -> None:
         if self.lease is not None:

@@ -130,13 +130,13 @@ async def _follow(
 
 def _listen(
     settings: Settings, db: Database, wakes: tuple[asyncio.Event, ...]
-) -> notifications.Listener | None:
-    """On PostgreSQL, a listener thread that sets ``wakes`` when an apply commits anywhere
-    (and when it connects, for what it missed while away): the router and the event
-    stream follow another replica's apply at once, not at their next poll. Polling goes
-    on beside it, so a lost connection costs at most one poll interval."""
-    if db.is_sqlite or not settings.pg_listen:
-        return None
+) -> notifications.Listener | notifications.FileWatcher | None:
+    """A thread that sets ``wakes`` when an apply commits anywhere: on PostgreSQL a
+    listener (also when it connects, for what it missed while away), on SQLite a watch
+    on the database files. The router and the event stream then follow another
+    process's apply (or the reconcile loop of ``grove serve``) at once, not at their
+    next poll. Polling goes on beside it, so a lost connection costs at most one poll
+    interval."""
     loop = asyncio.get_running_loop()
 
     def wake(*_: str) -> None:
@@ -144,11 +144,18 @@ def _listen(
             with contextlib.suppress(RuntimeError):  # the loop has ended: nothing to wake
                 loop.call_soon_threadsafe(event.set)
 
-    listener = notifications.Listener(
-        db.url, [registry.NOTIFY_CHANNEL], wake, threading.Event(), on_connect=wake
-    )
-    listener.start()
-    return listener
+    watcher: notifications.Listener | notifications.FileWatcher
+    database = db.sqlite_file()
+    if database is not None:
+        watcher = notifications.FileWatcher(database, wake, threading.Event())
+    elif not db.is_sqlite and settings.pg_listen:
+        watcher = notifications.Listener(
+            db.url, [registry.NOTIFY_CHANNEL], wake, threading.Event(), on_connect=wake
+        )
+    else:
+        return None
+    watcher.start()
+    return watcher
 
 
 def asgi(settings: Settings) -> Any:

@@ -1,4 +1,5 @@
-"""PostgreSQL LISTEN/NOTIFY: wake other processes when the registry changes.
+"""Wake other processes when the registry changes: PostgreSQL LISTEN/NOTIFY, and
+for SQLite, which has no NOTIFY, a watch on its files.
 
 An apply sends ``NOTIFY grove_registry, '<state serial>'`` inside its
 transaction, so the message is delivered when (and only if) it commits;
@@ -14,9 +15,11 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import psycopg
 from sqlalchemy.engine import make_url
+from watchfiles import watch
 
 log = logging.getLogger("grove.notify")
 
@@ -67,3 +70,34 @@ class Listener(threading.Thread):
                 log.warning("listener connection lost (%s); reconnecting", type(exc).__name__)
                 self.stop.wait(delay)
                 delay = min(delay * 2, 10.0)
+
+
+class FileWatcher(threading.Thread):
+    """SQLite's stand-in for a listener: calls ``on_change()`` (at most every 100 ms)
+    while files of ``database`` (the file, its WAL, its shared memory) change, which
+    they do when any process commits, until ``stop`` is set. Like notifications, a
+    fast path only: consumers poll as well."""
+
+    def __init__(self, database: Path, on_change: Callable[[], None], stop: threading.Event):
+        super().__init__(name="grove-sqlite-watch", daemon=True)
+        self.database = database
+        self.on_change = on_change
+        self.stop = stop
+
+    def run(self) -> None:
+        name = self.database.name
+
+        def relevant(_change: object, path: str) -> bool:
+            return Path(path).name.startswith(name)
+
+        for _ in watch(
+            self.database.parent,
+            watch_filter=relevant,
+            stop_event=self.stop,
+            debounce=100,
+            step=10,
+            rust_timeout=1000,
+            yield_on_timeout=False,
+            recursive=False,
+        ):
+            self.on_change()

@@ -1,5 +1,6 @@
-"""An apply made elsewhere reaches a running API server through PostgreSQL NOTIFY, not
-at its next poll: the router's snapshot and the live event stream follow at once."""
+"""An apply made elsewhere reaches a running API server at once, not at its next poll:
+through NOTIFY on PostgreSQL, through a watch on the database files on SQLite. The
+router's snapshot and the live event stream both follow."""
 
 from __future__ import annotations
 
@@ -33,8 +34,6 @@ def _commit_elsewhere(bare: Path, tmp_path: Path) -> None:
     clone.git("push", "-q", str(bare), "HEAD:main")
 
 
-# PostgreSQL only: SQLite has no NOTIFY, a server on SQLite follows by polling
-@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_another_replicas_apply_reaches_the_router_and_the_stream_at_once(
     slow_polling_server: Server, grove: GroveRunner, tmp_path: Path
 ) -> None:
