@@ -194,24 +194,26 @@ def revision_history(connection: Connection, limit: int = 50) -> list[dict[str, 
 
 
 def events(connection: Connection, limit: int = 100) -> list[dict[str, Any]]:
+    """The latest lifecycle events, newest first."""
     table = tables.lifecycle_events
     rows = connection.execute(select(table).order_by(table.c.id.desc()).limit(limit))
-    return [
-        {
-            "type": row.event_type,
-            "objectKind": row.object_kind,
-            "objectId": row.object_id,
-            "versionFrom": row.version_from,
-            "versionTo": row.version_to,
-            "revision": row.revision,
-            "stateSerial": int(row.state_serial),
-            "forced": row.forced,
-            "actor": row.actor,
-            "details": row.details,
-            "timestamp": _iso(row.timestamp),
-        }
-        for row in rows
-    ]
+    return [_event(row) for row in rows]
+
+
+def _event(row: Any) -> dict[str, Any]:
+    return {
+        "type": row.event_type,
+        "objectKind": row.object_kind,
+        "objectId": row.object_id,
+        "versionFrom": row.version_from,
+        "versionTo": row.version_to,
+        "revision": row.revision,
+        "stateSerial": int(row.state_serial),
+        "forced": bool(row.forced),
+        "actor": row.actor,
+        "details": row.details,
+        "timestamp": _iso(row.timestamp),
+    }
 
 
 def version_history(connection: Connection, kind: str, ident: str) -> list[dict[str, Any]]:
@@ -559,18 +561,4 @@ def events_after(connection: Connection, after_id: int, limit: int = 500) -> lis
     rows = connection.execute(
         select(table).where(table.c.id > after_id).order_by(table.c.id).limit(limit)
     )
-    return [
-        {
-            "id": int(row.id),
-            "type": row.event_type,
-            "objectKind": row.object_kind,
-            "objectId": row.object_id,
-            "versionFrom": row.version_from,
-            "versionTo": row.version_to,
-            "revision": row.revision,
-            "stateSerial": int(row.state_serial),
-            "actor": row.actor,
-            "timestamp": _iso(row.timestamp),
-        }
-        for row in rows
-    ]
+    return [{"id": int(row.id), **_event(row)} for row in rows]

@@ -78,5 +78,13 @@ def test_another_replicas_apply_reaches_the_router_and_the_stream_at_once(
             time.sleep(0.02)
     assert found_after is not None, f"not routed within {POLL_S / 4:g}s of the apply"
     reader.join(timeout=POLL_S / 4)
-    assert seen and seen[0]["objectId"] == "late", seen
+    assert seen, "no lifecycle event streamed"
+    event = seen[0]
+    assert (event["type"], event["objectId"], event["versionTo"]) == (
+        "model_registered",
+        "late",
+        "1",
+    )
+    assert event["forced"] is False
+    assert event["details"] == {"stateFrom": None, "stateTo": "enabled"}
     print(f"routed {found_after * 1000:.0f} ms after the apply (poll interval {POLL_S}s)")
