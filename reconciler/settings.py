@@ -7,6 +7,7 @@ database, git or the network.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import Field, ValidationError
@@ -15,6 +16,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from reconciler import errors
 
 MIB = 1024 * 1024
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``30s``, ``2m``, ``500ms``, ``1h`` or plain seconds; more than zero.
+    Raises ValueError with a one-line message for anything else."""
+    match = _DURATION.match(text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a duration like 30s, 2m or 500ms")
+    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 class Settings(BaseSettings):

@@ -6,22 +6,18 @@ Settings come from the GROVE_* environment; flags set where to listen.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 import uvicorn
 
 from reconciler import api, logs, settings
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
 
 def _seconds(text: str) -> float:
-    match = _DURATION.match(text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30s")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        return settings.parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main() -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import json
-import re
 import signal
 import socket
 import sys
@@ -28,6 +27,7 @@ from reconciler.cli.common import common_options, grove, load_settings
 from reconciler.cli.validate import text_line
 from reconciler.diagnostics import Diagnostic
 from reconciler.settings import Settings
+from reconciler.settings import parse_duration as _parse_seconds
 
 if TYPE_CHECKING:
     from reconciler import reconciling
@@ -277,16 +277,12 @@ def _report_applied(applied: registry.Applied, plan: plans.Plan) -> int:
 # ---------------------------------------------------------------- reconcile / status
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
 def parse_duration(text: str) -> float:
     """``30s``, ``2m``, ``500ms``, ``1h`` or plain seconds."""
-    match = _DURATION.match(text.strip())
-    if not match or float(match.group(1)) <= 0:
-        raise click.BadParameter(f"{text!r} is not a duration like 30s, 2m or 500ms")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        return _parse_seconds(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @grove.command("reconcile")
