@@ -297,8 +297,11 @@ class RoutingEngine:
             self.writer.start()
 
     @classmethod
-    def open(cls, db: str | None = None, *, settings: Settings | None = None) -> RoutingEngine:
-        """An engine on the registry at ``db`` (default: the settings), refreshed once."""
+    def open(
+        cls, db: str | None = None, *, settings: Settings | None = None, write_logs: bool = True
+    ) -> RoutingEngine:
+        """An engine on the registry at ``db`` (default: the settings), refreshed once;
+        ``write_logs=False`` for one that only decides (no routing-log writer thread)."""
         config = settings or settings_module.load(db_url=db)
         database = Database(config.db_url)
         try:
@@ -308,7 +311,7 @@ class RoutingEngine:
             raise
         except errors.TemporaryError:
             pass  # unreachable: serve the saved snapshot, degraded
-        engine = cls(config, database)
+        engine = cls(config, database, write_logs=write_logs)
         engine.refresh()
         engine.seed_latencies()
         return engine

@@ -50,7 +50,7 @@ def route_command(
     from reconciler import ranking, routing
 
     settings = load_settings(repo, ref, manifests_path, db)
-    engine = routing.RoutingEngine.open(settings=settings)
+    engine = routing.RoutingEngine.open(settings=settings, write_logs=False)  # decides only
     click.get_current_context().call_on_close(engine.close)
     request = ranking.TaskRequest(
         task_type=task_type,
