@@ -370,7 +370,16 @@ class RoutingTable:
             )
         else:
             pool = list(route.eligible)
-            order = sorted(pool, key=lambda c: (-_balanced(c, pool, route, dynamic), c.model_id))
+            latency = {c.model_id: _latency(c, dynamic) for c in pool}
+            slowest = max(latency.values(), default=1.0) or 1.0
+            priciest = max((c.price or 0.0 for c in pool), default=0.0)
+            order = sorted(
+                pool,
+                key=lambda c: (
+                    -_balanced(c, latency[c.model_id] / slowest, priciest, route),
+                    c.model_id,
+                ),
+            )
         if len(self._dynamic_orders) >= MAX_CAPABILITY_ROUTES:
             self._dynamic_orders.clear()
         self._dynamic_orders[id(route)] = (dynamic.stats_epoch, route, order)
@@ -441,10 +450,13 @@ def _latency(candidate: Candidate, dynamic: Dynamic) -> float:
     return observed if observed is not None else float(candidate.timeout_ms)
 
 
-def _balanced(candidate: Candidate, live: list[Candidate], route: Route, dynamic: Dynamic) -> float:
-    slowest = max((_latency(c, dynamic) for c in live), default=1.0) or 1.0
-    priciest = max((c.price or 0.0 for c in live), default=0.0)
-    latency_part = 1.0 - _latency(candidate, dynamic) / slowest
+def _balanced(
+    candidate: Candidate, relative_latency: float, priciest: float, route: Route
+) -> float:
+    """The rule's weighted sum of capability score, speed and cheapness, each in [0, 1]:
+    speed relative to the slowest candidate, price to the priciest (computed once per
+    ordering, so ordering n candidates costs n log n, not n squared)."""
+    latency_part = 1.0 - relative_latency
     cost_part = 1.0 - (candidate.price or 0.0) / priciest if priciest > 0 else 1.0
     weights = route.weights
     total = weights.capability + weights.latency + weights.cost
