@@ -275,19 +275,7 @@ def _rules(
 
 def eligible(spec: manifests.ModelSpec, rule: manifests.RuleSpec) -> bool:
     """Can ``spec`` serve ``rule`` on static grounds (state, capabilities, constraints)?"""
-    if spec.state is not manifests.ModelState.ENABLED:
-        return False
-    capabilities = spec.capabilities
-    for capability in rule.requires:
-        score = capabilities.get(capability)
-        if score is None or score < rule.min_score:
-            return False
-    constraints = rule.constraints
-    return constraints is None or not scoring.static_exclusion(
-        spec,
-        min_context_window=constraints.min_context_window,
-        max_cost_per_m_tok=constraints.max_cost_per_m_tok,
-    )
+    return scoring.rule_exclusion(spec, rule) is None
 
 
 def servers(rule: manifests.RuleSpec, models: dict[str, Located]) -> list[str]:

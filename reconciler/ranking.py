@@ -197,7 +197,7 @@ class RoutingTable:
             if model is None:
                 excluded.append((model_id, "not in the registry"))
                 continue
-            why = _static_exclusion(model.payload, rule)
+            why = scoring.rule_exclusion(model.payload, rule)
             if why is not None:
                 excluded.append((model_id, why))
                 continue
@@ -419,24 +419,6 @@ class RoutingTable:
                 CandidateReport(m, True, i + 1, None, "round-robin") for i, m in enumerate(chain)
             ),
         )
-
-
-def _static_exclusion(spec: manifests.ModelSpec, rule: manifests.RuleSpec) -> str | None:
-    if spec.state is not manifests.ModelState.ENABLED:
-        return f"state {spec.state.value}"
-    match = scoring.match_capabilities(rule.requires, spec.capabilities)
-    if match.missing:
-        return "lacks " + ", ".join(c.value for c in match.missing)
-    if match.weakest < rule.min_score:
-        weak = ", ".join(f"{c.value} {s:g}" for c, s in match.scores.items() if s < rule.min_score)
-        return f"{weak} below minScore {rule.min_score:g}"
-    if rule.constraints is not None:
-        return scoring.static_exclusion(
-            spec,
-            min_context_window=rule.constraints.min_context_window,
-            max_cost_per_m_tok=rule.constraints.max_cost_per_m_tok,
-        )
-    return None
 
 
 def _static_key(strategy: Strategy) -> Callable[[Candidate], tuple[Any, ...]]:

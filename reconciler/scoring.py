@@ -92,3 +92,24 @@ def static_exclusion(
         if price is not None and price > max_cost_per_m_tok:
             return f"blended price {price:g} > maxCostPerMTok {max_cost_per_m_tok:g}"
     return None
+
+
+def rule_exclusion(spec: manifests.ModelSpec, rule: manifests.RuleSpec) -> str | None:
+    """Why ``spec`` cannot serve ``rule`` on static grounds (its state, the required
+    capabilities at ``minScore``, the rule's constraints), or None when it can. The
+    router excludes with this reason; validation and safety ask whether it is None."""
+    if spec.state is not manifests.ModelState.ENABLED:
+        return f"state {spec.state.value}"
+    match = match_capabilities(rule.requires, spec.capabilities)
+    if match.missing:
+        return "lacks " + ", ".join(c.value for c in match.missing)
+    if match.weakest < rule.min_score:
+        weak = ", ".join(f"{c.value} {s:g}" for c, s in match.scores.items() if s < rule.min_score)
+        return f"{weak} below minScore {rule.min_score:g}"
+    if rule.constraints is not None:
+        return static_exclusion(
+            spec,
+            min_context_window=rule.constraints.min_context_window,
+            max_cost_per_m_tok=rule.constraints.max_cost_per_m_tok,
+        )
+    return None
