@@ -3,15 +3,18 @@
 Bodies over the cap get 413 (from the Content-Length, or while reading a
 chunked body); JSON nested deeper than a bound gets 422 before Python's
 recursive parser could meet it. The body is buffered (it is capped) and
-replayed to the application.
+replayed to the application. Refusals are the same problem documents as every
+other error.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from reconciler.api import problems
+from reconciler.api.problems import ApiError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -104,26 +107,11 @@ class BodyLimits:
 
 
 async def _problem(send: Send, status: int, code: str, detail: str) -> None:
-    payload = json.dumps(
-        {
-            "type": "about:blank",
-            "title": detail,
-            "status": status,
-            "code": code,
-            "detail": detail,
-            "errors": [],
-            "violations": [],
-            "attempts": [],
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
+    """The same problem document every other error gets (``problems.respond``)."""
+    titles = {413: "Request body too large", 422: "JSON nested too deep"}
+    response = problems.respond(ApiError(status, code, titles[status], detail))
+
+    async def nothing() -> Message:  # the body was refused: nothing more is read
+        return {"type": "http.disconnect"}
+
+    await response({"type": "http"}, nothing, send)
