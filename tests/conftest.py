@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from reconciler import cli, manifests
-from reconciler.store import tables
+from reconciler.store import migrating, tables
+from reconciler.store.engine import Database
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -137,6 +138,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     admin = request.getfixturevalue("postgres_admin")
     with postgres_database(admin) as url:
         yield url
+
+
+@pytest.fixture
+def database(db_url: str) -> Iterator[Database]:
+    """A migrated, empty registry database on each backend."""
+    db = Database(db_url)
+    migrating.upgrade(db)
+    yield db
+    db.dispose()
 
 
 # ---------------------------------------------------------------- git repositories

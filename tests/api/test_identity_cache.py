@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
-from collections.abc import Iterator
 
 import pytest
 
 from reconciler.api.deps import IdentityCache
-from reconciler.store import migrating, tokens
+from reconciler.store import tokens
 from reconciler.store.engine import Database
 
 TTL = 0.4
@@ -34,11 +33,8 @@ class CountedChecks:
 
 
 @pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    migrating.upgrade(database)
-    yield database
-    database.dispose()
+def db(database: Database) -> Database:
+    return database
 
 
 def _token(db: Database, name: str = "ci") -> str:

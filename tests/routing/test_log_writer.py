@@ -8,22 +8,18 @@ import datetime as dt
 import logging
 import threading
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import func, select
 
 from reconciler import routing
-from reconciler.store import migrating, routing_logs, tables
+from reconciler.store import routing_logs, tables
 from reconciler.store.engine import Database
 
 
 @pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    migrating.upgrade(database)
-    yield database
-    database.dispose()
+def db(database: Database) -> Database:
+    return database
 
 
 def _attempt(model_id: str = "m1") -> routing_logs.Attempt:
