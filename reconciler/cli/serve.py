@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +20,20 @@ from reconciler.settings import Settings
 UP_TOKEN_NAME = "grove-up-admin"  # noqa: S105 - a token name, not a token
 
 
+def _check_port(host: str, port: int) -> None:
+    """Fail in one line, before anything is started or printed, when HOST:PORT cannot be
+    listened on (uvicorn would log a bind error only after the loop had started)."""
+    try:
+        socket.create_server((host, port)).close()  # SO_REUSEADDR, as uvicorn binds
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise errors.UsageError(
+                f"{host}:{port} is already in use (another grove up or serve?); "
+                "stop it or pick another --port"
+            ) from None
+        raise errors.UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def _run_serve(
     settings: Settings, host: str, port: int, workers: int, interval: str, loop: bool
 ) -> int:
@@ -27,6 +43,7 @@ def _run_serve(
     the settings travel in the environment, and signals reach the server directly.
     """
     parse_duration(interval)  # a bad value is a usage error here, not in the server
+    _check_port(host, port)
     for name, value in settings.model_dump().items():
         if value is not None:
             os.environ[f"GROVE_{name.upper()}"] = str(value)
@@ -102,6 +119,7 @@ def up_command(host: str, port: int, seed: str) -> int:
     from reconciler import reconciling
     from reconciler.store import migrating, tokens
 
+    _check_port(host, port)
     data = Path(os.environ.get("GROVE_DATA_DIR", ".grove")).resolve()
     fleet = data / "fleet.git"
     fresh = not fleet.exists()

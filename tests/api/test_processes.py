@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -73,6 +74,30 @@ def test_grove_up_seeds_migrates_prints_a_token_once_and_serves(tmp_path: Path) 
         out, _ = second.communicate(timeout=30)
     assert "printed at the first run" in out
     assert token.group(1) not in out
+
+
+def test_grove_up_on_a_port_in_use_fails_in_one_line_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    shutil.copytree(REPO_ROOT / "manifests", tmp_path / "manifests")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "reconciler", "up", "--port", str(port)],
+            cwd=tmp_path,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stdout == ""  # no "Grove is up", no token printed for a server that never ran
+    assert done.stderr == (
+        f"grove: 127.0.0.1:{port} is already in use (another grove up or serve?); "
+        "stop it or pick another --port\n"
+    )
+    assert not (tmp_path / ".grove").exists()
 
 
 def test_a_server_killed_mid_burst_loses_no_acknowledged_write(
