@@ -2,11 +2,29 @@
 
 Module-level collectors in prometheus-client's default registry; the API
 exposes them. Labels never carry ids that could be unbounded or secret.
+
+With ``grove serve --workers N`` the processes of one server share their values
+through prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set
+before Python starts, see ``reconciler.api.__main__``): counters and histograms
+are summed over the processes, so whichever worker answers ``/metrics`` answers
+for the whole server; gauges say per gauge how processes combine.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 RECONCILE_CYCLES = Counter(
     "grove_reconcile_cycles_total",
@@ -18,10 +36,24 @@ RECONCILE_DURATION = Histogram(
     "Duration of one reconcile cycle.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-STATE_SERIAL = Gauge("grove_registry_state_serial", "State serial this process last saw.")
-LEADER = Gauge("grove_reconcile_leader", "1 while this process holds the reconciler lease.")
-SUSPENDED = Gauge("grove_reconcile_suspended", "1 while applying is suspended.")
-BACKOFF = Gauge("grove_reconcile_backoff_seconds", "Current backoff after temporary errors.")
+STATE_SERIAL = Gauge(
+    "grove_registry_state_serial",
+    "State serial this process last saw (one series per process with --workers).",
+    multiprocess_mode="liveall",
+)
+LEADER = Gauge(
+    "grove_reconcile_leader",
+    "1 while this server holds the reconciler lease.",
+    multiprocess_mode="livemax",
+)
+SUSPENDED = Gauge(
+    "grove_reconcile_suspended", "1 while applying is suspended.", multiprocess_mode="livemax"
+)
+BACKOFF = Gauge(
+    "grove_reconcile_backoff_seconds",
+    "Current backoff after temporary errors.",
+    multiprocess_mode="livemax",
+)
 SNAPSHOT_SWAPS = Counter("grove_snapshot_swaps_total", "Snapshots of reconciled state loaded.")
 MODEL_REQUESTS = Counter(
     "grove_model_requests_total", "Calls to models by outcome.", ["model", "outcome"]
@@ -39,5 +71,28 @@ ROUTING_DECISION_SECONDS = Histogram(
     buckets=(1e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2),
 )
 CIRCUIT_OPEN = Gauge(
-    "grove_circuit_open", "1 while a model's circuit breaker keeps calls away.", ["model"]
+    "grove_circuit_open",
+    "1 while a model's circuit breaker keeps calls away (in any process of the server).",
+    ["model"],
+    multiprocess_mode="livemax",
 )
+
+
+def multiprocess_dir() -> str | None:
+    """The folder the processes of this server share their values in, or None."""
+    return os.environ.get(MULTIPROCESS_VARIABLE) or None
+
+
+def exposition() -> tuple[bytes, str]:
+    """The Prometheus text of this process, or of every process of the server."""
+    if multiprocess_dir() is None:
+        return generate_latest(), CONTENT_TYPE_LATEST
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def process_exited(pid: int) -> None:
+    """Drop a finished process's live gauges (its counters keep counting in the sums)."""
+    if multiprocess_dir() is not None:
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 import sys
 import threading
@@ -19,7 +20,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from reconciler import authoring, routing, watching
+from reconciler import authoring, routing, telemetry, watching
 from reconciler import settings as settings_module
 from reconciler.api import events, fleet, operations, problems
 from reconciler.api.deps import Services
@@ -76,6 +77,7 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
                 await engine.aclose()
             finally:
                 _switch.leave()
+                telemetry.process_exited(os.getpid())  # a worker's live gauges end with it
 
     app = FastAPI(
         docs_url=None,  # Swagger UI and ReDoc load from a CDN; /openapi.json is enough

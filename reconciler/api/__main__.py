@@ -6,11 +6,18 @@ Settings come from the GROVE_* environment; flags set where to listen.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 import uvicorn
 
-from reconciler import api, logs, settings
+from reconciler import api, logs, settings, telemetry
+
+# Set on the re-exec below: the metrics folder this process made, and removes at exit.
+_OWNED_METRICS = "GROVE_OWNED_METRICS_DIR"
 
 
 def _seconds(text: str) -> float:
@@ -31,21 +38,45 @@ def main() -> int:
     logs.configure(json_lines=not sys.stderr.isatty())
     config = settings.load()
     if args.workers > 1:
-        if not args.no_loop:
-            api.start_loop(config, args.interval)
-        uvicorn.run(
-            "reconciler.api:app_from_environment",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_level="warning",
-            server_header=False,
-        )
+        _share_metrics()
+        owned = os.environ.pop(_OWNED_METRICS, None)  # the workers must not remove it
+        try:
+            if not args.no_loop:
+                api.start_loop(config, args.interval)
+            uvicorn.run(
+                "reconciler.api:app_from_environment",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                log_level="warning",
+                server_header=False,
+            )
+        finally:
+            if owned:
+                shutil.rmtree(owned, ignore_errors=True)
         return 0
     return api.serve(
         config, host=args.host, port=args.port, loop=not args.no_loop, interval_s=args.interval
     )
+
+
+def _share_metrics() -> None:
+    """Several workers: their Prometheus values must be shared, or each scrape of
+    ``/metrics`` would see one worker's counters. prometheus-client reads its folder
+    when it is imported, which has happened in this process already: so make a fresh
+    folder and start this process again with it in the environment (the workers
+    inherit it). An operator's own ``PROMETHEUS_MULTIPROC_DIR`` is used as it is."""
+    folder = telemetry.multiprocess_dir()
+    if folder is not None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return
+    folder = tempfile.mkdtemp(prefix="grove-metrics-")
+    os.environ[telemetry.MULTIPROCESS_VARIABLE] = folder
+    os.environ[_OWNED_METRICS] = folder
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "reconciler.api", *sys.argv[1:]])  # noqa: S606
 
 
 if __name__ == "__main__":

@@ -9,10 +9,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.background import BackgroundTask
 
-from reconciler import manifests, ranking, routing
+from reconciler import manifests, ranking, routing, telemetry
 from reconciler.api import problems
 from reconciler.api.bodies import ExecuteBody, ExecuteOut, HealthOut
 from reconciler.api.deps import Operator, ServicesDep, Viewer
@@ -164,7 +163,8 @@ async def events(services: ServicesDep, identity: Viewer) -> StreamingResponse:
 
 @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
 def metrics(identity: Viewer) -> PlainTextResponse:
-    return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    body, media_type = telemetry.exposition()
+    return PlainTextResponse(body, media_type=media_type)
 
 
 @router.post(

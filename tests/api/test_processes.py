@@ -193,3 +193,90 @@ def test_a_server_killed_mid_burst_loses_no_acknowledged_write(
     assert after.returncode == 0, after.stderr
     live = registry.live()
     assert all(f"AIModel/{ident}" in live for ident in acknowledged)
+
+
+def test_serve_with_two_workers_answers_metrics_for_the_whole_server(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """``grove serve --workers 2``: whichever worker answers ``/metrics`` counts every
+    routed call of both workers and the reconcile cycles of the parent process."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from reconciler.store import tokens
+    from reconciler.store.engine import Database
+    from tests.reconciling.conftest import small_fleet
+
+    registry.fleet.commit("fleet", small_fleet())
+    bare = tmp_path / "fleet.git"
+    registry.fleet.git("clone", "-q", "--bare", str(registry.fleet.root), str(bare))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = _env(
+        GROVE_REPO=str(bare),
+        GROVE_DB_URL=registry.url,
+        GROVE_DATA_DIR=str(tmp_path / "data"),
+        TMPDIR=str(scratch),  # where the server makes its shared metrics folder
+    )
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    assert subprocess.run(
+        [sys.executable, "-m", "reconciler", "reconcile"], env=env, cwd=tmp_path, check=False
+    ).returncode == 0
+    db = Database(registry.url)
+    with db.transaction(write=True) as connection:
+        token = tokens.create(connection, name="metrics", role="operator", created_by="test")
+    db.dispose()
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "serve", "--port", str(port), "--workers", "2"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def scrape() -> dict[str, list[tuple[dict[str, str], float]]]:
+        # a new connection each time: either worker may answer
+        text = httpx.get(f"{url}/metrics", headers=headers, timeout=10).text
+        return {
+            family.name: [(sample.labels, sample.value) for sample in family.samples]
+            for family in text_string_to_metric_families(text)
+        }
+
+    try:
+        _wait_for(f"{url}/api/status")
+        calls = 20
+        for _ in range(calls):  # each on a new connection, so both workers take some
+            answer = httpx.post(
+                f"{url}/api/routing/execute",
+                json={"taskType": "think", "prompt": "hi"},
+                headers=headers,
+                timeout=10,
+            )
+            assert answer.status_code == 200, answer.text
+        assert next(p.name for p in scratch.iterdir()).startswith("grove-metrics-")
+        deadline = time.monotonic() + 20
+        while True:
+            families = scrape()
+            cycles = sum(v for _, v in families.get("grove_reconcile_cycles", []))
+            if cycles >= 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert cycles >= 1, "the parent's reconcile loop is not in a worker's /metrics"
+        for _ in range(8):
+            families = scrape()
+            requests = [
+                value
+                for labels, value in families["grove_model_requests"]
+                if labels.get("outcome") == "success"
+            ]
+            assert sum(requests) == calls
+            serials = {labels["pid"] for labels, _ in families["grove_registry_state_serial"]}
+            assert len(serials) == 3, serials  # the parent and the two workers
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=60)
+    assert server.returncode == 0, err
+    assert list(scratch.iterdir()) == []  # the shared metrics folder is removed at exit
