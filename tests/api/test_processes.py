@@ -37,6 +37,31 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _fleet_and_token(
+    registry: Registry, tmp_path: Path, token_name: str, **extra: str
+) -> tuple[dict[str, str], str]:
+    """The small fleet in a bare repository, the environment of a server on it, and an
+    operator token."""
+    from reconciler.store import tokens
+    from reconciler.store.engine import Database
+    from tests.reconciling.conftest import small_fleet
+
+    registry.fleet.commit("fleet", small_fleet())
+    bare = tmp_path / "fleet.git"
+    registry.fleet.git("clone", "-q", "--bare", str(registry.fleet.root), str(bare))
+    env = _env(
+        GROVE_REPO=str(bare),
+        GROVE_DB_URL=registry.url,
+        GROVE_DATA_DIR=str(tmp_path / "data"),
+        **extra,
+    )
+    db = Database(registry.url)
+    with db.transaction(write=True) as connection:
+        token = tokens.create(connection, name=token_name, role="operator", created_by="test")
+    db.dispose()
+    return env, token
+
+
 def test_grove_up_seeds_migrates_prints_a_token_once_and_serves(tmp_path: Path) -> None:
     shutil.copytree(REPO_ROOT / "manifests", tmp_path / "manifests")
     port = free_port()
@@ -103,20 +128,8 @@ def test_grove_up_on_a_port_in_use_fails_in_one_line_before_anything_starts(
 def test_a_server_killed_mid_burst_loses_no_acknowledged_write(
     registry: Registry, tmp_path: Path
 ) -> None:
-    from reconciler.store import tokens
-    from reconciler.store.engine import Database
-    from tests.reconciling.conftest import small_fleet
-
-    registry.fleet.commit("fleet", small_fleet())
+    env, token = _fleet_and_token(registry, tmp_path, "burst")
     bare = tmp_path / "fleet.git"
-    registry.fleet.git("clone", "-q", "--bare", str(registry.fleet.root), str(bare))
-    env = _env(
-        GROVE_REPO=str(bare), GROVE_DB_URL=registry.url, GROVE_DATA_DIR=str(tmp_path / "data")
-    )
-    db = Database(registry.url)
-    with db.transaction(write=True) as connection:
-        token = tokens.create(connection, name="burst", role="operator", created_by="test")
-    db.dispose()
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "reconciler", "serve", "--port", str(port), "--no-loop"],
@@ -202,29 +215,17 @@ def test_serve_with_two_workers_answers_metrics_for_the_whole_server(
     routed call of both workers and the reconcile cycles of the parent process."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from reconciler.store import tokens
-    from reconciler.store.engine import Database
-    from tests.reconciling.conftest import small_fleet
-
-    registry.fleet.commit("fleet", small_fleet())
-    bare = tmp_path / "fleet.git"
-    registry.fleet.git("clone", "-q", "--bare", str(registry.fleet.root), str(bare))
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    env = _env(
-        GROVE_REPO=str(bare),
-        GROVE_DB_URL=registry.url,
-        GROVE_DATA_DIR=str(tmp_path / "data"),
-        TMPDIR=str(scratch),  # where the server makes its shared metrics folder
-    )
+    # TMPDIR: where the server makes its shared metrics folder
+    env, token = _fleet_and_token(registry, tmp_path, "metrics", TMPDIR=str(scratch))
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    assert subprocess.run(
-        [sys.executable, "-m", "reconciler", "reconcile"], env=env, cwd=tmp_path, check=False
-    ).returncode == 0
-    db = Database(registry.url)
-    with db.transaction(write=True) as connection:
-        token = tokens.create(connection, name="metrics", role="operator", created_by="test")
-    db.dispose()
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "reconciler", "reconcile"], env=env, cwd=tmp_path, check=False
+        ).returncode
+        == 0
+    )
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "reconciler", "serve", "--port", str(port), "--workers", "2"],
