@@ -83,12 +83,14 @@ class Breakers:
             circuit.probing = True
             return True
 
-    def success(self, model_id: str) -> None:
+    def success(self, model_id: str) -> bool:
+        """Close the model's circuit (a closed circuit without failures is no circuit);
+        True when it had one, so that its state may have changed."""
         with self._lock:
-            circuit = self._circuits.get(model_id)
-            if circuit is not None:
-                self._circuits[model_id] = Circuit()
-                self._track()
+            if self._circuits.pop(model_id, None) is None:
+                return False
+            self._track()
+            return True
 
     def failure(
         self, model_id: str, *, cooldown_s: float, retry_after_s: float | None, why: str

@@ -504,8 +504,8 @@ class RoutingEngine:
             except BaseException:
                 self.breakers.release(model_id)
                 raise
-            self.breakers.success(model_id)
-            telemetry.CIRCUIT_OPEN.labels(model=model_id).set(0)
+            if self.breakers.success(model_id):  # a gauge write per call costs, with --workers
+                telemetry.CIRCUIT_OPEN.labels(model=model_id).set(0)
             attempts.append(AttemptReport(model_id, "success", response.latency_ms))
             failed = [a for a in attempts if a.outcome not in ("success", "skipped")]
             if failed:

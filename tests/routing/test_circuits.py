@@ -51,3 +51,18 @@ def test_a_released_probe_lets_another_caller_probe() -> None:
     assert breakers.acquire("m")
     breakers.release("m")
     assert breakers.acquire("m")
+
+
+def test_a_success_forgets_the_circuit_and_says_whether_there_was_one() -> None:
+    """The router writes the circuit gauge only when success reports a circuit, so a
+    healthy model costs no gauge write per call; failures start counting afresh."""
+    breakers = circuits.Breakers(failure_threshold=3, clock=Clock())
+    assert breakers.success("m") is False  # never failed: nothing to close
+    breakers.failure("m", cooldown_s=30, retry_after_s=None, why="timeout")
+    breakers.failure("m", cooldown_s=30, retry_after_s=None, why="timeout")
+    assert breakers.success("m") is True
+    assert breakers.states() == {}
+    assert breakers.success("m") is False
+    for _ in range(2):  # the two earlier failures no longer count toward the threshold
+        breakers.failure("m", cooldown_s=30, retry_after_s=None, why="timeout")
+    assert breakers.blocked("m") is None
