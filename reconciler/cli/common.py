@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from reconciler import settings as settings_module
 from reconciler.settings import Settings
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 FORMATS = ("text", "json", "github")
 
@@ -21,8 +20,24 @@ def grove() -> None:
     """Grove: a GitOps reconciler and router for fleets of AI models."""
 
 
-def common_options(command: F) -> F:
-    """--repo, --ref, --path and --db, which every command takes (DESIGN section 5)."""
+def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--repo, --ref, --path and --db, which every command takes (DESIGN section 5).
+
+    The command receives them as one ``settings`` argument (flags > environment >
+    defaults), built when it runs, so a bad value is the command's usage error.
+    """
+
+    @functools.wraps(command)
+    def with_settings(
+        *args: Any,
+        repo: str | None,
+        ref: str | None,
+        manifests_path: str | None,
+        db: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        return command(*args, settings=load_settings(repo, ref, manifests_path, db), **kwargs)
+
     options = (
         click.option("--repo", help="Fleet repository path or URL [env GROVE_REPO; default .]"),
         click.option("--ref", help="Git ref to read [env GROVE_REF; default HEAD]"),
@@ -34,9 +49,10 @@ def common_options(command: F) -> F:
         ),
         click.option("--db", help="Registry database URL [env GROVE_DB_URL]"),
     )
+    decorated: Callable[..., Any] = with_settings
     for option in reversed(options):
-        command = option(command)
-    return command
+        decorated = option(decorated)
+    return decorated
 
 
 def load_settings(

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from reconciler import errors, plans
-from reconciler.cli.common import common_options, grove, load_settings
+from reconciler.cli.common import common_options, grove
 from reconciler.cli.validate import text_line
 from reconciler.diagnostics import Diagnostic
 from reconciler.settings import Settings
@@ -78,14 +78,11 @@ def db_group() -> None:
 @db_group.command("upgrade")
 @click.argument("revision", default="head")
 @common_options
-def db_upgrade(
-    revision: str, repo: str | None, ref: str | None, manifests_path: str | None, db: str | None
-) -> int:
+def db_upgrade(revision: str, settings: Settings) -> int:
     """Migrate the registry database up to REVISION (default: head)."""
     from reconciler import reconciling
     from reconciler.store import migrating
 
-    settings = load_settings(repo, ref, manifests_path, db)
     database = reconciling.open_database(settings, require_schema=False)
     click.get_current_context().call_on_close(database.dispose)
     before, after = migrating.upgrade(database, revision)
@@ -99,14 +96,11 @@ def db_upgrade(
 @db_group.command("downgrade")
 @click.argument("revision")
 @common_options
-def db_downgrade(
-    revision: str, repo: str | None, ref: str | None, manifests_path: str | None, db: str | None
-) -> int:
+def db_downgrade(revision: str, settings: Settings) -> int:
     """Migrate the registry database down to REVISION (``base`` removes every table)."""
     from reconciler import reconciling
     from reconciler.store import migrating
 
-    settings = load_settings(repo, ref, manifests_path, db)
     database = reconciling.open_database(settings, require_schema=False)
     click.get_current_context().call_on_close(database.dispose)
     before, after = migrating.downgrade(database, revision)
@@ -132,15 +126,11 @@ def diff_command(
     base: str,
     head: str,
     fmt: str,
-    repo: str | None,
-    ref: str | None,
-    manifests_path: str | None,
-    db: str | None,
+    settings: Settings,
 ) -> int:
     """Plan between two git revisions with the safety checks; no database (PR preview)."""
     from reconciler import reconciling
 
-    settings = load_settings(repo, ref, manifests_path, db)
     outcome, base_errors = reconciling.diff_revisions(settings, base, head)
     if base_errors:
         click.echo(
@@ -198,13 +188,9 @@ def _invalid_json(diagnostics: tuple[Diagnostic, ...]) -> dict[str, Any]:
 def plan_command(
     as_json: bool,
     out: str | None,
-    repo: str | None,
-    ref: str | None,
-    manifests_path: str | None,
-    db: str | None,
+    settings: Settings,
 ) -> int:
     """Plan git at --ref against the live registry (exit 0 none, 2 changes, 1 refused)."""
-    settings = load_settings(repo, ref, manifests_path, db)
     outcome = _reconciler(settings).plan()
     if outcome.plan is None:
         if as_json:
@@ -236,13 +222,9 @@ def plan_command(
 def apply_command(
     plan_file: str | None,
     force: bool,
-    repo: str | None,
-    ref: str | None,
-    manifests_path: str | None,
-    db: str | None,
+    settings: Settings,
 ) -> int:
     """Apply git at --ref (or a saved plan) to the registry in one transaction."""
-    settings = load_settings(repo, ref, manifests_path, db)
     reconciler = _reconciler(settings)
     if plan_file:
         try:
@@ -309,13 +291,9 @@ def reconcile_command(
     interval: str,
     now: bool,
     log_format: str | None,
-    repo: str | None,
-    ref: str | None,
-    manifests_path: str | None,
-    db: str | None,
+    settings: Settings,
 ) -> int:
     """One cycle: fetch, plan, apply unless refused, record status (or --watch: forever)."""
-    settings = load_settings(repo, ref, manifests_path, db)
     if now:
         return _trigger(settings)
     if watch:
@@ -391,20 +369,16 @@ def _trigger(settings: Settings) -> int:
 
 @grove.command("suspend")
 @common_options
-def suspend_command(
-    repo: str | None, ref: str | None, manifests_path: str | None, db: str | None
-) -> int:
+def suspend_command(settings: Settings) -> int:
     """Stop reconcile loops from applying until `grove resume` (`grove status` shows it)."""
-    return _suspension(load_settings(repo, ref, manifests_path, db), True)
+    return _suspension(settings, True)
 
 
 @grove.command("resume")
 @common_options
-def resume_command(
-    repo: str | None, ref: str | None, manifests_path: str | None, db: str | None
-) -> int:
+def resume_command(settings: Settings) -> int:
     """Resume applying after `grove suspend`."""
-    return _suspension(load_settings(repo, ref, manifests_path, db), False)
+    return _suspension(settings, False)
 
 
 def _suspension(settings: Settings, suspended: bool) -> int:
@@ -423,11 +397,8 @@ def _suspension(settings: Settings, suspended: bool) -> int:
 @grove.command("status")
 @click.option("--json", "as_json", is_flag=True)
 @common_options
-def status_command(
-    as_json: bool, repo: str | None, ref: str | None, manifests_path: str | None, db: str | None
-) -> int:
+def status_command(as_json: bool, settings: Settings) -> int:
     """Sync, health, conditions, revisions and drift."""
-    settings = load_settings(repo, ref, manifests_path, db)
     status = _reconciler(settings).status()
     if as_json:
         click.echo(json.dumps(status.to_json(), indent=2))
@@ -461,13 +432,10 @@ def protect_command(
     ident: str,
     kind: str | None,
     reason: str,
-    repo: str | None,
-    ref: str | None,
-    manifests_path: str | None,
-    db: str | None,
+    settings: Settings,
 ) -> int:
     """Protect a live object so that deleting its file cannot remove it."""
-    return _protection(ident, kind, reason, True, load_settings(repo, ref, manifests_path, db))
+    return _protection(ident, kind, reason, True, settings)
 
 
 @grove.command("unprotect")
@@ -477,13 +445,10 @@ def protect_command(
 def unprotect_command(
     ident: str,
     kind: str | None,
-    repo: str | None,
-    ref: str | None,
-    manifests_path: str | None,
-    db: str | None,
+    settings: Settings,
 ) -> int:
     """Remove the protection of a live object."""
-    return _protection(ident, kind, "", False, load_settings(repo, ref, manifests_path, db))
+    return _protection(ident, kind, "", False, settings)
 
 
 def _protection(
@@ -533,10 +498,7 @@ def rollback_command(
     to_version: str | None,
     kind: str,
     force: bool,
-    repo: str | None,
-    ref: str | None,
-    manifests_path: str | None,
-    db: str | None,
+    settings: Settings,
 ) -> int:
     """Revert a model (or a rule, with --type) to an earlier version, through git.
 
@@ -547,7 +509,6 @@ def rollback_command(
     """
     from reconciler import authoring, reconciling
 
-    settings = load_settings(repo, ref, manifests_path, db)
     database = reconciling.open_database(settings)
     click.get_current_context().call_on_close(database.dispose)
     service = authoring.Authoring(settings, database)

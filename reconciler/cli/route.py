@@ -12,8 +12,9 @@ import json
 import click
 
 from reconciler import errors
-from reconciler.cli.common import common_options, grove, load_settings
+from reconciler.cli.common import common_options, grove
 from reconciler.manifests import CapabilityType
+from reconciler.settings import Settings
 
 CAPABILITIES = [c.value for c in CapabilityType]
 
@@ -41,15 +42,11 @@ def route_command(
     capabilities: tuple[str, ...],
     min_score: float,
     as_json: bool,
-    repo: str | None,
-    ref: str | None,
-    manifests_path: str | None,
-    db: str | None,
+    settings: Settings,
 ) -> int:
     """Show which model a task would go to, the failover chain, and why."""
     from reconciler import ranking, routing
 
-    settings = load_settings(repo, ref, manifests_path, db)
     engine = routing.RoutingEngine.open(settings=settings, write_logs=False)  # decides only
     click.get_current_context().call_on_close(engine.close)
     request = ranking.TaskRequest(

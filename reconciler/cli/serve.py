@@ -91,15 +91,11 @@ def serve_command(
     workers: int,
     interval: str,
     no_loop: bool,
-    repo: str | None,
-    ref: str | None,
-    manifests_path: str | None,
-    db: str | None,
+    settings: Settings,
 ) -> int:
     """Serve the API (and, unless --no-loop, the reconcile loop) on HOST:PORT."""
     from reconciler import reconciling
 
-    settings = load_settings(repo, ref, manifests_path, db)
     reconciling.open_database(settings).dispose()  # fail early, in one line, if unmigrated
     return _run_serve(settings, host, port, workers, interval, not no_loop)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from reconciler import errors
-from reconciler.cli.common import common_options, grove, load_settings
+from reconciler.cli.common import common_options, grove
 from reconciler.cli.registry import actor
+from reconciler.settings import Settings
 
 ROLES = ("viewer", "operator", "admin")
 
@@ -23,16 +24,13 @@ def token_group() -> None:
 def create_command(
     role: str,
     name: str,
-    repo: str | None,
-    ref: str | None,
-    manifests_path: str | None,
-    db: str | None,
+    settings: Settings,
 ) -> int:
     """Create a token and print it once on stdout."""
     from reconciler import reconciling
     from reconciler.store import tokens
 
-    database = reconciling.open_database(load_settings(repo, ref, manifests_path, db))
+    database = reconciling.open_database(settings)
     click.get_current_context().call_on_close(database.dispose)
     with database.transaction(write=True) as connection:
         token = tokens.create(connection, name=name, role=role, created_by=actor())
@@ -43,9 +41,7 @@ def create_command(
 @token_group.command("revoke")
 @click.argument("name")
 @common_options
-def revoke_command(
-    name: str, repo: str | None, ref: str | None, manifests_path: str | None, db: str | None
-) -> int:
+def revoke_command(name: str, settings: Settings) -> int:
     """Revoke the token called NAME; requests with it get 401 within 5 s.
 
     A server keeps a verified token for up to 5 seconds.
@@ -53,7 +49,7 @@ def revoke_command(
     from reconciler import reconciling
     from reconciler.store import tokens
 
-    database = reconciling.open_database(load_settings(repo, ref, manifests_path, db))
+    database = reconciling.open_database(settings)
     click.get_current_context().call_on_close(database.dispose)
     with database.transaction(write=True) as connection:
         if not tokens.revoke(connection, name):

@@ -13,8 +13,9 @@ from typing import Any
 import click
 
 from reconciler import manifests, validating
-from reconciler.cli.common import FORMATS, common_options, grove, load_settings
+from reconciler.cli.common import FORMATS, common_options, grove
 from reconciler.diagnostics import Diagnostic
+from reconciler.settings import Settings
 
 JSON_SHAPE_VERSION = 1
 
@@ -35,14 +36,11 @@ def validate_command(
     paths: tuple[str, ...],
     fmt: str,
     show: bool,
-    repo: str | None,
-    ref: str | None,
-    manifests_path: str | None,
-    db: str | None,
+    settings: Settings,
 ) -> int:
     """Validate manifest files or folders (default: the manifests path)."""
-    settings = load_settings(repo, ref, manifests_path, db)
-    default = str(Path(settings.repo) / settings.path) if repo else settings.path
+    repo_given = click.get_current_context().params.get("repo")  # --repo itself, not the env
+    default = str(Path(settings.repo) / settings.path) if repo_given else settings.path
     report = validating.validate_paths(list(paths) or [default], settings)
     if fmt == "json":
         click.echo(json.dumps(as_json(report), indent=2))
