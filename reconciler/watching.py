@@ -118,24 +118,18 @@ class Watcher:
         return 0
 
     def _start_helpers(self) -> None:
-        if not self.db.is_sqlite and self.settings.pg_listen:
-            listener = notifications.Listener(
-                self.db.url,
-                [registry.NOTIFY_CHANNEL, coordination.TRIGGER_CHANNEL],
-                self._notified,
-                self.stop,
-            )
-            listener.start()
-            self._threads.append(listener)
+        follower = notifications.follow(
+            self.db,
+            [registry.NOTIFY_CHANNEL, coordination.TRIGGER_CHANNEL],
+            self.wake.set,
+            self.stop,
+            listen=self.settings.pg_listen,
+        )
+        if follower is not None:
+            self._threads.append(follower)
         refs = self._local_refs()
         if refs is not None:
             self._spawn("grove-refs", self._watch_refs, refs)
-        database = self.db.sqlite_file()
-        if database is not None:
-            # SQLite has no NOTIFY; its file changes when another process commits.
-            watcher = notifications.FileWatcher(database, self.wake.set, self.stop)
-            watcher.start()
-            self._threads.append(watcher)
 
     def _spawn(self, name: str, target: Any, argument: Path) -> None:
         thread = threading.Thread(target=target, args=(argument,), name=name, daemon=True)
@@ -153,9 +147,6 @@ class Watcher:
             telemetry.LEADER.set(0)
         logs.event(log, "watch-stopped", holder=self.holder, cycles=self.cycles)
         self.db.dispose()
-
-    def _notified(self, channel: str, payload: str) -> None:
-        self.wake.set()
 
     def _local_refs(self) -> Path | None:
         if not isinstance(self.source, GitSource) or self.source.remote:

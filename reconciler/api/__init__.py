@@ -133,31 +133,20 @@ async def _follow(
 def _listen(
     settings: Settings, db: Database, wakes: tuple[asyncio.Event, ...]
 ) -> notifications.Listener | notifications.FileWatcher | None:
-    """A thread that sets ``wakes`` when an apply commits anywhere: on PostgreSQL a
-    listener (also when it connects, for what it missed while away), on SQLite a watch
-    on the database files. The router and the event stream then follow another
-    process's apply (or the reconcile loop of ``grove serve``) at once, not at their
-    next poll. Polling goes on beside it, so a lost connection costs at most one poll
-    interval."""
+    """The thread that sets ``wakes`` when an apply commits anywhere (NOTIFY on
+    PostgreSQL, a file watch on SQLite): the router and the event stream then follow
+    another process's apply (or the reconcile loop of ``grove serve``) at once, not at
+    their next poll. Polling goes on beside it."""
     loop = asyncio.get_running_loop()
 
-    def wake(*_: str) -> None:
+    def wake() -> None:
         for event in wakes:
             with contextlib.suppress(RuntimeError):  # the loop has ended: nothing to wake
                 loop.call_soon_threadsafe(event.set)
 
-    watcher: notifications.Listener | notifications.FileWatcher
-    database = db.sqlite_file()
-    if database is not None:
-        watcher = notifications.FileWatcher(database, wake, threading.Event())
-    elif not db.is_sqlite and settings.pg_listen:
-        watcher = notifications.Listener(
-            db.url, [registry.NOTIFY_CHANNEL], wake, threading.Event(), on_connect=wake
-        )
-    else:
-        return None
-    watcher.start()
-    return watcher
+    return notifications.follow(
+        db, [registry.NOTIFY_CHANNEL], wake, threading.Event(), listen=settings.pg_listen
+    )
 
 
 def asgi(settings: Settings) -> Any:

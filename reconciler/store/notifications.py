@@ -21,6 +21,8 @@ import psycopg
 from sqlalchemy.engine import make_url
 from watchfiles import watch
 
+from reconciler.store.engine import Database
+
 log = logging.getLogger("grove.notify")
 
 APPLICATION_NAME = f"grove-listen:{os.getpid()}"
@@ -101,3 +103,27 @@ class FileWatcher(threading.Thread):
             recursive=False,
         ):
             self.on_change()
+
+
+def follow(
+    db: Database,
+    channels: Sequence[str],
+    on_change: Callable[[], None],
+    stop: threading.Event,
+    *,
+    listen: bool,
+) -> Listener | FileWatcher | None:
+    """Start the thread that calls ``on_change()`` when another process changes the
+    registry: a watch on the files of a SQLite database, a listener on ``channels``
+    on PostgreSQL (also once it connects, for what it missed while away), or none
+    when ``listen`` is off (behind PgBouncer). It runs until ``stop`` is set."""
+    thread: Listener | FileWatcher
+    database = db.sqlite_file()
+    if database is not None:
+        thread = FileWatcher(database, on_change, stop)
+    elif not db.is_sqlite and listen:
+        thread = Listener(db.url, channels, lambda _c, _p: on_change(), stop, on_connect=on_change)
+    else:
+        return None
+    thread.start()
+    return thread
