@@ -242,7 +242,8 @@ def _rules(
                         line,
                         "R005",
                         f"rule {item.id} chains to {target}, which "
-                        + _shortfall(match, rule.min_score),
+                        + ("" if match.missing else "scores ")
+                        + scoring.shortfall(match, rule.min_score),
                         path=path,
                     )
                 )
@@ -326,13 +327,6 @@ def _servable(rule: manifests.RuleSpec, models: dict[str, Located], index: _Serv
     if rule.chain:
         return bool(servers(rule, models))
     return index.servable(rule)
-
-
-def _shortfall(match: scoring.MatchScore, min_score: float) -> str:
-    if match.missing:
-        return "lacks " + ", ".join(c.value for c in match.missing)
-    weak = [f"{c.value} {s:g}" for c, s in match.scores.items() if s < min_score]
-    return f"scores {', '.join(weak)} below minScore {min_score:g}"
 
 
 def _lifecycle(models: dict[str, Located], today: dt.date) -> list[Diagnostic]:

@@ -94,6 +94,15 @@ def static_exclusion(
     return None
 
 
+def shortfall(match: MatchScore, min_score: float) -> str:
+    """What a model lacks for a capability match: ``lacks speed``, or
+    ``reasoning 0.6 below minScore 0.7``."""
+    if match.missing:
+        return "lacks " + ", ".join(c.value for c in match.missing)
+    weak = ", ".join(f"{c.value} {s:g}" for c, s in match.scores.items() if s < min_score)
+    return f"{weak} below minScore {min_score:g}"
+
+
 def rule_exclusion(spec: manifests.ModelSpec, rule: manifests.RuleSpec) -> str | None:
     """Why ``spec`` cannot serve ``rule`` on static grounds (its state, the required
     capabilities at ``minScore``, the rule's constraints), or None when it can. The
@@ -101,11 +110,8 @@ def rule_exclusion(spec: manifests.ModelSpec, rule: manifests.RuleSpec) -> str |
     if spec.state is not manifests.ModelState.ENABLED:
         return f"state {spec.state.value}"
     match = match_capabilities(rule.requires, spec.capabilities)
-    if match.missing:
-        return "lacks " + ", ".join(c.value for c in match.missing)
-    if match.weakest < rule.min_score:
-        weak = ", ".join(f"{c.value} {s:g}" for c, s in match.scores.items() if s < rule.min_score)
-        return f"{weak} below minScore {rule.min_score:g}"
+    if not match.meets(rule.min_score):
+        return shortfall(match, rule.min_score)
     if rule.constraints is not None:
         return static_exclusion(
             spec,
