@@ -100,23 +100,25 @@ class Http:
     def __init__(self, *, allow_local: bool, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
         self.allow_local = allow_local
         self.max_response_bytes = max_response_bytes
-        self._sessions: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = {}
-        self._tls: ssl.SSLContext | None = None
+        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+        self._tls: ssl.SSLContext | str | None = None  # the context, or why it failed
 
     def _session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
-        entry = self._sessions.get(id(loop))
-        if entry is not None and entry[0] is loop and not entry[1].closed:
-            return entry[1]
+        session = self._sessions.get(loop)
+        if session is not None and not session.closed:
+            return session
         if self._tls is None:
             try:
                 self._tls = tls_context()  # loads the CA bundle: once
             except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                raise ProviderError(
-                    FailureKind.CONFIGURATION,
+                # remembered: a bad bundle is not read again on every call
+                self._tls = (
                     "CA certificates could not be loaded (SSL_CERT_FILE / SSL_CERT_DIR): "
-                    f"{getattr(exc, 'strerror', None) or type(exc).__name__}",
-                ) from None
+                    f"{getattr(exc, 'strerror', None) or type(exc).__name__}"
+                )
+        if isinstance(self._tls, str):
+            raise ProviderError(FailureKind.CONFIGURATION, self._tls)
         connector = aiohttp.TCPConnector(
             limit=MAX_CONNECTIONS,
             keepalive_timeout=KEEPALIVE_S,
@@ -133,20 +135,20 @@ class Http:
             trust_env=False,  # no proxy variables, no .netrc
             headers={"User-Agent": USER_AGENT},
         )
-        self._sessions[id(loop)] = (loop, session)
+        self._sessions[loop] = session
         return session
 
     async def aclose(self) -> None:
         """Close this event loop's session, and forget those of event loops that ended."""
         loop = asyncio.get_running_loop()
-        for key, (owner, session) in list(self._sessions.items()):
+        for owner, session in list(self._sessions.items()):
             if owner is loop:
                 await session.close()
             elif owner.is_closed():
                 session.detach()  # nothing can run on its loop any more
             else:
                 continue  # another running loop closes its own
-            del self._sessions[key]
+            del self._sessions[owner]
 
     async def post_json(
         self, url: str, headers: Mapping[str, str], payload: dict[str, Any], *, deadline_s: float

@@ -98,8 +98,14 @@ def test_a_ca_bundle_that_cannot_be_read_is_a_configuration_failure(
 ) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
     server = _tls_server(fake, ca)
-    result = ask(_pair(engine_for, server))
+    engine = _pair(engine_for, server)
+    result = ask(engine)
     assert result.model_id == "fallback"  # the mock fallback opens no socket
     assert result.attempts[0].outcome == "configuration"
     assert "CA certificates could not be loaded" in result.attempts[0].message
+    # the failure is remembered: the bundle is not read again on every call (a bundle
+    # that appears later is not picked up until a restart)
+    ca.cert_pem.write_to_path(str(tmp_path / "missing.pem"))
+    again = ask(engine)
+    assert again.attempts[0].outcome in ("configuration", "skipped")
     assert server.calls == 0
