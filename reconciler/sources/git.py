@@ -337,8 +337,8 @@ class WorkTree:
         if not (self.path / ".git").exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._git("clone", "--quiet", "--", self.remote, str(self.path), cwd=self.path.parent)
-        else:  # a clone made by an older Grove may keep credentials in its URL
-            self._git("remote", "set-url", "origin", self.remote)
+        elif not self.branch:  # first use: a clone by an older Grove may keep credentials
+            self._git("remote", "set-url", "origin", self.remote)  # in its URL; once is enough
         self._git("fetch", "--quiet", "--prune", "origin")
         if not self.branch:
             _, out = self._git("symbolic-ref", "--short", "refs/remotes/origin/HEAD", check=False)

@@ -194,3 +194,26 @@ def test_a_work_tree_pushes_with_a_password_it_does_not_store(
     tree.prepare()  # again, on the existing clone
     stored = (tmp_path / "work" / ".git" / "config").read_text()
     assert PASSWORD not in stored and QUOTED not in stored and "localhost" in stored
+
+
+def test_a_clone_with_credentials_in_its_url_is_cleaned_on_first_use(
+    fleet: FleetRepo, tmp_path: Path
+) -> None:
+    """A work tree cloned by an older Grove kept ``https://user:password@...`` in its
+    config; the first prepare of a new WorkTree rewrites the URL, later ones do not."""
+    fleet.commit("fleet", {"models/a.yaml": "meta: {id: a}\n"})
+    bare = tmp_path / "fleet.git"
+    fleet.git("clone", "-q", "--bare", str(fleet.root), str(bare))
+    clone = tmp_path / "work"
+    WorkTree(str(bare), clone).prepare()
+    subprocess.run(
+        ["git", "remote", "set-url", "origin", "https://old:s3cret@example.invalid/fleet.git"],
+        cwd=clone,
+        check=True,
+    )
+    tree = WorkTree(str(bare), clone)
+    tree.prepare()  # fetches from the real remote again: the stale URL is gone
+    config = (clone / ".git" / "config").read_text()
+    assert "s3cret" not in config
+    assert str(bare.resolve()) in config
+    tree.prepare()
