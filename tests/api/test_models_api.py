@@ -91,17 +91,20 @@ def test_a_refused_change_commits_nothing(server: Server) -> None:
 
 
 @pytest.mark.parametrize(
-    "endpoint",
+    ("endpoint", "why"),
     [
-        "http://169.254.169.254/",
-        "https://127.0.0.1/",
-        "https://2130706433/",
-        "https://[::ffff:127.0.0.1]/",
-        "https://user@api.example.com/",
-        "ftp://api.example.com/",
+        ("http://169.254.169.254/", "must use https://"),
+        ("https://169.254.169.254/", "is a cloud metadata service"),
+        ("https://127.0.0.1/", "address 127.0.0.1 is loopback, private or link-local"),
+        ("https://2130706433/", "address 127.0.0.1 is loopback, private or link-local"),
+        ("https://[::ffff:127.0.0.1]/", "is loopback, private or link-local"),
+        ("https://user@api.example.com/", "must not carry credentials"),
+        ("ftp://api.example.com/", "must use https://"),
     ],
 )
-def test_hostile_endpoints_are_refused_and_change_nothing(server: Server, endpoint: str) -> None:
+def test_hostile_endpoints_are_refused_and_change_nothing(
+    server: Server, endpoint: str, why: str
+) -> None:
     before = server.log(), server.registry.content_hash()
     with server.client("operator") as client:
         response = client.post(
@@ -112,6 +115,7 @@ def test_hostile_endpoints_are_refused_and_change_nothing(server: Server, endpoi
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["code"] == "invalid-model"
     assert response.json()["errors"][0]["path"] == "endpoint"
+    assert why in response.json()["errors"][0]["message"]  # refused by the rule that applies
     assert (server.log(), server.registry.content_hash()) == before
 
 
