@@ -25,7 +25,7 @@ def canary_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def provider() -> Iterator[FakeProvider]:
-    server = FakeProvider("openai")
+    server = FakeProvider("openai", key=CANARY)  # so every scripted answer is reached
     yield server
     server.close()
 
@@ -54,12 +54,18 @@ def test_a_canary_key_is_in_no_answer_log_or_row(
         )
         assert created.status_code == 201, created.text
         seen.append(created.text)
-        for behaviour in ("status:401", "status:500", "redirect", "malformed", "ok"):
+        outcomes = []
+        # an answer in between closes the circuit that three failures in a row would open
+        script = ("echo-key", "status:401", "ok", "status:500", "redirect", "ok", "malformed", "ok")
+        for behaviour in script:
             provider.behaviour = behaviour
             answer = client.post(
                 "/api/routing/execute", json={"capabilities": ["precision"], "prompt": "hi"}
             )
             seen.append(answer.text)
+            outcomes.append(answer.status_code)
+        # each scripted answer was reached (a refused key would make them all one 401)
+        assert outcomes == [502, 502, 200, 502, 502, 200, 502, 200], outcomes
         # the canary as a literal in manifests: refused, never echoed
         for body in (
             {"id": "lit", "name": CANARY, "provider": "mock", "capabilities": ["speed"]},

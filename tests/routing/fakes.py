@@ -23,6 +23,9 @@ KEYS = {
     "gemini": "AIza-test-0000",
 }
 
+# where the three wire formats carry the key (header names as the fake stores them)
+_KEY_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
+
 
 class _Handler(socketserver.BaseRequestHandler):
     server: _Server
@@ -80,10 +83,16 @@ class FakeProvider:
     ``delay_s`` to make every answer take that long (as a real provider does)."""
 
     def __init__(
-        self, kind: str, *, reply: str = "fake answer", tls: ssl.SSLContext | None = None
+        self,
+        kind: str,
+        *,
+        reply: str = "fake answer",
+        tls: ssl.SSLContext | None = None,
+        key: str | None = None,
     ) -> None:
         assert kind in KEYS
         self.kind = kind
+        self.key = key or KEYS[kind]  # the key it accepts
         self.tls = tls
         self.reply = reply
         self.behaviour = "ok"
@@ -133,6 +142,10 @@ class FakeProvider:
             behaviour = "status:503" if number % 2 else "ok"
         if behaviour == "ok":
             return _send(connection, 200, json.dumps(self._success(body)).encode())
+        if behaviour == "echo-key":  # as real providers do: "Incorrect API key provided: sk-..."
+            seen = " ".join(v for k, v in headers.items() if k in _KEY_HEADERS)
+            message = json.dumps({"error": {"message": f"Incorrect API key provided: {seen}"}})
+            return _send(connection, 401, message.encode())
         if behaviour.startswith("status:"):
             status = int(behaviour.split(":")[1])
             return _send(connection, status, b'{"error": {"message": "scripted failure"}}')
@@ -211,7 +224,7 @@ class FakeProvider:
             payload = json.loads(body)
         except ValueError:
             return 400, "body is not JSON"
-        key = KEYS[self.kind]
+        key = self.key
         if self.kind == "openai":
             if not path.endswith("/chat/completions"):
                 return 404, "path"
