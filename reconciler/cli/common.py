@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from reconciler import manifests
 from reconciler import settings as settings_module
 from reconciler.settings import Settings
 
@@ -53,6 +54,11 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         decorated = option(decorated)
     return decorated
+
+
+def kind_option(**options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--type AIModel|RoutingRule``, passed to the command as ``kind``."""
+    return click.option("--type", "kind", type=click.Choice(sorted(manifests.KINDS)), **options)
 
 
 def load_settings(

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconciler import errors, plans
-from reconciler.cli.common import common_options, grove
+from reconciler import errors, manifests, plans
+from reconciler.cli.common import common_options, grove, kind_option
 from reconciler.cli.validate import text_line
 from reconciler.diagnostics import Diagnostic
 from reconciler.settings import Settings
@@ -420,12 +420,7 @@ def status_command(as_json: bool, settings: Settings) -> int:
 
 @grove.command("protect")
 @click.argument("ident", metavar="ID")
-@click.option(
-    "--type",
-    "kind",
-    type=click.Choice(["AIModel", "RoutingRule"]),
-    help="Needed only when a model and a rule share the id.",
-)
+@kind_option(help="Needed only when a model and a rule share the id.")
 @click.option("--reason", default="", help="Why; shown in the refusal.")
 @common_options
 def protect_command(
@@ -440,7 +435,7 @@ def protect_command(
 
 @grove.command("unprotect")
 @click.argument("ident", metavar="ID")
-@click.option("--type", "kind", type=click.Choice(["AIModel", "RoutingRule"]))
+@kind_option()
 @common_options
 def unprotect_command(
     ident: str,
@@ -484,13 +479,7 @@ def _protection(
     metavar="VERSION",
     help="The version to go back to [default: the one before the version in git now].",
 )
-@click.option(
-    "--type",
-    "kind",
-    type=click.Choice(["AIModel", "RoutingRule"]),
-    default="AIModel",
-    show_default=True,
-)
+@kind_option(default=manifests.KIND_MODEL, show_default=True)
 @click.option("--force", is_flag=True, help="Commit and apply even if safety checks refuse.")
 @common_options
 def rollback_command(
