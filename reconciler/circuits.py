@@ -6,8 +6,9 @@ Pure state machine with an injectable clock; the router feeds it outcomes.
     half-open --(the single probe succeeds)--> closed
     half-open --(the probe fails)--> open again
 
-A 429's Retry-After, when given, sets how long the circuit stays open;
-otherwise the rule's ``failover.cooldownS`` does. While half-open exactly one
+A 429 always trips the circuit, and so does a 503 that carries Retry-After; the
+Retry-After, when given, sets how long it stays open, otherwise the rule's
+``failover.cooldownS`` does. While half-open exactly one
 call is let through as a probe; the others skip the model.
 """
 

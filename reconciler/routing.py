@@ -359,6 +359,7 @@ class RoutingEngine:
             )
             if saved is not None:
                 self.snapshots.adopt(saved)
+                self.table()  # built here, not by the first request
                 self.degraded_reasons.append(f"loaded the snapshot saved at serial {saved.serial}")
         logs.event(log, "router-degraded", level=logging.WARNING, reason=reason)
 
@@ -369,6 +370,7 @@ class RoutingEngine:
             self._fixed = snapshot
         else:
             self.snapshots.adopt(snapshot)
+        self.table()  # built here, not by the first request
 
     def table(self) -> ranking.RoutingTable:
         current = self.snapshots.current if self.snapshots is not None else self._fixed
