@@ -43,6 +43,25 @@ def _timed(engine: routing.RoutingEngine) -> tuple[routing.RoutingResult, float]
     return result, time.monotonic() - started
 
 
+def _fails_over(
+    engine: routing.RoutingEngine, primary: FakeProvider, behaviour: str, outcome: str
+) -> tuple[routing.RoutingResult, float]:
+    """The primary answers with ``behaviour``: the fallback answers, and the primary's
+    attempt is recorded as ``outcome``. The result and how long the call took."""
+    primary.behaviour = behaviour
+    result, elapsed = _timed(engine)
+    assert result.model_id == "fallback"
+    assert result.attempts[0].outcome == outcome
+    return result, elapsed
+
+
+def _blocked_for_s(engine: routing.RoutingEngine, model_id: str) -> float:
+    """How long the model's open circuit still keeps calls away, in seconds."""
+    blocked = engine.breakers.blocked(model_id)
+    assert blocked is not None
+    return float(blocked.split("for ")[1].split("s")[0])
+
+
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 def test_server_errors_fail_over(
     pair: tuple[FakeProvider, FakeProvider, routing.RoutingEngine], status: int
@@ -108,10 +127,7 @@ def test_headers_never_sent_is_cut_by_the_deadline(
     pair: tuple[FakeProvider, FakeProvider, routing.RoutingEngine],
 ) -> None:
     primary, _, engine = pair
-    primary.behaviour = "no-headers"
-    result, elapsed = _timed(engine)
-    assert result.model_id == "fallback"
-    assert result.attempts[0].outcome == "timeout"
+    _, elapsed = _fails_over(engine, primary, "no-headers", "timeout")
     assert elapsed < DEADLINE_MS / 1000 + MARGIN_S
 
 
@@ -119,10 +135,7 @@ def test_a_body_trickling_one_byte_a_second_is_cut_by_the_deadline(
     pair: tuple[FakeProvider, FakeProvider, routing.RoutingEngine],
 ) -> None:
     primary, _, engine = pair
-    primary.behaviour = "trickle"
-    result, elapsed = _timed(engine)
-    assert result.model_id == "fallback"
-    assert result.attempts[0].outcome == "timeout"
+    result, elapsed = _fails_over(engine, primary, "trickle", "timeout")
     assert result.attempts[0].latency_ms < DEADLINE_MS + MARGIN_S * 1000
     assert elapsed < DEADLINE_MS / 1000 + MARGIN_S
 
@@ -161,10 +174,7 @@ def test_a_connection_cut_mid_body_fails_over(
     pair: tuple[FakeProvider, FakeProvider, routing.RoutingEngine],
 ) -> None:
     primary, _, engine = pair
-    primary.behaviour = "cut"
-    result, _ = _timed(engine)
-    assert result.model_id == "fallback"
-    assert result.attempts[0].outcome == "connection_error"
+    result, _ = _fails_over(engine, primary, "cut", "connection_error")
     assert result.attempts[0].message == "127.0.0.1: ClientPayloadError"
 
 
@@ -186,10 +196,7 @@ def test_a_redirect_to_the_metadata_service_is_not_followed(
     pair: tuple[FakeProvider, FakeProvider, routing.RoutingEngine],
 ) -> None:
     primary, _, engine = pair
-    primary.behaviour = "redirect"
-    result, _ = _timed(engine)
-    assert result.model_id == "fallback"
-    assert result.attempts[0].outcome == "bad_response"
+    result, _ = _fails_over(engine, primary, "redirect", "bad_response")
     assert "redirect 302 not followed" in result.attempts[0].message
     assert primary.calls == 1
 
@@ -214,10 +221,9 @@ def test_429_retry_after_opens_the_circuit_for_that_long(
     result, _ = _timed(engine)
     assert result.model_id == "fallback"
     assert result.attempts[0].outcome == "rate_limit"
-    blocked = engine.breakers.blocked("primary")
-    assert blocked is not None
-    seconds = float(blocked.split("for ")[1].split("s")[0])
-    assert low <= seconds <= high  # garbage: the rule's cooldownS (30); huge: clamped to 300
+    assert (
+        low <= _blocked_for_s(engine, "primary") <= high
+    )  # garbage: the rule's cooldownS (30); huge: clamped to 300
     again = ask(engine)
     assert [a.outcome for a in again.attempts] == ["success"]
     assert again.routing_decision.reason.startswith("failover from primary: circuit open")
@@ -230,13 +236,8 @@ def test_503_with_retry_after_opens_the_circuit_at_once(
     pair: tuple[FakeProvider, FakeProvider, routing.RoutingEngine],
 ) -> None:
     primary, _, engine = pair
-    primary.behaviour = "503:12"
-    result, _ = _timed(engine)
-    assert result.model_id == "fallback"
-    assert result.attempts[0].outcome == "server_error"
-    blocked = engine.breakers.blocked("primary")
-    assert blocked is not None
-    assert 11.0 <= float(blocked.split("for ")[1].split("s")[0]) <= 12.5
+    _fails_over(engine, primary, "503:12", "server_error")
+    assert 11.0 <= _blocked_for_s(engine, "primary") <= 12.5
     ask(engine)
     assert primary.calls == 1  # the provider asked for 12 s: zero attempts meanwhile
 
