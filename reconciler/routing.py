@@ -31,7 +31,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,6 +38,7 @@ from typing import Any, TypeVar
 from reconciler import (
     circuits,
     errors,
+    ids,
     logs,
     manifests,
     ranking,
@@ -452,7 +452,7 @@ class RoutingEngine:
         if not decision.chain:
             raise NoEligibleModel(decision)
         chat = chat or ChatRequest.of(request.prompt or "", max_tokens=request.max_tokens)
-        request_id = request.request_id or str(uuid.uuid4())
+        request_id = request.request_id or str(ids.uuid7())
         route = table.by_task.get(decision.task_type or "") if decision.task_type else None
         failover = route.failover if route is not None else DEFAULT_FAILOVER
         allowed = frozenset(failover.on)

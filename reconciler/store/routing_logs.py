@@ -2,7 +2,9 @@
 
 The router queues one row per attempt; a background writer calls
 :func:`write_batch` with many at once, in one transaction, off the request
-path. :func:`attempts` reads one model's window back for `analysis`.
+path: a ``routing_logs`` row per attempt, and per model a few ``model_metrics``
+rows summing up the batch. :func:`attempts` reads one model's window back for
+`analysis`.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, and_, insert, select
 
+from reconciler import ids
 from reconciler.store import tables
 
 
@@ -52,7 +55,7 @@ def write_batch(connection: Connection, rows: Sequence[Attempt]) -> None:
         insert(tables.routing_logs),
         [
             {
-                "id": uuid.uuid4(),
+                "id": ids.uuid7(),
                 "request_id": _request_uuid(row.request_id),
                 "model_id": row.model_id,
                 "task_type": row.task_type,
@@ -70,24 +73,37 @@ def write_batch(connection: Connection, rows: Sequence[Attempt]) -> None:
             for row in rows
         ],
     )
-    metrics = []
+    connection.execute(insert(tables.model_metrics), list(_metrics(rows)))
+
+
+def _metrics(rows: Sequence[Attempt]) -> Iterator[dict[str, Any]]:
+    """One flush's ``model_metrics`` rows: per model, its attempts, failures, mean and
+    largest latency, and the cost of its successful attempts, stamped with its newest
+    attempt's time. The attempts themselves are in ``routing_logs``; a row per attempt
+    here repeated them and was half of the writer's database work (bench/api.py)."""
+    by_model: dict[str, list[Attempt]] = {}
     for row in rows:
-        metrics.append(("latency_ms", row.latency_ms, row))
-        if row.cost_usd is not None:
-            metrics.append(("cost_usd", row.cost_usd, row))
-    connection.execute(
-        insert(tables.model_metrics),
-        [
-            {
-                "id": uuid.uuid4(),
-                "model_id": row.model_id,
+        by_model.setdefault(row.model_id, []).append(row)
+    for model_id, attempts in by_model.items():
+        latencies = [a.latency_ms for a in attempts]
+        costs = [a.cost_usd for a in attempts if a.cost_usd is not None]
+        values: dict[str, float] = {
+            "attempts": len(attempts),
+            "failures": sum(1 for a in attempts if not a.success),
+            "latency_ms": sum(latencies) / len(latencies),
+            "latency_ms_max": max(latencies),
+        }
+        if costs:
+            values["cost_usd"] = sum(costs)
+        newest = max(a.timestamp for a in attempts)
+        for kind, value in values.items():
+            yield {
+                "id": ids.uuid7(),
+                "model_id": model_id,
                 "metric_type": kind,
                 "metric_value": value,
-                "timestamp": row.timestamp,
+                "timestamp": newest,
             }
-            for kind, value, row in metrics
-        ],
-    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

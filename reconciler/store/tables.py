@@ -31,6 +31,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from reconciler import ids
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -43,7 +45,7 @@ JsonColumn: Any = JSON().with_variant(JSONB(), "postgresql")
 
 
 def _id() -> Column[uuid.UUID]:
-    return Column("id", Uuid(), primary_key=True, default=uuid.uuid4)
+    return Column("id", Uuid(), primary_key=True, default=ids.uuid7)
 
 
 def _created() -> Column[Any]:

@@ -4,6 +4,7 @@ drops the batch with one warning while the writer keeps going."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -103,3 +104,38 @@ def test_a_failing_database_drops_the_batch_and_the_writer_goes_on(
         assert writer.is_alive()
     finally:
         writer.stop()
+
+
+def test_a_batch_writes_a_log_row_per_attempt_and_sums_each_model_up(db: Database) -> None:
+    started = dt.datetime.now(dt.UTC)
+    rows = [
+        dataclasses.replace(_attempt("m1"), latency_ms=10.0, cost_usd=0.25),
+        dataclasses.replace(_attempt("m1"), latency_ms=30.0, cost_usd=0.5),
+        dataclasses.replace(
+            _attempt("m1"), latency_ms=2.0, success=False, error_kind="timeout", cost_usd=None
+        ),
+        dataclasses.replace(_attempt("m2"), latency_ms=7.0, success=False, cost_usd=None),
+    ]
+    with db.transaction(write=True) as connection:
+        routing_logs.write_batch(connection, rows)
+    with db.transaction() as connection:
+        logged = connection.execute(select(tables.routing_logs.c.id)).scalars().all()
+        metrics = connection.execute(select(tables.model_metrics)).all()
+    assert len(logged) == 4
+    # time-ordered ids (version 7): new rows append at the end of the primary-key index
+    assert all(i.version == 7 for i in logged)
+    ours = {(m.model_id, m.metric_type): float(m.metric_value) for m in metrics}
+    assert ours == {
+        ("m1", "attempts"): 3,
+        ("m1", "failures"): 1,
+        ("m1", "latency_ms"): 14.0,
+        ("m1", "latency_ms_max"): 30.0,
+        ("m1", "cost_usd"): 0.75,
+        ("m2", "attempts"): 1,
+        ("m2", "failures"): 1,
+        ("m2", "latency_ms"): 7.0,
+        ("m2", "latency_ms_max"): 7.0,
+    }  # no cost row for a model none of whose attempts had a cost
+    for m in metrics:  # stamped with the model's newest attempt
+        stamp = m.timestamp if m.timestamp.tzinfo else m.timestamp.replace(tzinfo=dt.UTC)
+        assert started - dt.timedelta(seconds=1) <= stamp <= dt.datetime.now(dt.UTC)

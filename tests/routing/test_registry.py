@@ -73,11 +73,17 @@ def test_metrics_of_a_model_that_served_calls(
                 window_s=3600,  # type: ignore[arg-type]
             ).requests
         )
+        # model_metrics sums up each flush per model: its attempts add up to the log's rows
+        attempts = registry.sql(
+            "SELECT sum(metric_value) FROM model_metrics WHERE metric_type = 'attempts'"
+        )[0][0]
+        assert int(attempts) == rows
+        failures = registry.sql(
+            "SELECT sum(metric_value) FROM model_metrics WHERE metric_type = 'failures'"
+        )[0][0]
         assert (
-            registry.sql("SELECT count(*) FROM model_metrics WHERE metric_type = 'latency_ms'")[0][
-                0
-            ]
-            == rows
+            int(failures)
+            == registry.sql("SELECT count(*) FROM routing_logs WHERE NOT success")[0][0]
         )
     finally:
         engine.close()
