@@ -10,11 +10,13 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import uvicorn
 
 from reconciler import api, logs, settings, telemetry
+from reconciler.api import workers
 
 # Set on the re-exec below: the metrics folder this process made, and removes at exit.
 _OWNED_METRICS = "GROVE_OWNED_METRICS_DIR"
@@ -35,15 +37,18 @@ def main() -> int:
     parser.add_argument("--interval", type=_seconds, default=30.0)
     parser.add_argument("--no-loop", action="store_true")
     args = parser.parse_args()
-    logs.configure(json_lines=not sys.stderr.isatty())
+    json_lines = not sys.stderr.isatty()
+    logs.configure(json_lines=json_lines)
     config = settings.load()
     if args.workers > 1:
         _share_metrics()
         owned = os.environ.pop(_OWNED_METRICS, None)  # the workers must not remove it
+        stop = threading.Event()
+        loop = None if args.no_loop else api.start_loop(config, args.interval, stop=stop)
         try:
-            if not args.no_loop:
-                api.start_loop(config, args.interval)
-            uvicorn.run(
+            if workers.available():
+                return workers.supervise(args.host, args.port, args.workers, json_lines=json_lines)
+            uvicorn.run(  # no SO_REUSEPORT here: uvicorn's workers share one socket
                 "reconciler.api:app_from_environment",
                 factory=True,
                 host=args.host,
@@ -53,6 +58,9 @@ def main() -> int:
                 server_header=False,
             )
         finally:
+            stop.set()  # the loop finishes its transaction and releases its lease
+            if loop is not None:
+                loop.join(timeout=30)
             if owned:
                 shutil.rmtree(owned, ignore_errors=True)
         return 0

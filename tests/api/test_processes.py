@@ -3,6 +3,7 @@ acknowledged write."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.api.conftest import free_port
 from tests.conftest import REPO_ROOT, Registry
@@ -308,3 +310,126 @@ def test_serve_with_two_workers_answers_metrics_for_the_whole_server(
         _, err = server.communicate(timeout=60)
     assert server.returncode == 0, err
     assert list(scratch.iterdir()) == []  # the shared metrics folder is removed at exit
+
+
+def _workers(pid: int) -> list[int]:
+    """The worker processes of server ``pid`` (spawned children; not the resource tracker
+    or a git command of the loop)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(int(child))
+    return found
+
+
+def _sockets(pid: int, port: int, state: str) -> int:
+    """How many TCP sockets on local ``port`` in ``state`` (01 established, 0A listening)
+    process ``pid`` holds (Linux)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = str(fd.readlink())
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == state and fields[9] in inodes:
+                count += 1
+    return count
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc")
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # processes, not the database
+def test_workers_share_connections_and_a_killed_worker_is_replaced(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """``--workers 2``: each worker has its own SO_REUSEPORT socket, so 40 connections
+    opened at once are spread over both (one shared socket gave one worker nearly all);
+    a worker killed after start-up is started again and the server keeps answering."""
+    env, token, _ = _fleet_and_token(registry, tmp_path, "workers")
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "serve", "--port", str(port), "--workers", "2"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/api/status"
+    try:
+        _wait_for(url)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # both workers up, each on its own socket
+            workers = _workers(server.pid)
+            if len(workers) == 2 and all(_sockets(w, port, "0A") == 1 for w in workers):
+                break
+            time.sleep(0.1)
+        assert len(workers) == 2 and all(_sockets(w, port, "0A") == 1 for w in workers)
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                held = [_sockets(worker, port, "01") for worker in workers]
+                if sum(held) == 40:
+                    break
+                time.sleep(0.1)
+            assert sum(held) == 40, held
+            assert min(held) >= 8, f"connections per worker: {held}"
+        finally:
+            for client in clients:
+                client.close()
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = _workers(server.pid)
+            if len(now) == 2 and workers[0] not in now:
+                break
+            time.sleep(0.2)
+        assert len(now) == 2 and workers[0] not in now, now
+        headers = {"Authorization": f"Bearer {token}"}
+        for _ in range(10):  # new connections: some reach the new worker
+            assert httpx.get(url, headers=headers, timeout=10).status_code == 200
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=60)
+    assert server.returncode == 0, err
+    assert "worker-restarted" in err
+
+
+def test_workers_on_a_port_in_use_exit_1_and_start_nothing(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        run = subprocess.run(
+            [sys.executable, "-m", "reconciler.api", "--port", str(port), "--workers", "2"],
+            cwd=tmp_path,
+            env=_env(GROVE_DB_URL=f"sqlite:///{tmp_path}/r.db", GROVE_REPO=str(tmp_path)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert run.returncode == 1, run.stderr
+    assert "cannot-listen" in run.stderr and f"127.0.0.1:{port}" in run.stderr
+
+
+def test_workers_that_cannot_start_stop_the_server_with_exit_1(tmp_path: Path) -> None:
+    """A worker that dies before it serves (here: an unmigrated registry) is not started
+    again and again: the server stops, exit 1, and says which worker failed."""
+    run = subprocess.run(
+        [sys.executable, "-m", "reconciler.api", "--port", str(free_port()), "--workers", "2"],
+        cwd=tmp_path,
+        env=_env(GROVE_DB_URL=f"sqlite:///{tmp_path}/empty.db", GROVE_REPO=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 1, run.stderr
+    assert "worker-failed-to-start" in run.stderr
+    assert run.stderr.count("worker-restarted") == 0

@@ -1,0 +1,150 @@
+"""``grove serve --workers N``: N server processes on one port, each with its own socket.
+
+uvicorn's own supervisor binds one socket and hands it to every worker. A worker's
+event loop accepts every connection waiting when it wakes, so a client that opens
+its pool of kept-alive connections at once lands most of them on one worker
+(bench/api.py: 44 of 50, and two workers routed fewer calls a second than one).
+Here each worker binds its own socket with ``SO_REUSEPORT`` and the kernel spreads
+new connections across the sockets.
+
+The parent process (which also runs the reconcile loop, unless ``--no-loop``)
+supervises: a worker that dies is started again, unless it died before it
+served (a bad setting, say), which stops the server with exit 1 rather than
+restarting it forever; SIGTERM or SIGINT stops every worker (each finishes its
+requests) and the parent exits 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import multiprocessing.connection
+import signal
+import socket
+import threading
+import time
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event as EventType
+
+import uvicorn
+
+from reconciler import logs
+
+log = logging.getLogger("grove.api")
+
+STOP_WAIT_S = 30.0
+
+
+def available() -> bool:
+    return hasattr(socket, "SO_REUSEPORT")
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on HOST:PORT that other sockets of this user may share."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    sock.listen(2048)  # uvicorn's default backlog
+    return sock
+
+
+class _Worker(uvicorn.Server):
+    """Sets ``ready`` once it serves: a worker that dies before that failed to start."""
+
+    def __init__(self, config: uvicorn.Config, ready: EventType) -> None:
+        super().__init__(config)
+        self.ready = ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.ready.set()
+
+
+def _worker(
+    host: str, port: int, json_lines: bool, ready: EventType
+) -> None:  # pragma: no cover - runs in a child process
+    """One worker: its own socket, the app built from the GROVE_* environment."""
+    logs.configure(json_lines=json_lines)
+    sock = listening_socket(host, port)
+    config = uvicorn.Config(
+        "reconciler.api:app_from_environment",
+        factory=True,
+        log_level="warning",
+        proxy_headers=False,
+        server_header=False,
+    )
+    _Worker(config, ready).run(sockets=[sock])
+
+
+def supervise(host: str, port: int, workers: int, *, json_lines: bool) -> int:
+    """Run ``workers`` worker processes until SIGTERM or SIGINT; 0, or 1 when a worker
+    could not start."""
+    try:  # a plain bind fails while anything listens there, other SO_REUSEPORT sockets too
+        socket.create_server((host, port)).close()
+    except OSError as exc:
+        logs.event(
+            log, "cannot-listen", level=logging.ERROR, address=f"{host}:{port}", error=str(exc)
+        )
+        return 1
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copied threads
+    stop = threading.Event()
+
+    def start(index: int) -> tuple[BaseProcess, EventType]:
+        ready = context.Event()
+        process = context.Process(
+            target=_worker, args=(host, port, json_lines, ready), name=f"grove-worker-{index}"
+        )
+        process.start()
+        return process, ready
+
+    def shut_down(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, shut_down) for sig in (signal.SIGTERM, signal.SIGINT)}
+    running = [start(index) for index in range(workers)]
+    failed = False
+    try:
+        while not stop.is_set():
+            multiprocessing.connection.wait([p.sentinel for p, _ in running], timeout=0.5)
+            for index, (process, ready) in enumerate(running):
+                if process.is_alive() or stop.is_set():
+                    continue
+                if not ready.is_set():
+                    logs.event(
+                        log,
+                        "worker-failed-to-start",
+                        level=logging.ERROR,
+                        worker=index,
+                        exit_code=process.exitcode,
+                    )
+                    failed = True
+                    stop.set()
+                    break
+                logs.event(
+                    log,
+                    "worker-restarted",
+                    level=logging.WARNING,
+                    worker=index,
+                    exit_code=process.exitcode,
+                )
+                running[index] = start(index)
+    finally:
+        for process, _ in running:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: uvicorn finishes the requests in hand
+        deadline = time.monotonic() + STOP_WAIT_S
+        for process, _ in running:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for sig, handler in previous.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(sig, handler)
+    return 1 if failed else 0
