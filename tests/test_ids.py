@@ -19,3 +19,18 @@ def test_uuid7_layout_order_and_uniqueness() -> None:
     stamps = [value.int >> 80 for value in made]
     assert stamps == sorted(stamps)  # ids of a later millisecond sort after earlier ones
     assert sorted(v.hex for v in made)[-1][:12] == made[-1].hex[:12]  # as text too (SQLite)
+
+
+def test_a_forked_child_makes_other_ids() -> None:
+    import os
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, ids.uuid7().bytes)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 16)
+    os.close(read)
+    os.close(write)
+    assert child[6:] != ids.uuid7().bytes[6:]  # same millisecond maybe; never the same bits
