@@ -115,24 +115,17 @@ def supervise(host: str, port: int, workers: int, *, json_lines: bool) -> int:
             for index, (process, ready) in enumerate(running):
                 if process.is_alive() or stop.is_set():
                     continue
-                if not ready.is_set():
-                    logs.event(
-                        log,
-                        "worker-failed-to-start",
-                        level=logging.ERROR,
-                        worker=index,
-                        exit_code=process.exitcode,
-                    )
-                    failed = True
-                    stop.set()
-                    break
+                failed = not ready.is_set()
                 logs.event(
                     log,
-                    "worker-restarted",
-                    level=logging.WARNING,
+                    "worker-failed-to-start" if failed else "worker-restarted",
+                    level=logging.ERROR if failed else logging.WARNING,
                     worker=index,
                     exit_code=process.exitcode,
                 )
+                if failed:
+                    stop.set()
+                    break
                 running[index] = start(index)
     finally:
         for process, _ in running:

@@ -237,6 +237,17 @@ def test_a_server_killed_mid_burst_loses_no_acknowledged_write(
     assert all(f"AIModel/{ident}" in live for ident in [*acknowledged, "after-restart"])
 
 
+def _serve_two_workers(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "serve", "--port", str(port), "--workers", "2"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_serve_with_two_workers_answers_metrics_for_the_whole_server(
     registry: Registry, tmp_path: Path
 ) -> None:
@@ -256,14 +267,7 @@ def test_serve_with_two_workers_answers_metrics_for_the_whole_server(
         == 0
     )
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "serve", "--port", str(port), "--workers", "2"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    server = _serve_two_workers(env, tmp_path, port)
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {token}"}
 
@@ -353,14 +357,7 @@ def test_workers_share_connections_and_a_killed_worker_is_replaced(
     a worker killed after start-up is started again and the server keeps answering."""
     env, token, _ = _fleet_and_token(registry, tmp_path, "workers")
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "serve", "--port", str(port), "--workers", "2"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    server = _serve_two_workers(env, tmp_path, port)
     url = f"http://127.0.0.1:{port}/api/status"
     try:
         _wait_for(url)
@@ -402,27 +399,10 @@ def test_workers_share_connections_and_a_killed_worker_is_replaced(
     assert "worker-restarted" in err
 
 
-def test_workers_on_a_port_in_use_exit_1_and_start_nothing(tmp_path: Path) -> None:
-    with socket.create_server(("127.0.0.1", 0)) as taken:
-        port = taken.getsockname()[1]
-        run = subprocess.run(
-            [sys.executable, "-m", "reconciler.api", "--port", str(port), "--workers", "2"],
-            cwd=tmp_path,
-            env=_env(GROVE_DB_URL=f"sqlite:///{tmp_path}/r.db", GROVE_REPO=str(tmp_path)),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    assert run.returncode == 1, run.stderr
-    assert "cannot-listen" in run.stderr and f"127.0.0.1:{port}" in run.stderr
-
-
-def test_workers_that_cannot_start_stop_the_server_with_exit_1(tmp_path: Path) -> None:
-    """A worker that dies before it serves (here: an unmigrated registry) is not started
-    again and again: the server stops, exit 1, and says which worker failed."""
-    run = subprocess.run(
-        [sys.executable, "-m", "reconciler.api", "--port", str(free_port()), "--workers", "2"],
+def _two_workers_on(port: int, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m reconciler.api --workers 2`` on an unmigrated registry, to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler.api", "--port", str(port), "--workers", "2"],
         cwd=tmp_path,
         env=_env(GROVE_DB_URL=f"sqlite:///{tmp_path}/empty.db", GROVE_REPO=str(tmp_path)),
         capture_output=True,
@@ -430,6 +410,21 @@ def test_workers_that_cannot_start_stop_the_server_with_exit_1(tmp_path: Path) -
         timeout=120,
         check=False,
     )
+
+
+def test_workers_on_a_port_in_use_exit_1_and_start_nothing(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        run = _two_workers_on(port, tmp_path)
+    assert run.returncode == 1, run.stderr
+    assert "cannot-listen" in run.stderr and f"127.0.0.1:{port}" in run.stderr
+    assert "worker-failed-to-start" not in run.stderr  # refused before any worker started
+
+
+def test_workers_that_cannot_start_stop_the_server_with_exit_1(tmp_path: Path) -> None:
+    """A worker that dies before it serves (here: an unmigrated registry) is not started
+    again and again: the server stops, exit 1, and says which worker failed."""
+    run = _two_workers_on(free_port(), tmp_path)
     assert run.returncode == 1, run.stderr
     assert "worker-failed-to-start" in run.stderr
     assert run.stderr.count("worker-restarted") == 0
