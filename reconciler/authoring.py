@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from reconciler import errors, loading, logs, manifests, reconciling, yamlsafe
+from reconciler import documents, errors, loading, logs, manifests, reconciling, yamlsafe
 from reconciler.diagnostics import Diagnostic
 from reconciler.plans import Plan
 from reconciler.settings import Settings
@@ -37,7 +37,7 @@ from reconciler.store.engine import Database
 log = logging.getLogger("grove.authoring")
 
 PUSH_ATTEMPTS = 8
-FOLDERS = {manifests.KIND_MODEL: "models", manifests.KIND_RULE: "rules"}
+FOLDERS = documents.FOLDERS
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -121,14 +121,7 @@ def _rollback_target(
     raise NotFound(f"{kind} {ident} never had version {to_version} in {relative} (seen: {seen})")
 
 
-@dataclasses.dataclass(slots=True)
-class _Located:
-    file: Path
-    index: int
-    document: dict[str, Any]
-
-
-Mutation = Callable[[Path, dict[tuple[str, str], _Located]], tuple[str, str, str, str]]
+Mutation = Callable[[Path, documents.Index], tuple[str, str, str, str]]
 
 
 def _is_branch(ref: str) -> bool:
@@ -162,13 +155,13 @@ class Authoring:
     def register(self, document: dict[str, Any], author: Author) -> WriteResult:
         kind, ident = document["meta"]["type"], document["meta"]["id"]
 
-        def mutate(root: Path, index: dict[tuple[str, str], _Located]) -> tuple[str, str, str, str]:
+        def mutate(root: Path, index: documents.Index) -> tuple[str, str, str, str]:
             if (kind, ident) in index:
                 raise Conflict(f"{kind} {ident} already exists in {index[(kind, ident)].file.name}")
             target = root / self.settings.path / FOLDERS[kind] / f"{ident}.yaml"
             if target.exists():
                 raise Conflict(f"{target.name} already exists in the fleet repository")
-            _write_documents(target, [document], kind)
+            documents.write(target, [document], kind)
             version = document["meta"]["version"]
             return f"grove: register {kind} {ident} (version {version})", "created", kind, ident
 
@@ -180,22 +173,24 @@ class Authoring:
         """Merge ``changes`` (``payload`` fields, ``meta.labels``/``meta.version``) and bump
         the version when the content changed and no version was given."""
 
-        def mutate(root: Path, index: dict[tuple[str, str], _Located]) -> tuple[str, str, str, str]:
+        def mutate(root: Path, index: documents.Index) -> tuple[str, str, str, str]:
             found = _find(index, kind, ident)
             before = copy.deepcopy(found.document)
             after = copy.deepcopy(found.document)
             meta_changes = dict(changes.get("meta") or {})
-            _merge(after["payload"], changes.get("payload") or {})
+            documents.merge(after["payload"], changes.get("payload") or {})
             if "labels" in meta_changes:
                 after["meta"]["labels"] = meta_changes["labels"]
             explicit = meta_changes.get("version")
             if explicit is not None:
                 after["meta"]["version"] = explicit
-            elif manifests.version_hash(_normal(after)) != manifests.version_hash(_normal(before)):
+            elif manifests.version_hash(documents.normal(after)) != manifests.version_hash(
+                documents.normal(before)
+            ):
                 after["meta"]["version"] = bump(str(before["meta"]["version"]))
             if after == before:
                 return "", "unchanged", kind, ident
-            _replace(found, after, kind)
+            documents.replace(found, after, kind, max_depth=self.settings.max_depth)
             version = after["meta"]["version"]
             return f"grove: update {kind} {ident} (version {version})", "updated", kind, ident
 
@@ -207,7 +202,7 @@ class Authoring:
         """enable / disable / retire a model, or enable / disable a rule (``state`` names it);
         ``kind`` limits it to one object type."""
 
-        def mutate(root: Path, index: dict[tuple[str, str], _Located]) -> tuple[str, str, str, str]:
+        def mutate(root: Path, index: documents.Index) -> tuple[str, str, str, str]:
             if kind is not None:
                 found = _find(index, kind, ident)
                 model = found if kind == manifests.KIND_MODEL else None
@@ -222,18 +217,21 @@ class Authoring:
                 raise Conflict("routing rules are enabled or disabled, not retired")
             else:
                 after["payload"]["enabled"] = state == "enabled"
-            if after == found.document or manifests.state_of(_normal(found.document)) == state:
+            if (
+                after == found.document
+                or manifests.state_of(documents.normal(found.document)) == state
+            ):
                 return "", "unchanged", object_kind, ident
-            _replace(found, after, object_kind)
+            documents.replace(found, after, object_kind, max_depth=self.settings.max_depth)
             verb = {"enabled": "enable", "disabled": "disable", "retired": "retire"}[state]
             return f"grove: {verb} {object_kind} {ident}", state, object_kind, ident
 
         return self._write(mutate, author)
 
     def remove(self, kind: str, ident: str, author: Author, *, force: bool = False) -> WriteResult:
-        def mutate(root: Path, index: dict[tuple[str, str], _Located]) -> tuple[str, str, str, str]:
+        def mutate(root: Path, index: documents.Index) -> tuple[str, str, str, str]:
             found = _find(index, kind, ident)
-            _replace(found, None, kind)
+            documents.replace(found, None, kind, max_depth=self.settings.max_depth)
             return f"grove: remove {kind} {ident}", "removed", kind, ident
 
         return self._write(mutate, author, force=force)
@@ -259,7 +257,7 @@ class Authoring:
         """
         found_versions: list[str] = []
 
-        def mutate(root: Path, index: dict[tuple[str, str], _Located]) -> tuple[str, str, str, str]:
+        def mutate(root: Path, index: documents.Index) -> tuple[str, str, str, str]:
             found = _find(index, kind, ident)
             current = str(found.document["meta"]["version"])
             relative = found.file.relative_to(root).as_posix()
@@ -283,7 +281,7 @@ class Authoring:
                 restored["payload"][field] = found.document["payload"][field]
             else:
                 restored["payload"].pop(field, None)
-            _replace(found, restored, kind)
+            documents.replace(found, restored, kind, max_depth=self.settings.max_depth)
             found_versions[:] = [current, version]
             message = (
                 f"grove: rollback {kind} {ident} to version {version} (from {current})\n\n"
@@ -313,20 +311,18 @@ class Authoring:
             if text is None:
                 break
             try:
-                documents = yamlsafe.parse(text, max_depth=64)
-            except yamlsafe.YamlRefused:
+                match = next(
+                    (
+                        value
+                        for _, key, value in documents.objects(
+                            text, max_depth=self.settings.max_depth
+                        )
+                        if key == (kind, ident)
+                    ),
+                    None,
+                )
+            except yamlsafe.YamlRefused:  # a broken commit of the file: look further back
                 continue
-            match = next(
-                (
-                    d.value
-                    for d in documents
-                    if isinstance(d.value, dict)
-                    and isinstance(d.value.get("meta"), dict)
-                    and d.value["meta"].get("id") == ident
-                    and d.value["meta"].get("type") == kind
-                ),
-                None,
-            )
             if match is None:
                 break
             version = str(match["meta"].get("version"))
@@ -353,13 +349,15 @@ class Authoring:
             for _ in range(PUSH_ATTEMPTS):
                 self.tree.prepare()
                 baseline = self._violations_at_head()
-                index = _index(self.tree.path / self.settings.path)
+                index = documents.index(
+                    self.tree.path / self.settings.path, max_depth=self.settings.max_depth
+                )
                 message, change, kind, ident = mutate(self.tree.path, index)
                 if change == "unchanged":
                     self.tree.discard()
                     return WriteResult(
                         self.tree.head(),
-                        _current(index, kind, ident),
+                        documents.current(index, kind, ident),
                         change,
                         True,
                         "nothing to change",
@@ -434,86 +432,8 @@ class Authoring:
         return WriteResult(sha, obj, change, applied, detail)
 
 
-# ---------------------------------------------------------------- files
-
-
-def _index(folder: Path) -> dict[tuple[str, str], _Located]:
-    """Every parseable document of the work tree, by (type, id)."""
-    found: dict[tuple[str, str], _Located] = {}
-    if not folder.is_dir():
-        return found
-    for file in sorted(folder.rglob("*")):
-        if file.suffix not in (".yaml", ".yml") or not file.is_file():
-            continue
-        try:
-            documents = yamlsafe.parse(file.read_text(encoding="utf-8"), max_depth=64)
-        except (yamlsafe.YamlRefused, UnicodeDecodeError, OSError):
-            continue
-        for document in documents:
-            value = document.value
-            meta = value.get("meta") if isinstance(value, dict) else None
-            if isinstance(meta, dict) and isinstance(meta.get("id"), str):
-                key = (str(meta.get("type")), meta["id"])
-                found.setdefault(key, _Located(file, document.index, value))
-    return found
-
-
-def _find(index: dict[tuple[str, str], _Located], kind: str, ident: str) -> _Located:
+def _find(index: documents.Index, kind: str, ident: str) -> documents.Located:
     found = index.get((kind, ident))
     if found is None:
         raise NotFound(f"no manifest defines {kind} {ident}")
     return found
-
-
-def _current(
-    index: dict[tuple[str, str], _Located], kind: str, ident: str
-) -> manifests.GroveObject | None:
-    found = index.get((kind, ident))
-    if found is None:
-        return None
-    try:
-        return manifests.parse_document(found.document, allow_local_endpoints=True)
-    except ValueError:
-        return None
-
-
-def _normal(document: dict[str, Any]) -> dict[str, Any]:
-    """A document with defaults filled in, so equal content compares equal."""
-    try:
-        return manifests.to_document(manifests.parse_document(document, allow_local_endpoints=True))
-    except ValueError:
-        return document
-
-
-def _merge(target: dict[str, Any], changes: dict[str, Any]) -> None:
-    """JSON merge patch (RFC 7386): null removes a field, mappings merge, the rest replaces."""
-    for key, value in changes.items():
-        if value is None:
-            target.pop(key, None)
-        elif isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = copy.deepcopy(value)
-
-
-def _replace(found: _Located, document: dict[str, Any] | None, kind: str) -> None:
-    """Rewrite the file with one document replaced (or removed; an empty file is deleted)."""
-    documents = [
-        d.value for d in yamlsafe.parse(found.file.read_text(encoding="utf-8"), max_depth=64)
-    ]
-    if document is None:
-        del documents[found.index]
-    else:
-        documents[found.index] = document
-    if documents:
-        _write_documents(found.file, documents, kind)
-    else:
-        found.file.unlink()
-
-
-def _write_documents(target: Path, documents: list[dict[str, Any]], kind: str) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    header = ""
-    if target.parent.name in FOLDERS.values():
-        header = f"# yaml-language-server: $schema=../../schemas/{kind}.schema.json\n"
-    target.write_text(header + yamlsafe.dump(documents), encoding="utf-8")

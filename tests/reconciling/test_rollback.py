@@ -168,3 +168,18 @@ def test_a_rule_is_rolled_back_too(registry: Registry, bare: Path) -> None:
     live = registry.live()["RoutingRule/think"]
     assert live["version"] == "1" and live["payload"]["minScore"] == 0.0  # the default again
     assert live["payload"]["enabled"] is False  # its on/off switch stays as it is now
+
+
+def test_a_commit_where_the_file_did_not_parse_is_passed_over(
+    registry: Registry, bare: Path
+) -> None:
+    """The file's history may hold a commit whose YAML is broken (fixed by the next one):
+    the rollback looks further back instead of stopping there."""
+    fleet = registry.fleet
+    fleet.git("pull", "-q", "--ff-only", str(bare), "main")
+    fleet.commit("alpha broken", {"models/alpha.yaml": "meta: [unclosed\n"})
+    fleet.git("push", "-q", str(bare), "HEAD:main")
+    land(registry, bare, "alpha 2", {"models/alpha.yaml": model("alpha", "2", priority="93")})
+    result = registry.run("rollback", "alpha", "--to", "1")
+    assert result.code == 0, result.err
+    assert registry.live()["AIModel/alpha"]["version"] == "1"
