@@ -178,7 +178,7 @@ class Http:
             raise ProviderError(
                 FailureKind.CONNECTION_ERROR, f"{host}: {type(exc).__name__}"
             ) from None
-        except (ValueError, TypeError):  # a header (an API key) with a line break: never echo it
+        except ValueError:  # a header aiohttp refuses (keys are checked in wire.api_key)
             raise ProviderError(
                 FailureKind.CONFIGURATION, f"{host}: the request could not be built"
             ) from None

@@ -9,6 +9,7 @@ manifest names, goes only into a request header, and never into a message.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,7 @@ from reconciler.providers.base import (
 from reconciler.providers.transport import Http
 
 ANTHROPIC_VERSION = "2023-06-01"
+_UNSENDABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # header values: no CTLs but tab
 
 
 def api_key(model: manifests.AIModel, *, required: bool) -> str | None:
@@ -39,6 +41,12 @@ def api_key(model: manifests.AIModel, *, required: bool) -> str | None:
         raise ProviderError(
             FailureKind.CONFIGURATION,
             f"{model.id}: environment variable {credentials.env} is not set",
+        )
+    if _UNSENDABLE.search(value):  # a header value cannot hold it; never echo the value
+        raise ProviderError(
+            FailureKind.CONFIGURATION,
+            f"{model.id}: environment variable {credentials.env} holds a line break or "
+            "another control character; a key cannot be sent with it",
         )
     return value
 

@@ -96,3 +96,34 @@ def test_the_mock_provider_answers_in_process(engine_for: Callable[..., object])
     result = ask(engine)  # type: ignore[arg-type]
     assert result.response.text == "mocked"
     assert result.response.latency_ms >= 5
+
+
+def test_a_header_the_client_refuses_fails_as_configuration_without_its_value(
+    fake: Callable[[str], FakeProvider],
+) -> None:
+    """Keys are checked where they are read (wire.api_key); any other header value the
+    HTTP client refuses still fails as a configuration error that does not echo it."""
+    import asyncio
+
+    from reconciler.providers import transport
+    from reconciler.providers.base import FailureKind, ProviderError
+
+    server = fake("openai")
+
+    async def send() -> None:
+        http = transport.Http(allow_local=True)
+        try:
+            await http.post_json(
+                f"{server.url}/chat/completions",
+                {"X-Extra": "canary-77\r\nX-Injected: yes"},
+                {"model": "m"},
+                deadline_s=5,
+            )
+        finally:
+            await http.aclose()
+
+    with pytest.raises(ProviderError) as failed:
+        asyncio.run(send())
+    assert failed.value.kind is FailureKind.CONFIGURATION
+    assert "could not be built" in str(failed.value) and "canary" not in str(failed.value)
+    assert server.calls == 0
