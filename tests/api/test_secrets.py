@@ -102,3 +102,46 @@ def test_a_canary_key_is_in_no_answer_log_or_row(
     for place, text in (("answers", seen), ("rows", rows), ("logs", logged)):
         assert not [t for t in text if CANARY in t], f"the canary leaked into {place}"
     assert server.log()[0].split("|", 1)[1] == "grove: register AIModel leaky (version 1)"
+
+
+def test_a_canary_committed_to_git_is_refused_and_echoed_nowhere(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A literal key committed to the fleet repository (not through the API): the
+    reconcile refuses the commit, and no answer, log line or row repeats the key."""
+    caplog.set_level(logging.DEBUG)
+    fleet = server.registry.fleet
+    fleet.git("pull", "-q", "--ff-only", str(server.bare), "main")
+    leaked = (
+        "meta: {id: leaky-git, type: AIModel, version: '1'}\n"
+        "payload:\n"
+        "  name: Leaky\n"
+        "  provider: mock\n"
+        "  capabilities: {speed: 0.5}\n"
+        f"  labels: {{apiKey: {CANARY}}}\n"
+    )
+    fleet.commit("a key where it must not be", {"models/leaky-git.yaml": leaked})
+    fleet.git("push", "-q", str(server.bare), "HEAD:main")
+    seen: list[str] = []
+    with server.client("operator") as client:
+        outcome = client.post("/api/reconcile")
+        seen.append(outcome.text)
+        assert outcome.status_code == 200, outcome.text
+        assert outcome.json()["outcome"] == "invalid", outcome.text
+        for path in ("/api/status", "/api/plan", "/api/models/leaky-git", "/metrics"):
+            seen.append(client.get(path).text)
+    found = json.loads(seen[2])["diagnostics"]  # the plan says why, without the key
+    assert {"file": "manifests/models/leaky-git.yaml", "line": 6, "code": "K001"}.items() <= next(
+        d for d in found if d["code"] == "K001"
+    ).items()
+    assert "AIModel/leaky-git" not in server.registry.live()
+    rows = [
+        json.dumps(server.registry.sql(f"SELECT * FROM {table.name}"), default=str)  # noqa: S608
+        for table in tables.metadata.sorted_tables
+    ]
+    logged = [
+        record.getMessage() + json.dumps(getattr(record, "fields", {}), default=str)
+        for record in caplog.records
+    ]
+    for place, text in (("answers", seen), ("rows", rows), ("logs", logged)):
+        assert not [t for t in text if CANARY in t], f"the canary leaked into {place}"
