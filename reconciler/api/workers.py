@@ -16,10 +16,12 @@ requests) and the parent exits 0.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import socket
 import threading
@@ -34,6 +36,7 @@ from reconciler import logs
 log = logging.getLogger("grove.api")
 
 STOP_WAIT_S = 30.0
+PARENT_CHECK_S = 1.0  # how often a worker checks that its supervisor is alive
 
 
 def available() -> bool:
@@ -54,20 +57,33 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 class _Worker(uvicorn.Server):
-    """Sets ``ready`` once it serves: a worker that dies before that failed to start."""
+    """Sets ``ready`` once it serves (a worker that dies before that failed to start),
+    and shuts down, finishing its requests, if the supervisor is gone (killed with
+    SIGKILL, say): a worker must not go on serving on its own."""
 
-    def __init__(self, config: uvicorn.Config, ready: EventType) -> None:
+    def __init__(self, config: uvicorn.Config, ready: EventType, parent: int) -> None:
         super().__init__(config)
         self.ready = ready
+        self.parent = parent
+        self._watch: asyncio.Task[None] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
             self.ready.set()
+            self._watch = asyncio.get_running_loop().create_task(self._watch_parent())
+
+    async def _watch_parent(self) -> None:
+        while not self.should_exit:
+            if os.getppid() != self.parent:
+                logs.event(log, "worker-orphaned", level=logging.WARNING, supervisor=self.parent)
+                self.should_exit = True
+                return
+            await asyncio.sleep(PARENT_CHECK_S)
 
 
 def _worker(
-    host: str, port: int, json_lines: bool, ready: EventType
+    host: str, port: int, json_lines: bool, ready: EventType, parent: int
 ) -> None:  # pragma: no cover - runs in a child process
     """One worker: its own socket, the app built from the GROVE_* environment."""
     logs.configure(json_lines=json_lines)
@@ -79,7 +95,7 @@ def _worker(
         proxy_headers=False,
         server_header=False,
     )
-    _Worker(config, ready).run(sockets=[sock])
+    _Worker(config, ready, parent).run(sockets=[sock])
 
 
 def supervise(host: str, port: int, workers: int, *, json_lines: bool) -> int:
@@ -98,7 +114,9 @@ def supervise(host: str, port: int, workers: int, *, json_lines: bool) -> int:
     def start(index: int) -> tuple[BaseProcess, EventType]:
         ready = context.Event()
         process = context.Process(
-            target=_worker, args=(host, port, json_lines, ready), name=f"grove-worker-{index}"
+            target=_worker,
+            args=(host, port, json_lines, ready, os.getpid()),
+            name=f"grove-worker-{index}",
         )
         process.start()
         return process, ready

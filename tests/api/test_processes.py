@@ -428,3 +428,41 @@ def test_workers_that_cannot_start_stop_the_server_with_exit_1(tmp_path: Path) -
     assert run.returncode == 1, run.stderr
     assert "worker-failed-to-start" in run.stderr
     assert run.stderr.count("worker-restarted") == 0
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # an exited process not yet reaped counts as gone
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc")
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # processes, not the database
+def test_workers_stop_when_their_supervisor_is_killed(registry: Registry, tmp_path: Path) -> None:
+    """SIGKILL to the supervising process: its workers notice within seconds and shut down
+    instead of serving on their own."""
+    env, _, _ = _fleet_and_token(registry, tmp_path, "orphans")
+    port = free_port()
+    server = _serve_two_workers(env, tmp_path, port)
+    workers: list[int] = []
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/api/status")
+        deadline = time.monotonic() + 30
+        while len(workers := _workers(server.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(workers) == 2, workers
+        server.kill()
+        server.communicate(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(_running(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [w for w in workers if _running(w)], "workers outlived their supervisor"
+    finally:
+        for worker in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)
+        if server.poll() is None:
+            server.kill()
+            server.communicate(timeout=30)
