@@ -190,7 +190,7 @@ class Authoring:
                 after["meta"]["version"] = bump(str(before["meta"]["version"]))
             if after == before:
                 return "", "unchanged", kind, ident
-            documents.replace(found, after, kind, max_depth=self.settings.max_depth)
+            documents.replace(found, after, kind)
             version = after["meta"]["version"]
             return f"grove: update {kind} {ident} (version {version})", "updated", kind, ident
 
@@ -222,7 +222,7 @@ class Authoring:
                 or manifests.state_of(documents.normal(found.document)) == state
             ):
                 return "", "unchanged", object_kind, ident
-            documents.replace(found, after, object_kind, max_depth=self.settings.max_depth)
+            documents.replace(found, after, object_kind)
             verb = {"enabled": "enable", "disabled": "disable", "retired": "retire"}[state]
             return f"grove: {verb} {object_kind} {ident}", state, object_kind, ident
 
@@ -231,7 +231,7 @@ class Authoring:
     def remove(self, kind: str, ident: str, author: Author, *, force: bool = False) -> WriteResult:
         def mutate(root: Path, index: documents.Index) -> tuple[str, str, str, str]:
             found = _find(index, kind, ident)
-            documents.replace(found, None, kind, max_depth=self.settings.max_depth)
+            documents.replace(found, None, kind)
             return f"grove: remove {kind} {ident}", "removed", kind, ident
 
         return self._write(mutate, author, force=force)
@@ -281,7 +281,7 @@ class Authoring:
                 restored["payload"][field] = found.document["payload"][field]
             else:
                 restored["payload"].pop(field, None)
-            documents.replace(found, restored, kind, max_depth=self.settings.max_depth)
+            documents.replace(found, restored, kind)
             found_versions[:] = [current, version]
             message = (
                 f"grove: rollback {kind} {ident} to version {version} (from {current})\n\n"

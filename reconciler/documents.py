@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +23,30 @@ class Located:
     file: Path
     index: int  # of the document within its file
     document: dict[str, Any]
+    siblings: list[Any]  # every document of the file as it was read, this one included
 
 
 Index = dict[tuple[str, str], Located]
 
 
-def objects(text: str, *, max_depth: int) -> Iterator[tuple[int, tuple[str, str], dict[str, Any]]]:
+def objects(text: str, *, max_depth: int) -> list[tuple[int, tuple[str, str], dict[str, Any]]]:
     """(index in the file, (type, id), document) of each document of ``text`` that names
     an object; raises `yamlsafe.YamlRefused` when the text cannot be parsed."""
-    for document in yamlsafe.parse(text, max_depth=max_depth):
-        value = document.value
+    return _named([d.value for d in yamlsafe.parse(text, max_depth=max_depth)])
+
+
+def _named(values: list[Any]) -> list[tuple[int, tuple[str, str], dict[str, Any]]]:
+    found = []
+    for position, value in enumerate(values):
         meta = value.get("meta") if isinstance(value, dict) else None
         if isinstance(meta, dict) and isinstance(meta.get("id"), str):
-            yield document.index, (str(meta.get("type")), meta["id"]), value
+            found.append((position, (str(meta.get("type")), meta["id"]), value))
+    return found
 
 
 def index(folder: Path, *, max_depth: int) -> Index:
     """Every parseable object document below ``folder``, by (type, id); the first file
-    (in path order) wins."""
+    (in path order) wins. Each file is read and parsed once."""
     found: Index = {}
     if not folder.is_dir():
         return found
@@ -49,12 +54,12 @@ def index(folder: Path, *, max_depth: int) -> Index:
         if file.suffix not in (".yaml", ".yml") or not file.is_file():
             continue
         try:
-            for position, key, value in objects(
-                file.read_text(encoding="utf-8"), max_depth=max_depth
-            ):
-                found.setdefault(key, Located(file, position, value))
+            text = file.read_text(encoding="utf-8")
+            values = [d.value for d in yamlsafe.parse(text, max_depth=max_depth)]
         except (yamlsafe.YamlRefused, UnicodeDecodeError, OSError):
             continue
+        for position, key, value in _named(values):
+            found.setdefault(key, Located(file, position, value, values))
     return found
 
 
@@ -88,11 +93,10 @@ def merge(target: dict[str, Any], changes: dict[str, Any]) -> None:
             target[key] = copy.deepcopy(value)
 
 
-def replace(found: Located, document: dict[str, Any] | None, kind: str, *, max_depth: int) -> None:
-    """Rewrite the file with one document replaced (or removed; an empty file is deleted)."""
-    documents = [
-        d.value for d in yamlsafe.parse(found.file.read_text(encoding="utf-8"), max_depth=max_depth)
-    ]
+def replace(found: Located, document: dict[str, Any] | None, kind: str) -> None:
+    """Rewrite the file with one document replaced (or removed; an empty file is deleted),
+    the others as the index read them."""
+    documents = list(found.siblings)
     if document is None:
         del documents[found.index]
     else:
