@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
+
+import pytest
 
 from reconciler import ids
 
@@ -21,16 +24,18 @@ def test_uuid7_layout_order_and_uniqueness() -> None:
     assert sorted(v.hex for v in made)[-1][:12] == made[-1].hex[:12]  # as text too (SQLite)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_makes_other_ids() -> None:
-    import os
-
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
-        os.write(write, ids.uuid7().bytes)
-        os._exit(0)
-    os.waitpid(pid, 0)
+        try:
+            os.write(write, ids.uuid7().bytes)
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
     child = os.read(read, 16)
     os.close(read)
-    os.close(write)
+    assert status == 0 and len(child) == 16
     assert child[6:] != ids.uuid7().bytes[6:]  # same millisecond maybe; never the same bits

@@ -385,10 +385,12 @@ def test_workers_share_connections_and_a_killed_worker_is_replaced(
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             now = _workers(server.pid)
-            if len(now) == 2 and workers[0] not in now:
+            replaced = len(now) == 2 and workers[0] not in now
+            if replaced and all(_sockets(w, port, "0A") == 1 for w in now):  # the new one too
                 break
             time.sleep(0.2)
         assert len(now) == 2 and workers[0] not in now, now
+        assert all(_sockets(w, port, "0A") == 1 for w in now), "the new worker does not listen"
         headers = {"Authorization": f"Bearer {token}"}
         for _ in range(10):  # new connections: some reach the new worker
             assert httpx.get(url, headers=headers, timeout=10).status_code == 200

@@ -107,15 +107,25 @@ def test_a_failing_database_drops_the_batch_and_the_writer_goes_on(
 
 
 def test_a_batch_writes_a_log_row_per_attempt_and_sums_each_model_up(db: Database) -> None:
-    started = dt.datetime.now(dt.UTC)
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     rows = [
-        dataclasses.replace(_attempt("m1"), latency_ms=10.0, cost_usd=0.25),
-        dataclasses.replace(_attempt("m1"), latency_ms=30.0, cost_usd=0.5),
+        dataclasses.replace(_attempt("m1"), latency_ms=10.0, cost_usd=0.25, timestamp=base),
         dataclasses.replace(
-            _attempt("m1"), latency_ms=2.0, success=False, error_kind="timeout", cost_usd=None
+            _attempt("m1"), latency_ms=30.0, cost_usd=0.5, timestamp=base + dt.timedelta(hours=2)
         ),
-        dataclasses.replace(_attempt("m2"), latency_ms=7.0, success=False, cost_usd=None),
+        dataclasses.replace(
+            _attempt("m1"),
+            latency_ms=2.0,
+            success=False,
+            error_kind="timeout",
+            cost_usd=None,
+            timestamp=base + dt.timedelta(hours=1),
+        ),
+        dataclasses.replace(
+            _attempt("m2"), latency_ms=7.0, success=False, cost_usd=None, timestamp=base
+        ),
     ]
+    newest = {"m1": base + dt.timedelta(hours=2), "m2": base}
     with db.transaction(write=True) as connection:
         routing_logs.write_batch(connection, rows)
     with db.transaction() as connection:
@@ -138,4 +148,4 @@ def test_a_batch_writes_a_log_row_per_attempt_and_sums_each_model_up(db: Databas
     }  # no cost row for a model none of whose attempts had a cost
     for m in metrics:  # stamped with the model's newest attempt
         stamp = m.timestamp if m.timestamp.tzinfo else m.timestamp.replace(tzinfo=dt.UTC)
-        assert started - dt.timedelta(seconds=1) <= stamp <= dt.datetime.now(dt.UTC)
+        assert stamp == newest[m.model_id], (m.model_id, m.metric_type, stamp)
