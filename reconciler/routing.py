@@ -13,7 +13,8 @@ reconciled state changes, so :meth:`get_routing_decision` does no I/O.
 Execution walks the decision's chain: a retryable failure (the rule's
 ``failover.on``) moves to the next model, a client error stops; circuit
 breakers make a dead model cost nothing while open. Every attempt is queued
-for the routing log and written in batches by a background thread.
+for the routing log and written in batches by a child process
+(:mod:`reconciler.store.logwriter`).
 
 Degraded modes: ``ROUTING_OVERRIDE_MODEL`` forces one model; an unexpected
 error inside the router falls back to round-robin over enabled models; when
@@ -54,6 +55,7 @@ from reconciler.providers.base import ChatRequest, ChatResponse, FailureKind, Pr
 from reconciler.settings import Settings
 from reconciler.store import migrating, routing_logs
 from reconciler.store.engine import Database
+from reconciler.store.logwriter import LogWriter
 
 log = logging.getLogger("grove.router")
 
@@ -174,95 +176,6 @@ class LatencyStats:
         return found[0] if found else None
 
 
-class LogWriter(threading.Thread):
-    """Batches routing-log rows into the database, off the request path.
-
-    ``put`` is one append to a deque (no lock, no condition variable: it runs on the
-    event loop for every attempt); the writer thread wakes every ``every_s``, or as
-    soon as a full batch is waiting, and writes what it finds in one transaction.
-    When ``max_rows`` are waiting (the database is away or too slow), new rows are
-    dropped and counted rather than held without bound.
-    """
-
-    def __init__(
-        self, db: Database, *, batch: int = 1000, every_s: float = 0.25, max_rows: int = 200_000
-    ) -> None:
-        super().__init__(name="grove-routing-log", daemon=True)
-        self.db = db
-        self.batch = batch
-        self.every_s = every_s
-        self.max_rows = max_rows
-        self.dropped = 0
-        self.written = 0
-        self._rows: collections.deque[routing_logs.Attempt] = collections.deque()
-        self._wake = threading.Event()
-        self._stopping = False
-        self._writing = False
-        self._idle = threading.Condition()
-
-    def put(self, row: routing_logs.Attempt) -> None:
-        rows = self._rows
-        if len(rows) >= self.max_rows:
-            self.dropped += 1
-            return
-        rows.append(row)
-        if len(rows) == self.batch:
-            self._wake.set()
-
-    def run(self) -> None:
-        while True:
-            self._wake.wait(self.every_s)
-            self._wake.clear()
-            stopping = self._stopping
-            self._drain()
-            if stopping:
-                return
-
-    def _drain(self) -> None:
-        rows = self._rows
-        while rows:
-            with self._idle:
-                self._writing = True
-            taken = [rows.popleft() for _ in range(min(self.batch, len(rows)))]
-            try:
-                self._write(taken)
-            finally:
-                with self._idle:
-                    self._writing = False
-                    self._idle.notify_all()
-
-    def _write(self, rows: list[routing_logs.Attempt]) -> None:
-        try:
-            with self.db.transaction(write=True) as connection:
-                routing_logs.write_batch(connection, rows)
-            self.written += len(rows)
-        except Exception as exc:  # the log must never take the router down
-            self.dropped += len(rows)
-            logs.event(
-                log,
-                "routing-log-dropped",
-                level=logging.WARNING,
-                rows=len(rows),
-                reason=type(exc).__name__,
-            )
-
-    def flush(self, timeout: float = 10.0) -> None:
-        """Wait until the rows put so far are written (or ``timeout`` passes)."""
-        deadline = time.monotonic() + timeout
-        with self._idle:
-            while (self._rows or self._writing) and self.is_alive():
-                self._wake.set()
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                self._idle.wait(min(left, 0.05))
-
-    def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        self.join(timeout=10)
-
-
 class RoutingEngine:
     def __init__(
         self,
@@ -292,7 +205,7 @@ class RoutingEngine:
         self._round_robin = 0
         self._fixed = snapshots.Snapshot.empty()
         self.writer: LogWriter | None = None
-        if db is not None and write_logs:
+        if db is not None and write_logs and db.shared():
             self.writer = LogWriter(db)
             self.writer.start()
 
@@ -301,7 +214,7 @@ class RoutingEngine:
         cls, db: str | None = None, *, settings: Settings | None = None, write_logs: bool = True
     ) -> RoutingEngine:
         """An engine on the registry at ``db`` (default: the settings), refreshed once;
-        ``write_logs=False`` for one that only decides (no routing-log writer thread)."""
+        ``write_logs=False`` for one that only decides (no routing-log writer)."""
         config = settings or settings_module.load(db_url=db)
         database = Database(config.db_url)
         try:

@@ -70,6 +70,11 @@ ROUTING_DECISION_SECONDS = Histogram(
     "Time to make a routing decision (no I/O).",
     buckets=(1e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2),
 )
+ROUTING_LOG_ROWS = Counter(
+    "grove_routing_log_rows_total",
+    "Routing-log rows written, or dropped (buffer full, database refused, writer died).",
+    ["outcome"],
+)
 CIRCUIT_OPEN = Gauge(
     "grove_circuit_open",
     "1 while a model's circuit breaker keeps calls away (in any process of the server).",

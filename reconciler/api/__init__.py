@@ -53,10 +53,9 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
         # The snapshot and the imported modules live as long as the process: keep them
         # out of the cyclic collector's full passes (shorter pauses under load).
         gc.freeze()
-        # Threads of this process (the routing-log writer, the reconcile loop) hold the
-        # interpreter lock while they build rows; a shorter switch interval bounds how
-        # long the event loop waits for it (bench/loop_lag.py: p99 wait 1.5-2.6 ms at
-        # 5 ms, 0.7-0.8 ms at 0.5 ms).
+        # Threads of this process (the reconcile loop, the routing-log sender) hold the
+        # interpreter lock while they work; a shorter switch interval bounds how long
+        # the event loop waits for it (bench/loop_lag.py).
         _switch.enter()
         stop = asyncio.Event()
         snapshot_changed, events_changed = asyncio.Event(), asyncio.Event()

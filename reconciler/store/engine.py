@@ -57,6 +57,10 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
 
+    def shared(self) -> bool:
+        """Whether another process can open this database (not SQLite in memory)."""
+        return not self.is_sqlite or self.sqlite_file() is not None
+
     def sqlite_file(self) -> Path | None:
         """The database file of a file-backed SQLite database, else None."""
         if not self.is_sqlite:

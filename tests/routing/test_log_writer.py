@@ -1,21 +1,33 @@
 """The routing-log writer on real databases: rows put from many threads are all written
 by flush, a full buffer drops and counts instead of growing, and a database that fails
-drops the batch with one warning while the writer keeps going."""
+drops the batch with one warning while the writer keeps going. Its child process: handed
+every row at stop, given the URL out of sight of ``ps``, replaced when killed (what it
+held counted), deaf to a terminal's and a service manager's signals, retried less and
+less often when it cannot start, and gone when its parent is."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
+import time
 import uuid
+from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 
-from reconciler import routing
-from reconciler.store import routing_logs, tables
+from reconciler.store import logwriter, routing_logs, tables
 from reconciler.store.engine import Database
+from reconciler.store.logwriter import CHILD, LogWriter
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -49,7 +61,7 @@ def _logged(db: Database) -> int:
 
 
 def test_rows_from_many_threads_are_all_written_by_flush(db: Database) -> None:
-    writer = routing.LogWriter(db, batch=100, every_s=5.0)  # flush, not the timer, writes
+    writer = LogWriter(db, batch=100, every_s=5.0)  # flush, not the timer, writes
     writer.start()
     try:
 
@@ -70,7 +82,7 @@ def test_rows_from_many_threads_are_all_written_by_flush(db: Database) -> None:
 
 
 def test_a_full_buffer_drops_and_counts(db: Database) -> None:
-    writer = routing.LogWriter(db, max_rows=50)  # not started: nothing drains the buffer
+    writer = LogWriter(db, max_rows=50)  # not started: nothing drains the buffer
     for _ in range(80):
         writer.put(_attempt())
     assert writer.dropped == 30
@@ -88,7 +100,7 @@ def _rename(db: Database, old: str, new: str) -> None:
 def test_a_failing_database_drops_the_batch_and_the_writer_goes_on(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    writer = routing.LogWriter(db, every_s=0.05)
+    writer = LogWriter(db, every_s=0.05)
     writer.start()
     try:
         _rename(db, "routing_logs", "routing_logs_away")  # every insert now fails
@@ -149,3 +161,138 @@ def test_a_batch_writes_a_log_row_per_attempt_and_sums_each_model_up(db: Databas
     for m in metrics:  # stamped with the model's newest attempt
         stamp = m.timestamp if m.timestamp.tzinfo else m.timestamp.replace(tzinfo=dt.UTC)
         assert stamp == newest[m.model_id], (m.model_id, m.metric_type, stamp)
+
+
+# ---------------------------------------------------------------- the writer process
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_stop_hands_every_queued_row_to_the_child_before_it_ends(db: Database) -> None:
+    writer = LogWriter(db, batch=100, every_s=60.0)  # neither the timer nor flush sends
+    writer.start()
+    for _ in range(1000):
+        writer.put(_attempt())
+    writer.stop()
+    assert (writer.written, writer.dropped) == (1000, 0)
+    assert _logged(db) == 1000
+    assert writer.child_pid is None and not writer.is_alive()
+
+
+def test_the_database_url_is_not_on_the_childs_command_line(db: Database) -> None:
+    writer = LogWriter(db)
+    writer.start()
+    try:
+        writer.put(_attempt())
+        writer.flush()
+        assert writer.child_pid is not None
+        command = Path(f"/proc/{writer.child_pid}/cmdline").read_bytes().decode()
+        target = db.sqlite_file() or make_url(db.url).database
+        assert str(target) not in command and db.url not in command
+        assert "reconciler.store.logwriter" in command
+    finally:
+        writer.stop()
+
+
+def test_a_killed_child_is_replaced_and_what_it_held_is_counted(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = LogWriter(db, every_s=0.05, respawn_s=0.05)
+    writer.start()
+    try:
+        writer.put(_attempt())
+        writer.flush()
+        first = writer.child_pid
+        assert first is not None and writer.written == 1
+        with caplog.at_level(logging.WARNING, logger="grove.router"):
+            os.kill(first, signal.SIGKILL)
+            assert _gone_within(first, 5)
+            for _ in range(50):
+                writer.put(_attempt())
+            writer.flush()
+        assert writer.child_pid not in (None, first)
+        # rows sent to the dead child before its reader noticed are dropped and counted
+        assert writer.written + writer.dropped == 51
+        assert _logged(db) == writer.written
+        assert "routing-log-writer-exited" in [r.getMessage() for r in caplog.records]
+        for _ in range(10):
+            writer.put(_attempt())
+        writer.flush()
+        assert _logged(db) == writer.written and writer.written + writer.dropped == 61
+    finally:
+        writer.stop()
+
+
+def test_the_child_ignores_interrupt_and_terminate_and_its_parent_ends_it(db: Database) -> None:
+    writer = LogWriter(db, every_s=0.05)
+    writer.start()
+    try:
+        writer.put(_attempt())
+        writer.flush()
+        child = writer.child_pid
+        assert child is not None
+        os.kill(child, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
+        os.kill(child, signal.SIGTERM)  # so does a service manager's stop
+        time.sleep(0.3)
+        writer.put(_attempt())
+        writer.flush()
+        assert writer.child_pid == child and (writer.written, writer.dropped) == (2, 0)
+    finally:
+        writer.stop()
+    assert _gone_within(child, 5)
+
+
+def test_a_child_that_cannot_start_is_retried_less_often_and_no_row_is_lost(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logwriter, "CHILD", [sys.executable, "-c", "raise SystemExit(3)"])
+    writer = LogWriter(db, every_s=0.02, respawn_s=0.05)
+    writer.start()
+    try:
+        for _ in range(20):
+            writer.put(_attempt())
+        time.sleep(1.0)  # 0.05 + 0.1 + 0.2 + 0.4 s: four tries, not fifty
+        assert 2 <= writer.spawned <= 6
+        assert writer.written == 0 and writer.dropped == 0  # the rows wait for a writer
+        monkeypatch.setattr(logwriter, "CHILD", CHILD)
+        writer.flush(timeout=30)
+        assert (writer.written, writer.dropped) == (20, 0)
+        assert _logged(db) == 20
+    finally:
+        writer.stop()
+
+
+def test_the_child_ends_when_its_parent_is_killed(db: Database) -> None:
+    script = textwrap.dedent(f"""
+            import sys, time
+            from tests.routing.test_log_writer import _attempt
+            from reconciler.store.engine import Database
+            from reconciler.store.logwriter import LogWriter
+            writer = LogWriter(Database({db.url!r}))
+            writer.start()
+            writer.put(_attempt())
+            writer.flush()
+            print(writer.child_pid, flush=True)
+            time.sleep(60)
+        """)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert _logged(db) == 1
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()  # type: ignore[union-attr]
+    assert _gone_within(child, 5)
