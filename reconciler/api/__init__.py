@@ -12,6 +12,7 @@ import contextlib
 import gc
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -156,12 +157,19 @@ def asgi(settings: Settings) -> Any:
 
 
 def serve(
-    settings: Settings, *, host: str, port: int, loop: bool = True, interval_s: float = 30.0
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    loop: bool = True,
+    interval_s: float = 30.0,
+    announce: str | None = None,
 ) -> int:
     """``grove serve``: the API, and the reconcile loop in a thread of the same process.
 
     SIGTERM and SIGINT stop the server and then the loop, which finishes its
-    transaction and releases its lease; the process exits 0.
+    transaction and releases its lease; the process exits 0. ``announce`` is
+    printed to stdout once the server listens and has started up.
     """
     stop = threading.Event()
     watcher_thread = start_loop(settings, interval_s, stop=stop) if loop else None
@@ -173,7 +181,7 @@ def serve(
         proxy_headers=False,
         server_header=False,
     )
-    server = _Server(config)
+    server = _Server(config, announce)
 
     def shut_down(_signum: int, _frame: object) -> None:
         server.should_exit = True
@@ -192,7 +200,18 @@ def serve(
 
 
 class _Server(uvicorn.Server):
-    """uvicorn re-raises SIGTERM after its shutdown; Grove handles the signal itself."""
+    """uvicorn re-raises SIGTERM after its shutdown; Grove handles the signal itself.
+    Prints ``announce`` once it listens (uvicorn's own line is below the log level)."""
+
+    def __init__(self, config: uvicorn.Config, announce: str | None = None) -> None:
+        super().__init__(config)
+        self.announce = announce
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.announce:
+            sys.stdout.write(self.announce)
+            sys.stdout.flush()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

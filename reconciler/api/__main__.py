@@ -36,7 +36,18 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--interval", type=_seconds, default=30.0)
     parser.add_argument("--no-loop", action="store_true")
+    parser.add_argument(
+        "--announce-fd",
+        type=int,
+        help="read a message from this file descriptor; print it once listening (grove up)",
+    )
     args = parser.parse_args()
+    announce = None
+    if args.announce_fd is not None:
+        if args.workers > 1:
+            parser.error("--announce-fd needs --workers 1")
+        with os.fdopen(args.announce_fd, encoding="utf-8") as message:
+            announce = message.read()
     json_lines = not sys.stderr.isatty()
     logs.configure(json_lines=json_lines)
     config = settings.load()
@@ -65,7 +76,12 @@ def main() -> int:
                 shutil.rmtree(owned, ignore_errors=True)
         return 0
     return api.serve(
-        config, host=args.host, port=args.port, loop=not args.no_loop, interval_s=args.interval
+        config,
+        host=args.host,
+        port=args.port,
+        loop=not args.no_loop,
+        interval_s=args.interval,
+        announce=announce,
     )
 
 

@@ -35,12 +35,21 @@ def _check_port(host: str, port: int) -> None:
 
 
 def _run_serve(
-    settings: Settings, host: str, port: int, workers: int, interval: str, loop: bool
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    interval: str,
+    loop: bool,
+    announce: str | None = None,
 ) -> int:
     """Hand over to ``python -m reconciler.api`` in this process (exec).
 
     The CLI and the API are sibling entry points that never import each other;
     the settings travel in the environment, and signals reach the server directly.
+    ``announce`` is printed by the server once it listens, so that a command
+    copied from it works at once; it travels in a pipe, not in the environment or
+    the command line, because it may hold a token.
     """
     parse_duration(interval)  # a bad value is a usage error here, not in the server
     _check_port(host, port)
@@ -62,6 +71,8 @@ def _run_serve(
     ]
     if not loop:
         argv.append("--no-loop")
+    if announce is not None:
+        argv += ["--announce-fd", str(_pipe_holding(announce))]
     sys.stdout.flush()
     os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter and module
     return 0  # pragma: no cover - execv does not return
@@ -145,21 +156,32 @@ def up_command(host: str, port: int, seed: str) -> int:
     )
     outcome = reconciler.reconcile(actor=actor())
     url = f"http://{host}:{port}"
-    click.echo(f"Grove is up at {url}")
-    click.echo(f"  fleet repository: {fleet} ({'seeded from ' + seed if fresh else 'existing'})")
-    click.echo(f"  registry: {settings.db_url}; {outcome.state} at {(outcome.revision or '')[:12]}")
-    if token:
-        click.echo(f"  admin token (shown once, keep it): {token}")
-    else:
-        click.echo(
-            f"  admin token: printed at the first run; another: "
-            f"grove token create --role admin --name NAME --db {settings.db_url}"
-        )
-    click.echo(
+    lines = [
+        f"Grove is up at {url}",
+        f"  fleet repository: {fleet} ({'seeded from ' + seed if fresh else 'existing'})",
+        f"  registry: {settings.db_url}; {outcome.state} at {(outcome.revision or '')[:12]}",
+        f"  admin token (shown once, keep it): {token}"
+        if token
+        else "  admin token: printed at the first run; another: "
+        f"grove token create --role admin --name NAME --db {settings.db_url}",
         f"  try: curl -H 'Authorization: Bearer <token>' "
-        f"'{url}/api/models/discover?capability=reasoning'"
-    )
-    return _run_serve(settings, host, port, 1, "30s", True)
+        f"'{url}/api/models/discover?capability=reasoning'",
+    ]
+    return _run_serve(settings, host, port, 1, "30s", True, announce="\n".join(lines) + "\n")
+
+
+def _pipe_holding(text: str) -> int:
+    """A pipe's reading end, inheritable, with ``text`` in it and the writing end closed."""
+    read, write = os.pipe()
+    try:
+        data = text.encode()
+        if len(data) > 32_768:  # a pipe holds 64 KiB; more would block this write
+            raise errors.UsageError("announcement too long")
+        os.write(write, data)
+    finally:
+        os.close(write)
+    os.set_inheritable(read, True)
+    return read
 
 
 def _seed(fleet: Path, seed: Path) -> None:
