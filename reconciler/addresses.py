@@ -13,6 +13,7 @@ tests only) ``http://`` and loopback or private addresses are admitted too.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import re
 import socket
@@ -168,3 +169,16 @@ _USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
 def redact_userinfo(text: str) -> str:
     """Remove ``user:password@`` from every URL in ``text`` (for messages and logs)."""
     return _USERINFO.sub("***@", text)
+
+
+def cannot_listen(host: str, port: int) -> str | None:
+    """Why nothing can listen on HOST:PORT now (in use, or not an address of this
+    machine), or None. A plain bind, as uvicorn's (``SO_REUSEADDR``), fails while
+    anything listens there, other ``SO_REUSEPORT`` sockets too."""
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return f"{host}:{port} is already in use"
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None

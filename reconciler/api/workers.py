@@ -31,7 +31,7 @@ from multiprocessing.synchronize import Event as EventType
 
 import uvicorn
 
-from reconciler import logs
+from reconciler import addresses, logs
 
 log = logging.getLogger("grove.api")
 
@@ -101,11 +101,10 @@ def _worker(
 def supervise(host: str, port: int, workers: int, *, json_lines: bool) -> int:
     """Run ``workers`` worker processes until SIGTERM or SIGINT; 0, or 1 when a worker
     could not start."""
-    try:  # a plain bind fails while anything listens there, other SO_REUSEPORT sockets too
-        socket.create_server((host, port)).close()
-    except OSError as exc:
+    reason = addresses.cannot_listen(host, port)
+    if reason is not None:
         logs.event(
-            log, "cannot-listen", level=logging.ERROR, address=f"{host}:{port}", error=str(exc)
+            log, "cannot-listen", level=logging.ERROR, address=f"{host}:{port}", error=reason
         )
         return 1
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copied threads

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import errno
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -12,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from reconciler import errors
+from reconciler import addresses, errors
 from reconciler.cli.common import common_options, grove, load_settings
 from reconciler.cli.registry import actor, parse_duration
 from reconciler.settings import Settings
@@ -23,15 +21,13 @@ UP_TOKEN_NAME = "grove-up-admin"  # noqa: S105 - a token name, not a token
 def _check_port(host: str, port: int) -> None:
     """Fail in one line, before anything is started or printed, when HOST:PORT cannot be
     listened on (uvicorn would log a bind error only after the loop had started)."""
-    try:
-        socket.create_server((host, port)).close()  # SO_REUSEADDR, as uvicorn binds
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise errors.UsageError(
-                f"{host}:{port} is already in use (another grove up or serve?); "
-                "stop it or pick another --port"
-            ) from None
-        raise errors.UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    reason = addresses.cannot_listen(host, port)
+    if reason is not None and reason.endswith("in use"):
+        raise errors.UsageError(
+            f"{reason} (another grove up or serve?); stop it or pick another --port"
+        )
+    if reason is not None:
+        raise errors.UsageError(reason)
 
 
 def _run_serve(
