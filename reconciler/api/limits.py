@@ -54,6 +54,15 @@ def json_depth(body: bytes) -> int:
     return deepest
 
 
+def _may_nest_deeper(body: bytes, max_depth: int) -> bool:
+    """Whether ``body`` nests deeper than ``max_depth``; nesting needs an opening
+    bracket per level, so most bodies are cleared by two counts (in C) without the
+    walk of :func:`json_depth`."""
+    if body.count(b"[") + body.count(b"{") <= max_depth:
+        return False
+    return json_depth(body) > max_depth
+
+
 class BodyLimits:
     def __init__(self, app: ASGIApp, *, max_bytes: int, max_depth: int) -> None:
         self.app = app
@@ -89,7 +98,7 @@ class BodyLimits:
             more = message.get("more_body", False)
         body = b"".join(chunks)
         kind = headers.get("content-type", "").lower()
-        if body and "json" in kind and json_depth(body) > self.max_depth:
+        if body and "json" in kind and _may_nest_deeper(body, self.max_depth):
             await _problem(
                 send, 422, "too-deep", f"JSON nested deeper than {self.max_depth} levels"
             )
