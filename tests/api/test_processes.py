@@ -317,11 +317,33 @@ def test_serve_with_two_workers_answers_metrics_for_the_whole_server(
             assert sum(requests) == calls
             serials = {labels["pid"] for labels, _ in families["grove_registry_state_serial"]}
             assert len(serials) == 3, serials  # the parent and the two workers
+        # and both workers did route calls: each process's counters are a file of its own
+        served = _successes_per_process(next(scratch.iterdir()))
+        assert sorted(served) == sorted(int(w) for w in serials if int(w) != server.pid)
+        assert all(count > 0 for count in served.values()) and sum(served.values()) == calls
     finally:
         server.send_signal(signal.SIGTERM)
         _, err = server.communicate(timeout=60)
     assert server.returncode == 0, err
     assert list(scratch.iterdir()) == []  # the shared metrics folder is removed at exit
+
+
+def _successes_per_process(folder: Path) -> dict[int, float]:
+    """Successful model calls by process, from prometheus-client's multiprocess files."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    served: dict[int, float] = {}
+    for path in folder.glob("counter_*.db"):
+        count = sum(
+            sample.value
+            for metric in MultiProcessCollector.merge([str(path)])
+            if metric.name == "grove_model_requests"
+            for sample in metric.samples
+            if sample.labels.get("outcome") == "success"
+        )
+        if count:
+            served[int(path.stem.split("_")[1])] = count
+    return served
 
 
 def _workers(pid: int) -> list[int]:
