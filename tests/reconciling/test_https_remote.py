@@ -216,4 +216,8 @@ def test_a_clone_with_credentials_in_its_url_is_cleaned_on_first_use(
     config = (clone / ".git" / "config").read_text()
     assert "s3cret" not in config
     assert str(bare.resolve()) in config
+    other = tmp_path / "other.git"  # a URL changed after the first use is left alone
+    fleet.git("clone", "-q", "--bare", str(fleet.root), str(other))
+    subprocess.run(["git", "remote", "set-url", "origin", str(other)], cwd=clone, check=True)
     tree.prepare()
+    assert str(other) in (clone / ".git" / "config").read_text()

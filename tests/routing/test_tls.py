@@ -107,5 +107,6 @@ def test_a_ca_bundle_that_cannot_be_read_is_a_configuration_failure(
     # that appears later is not picked up until a restart)
     ca.cert_pem.write_to_path(str(tmp_path / "missing.pem"))
     again = ask(engine)
-    assert again.attempts[0].outcome in ("configuration", "skipped")
+    assert again.attempts[0].outcome == "configuration"  # tried, not skipped by a circuit
+    assert "CA certificates could not be loaded" in again.attempts[0].message
     assert server.calls == 0
