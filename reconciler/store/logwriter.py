@@ -76,35 +76,41 @@ def _receive(stream: IO[bytes]) -> Any:
 
 
 class _Child:
-    """One writer process, and the frames it was sent but has not acknowledged."""
+    """One writer process, and the frames it was sent but has not acknowledged. Its own
+    session: a terminal's Ctrl-C, sent to the server's process group, does not reach
+    it even while it starts up (before it ignores the signal)."""
 
     def __init__(self, url: str) -> None:
         env = {k: v for k, v in os.environ.items() if k != telemetry.MULTIPROCESS_VARIABLE}
         self.process = subprocess.Popen(  # it keeps no metrics: the parent counts its answers
-            CHILD, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+            CHILD, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True
         )
         self.unacknowledged: dict[int, int] = {}  # frame number -> rows
         self.ready = False  # it said so: rows are sent to it only then
-        self.gone = False
+        self.broken = False  # a send to it failed: it is ended, its reader counts the loss
+        self.gone = False  # its reader saw it end and counted what it held
         assert self.process.stdin is not None and self.process.stdout is not None
         self.stdin: IO[bytes] = self.process.stdin
         self.stdout: IO[bytes] = self.process.stdout
         try:
             _send(self.stdin, {"url": url})
         except OSError:
-            self.end()
+            self.process.kill()
+            self.reap(10.0)
             self.stdout.close()
             raise
 
-    def end(self, timeout: float = 10.0) -> int:
-        """Close its stdin (it writes what it has and exits) and wait for it."""
-        with contextlib.suppress(OSError):
-            self.stdin.close()
+    def reap(self, timeout: float) -> int:
+        """Wait for it to exit (killing it after ``timeout``); its exit code. Closes
+        its stdin, which no one can write to any more."""
         try:
-            return self.process.wait(timeout)
+            code = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            return self.process.wait()
+            code = self.process.wait()
+        with contextlib.suppress(OSError, ValueError):
+            self.stdin.close()  # flushing into a closed pipe fails: nothing was waiting
+        return code
 
 
 class LogWriter:
@@ -126,16 +132,17 @@ class LogWriter:
         self.stop_s = stop_s
         self.dropped = 0
         self.written = 0
+        self.spawned = 0
         self._rows: collections.deque[routing_logs.Attempt] = collections.deque()
         self._wake = threading.Event()
         self._stopping = False
+        self._deadline = float("inf")  # set by stop(): rows not handed over by then are lost
         self._state = threading.Condition()  # counters, frames in flight, the child
         self._sending = False
         self._frames = 0
         self._child: _Child | None = None
         self._next_spawn = 0.0
-        self._failures = 0  # children in a row that ended before they were ready
-        self.spawned = 0
+        self._failures = 0  # children in a row that failed before they were ready
         self._thread = threading.Thread(target=self._run, name="grove-routing-log", daemon=True)
 
     def put(self, row: routing_logs.Attempt) -> None:
@@ -176,12 +183,21 @@ class LogWriter:
         return bool(self._rows) or self._sending or bool(child and child.unacknowledged)
 
     def stop(self) -> None:
-        """Hand every queued row to the child (within ``stop_s``), wait for it to write
-        them, and end it."""
+        """Hand every queued row to the child and wait for it to write them, for up to
+        ``stop_s``; then end it. Rows not written by then are counted as dropped."""
+        self._deadline = time.monotonic() + self.stop_s
         self._stopping = True
         self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(self.stop_s + 15)
+        if not self._thread.is_alive():  # never started: no one will write them
+            self._drop_queued()
+            return
+        self._thread.join(self.stop_s + 2)
+        child = self._child
+        if self._thread.is_alive() and child is not None:
+            # still sending to a child that does not read (its database stalls): end it,
+            # so that the send fails and its reader counts what it held
+            child.process.kill()
+            self._thread.join(15)
 
     # ---------------------------------------------------------------- sender thread
 
@@ -190,22 +206,19 @@ class LogWriter:
             self._wake.wait(self.every_s)
             self._wake.clear()
             self._ship()
-        deadline = time.monotonic() + self.stop_s  # hand over what is left
-        while self._rows and time.monotonic() < deadline:
+        while self._rows and time.monotonic() < self._deadline:  # hand over what is left
             self._ship()
-            self._wake.wait(0.05)
-            self._wake.clear()
-        if self._rows:
-            left = len(self._rows)
-            self._rows.clear()
-            self._lost(left, "stopped-before-written")
+            if self._rows:
+                self._wake.wait(0.05)
+                self._wake.clear()
+        self._drop_queued()
         self._end_child()
 
     def _ship(self) -> None:
         rows = self._rows
-        while rows:
+        while rows and time.monotonic() < self._deadline:
             child = self._child or self._spawn()
-            if child is None or not child.ready:
+            if child is None or not child.ready or child.broken:
                 return  # starting, or in a pause before the next: rows wait, up to max_rows
             with self._state:
                 self._sending = True
@@ -227,8 +240,21 @@ class LogWriter:
             child.unacknowledged[number] = len(rows)
         try:
             _send(child.stdin, (number, [_FIELDS(row) for row in rows]))
-        except (OSError, ValueError):  # gone (its reader closed the pipe): it counts the loss
-            self._gone(child)
+        except (OSError, ValueError):
+            # it died, or was ended: make sure it is gone; its reader reads every answer
+            # it gave, then counts the rest (this frame too) as lost
+            child.broken = True
+            with contextlib.suppress(OSError):
+                child.process.kill()
+
+    def _drop_queued(self) -> None:
+        left = 0
+        with contextlib.suppress(IndexError):
+            while True:
+                self._rows.popleft()
+                left += 1
+        if left:
+            self._lost(left, "stopped-before-written")
 
     def _spawn(self) -> _Child | None:
         if time.monotonic() < self._next_spawn:
@@ -238,6 +264,7 @@ class LogWriter:
         try:
             child = _Child(self.url)
         except OSError as exc:
+            self._failures += 1
             logs.event(
                 log, "routing-log-writer-failed", level=logging.WARNING, reason=type(exc).__name__
             )
@@ -250,31 +277,37 @@ class LogWriter:
         return child
 
     def _read(self, child: _Child) -> None:
-        while (answer := _receive(child.stdout)) is not None:
-            if answer == _READY:
-                child.ready = True
-                self._failures = 0
-                self._wake.set()
-                continue
-            number, reason = answer
-            with self._state:
-                rows = child.unacknowledged.pop(number, 0)
-                if reason is None:
-                    self.written += rows
-                    _WRITTEN.inc(rows)
-                else:
-                    self._lost(rows, reason)
-                self._state.notify_all()
-        child.stdout.close()
-        code = child.end()
-        if not self._stopping:
-            logs.event(log, "routing-log-writer-exited", level=logging.WARNING, code=code)
-        self._gone(child)
+        """Count the child's answers until it ends, then what it took along."""
+        try:
+            while (answer := _receive(child.stdout)) is not None:
+                if answer == _READY:
+                    child.ready = True
+                    self._failures = 0
+                    self._wake.set()
+                    continue
+                number, reason = answer
+                with self._state:
+                    rows = child.unacknowledged.pop(number, 0)
+                    if reason is None:
+                        self.written += rows
+                        _WRITTEN.inc(rows)
+                    else:
+                        self._lost(rows, reason)
+                    self._state.notify_all()
+        except Exception as exc:  # an answer that does not parse: this child is done
+            logs.event(
+                log, "routing-log-writer-failed", level=logging.WARNING, reason=type(exc).__name__
+            )
+            child.process.kill()
+        finally:
+            child.stdout.close()
+            code = child.reap(10.0)
+            if not self._stopping or code != 0:
+                logs.event(log, "routing-log-writer-exited", level=logging.WARNING, code=code)
+            self._gone(child)
 
     def _gone(self, child: _Child) -> None:
         with self._state:
-            if child.gone:
-                return
             child.gone = True
             if self._child is child:
                 self._child = None
@@ -292,13 +325,21 @@ class LogWriter:
         logs.event(log, "routing-log-dropped", level=logging.WARNING, rows=rows, reason=reason)
 
     def _end_child(self) -> None:
+        """Close the child's stdin (it writes what it has and exits), wait for it until
+        the deadline, then end it; return once its reader has counted its answers."""
         child = self._child
         if child is None:
             return
-        child.end()
-        with self._state:  # its reader counts the last answers, then the end
-            while not child.gone:
-                self._state.wait(1.0)
+        with contextlib.suppress(OSError, ValueError):
+            child.stdin.close()
+        try:
+            child.process.wait(max(0.0, self._deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+        with self._state:
+            limit = time.monotonic() + 15
+            while not child.gone and time.monotonic() < limit:
+                self._state.wait(0.5)
 
 
 # -------------------------------------------------------------------- child process

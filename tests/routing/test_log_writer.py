@@ -3,10 +3,12 @@ by flush, a full buffer drops and counts instead of growing, and a database that
 drops the batch with one warning while the writer keeps going. Its child process: handed
 every row at stop, given the URL out of sight of ``ps``, replaced when killed (what it
 held counted), deaf to a terminal's and a service manager's signals, retried less and
-less often when it cannot start, and gone when its parent is."""
+less often when it cannot start, ended by a stop that a stalled database would hold up
+(every row counted), and gone when its parent is."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -18,6 +20,7 @@ import textwrap
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -251,17 +254,34 @@ def test_the_child_ignores_interrupt_and_terminate_and_its_parent_ends_it(db: Da
     assert _gone_within(child, 5)
 
 
+@pytest.mark.parametrize(
+    "broken",
+    [
+        [sys.executable, "-c", "raise SystemExit(3)"],  # starts, fails before it is ready
+        ["/nonexistent/grove-python"],  # cannot be started at all
+    ],
+    ids=["exits", "cannot-start"],
+)
 def test_a_child_that_cannot_start_is_retried_less_often_and_no_row_is_lost(
-    db: Database, monkeypatch: pytest.MonkeyPatch
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    broken: list[str],
 ) -> None:
-    monkeypatch.setattr(logwriter, "CHILD", [sys.executable, "-c", "raise SystemExit(3)"])
+    monkeypatch.setattr(logwriter, "CHILD", broken)
     writer = LogWriter(db, every_s=0.02, respawn_s=0.05)
     writer.start()
     try:
-        for _ in range(20):
-            writer.put(_attempt())
-        time.sleep(1.0)  # 0.05 + 0.1 + 0.2 + 0.4 s: four tries, not fifty
-        assert 2 <= writer.spawned <= 6
+        with caplog.at_level(logging.WARNING, logger="grove.router"):
+            for _ in range(20):
+                writer.put(_attempt())
+            time.sleep(1.0)  # tries at 0, 0.05, 0.15, 0.35 and 0.75 s: five, not fifty
+        tries = [
+            r.getMessage()
+            for r in caplog.records
+            if r.getMessage() in ("routing-log-writer-exited", "routing-log-writer-failed")
+        ]
+        assert 2 <= len(tries) <= 6, tries
         assert writer.written == 0 and writer.dropped == 0  # the rows wait for a writer
         monkeypatch.setattr(logwriter, "CHILD", CHILD)
         writer.flush(timeout=30)
@@ -269,6 +289,79 @@ def test_a_child_that_cannot_start_is_retried_less_often_and_no_row_is_lost(
         assert _logged(db) == 20
     finally:
         writer.stop()
+
+
+@contextlib.contextmanager
+def _writes_blocked(db: Database) -> Iterator[None]:
+    """Hold the lock every routing-log insert needs, as a stalled database would."""
+    with db.transaction(write=True) as connection:  # BEGIN IMMEDIATE on SQLite
+        if not db.is_sqlite:
+            connection.exec_driver_sql("LOCK TABLE routing_logs IN ACCESS EXCLUSIVE MODE")
+        yield
+
+
+def test_stop_with_a_stalled_database_ends_the_child_and_counts_every_row(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = LogWriter(db, batch=100, every_s=60.0, stop_s=1.0)
+    writer.start()
+    writer.put(_attempt())
+    writer.flush()  # the child is up and has written one row
+    with _writes_blocked(db):
+        for _ in range(3000):
+            writer.put(_attempt())
+        child = writer.child_pid
+        with caplog.at_level(logging.WARNING, logger="grove.router"):
+            writer.stop()  # the child cannot write; stop must not wait for it for ever
+        assert not writer.is_alive() and child is not None and _gone_within(child, 5)
+    assert writer.written + writer.dropped == 3001  # none lost without being counted
+    assert writer.dropped >= 2900
+    assert _logged(db) == writer.written
+    dropped = [r for r in caplog.records if r.getMessage() == "routing-log-dropped"]
+    assert sum(r.fields["rows"] for r in dropped) == writer.dropped  # type: ignore[attr-defined]
+
+
+def test_a_terminals_ctrl_c_does_not_reach_a_child_that_is_starting(db: Database) -> None:
+    """Ctrl-C goes to the terminal's whole process group: the server handles it (and
+    stops the child itself), and the child, in a session of its own, never sees it,
+    not even in the moment before it ignores the signal."""
+    script = textwrap.dedent(f"""
+        import signal, sys, time
+        from tests.routing.test_log_writer import _attempt
+        from reconciler.store.engine import Database
+        from reconciler.store.logwriter import LogWriter
+        signal.signal(signal.SIGINT, lambda *_: None)  # the server's own handler
+        writer = LogWriter(Database({db.url!r}), every_s=0.01)
+        writer.start()
+        writer.put(_attempt())
+        while writer.child_pid is None:
+            time.sleep(0.001)
+        print(writer.child_pid, flush=True)
+        sys.stdin.readline()
+        writer.flush()
+        print(writer.child_pid, writer.spawned, writer.written, writer.dropped, flush=True)
+        writer.stop()
+    """)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,  # a process group of its own, as a terminal's job has
+    )
+    assert parent.stdin is not None and parent.stdout is not None
+    try:
+        child = int(parent.stdout.readline())
+        os.killpg(parent.pid, signal.SIGINT)  # while the child is still importing
+        parent.stdin.write("\n")
+        parent.stdin.flush()
+        after = parent.stdout.readline().split()
+    finally:
+        parent.stdin.close()
+        parent.wait(30)
+        parent.stdout.close()
+    assert after == [str(child), "1", "1", "0"]
 
 
 def test_the_child_ends_when_its_parent_is_killed(db: Database) -> None:
