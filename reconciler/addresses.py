@@ -2,9 +2,10 @@
 
 Called by the manifest classes (validation), later by registration and by the
 provider adapters at connect time, so one policy holds at all three places.
-Pure: it parses URLs and IP literals and never resolves a name or opens a
-socket; connect-time callers resolve first and pass the resolved address to
-:func:`check_ip`.
+The policy is pure: it parses URLs and IP literals and never resolves a name
+or opens a socket; connect-time callers resolve first and pass the resolved
+address to :func:`check_ip`. (:func:`cannot_listen`, for the servers' start-up,
+is the one function here that opens a socket.)
 
 By default only ``https://`` URLs to public hosts are allowed. With
 ``allow_local`` (``GROVE_ALLOW_LOCAL_ENDPOINTS=true``, for development and
@@ -17,6 +18,7 @@ import errno
 import ipaddress
 import re
 import socket
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -171,14 +173,20 @@ def redact_userinfo(text: str) -> str:
     return _USERINFO.sub("***@", text)
 
 
-def cannot_listen(host: str, port: int) -> str | None:
-    """Why nothing can listen on HOST:PORT now (in use, or not an address of this
-    machine), or None. A plain bind, as uvicorn's (``SO_REUSEADDR``), fails while
+class Unlistenable(NamedTuple):
+    in_use: bool  # something listens there already
+    reason: str
+
+
+def cannot_listen(host: str, port: int) -> Unlistenable | None:
+    """Why nothing can listen on HOST:PORT now, or None. Binds as uvicorn does (IPv6
+    when the host has a colon, else IPv4; ``SO_REUSEADDR``), so it fails while
     anything listens there, other ``SO_REUSEPORT`` sockets too."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        socket.create_server((host, port)).close()
+        socket.create_server((host, port), family=family).close()
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            return f"{host}:{port} is already in use"
-        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+            return Unlistenable(True, f"{host}:{port} is already in use")
+        return Unlistenable(False, f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     return None

@@ -16,7 +16,7 @@ import socket
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, TextIO
 
 import uvicorn
 from fastapi import FastAPI
@@ -189,8 +189,9 @@ def serve(
 
     previous = {sig: signal.signal(sig, shut_down) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        server.run()
+        server.run()  # uvicorn exits (SystemExit 3) when it cannot bind or start up
     finally:
+        server.unannounced()
         stop.set()
         if watcher_thread is not None:
             watcher_thread.join(timeout=30)
@@ -206,12 +207,31 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, announce: str | None = None) -> None:
         super().__init__(config)
         self.announce = announce
+        self.announced = False
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started and self.announce:
-            sys.stdout.write(self.announce)
-            sys.stdout.flush()
+            self.announced = _write(sys.stdout, self.announce)
+
+    def unannounced(self) -> None:
+        """A server that never listened still shows what it had to say (``grove up``'s
+        admin token is made once), on stderr, saying it did not start."""
+        if self.announce and not self.announced:
+            said = f"grove: the server did not start; it would have said:\n{self.announce}"
+            _write(sys.stderr, said)
+
+
+def _write(stream: TextIO | None, text: str) -> bool:
+    """Write and flush; a closed or missing stream is no reason to stop serving."""
+    if stream is None:  # started with stdout closed
+        return False
+    try:
+        stream.write(text)
+        stream.flush()
+    except (OSError, ValueError):  # a closed pipe, a closed file
+        return False
+    return True
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -101,10 +101,14 @@ def _worker(
 def supervise(host: str, port: int, workers: int, *, json_lines: bool) -> int:
     """Run ``workers`` worker processes until SIGTERM or SIGINT; 0, or 1 when a worker
     could not start."""
-    reason = addresses.cannot_listen(host, port)
-    if reason is not None:
+    refused = addresses.cannot_listen(host, port)
+    if refused is not None:
         logs.event(
-            log, "cannot-listen", level=logging.ERROR, address=f"{host}:{port}", error=reason
+            log,
+            "cannot-listen",
+            level=logging.ERROR,
+            address=f"{host}:{port}",
+            error=refused.reason,
         )
         return 1
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copied threads

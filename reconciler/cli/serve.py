@@ -21,13 +21,13 @@ UP_TOKEN_NAME = "grove-up-admin"  # noqa: S105 - a token name, not a token
 def _check_port(host: str, port: int) -> None:
     """Fail in one line, before anything is started or printed, when HOST:PORT cannot be
     listened on (uvicorn would log a bind error only after the loop had started)."""
-    reason = addresses.cannot_listen(host, port)
-    if reason is not None and reason.endswith("in use"):
+    refused = addresses.cannot_listen(host, port)
+    if refused is not None and refused.in_use:
         raise errors.UsageError(
-            f"{reason} (another grove up or serve?); stop it or pick another --port"
+            f"{refused.reason} (another grove up or serve?); stop it or pick another --port"
         )
-    if reason is not None:
-        raise errors.UsageError(reason)
+    if refused is not None:
+        raise errors.UsageError(refused.reason)
 
 
 def _run_serve(
@@ -48,7 +48,8 @@ def _run_serve(
     the command line, because it may hold a token.
     """
     parse_duration(interval)  # a bad value is a usage error here, not in the server
-    _check_port(host, port)
+    if announce is None:  # grove up checked before it made a token: if the port has
+        _check_port(host, port)  # been taken since, the server says so, with the token
     for name, value in settings.model_dump().items():
         if value is not None:
             os.environ[f"GROVE_{name.upper()}"] = str(value)
@@ -167,13 +168,20 @@ def up_command(host: str, port: int, seed: str) -> int:
 
 
 def _pipe_holding(text: str) -> int:
-    """A pipe's reading end, inheritable, with ``text`` in it and the writing end closed."""
+    """A pipe's reading end, inheritable, with ``text`` in it and the writing end closed.
+    The text must fit in the pipe at once (its only reader is this process, after exec):
+    at least 4 KiB on Linux, even for a user over the pipe quota."""
+    data = text.encode()
+    if len(data) > 4096:
+        raise errors.UsageError(f"grove up's announcement is too long ({len(data)} bytes)")
     read, write = os.pipe()
     try:
-        data = text.encode()
-        if len(data) > 32_768:  # a pipe holds 64 KiB; more would block this write
-            raise errors.UsageError("announcement too long")
-        os.write(write, data)
+        os.set_blocking(write, False)  # never hang here: a short write is an error
+        if os.write(write, data) != len(data):
+            raise errors.UsageError("grove up's announcement did not fit in a pipe")
+    except BlockingIOError:
+        os.close(read)
+        raise errors.UsageError("grove up's announcement did not fit in a pipe") from None
     finally:
         os.close(write)
     os.set_inheritable(read, True)

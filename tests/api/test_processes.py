@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -73,9 +74,13 @@ def test_grove_up_seeds_migrates_prints_a_token_once_and_serves(tmp_path: Path) 
     )
     try:
         assert first.stdout is not None
+        assert select.select([first.stdout], [], [], 120)[0], "grove up printed nothing"
         announced = first.stdout.readline()
         # printed once the server listens: a request sent at once is answered
         status = httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=10)
+        # the CLI exec'd the server: the token it printed is on neither's command line
+        seen_by_ps = Path(f"/proc/{first.pid}/cmdline").read_bytes()
+        environment = Path(f"/proc/{first.pid}/environ").read_bytes()
     finally:
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=30)
@@ -84,10 +89,12 @@ def test_grove_up_seeds_migrates_prints_a_token_once_and_serves(tmp_path: Path) 
     first.stderr.close()  # type: ignore[union-attr]
     assert first.returncode == 0, err
     assert announced == f"Grove is up at http://127.0.0.1:{port}\n"
-    assert status.status_code in (200, 401)
+    assert status.status_code == 401  # it answered (no token sent)
     out = announced + rest
+    assert out.count("Grove is up") == 1
     token = re.search(r"admin token \(shown once, keep it\): (grove_\S+)", out)
     assert token is not None
+    assert token.group(1).encode() not in seen_by_ps + environment
     assert (tmp_path / ".grove" / "fleet.git").is_dir()
     assert (tmp_path / ".grove" / "registry.db").is_file()
     second = subprocess.Popen(
@@ -109,6 +116,34 @@ def test_grove_up_seeds_migrates_prints_a_token_once_and_serves(tmp_path: Path) 
         out, _ = second.communicate(timeout=30)
     assert "printed at the first run" in out
     assert token.group(1) not in out
+
+
+def test_a_server_that_cannot_start_still_shows_what_it_was_to_announce(tmp_path: Path) -> None:
+    """grove up makes its admin token once and hands the announcement to the server: a
+    server that never listens (its port taken since grove up checked) must not lose it."""
+    announcement = "Grove is up at http://127.0.0.1:1\n  admin token (shown once): grove_x_y\n"
+    read, write = os.pipe()
+    os.write(write, announcement.encode())
+    os.close(write)
+    try:
+        with socket.create_server(("127.0.0.1", 0)) as taken:
+            port = taken.getsockname()[1]
+            command = [sys.executable, "-m", "reconciler.api", "--port", str(port)]
+            run = subprocess.run(
+                [*command, "--no-loop", "--announce-fd", str(read)],
+                pass_fds=(read,),
+                cwd=tmp_path,
+                env=_env(GROVE_DB_URL=f"sqlite:///{tmp_path}/empty.db", GROVE_REPO=str(tmp_path)),
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+    finally:
+        os.close(read)
+    assert run.returncode != 0
+    assert run.stdout == ""
+    assert f"grove: the server did not start; it would have said:\n{announcement}" in run.stderr
 
 
 def test_grove_up_on_a_port_in_use_fails_in_one_line_before_anything_starts(
