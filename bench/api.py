@@ -21,7 +21,11 @@ serves as its baseline (the machine's speed drifts within minutes), with the
 median reported; and 50
 connections sending as fast as answers come back (throughput; at that load the
 latency is mostly time spent queued). Grove runs on one worker process and on
-two (``grove serve --workers 2``).
+two (``grove serve --workers 2``). The one-client run also reports the CPU a
+call costs Grove (the server and its routing-log writer, read from ``/proc``)
+against what the same call costs the fake provider: the figure that decides how
+much load one worker takes, and one that moves less than latency when the
+machine is busy.
 
 Goals (issue 6): under 1 ms added at p50 and under 5 ms at p99, over 1,000
 routed requests per second, on this 2-core machine.
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -43,6 +48,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -293,6 +299,29 @@ def sequential(url: str, body: dict, headers: dict[str, str], count: int) -> lis
     return latencies
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time of a process and its live children (Linux /proc), or None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = [
+            int(child)
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()
+        ]
+    except OSError:
+        return None
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(child) or 0.0 for child in children)
+
+
+def with_cpu(pid: int, run: Callable[[], list[float]]) -> tuple[float | None, list[float]]:
+    """``run()``'s result, and the CPU seconds process ``pid`` spent meanwhile."""
+    before = cpu_seconds(pid)
+    result = run()
+    after = cpu_seconds(pid)
+    return (after - before if before is not None and after is not None else None), result
+
+
 GROVE_API = [sys.executable, "-m", "reconciler.api"]
 
 
@@ -336,6 +365,7 @@ def main() -> None:
             return wrk(url, body, headers, args.seconds, args.concurrency, tmp)
         return summary(*asyncio.run(load(url, body, headers, args.requests, args.concurrency)))
 
+    grove_cpu = provider_cpu = None
     rows: list[tuple[str, tuple[float, ...]]] = []
     open_loop: list[tuple[str, list[float], list[float], int]] = []
     try:
@@ -353,8 +383,15 @@ def main() -> None:
             grove = f"http://127.0.0.1:{port}"
             try:
                 if workers == 1:
-                    one_direct = sequential(direct_url, chat, {}, 2000)
-                    one_grove = sequential(f"{grove}/api/routing/execute", execute, auth, 2000)
+                    provider_cpu, one_direct = with_cpu(
+                        provider_process.pid,
+                        functools.partial(sequential, direct_url, chat, {}, 2000),
+                    )
+                    routed_url = f"{grove}/api/routing/execute"
+                    grove_cpu, one_grove = with_cpu(
+                        grove_process.pid,
+                        functools.partial(sequential, routed_url, execute, auth, 2000),
+                    )
                     direct = under_load(direct_url, chat, {})
                     rows.append(("direct to provider", direct))
                 for _ in range(args.repeat):  # each routed run beside a direct run of its own
@@ -379,6 +416,14 @@ def main() -> None:
         p50, p99 = pct(values, 0.5) * ms, pct(values, 0.99) * ms
         print(f"  {label:<7} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
     print(f"  added   p50 {added50:6.2f} ms  p99 {added99:6.2f} ms   (goal < 1 ms p50, < 5 ms p99)")
+    if grove_cpu is not None and provider_cpu:
+        # the same 2,000 calls: the provider's CPU is the machine's yardstick
+        per_call = grove_cpu / (len(one_grove) + 100) * ms  # + the warm-up calls
+        provider_per_call = provider_cpu / (len(one_direct) + 100) * ms
+        print(
+            f"  CPU per call: grove {per_call:.2f} ms (server and its routing-log writer),"
+            f" provider {provider_per_call:.2f} ms, ratio {per_call / provider_per_call:.1f}x"
+        )
     print(
         f"{args.concurrency} connections, {args.rate:,.0f} requests/s offered for {args.seconds} s"
         " (open loop, aiohttp client; latency from send to full answer), each routed run"
