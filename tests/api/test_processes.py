@@ -128,17 +128,7 @@ def test_a_server_that_cannot_start_still_shows_what_it_was_to_announce(tmp_path
     try:
         with socket.create_server(("127.0.0.1", 0)) as taken:
             port = taken.getsockname()[1]
-            command = [sys.executable, "-m", "reconciler.api", "--port", str(port)]
-            run = subprocess.run(
-                [*command, "--no-loop", "--announce-fd", str(read)],
-                pass_fds=(read,),
-                cwd=tmp_path,
-                env=_env(GROVE_DB_URL=f"sqlite:///{tmp_path}/empty.db", GROVE_REPO=str(tmp_path)),
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
+            run = _api_on(port, tmp_path, "--no-loop", "--announce-fd", str(read), fds=(read,))
     finally:
         os.close(read)
     assert run.returncode != 0
@@ -466,10 +456,13 @@ def test_workers_share_connections_and_a_killed_worker_is_replaced(
     assert "worker-restarted" in err
 
 
-def _two_workers_on(port: int, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """``python -m reconciler.api --workers 2`` on an unmigrated registry, to its end."""
+def _api_on(
+    port: int, tmp_path: Path, *args: str, fds: tuple[int, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """``python -m reconciler.api --port PORT ARGS`` on an unmigrated registry, to its end."""
     return subprocess.run(
-        [sys.executable, "-m", "reconciler.api", "--port", str(port), "--workers", "2"],
+        [sys.executable, "-m", "reconciler.api", "--port", str(port), *args],
+        pass_fds=fds,
         cwd=tmp_path,
         env=_env(GROVE_DB_URL=f"sqlite:///{tmp_path}/empty.db", GROVE_REPO=str(tmp_path)),
         capture_output=True,
@@ -477,6 +470,10 @@ def _two_workers_on(port: int, tmp_path: Path) -> subprocess.CompletedProcess[st
         timeout=120,
         check=False,
     )
+
+
+def _two_workers_on(port: int, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return _api_on(port, tmp_path, "--workers", "2")
 
 
 def test_workers_on_a_port_in_use_exit_1_and_start_nothing(tmp_path: Path) -> None:
