@@ -221,6 +221,10 @@ class _Server(uvicorn.Server):
             said = f"grove: the server did not start; it would have said:\n{self.announce}"
             _write(sys.stderr, said)
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
 
 def _write(stream: TextIO | None, text: str) -> bool:
     """Write and flush; a closed or missing stream is no reason to stop serving."""
@@ -232,10 +236,6 @@ def _write(stream: TextIO | None, text: str) -> bool:
     except (OSError, ValueError):  # a closed pipe, a closed file
         return False
     return True
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def start_loop(
