@@ -37,7 +37,6 @@ from reconciler.store.engine import Database
 log = logging.getLogger("grove.authoring")
 
 PUSH_ATTEMPTS = 8
-FOLDERS = documents.FOLDERS
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -158,7 +157,7 @@ class Authoring:
         def mutate(root: Path, index: documents.Index) -> tuple[str, str, str, str]:
             if (kind, ident) in index:
                 raise Conflict(f"{kind} {ident} already exists in {index[(kind, ident)].file.name}")
-            target = root / self.settings.path / FOLDERS[kind] / f"{ident}.yaml"
+            target = root / self.settings.path / documents.FOLDERS[kind] / f"{ident}.yaml"
             if target.exists():
                 raise Conflict(f"{target.name} already exists in the fleet repository")
             documents.write(target, [document], kind)

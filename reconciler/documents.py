@@ -22,8 +22,12 @@ FOLDERS = {manifests.KIND_MODEL: "models", manifests.KIND_RULE: "rules"}
 class Located:
     file: Path
     index: int  # of the document within its file
-    document: dict[str, Any]
     siblings: list[Any]  # every document of the file as it was read, this one included
+
+    @property
+    def document(self) -> dict[str, Any]:
+        found: dict[str, Any] = self.siblings[self.index]
+        return found
 
 
 Index = dict[tuple[str, str], Located]
@@ -58,8 +62,8 @@ def index(folder: Path, *, max_depth: int) -> Index:
             values = [d.value for d in yamlsafe.parse(text, max_depth=max_depth)]
         except (yamlsafe.YamlRefused, UnicodeDecodeError, OSError):
             continue
-        for position, key, value in _named(values):
-            found.setdefault(key, Located(file, position, value, values))
+        for position, key, _ in _named(values):
+            found.setdefault(key, Located(file, position, values))
     return found
 
 
