@@ -166,7 +166,7 @@ async def _identity(
 ) -> tokens.Identity:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise UNAUTHORIZED
-    services: Services = request.app.state.services
+    services = await get_services(request)
     identity = await services.identities.identity(
         credentials.credentials, functools.partial(_verify, services)
     )
