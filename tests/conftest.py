@@ -149,6 +149,16 @@ def database(db_url: str) -> Iterator[Database]:
     db.dispose()
 
 
+def running(pid: int) -> bool:
+    """Whether process ``pid`` runs; one that exited but is not reaped yet (a zombie,
+    as an orphan stays under an init that does not reap) counts as gone."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 # ---------------------------------------------------------------- git repositories
 
 GIT_ENV = {

@@ -9,24 +9,23 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reconciler.api import MAX_JSON_DEPTH
 from reconciler.api.limits import _may_nest_deeper, json_depth
-
-LIMIT = 64
 
 
 @pytest.mark.parametrize(
     ("body", "deeper"),
     [
-        (b"[" * 64 + b"]" * 64, False),
-        (b"[" * 65 + b"]" * 65, True),
-        (b'{"a":' * 65 + b"1" + b"}" * 65, True),
+        (b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH, False),
+        (b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1), True),
+        (b'{"a":' * (MAX_JSON_DEPTH + 1) + b"1" + b"}" * (MAX_JSON_DEPTH + 1), True),
         (json.dumps({"name": "[" * 500}).encode(), False),  # brackets in a string
         (json.dumps([[1]] * 100).encode(), False),  # many brackets, shallow: walked
         (json.dumps({"a": '\\"[' * 100, "b": [[1]]}).encode(), False),  # escaped quotes
     ],
 )
 def test_the_boundary(body: bytes, deeper: bool) -> None:
-    assert _may_nest_deeper(body, LIMIT) is deeper
+    assert _may_nest_deeper(body, MAX_JSON_DEPTH) is deeper
 
 
 json_values = st.recursive(

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import free_port
-from tests.conftest import REPO_ROOT, Registry
+from tests.conftest import REPO_ROOT, Registry, running
 
 
 def _wait_for(url: str, timeout: float = 30) -> None:
@@ -472,14 +472,10 @@ def _api_on(
     )
 
 
-def _two_workers_on(port: int, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    return _api_on(port, tmp_path, "--workers", "2")
-
-
 def test_workers_on_a_port_in_use_exit_1_and_start_nothing(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        run = _two_workers_on(port, tmp_path)
+        run = _api_on(port, tmp_path, "--workers", "2")
     assert run.returncode == 1, run.stderr
     assert "cannot-listen" in run.stderr and f"127.0.0.1:{port}" in run.stderr
     assert "worker-failed-to-start" not in run.stderr  # refused before any worker started
@@ -488,18 +484,10 @@ def test_workers_on_a_port_in_use_exit_1_and_start_nothing(tmp_path: Path) -> No
 def test_workers_that_cannot_start_stop_the_server_with_exit_1(tmp_path: Path) -> None:
     """A worker that dies before it serves (here: an unmigrated registry) is not started
     again and again: the server stops, exit 1, and says which worker failed."""
-    run = _two_workers_on(free_port(), tmp_path)
+    run = _api_on(free_port(), tmp_path, "--workers", "2")
     assert run.returncode == 1, run.stderr
     assert "worker-failed-to-start" in run.stderr
     assert run.stderr.count("worker-restarted") == 0
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"  # an exited process not yet reaped counts as gone
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc")
@@ -520,9 +508,9 @@ def test_workers_stop_when_their_supervisor_is_killed(registry: Registry, tmp_pa
         server.kill()
         server.communicate(timeout=30)
         deadline = time.monotonic() + 30
-        while any(_running(w) for w in workers) and time.monotonic() < deadline:
+        while any(running(w) for w in workers) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not [w for w in workers if _running(w)], "workers outlived their supervisor"
+        assert not [w for w in workers if running(w)], "workers outlived their supervisor"
     finally:
         for worker in workers:
             with contextlib.suppress(ProcessLookupError):

@@ -29,8 +29,7 @@ from sqlalchemy import func, make_url, select
 from reconciler.store import logwriter, routing_logs, tables
 from reconciler.store.engine import Database
 from reconciler.store.logwriter import CHILD, LogWriter
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO_ROOT, running
 
 
 @pytest.fixture
@@ -171,13 +170,11 @@ def test_a_batch_writes_a_log_row_per_attempt_and_sums_each_model_up(db: Databas
 
 def _gone_within(pid: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
+    while running(pid):
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.05)
-    return False
+    return True
 
 
 def test_stop_hands_every_queued_row_to_the_child_before_it_ends(db: Database) -> None:
@@ -347,7 +344,7 @@ def test_a_terminals_ctrl_c_does_not_reach_a_child_that_is_starting(db: Database
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         start_new_session=True,  # a process group of its own, as a terminal's job has
     )
     assert parent.stdin is not None and parent.stdout is not None
@@ -378,7 +375,7 @@ def test_the_child_ends_when_its_parent_is_killed(db: Database) -> None:
             time.sleep(60)
         """)
     parent = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT
     )
     try:
         assert parent.stdout is not None
