@@ -215,6 +215,13 @@ class FleetRepo:
     def head(self) -> str:
         return self.git("rev-parse", "HEAD")
 
+    def push_to(self, remote: Path, message: str, files: dict[str, str | bytes]) -> str:
+        """As an operator would: pull ``remote``'s main, commit ``files``, push back."""
+        self.git("pull", "-q", "--ff-only", str(remote), "main")
+        revision = self.commit(message, files)
+        self.git("push", "-q", str(remote), "HEAD:main")
+        return revision
+
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> FleetRepo:

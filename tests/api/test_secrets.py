@@ -116,8 +116,6 @@ def test_a_canary_committed_to_git_is_refused_and_echoed_nowhere(
     """A literal key committed to the fleet repository (not through the API): the
     reconcile refuses the commit, and no answer, log line or row repeats the key."""
     caplog.set_level(logging.DEBUG)
-    fleet = server.registry.fleet
-    fleet.git("pull", "-q", "--ff-only", str(server.bare), "main")
     leaked = (
         "meta: {id: leaky-git, type: AIModel, version: '1'}\n"
         "payload:\n"
@@ -126,8 +124,9 @@ def test_a_canary_committed_to_git_is_refused_and_echoed_nowhere(
         "  capabilities: {speed: 0.5}\n"
         f"  labels: {{apiKey: {CANARY}}}\n"
     )
-    fleet.commit("a key where it must not be", {"models/leaky-git.yaml": leaked})
-    fleet.git("push", "-q", str(server.bare), "HEAD:main")
+    server.registry.fleet.push_to(
+        server.bare, "a key where it must not be", {"models/leaky-git.yaml": leaked}
+    )
     seen: list[str] = []
     with server.client("operator") as client:
         outcome = client.post("/api/reconcile")

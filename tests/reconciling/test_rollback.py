@@ -35,10 +35,7 @@ def bare(registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 def land(registry: Registry, bare: Path, message: str, files: dict[str, str]) -> None:
     """Commit in the operator's clone, push to the fleet, reconcile."""
-    fleet: FleetRepo = registry.fleet
-    fleet.git("pull", "-q", "--ff-only", str(bare), "main")
-    fleet.commit(message, files)
-    fleet.git("push", "-q", str(bare), "HEAD:main")
+    registry.fleet.push_to(bare, message, dict(files))
     result = registry.run("reconcile")
     assert result.code == 0, result.err
 
@@ -175,10 +172,7 @@ def test_a_commit_where_the_file_did_not_parse_is_passed_over(
 ) -> None:
     """The file's history may hold a commit whose YAML is broken (fixed by the next one):
     the rollback looks further back instead of stopping there."""
-    fleet = registry.fleet
-    fleet.git("pull", "-q", "--ff-only", str(bare), "main")
-    fleet.commit("alpha broken", {"models/alpha.yaml": "meta: [unclosed\n"})
-    fleet.git("push", "-q", str(bare), "HEAD:main")
+    registry.fleet.push_to(bare, "alpha broken", {"models/alpha.yaml": "meta: [unclosed\n"})
     land(registry, bare, "alpha 2", {"models/alpha.yaml": model("alpha", "2", priority="93")})
     result = registry.run("rollback", "alpha", "--to", "1")
     assert result.code == 0, result.err
