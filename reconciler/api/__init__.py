@@ -90,6 +90,7 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
     )
     app.state.services = services
     problems.install(app)
+    app.include_router(operations.hot)
     app.include_router(operations.router)  # first: /api/models/health before /api/models/{id}
     app.include_router(fleet.router)
     return app

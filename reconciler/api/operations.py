@@ -16,11 +16,14 @@ from reconciler.api import problems
 from reconciler.api.bodies import ExecuteBody, ExecuteOut, HealthOut
 from reconciler.api.deps import Operator, ServicesDep, Viewer
 from reconciler.api.events import TooManyStreams
+from reconciler.api.lean import LeanRoute
 from reconciler.api.problems import ApiError
 from reconciler.providers.base import ChatRequest, Message
 from reconciler.store import coordination, routing_logs
 
 router = APIRouter(tags=["routing and operations"])
+# The routed call, every request of the data plane: its own router, for the lean handler.
+hot = APIRouter(tags=["routing and operations"], route_class=LeanRoute)
 
 
 @router.get(
@@ -56,7 +59,7 @@ async def recommend(
     return services.engine.get_routing_decision(request).to_json()
 
 
-@router.post(
+@hot.post(
     "/api/routing/execute",
     response_model=ExecuteOut,
     summary="Route and call the model, failing over along the chain",

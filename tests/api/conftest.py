@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from reconciler import api, settings
 from reconciler.store import tokens
@@ -27,6 +28,11 @@ class Server:
     tokens: dict[str, str]
     bare: Path
     registry: Registry
+    app: FastAPI  # the application behind the body limits
+
+    def lean_routes(self, on: bool) -> None:
+        """Send the hot route through the lean handler (the default) or FastAPI's own."""
+        self.app.state.lean_routes = on
 
     def client(self, role: str | None = None, **options: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.tokens[role]}"} if role else {}
@@ -99,10 +105,9 @@ def serve(
             )
     db.dispose()
     port = free_port()
+    outer = api.asgi(config)
     uvicorn_server = uvicorn.Server(
-        uvicorn.Config(
-            api.asgi(config), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-        )
+        uvicorn.Config(outer, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
     thread = threading.Thread(target=uvicorn_server.run, daemon=True)
     thread.start()
@@ -111,7 +116,7 @@ def serve(
         time.sleep(0.02)
     assert uvicorn_server.started
     try:
-        yield Server(f"http://127.0.0.1:{port}", made, bare_fleet, registry)
+        yield Server(f"http://127.0.0.1:{port}", made, bare_fleet, registry, outer.app)
     finally:
         uvicorn_server.should_exit = True
         thread.join(timeout=20)
