@@ -128,7 +128,10 @@ class LatencyStats:
     def __init__(self, *, size: int = 1024, window_s: float = 600.0) -> None:
         self.size = size
         self.window_s = window_s
-        self._samples: dict[str, collections.deque[tuple[float, float]]] = {}
+        # when each sample was taken, and its latency: two deques side by side, so the
+        # p95 sorts plain floats (in C) instead of unpacking pairs in Python
+        self._times: dict[str, collections.deque[float]] = {}
+        self._values: dict[str, collections.deque[float]] = {}
         self._p95: dict[str, tuple[float, float]] = {}  # model -> (p95, computed at)
         self._fresh: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -143,22 +146,27 @@ class LatencyStats:
     def add(self, model_id: str, latency_ms: float) -> None:
         now = time.monotonic()
         with self._lock:
-            samples = self._samples.setdefault(model_id, collections.deque(maxlen=self.size))
-            samples.append((now, latency_ms))
-            self._fresh[model_id] = self._fresh.get(model_id, 0) + 1
-            if self._fresh[model_id] >= 16 or model_id not in self._p95:
+            times = self._times.get(model_id)
+            if times is None:
+                times = self._times[model_id] = collections.deque(maxlen=self.size)
+                self._values[model_id] = collections.deque(maxlen=self.size)
+            times.append(now)
+            self._values[model_id].append(latency_ms)
+            fresh = self._fresh[model_id] = self._fresh.get(model_id, 0) + 1
+            if fresh >= 16 or model_id not in self._p95:
                 self._compute(model_id, now)
 
     def _compute(self, model_id: str, now: float) -> None:
-        samples = self._samples.get(model_id)
-        while samples and now - samples[0][0] > self.window_s:
-            samples.popleft()
+        times, values = self._times.get(model_id), self._values.get(model_id)
+        while times and values and now - times[0] > self.window_s:
+            times.popleft()
+            values.popleft()
         self._fresh[model_id] = 0
-        if not samples:
+        if not values:
             if self._p95.pop(model_id, None) is not None:
                 self.epoch += 1
             return
-        value = scoring.percentile(sorted(value for _, value in samples), 0.95)
+        value = scoring.percentile(sorted(values), 0.95)
         previous = self._p95.get(model_id)
         self._p95[model_id] = (value, now)
         if previous is None or previous[0] != value:
@@ -449,8 +457,8 @@ class RoutingEngine:
         if error is None:  # a fast failure is not a fast model
             self.stats.add(model_id, latency_ms)
         outcome = "success" if error is None else error.kind.value
-        telemetry.MODEL_REQUESTS.labels(model=model_id, outcome=outcome).inc()
-        telemetry.MODEL_LATENCY.labels(model=model_id).observe(latency_ms / 1000)
+        telemetry.model_requests(model_id, outcome).inc()
+        telemetry.model_latency(model_id).observe(latency_ms / 1000)
         if self.writer is None:
             return
         wanted = request.wanted()

@@ -12,6 +12,7 @@ for the whole server; gauges say per gauge how processes combine.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from prometheus_client import (
@@ -64,6 +65,21 @@ MODEL_LATENCY = Histogram(
     ["model"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+
+
+@functools.lru_cache(maxsize=4096)
+def model_requests(model: str, outcome: str) -> Counter:
+    """The labelled child of ``MODEL_REQUESTS``: looked up once per model and outcome
+    (``labels()`` checks and locks on every call; a routed call records two)."""
+    return MODEL_REQUESTS.labels(model=model, outcome=outcome)
+
+
+@functools.lru_cache(maxsize=4096)
+def model_latency(model: str) -> Histogram:
+    """The labelled child of ``MODEL_LATENCY``, as :func:`model_requests`."""
+    return MODEL_LATENCY.labels(model=model)
+
+
 FAILOVERS = Counter("grove_failovers_total", "Calls that moved to the next model of a chain.")
 ROUTING_DECISION_SECONDS = Histogram(
     "grove_routing_decision_seconds",
