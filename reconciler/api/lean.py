@@ -30,6 +30,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+import fastapi.routing
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
@@ -47,6 +48,8 @@ class LeanRoute(APIRoute):
 
     def get_route_handler(self) -> Handler:
         general = super().get_route_handler()
+        if not _declared_here(self):
+            return general  # dependencies came with include_router: FastAPI resolves them
         plan = _LeanPlan.of(self)
 
         async def handler(request: Request) -> Response:
@@ -118,6 +121,25 @@ class _LeanPlan:
             resolvers,
             route.status_code or 200,
         )
+
+
+def _declared_here(route: APIRoute) -> bool:
+    """Whether the route's dependencies are all its own. FastAPI (0.165) builds a
+    route's handler once more for each ``include_router``, with that inclusion's
+    dependencies added to a dependant of its own (a private "effective route
+    context"); the lean handler resolves only the route's own, so it stands aside
+    for an inclusion that adds any. Without that context (other FastAPI versions
+    copy the route, dependencies merged into its own dependant) nothing is hidden."""
+    context_var = getattr(fastapi.routing, "_effective_route_context_var", None)
+    context = context_var.get() if context_var is not None else None
+    if context is None or getattr(context, "original_route", None) is not route:
+        return True
+    effective = getattr(context, "dependant", None)
+    if effective is None:
+        return not getattr(context, "dependencies", None)
+    return [d.call for d in effective.dependencies] == [
+        d.call for d in route.dependant.dependencies
+    ]
 
 
 def _resolver(call: Callable[..., Any] | None, where: str) -> Resolver:

@@ -13,7 +13,8 @@ from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -201,3 +202,35 @@ def test_a_route_the_lean_handler_cannot_take_is_refused_when_declared() -> None
 
     with pytest.raises(TypeError, match="only the services and a role"):
         router.post("/dep", response_model=ExecuteOut)(other_dependency)
+
+
+def teapot() -> None:
+    raise HTTPException(418, "an inclusion's own dependency")
+
+
+async def echo(body: ExecuteBody) -> ExecuteOut:
+    return ExecuteOut(
+        model_id="x",
+        text=body.prompt,
+        input_tokens=0,
+        output_tokens=0,
+        cost_usd=0.0,
+        latency_ms=0.0,
+        request_id="r",
+        decision={},
+        attempts=[],
+    )
+
+
+def test_dependencies_added_by_include_router_are_not_skipped() -> None:
+    """An inclusion's dependencies are resolved (by FastAPI's handler) on a lean route."""
+    router = APIRouter(route_class=lean.LeanRoute)
+    router.post("/echo", response_model=ExecuteOut)(echo)
+    guarded, open_ = FastAPI(), FastAPI()
+    guarded.include_router(router, dependencies=[Depends(teapot)])
+    open_.include_router(router)
+    with TestClient(guarded) as client:
+        assert client.post("/echo", json={"prompt": "hi"}).status_code == 418
+    with TestClient(open_) as client:
+        answer = client.post("/echo", json={"prompt": "hi"})
+        assert answer.status_code == 200 and answer.json()["text"] == "hi"
