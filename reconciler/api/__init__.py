@@ -179,6 +179,7 @@ def serve(
         host=host,
         port=port,
         log_level="warning",
+        access_log=False,  # uvicorn would still format each line for a logger that drops it
         proxy_headers=False,
         server_header=False,
     )

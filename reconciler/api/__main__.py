@@ -66,6 +66,7 @@ def main() -> int:
                 port=args.port,
                 workers=args.workers,
                 log_level="warning",
+                access_log=False,  # uvicorn would still format each line for a logger that drops it
                 server_header=False,
             )
         finally:

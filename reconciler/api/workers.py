@@ -92,6 +92,7 @@ def _worker(
         "reconciler.api:app_from_environment",
         factory=True,
         log_level="warning",
+        access_log=False,  # uvicorn would still format each line for a logger that drops it
         proxy_headers=False,
         server_header=False,
     )
