@@ -26,6 +26,7 @@ dependencies take the same exception handlers either way.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -77,22 +78,16 @@ class LeanRoute(APIRoute):
         return handler
 
 
+@dataclasses.dataclass(frozen=True)
 class _LeanPlan:
-    def __init__(
-        self,
-        call: Callable[..., Awaitable[Any]],
-        body_name: str,
-        body_model: type[BaseModel],
-        out_model: type[BaseModel],
-        resolvers: list[tuple[str, Resolver]],
-        status_code: int,
-    ) -> None:
-        self.call = call
-        self.body_name = body_name
-        self.body_model = body_model
-        self.out_model = out_model
-        self.resolvers = resolvers
-        self.status_code = status_code
+    """What the lean handler needs of a route, worked out once when it is declared."""
+
+    call: Callable[..., Awaitable[Any]]
+    body_name: str
+    body_model: type[BaseModel]
+    out_model: type[BaseModel]
+    resolvers: list[tuple[str, Resolver]]
+    status_code: int
 
     @classmethod
     def of(cls, route: APIRoute) -> _LeanPlan:
