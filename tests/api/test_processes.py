@@ -23,9 +23,15 @@ from tests.api.conftest import free_port
 from tests.conftest import REPO_ROOT, Registry, running
 
 
-def _wait_for(url: str, timeout: float = 30) -> None:
+def _wait_for(url: str, process: subprocess.Popen[str], timeout: float = 60) -> None:
+    """Until ``url`` answers; fails at once, with what it said, if ``process`` exits.
+    (Starting a server with two workers, each importing the app under coverage, beside
+    another test worker, took over 30 s once on a slow day.)"""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process.poll() is not None:
+            _, err = process.communicate()
+            raise AssertionError(f"the server exited with {process.returncode}: {err[-2000:]}")
         try:
             httpx.get(url, timeout=1)
             return
@@ -101,7 +107,7 @@ def test_grove_up_seeds_migrates_prints_a_token_once_and_serves(tmp_path: Path) 
         command, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        _wait_for(f"http://127.0.0.1:{port}/api/status")
+        _wait_for(f"http://127.0.0.1:{port}/api/status", second)
         headers = {"Authorization": f"Bearer {token.group(1)}"}
         found = httpx.get(
             f"http://127.0.0.1:{port}/api/models/discover",
@@ -202,7 +208,7 @@ def test_a_server_killed_mid_burst_loses_no_acknowledged_write(
                     acknowledged.append(ident)
 
     try:
-        _wait_for(f"http://127.0.0.1:{port}/api/status")
+        _wait_for(f"http://127.0.0.1:{port}/api/status", server)
         threads = [threading.Thread(target=writer, args=(w,), daemon=True) for w in range(4)]
         for thread in threads:
             thread.start()
@@ -240,7 +246,7 @@ def test_a_server_killed_mid_burst_loses_no_acknowledged_write(
         text=True,
     )
     try:
-        _wait_for(f"http://127.0.0.1:{port}/api/status")
+        _wait_for(f"http://127.0.0.1:{port}/api/status", restarted)
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}",
             timeout=30,
@@ -313,7 +319,7 @@ def test_serve_with_two_workers_answers_metrics_for_the_whole_server(
         }
 
     try:
-        _wait_for(f"{url}/api/status")
+        _wait_for(f"{url}/api/status", server)
         calls = 20
         for _ in range(calls):  # each on a new connection, so both workers take some
             answer = httpx.post(
@@ -415,7 +421,7 @@ def test_workers_share_connections_and_a_killed_worker_is_replaced(
     server = _serve_two_workers(env, tmp_path, port)
     url = f"http://127.0.0.1:{port}/api/status"
     try:
-        _wait_for(url)
+        _wait_for(url, server)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # both workers up, each on its own socket
             workers = _workers(server.pid)
@@ -500,7 +506,7 @@ def test_workers_stop_when_their_supervisor_is_killed(registry: Registry, tmp_pa
     server = _serve_two_workers(env, tmp_path, port)
     workers: list[int] = []
     try:
-        _wait_for(f"http://127.0.0.1:{port}/api/status")
+        _wait_for(f"http://127.0.0.1:{port}/api/status", server)
         deadline = time.monotonic() + 30
         while len(workers := _workers(server.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
