@@ -33,10 +33,20 @@ from typing import Any
 
 import fastapi.routing
 from fastapi import Request, Response
+from fastapi.datastructures import DefaultPlaceholder
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from reconciler.api import deps
+
+try:
+    from fastapi.telemetry import get_telemetry_data
+except ImportError:  # FastAPI before its OpenTelemetry support: nothing to record
+
+    def get_telemetry_data() -> Any:  # type: ignore[misc]
+        return None
+
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 Resolver = Callable[[Request], Awaitable[Any]]
@@ -54,7 +64,7 @@ class LeanRoute(APIRoute):
         plan = _LeanPlan.of(self)
 
         async def handler(request: Request) -> Response:
-            if not _lean_allowed(request):
+            if not _lean_allowed(request) or _traced():
                 return await general(request)
             try:
                 body = plan.body_model.model_validate_json(await request.body())
@@ -70,7 +80,7 @@ class LeanRoute(APIRoute):
                 else plan.out_model.model_validate(result)
             )
             return Response(
-                out.model_dump_json(by_alias=True),
+                plan.out.dump_json(out, by_alias=True),  # the declared model's fields only
                 status_code=plan.status_code,
                 media_type="application/json",
             )
@@ -86,6 +96,7 @@ class _LeanPlan:
     body_name: str
     body_model: type[BaseModel]
     out_model: type[BaseModel]
+    out: TypeAdapter[Any]  # serializes as out_model, whatever subclass the endpoint returns
     resolvers: list[tuple[str, Resolver]]
     status_code: int
 
@@ -105,14 +116,30 @@ class _LeanPlan:
         if not plain or len(dependant.body_params) != 1:
             raise TypeError(f"{where}: a lean route takes one JSON body and dependencies only")
         body = dependant.body_params[0]
+        if getattr(body.field_info, "embed", False):
+            raise TypeError(f"{where}: a lean route's body is the model itself, not embedded")
         if not inspect.iscoroutinefunction(dependant.call):
             raise TypeError(f"{where}: a lean route's endpoint must be a coroutine function")
-        resolvers = [(str(d.name), _resolver(d.call, where)) for d in dependant.dependencies]
+        shaped = (
+            route.response_model_include is not None
+            or route.response_model_exclude is not None
+            or route.response_model_exclude_unset
+            or route.response_model_exclude_defaults
+            or route.response_model_exclude_none
+            or not route.response_model_by_alias
+        )
+        if shaped or not _plain_json(route.response_class):
+            raise TypeError(f"{where}: a lean route answers its response model as plain JSON")
+        resolvers = [
+            (_named(d.name, where), _resolver(d.call, where)) for d in dependant.dependencies
+        ]
+        out_model = _model(route.response_model, where)
         return cls(
             dependant.call,
             body.name,
             _model(body.field_info.annotation, where),
-            _model(route.response_model, where),
+            out_model,
+            TypeAdapter(out_model),
             resolvers,
             route.status_code or 200,
         )
@@ -129,6 +156,8 @@ def _declared_here(route: APIRoute) -> bool:
     context = context_var.get() if context_var is not None else None
     if context is None or getattr(context, "original_route", None) is not route:
         return True
+    if not _plain_json(getattr(context, "response_class", None)):
+        return False  # a default_response_class from the app or an inclusion
     effective = getattr(context, "dependant", None)
     if effective is None:
         return not getattr(context, "dependencies", None)
@@ -137,11 +166,24 @@ def _declared_here(route: APIRoute) -> bool:
     ]
 
 
+def _plain_json(response_class: Any) -> bool:
+    """Whether answers are FastAPI's default, ``JSONResponse`` (None: nothing said)."""
+    if isinstance(response_class, DefaultPlaceholder):
+        response_class = response_class.value
+    return response_class is None or response_class is JSONResponse
+
+
+def _named(name: str | None, where: str) -> str:
+    if name is None:  # dependencies=[Depends(...)]: run for effect, no value to pass
+        raise TypeError(f"{where}: a lean route resolves only named dependencies")
+    return name
+
+
 def _resolver(call: Callable[..., Any] | None, where: str) -> Resolver:
     if call is deps.get_services:
         return deps.get_services
     role = getattr(call, "role", None)
-    if call is None or role is None:
+    if call is None or role is None or not inspect.iscoroutinefunction(call):
         raise TypeError(f"{where}: a lean route resolves only the services and a role")
     check: Callable[..., Awaitable[Any]] = call
 
@@ -155,6 +197,13 @@ def _model(annotation: Any, where: str) -> type[BaseModel]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     raise TypeError(f"{where}: a lean route's body and response must be pydantic models")
+
+
+def _traced() -> bool:
+    """Whether FastAPI's OpenTelemetry support is recording this request (a tracer,
+    meter or logger provider is configured): its handler makes the spans and the
+    telemetry data, so it answers."""
+    return get_telemetry_data() is not None
 
 
 def _lean_allowed(request: Request) -> bool:

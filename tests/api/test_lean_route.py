@@ -8,31 +8,36 @@ from what differs between any two calls (request ids and timings).
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry import trace
 
 from reconciler.api import deps, lean
 from reconciler.api.bodies import ExecuteBody, ExecuteOut
 from tests.api.conftest import Server
 
 PATH = "/api/routing/execute"
+KEPT_HEADERS = {"content-type", "www-authenticate", "cache-control", "allow"}
 VOLATILE = {"requestId", "latencyMs", "decisionMs", "at", "startedAt"}
 
 
-def normalized(response: httpx.Response) -> tuple[int, str, Any]:
-    kind = response.headers.get("content-type", "")
+def normalized(response: httpx.Response) -> tuple[int, dict[str, str], Any]:
+    headers = {k: v for k, v in response.headers.items() if k in KEPT_HEADERS}
     try:
         body: Any = response.json()
     except ValueError:
         body = response.text
-    return response.status_code, kind, _drop_volatile(body)
+    return response.status_code, headers, _drop_volatile(body)
 
 
 def _drop_volatile(value: Any) -> Any:
@@ -234,3 +239,96 @@ def test_dependencies_added_by_include_router_are_not_skipped() -> None:
     with TestClient(open_) as client:
         answer = client.post("/echo", json={"prompt": "hi"})
         assert answer.status_code == 200 and answer.json()["text"] == "hi"
+
+
+class Leaky(ExecuteOut):
+    secret: str = "s3cret"
+
+
+async def leaky(body: ExecuteBody) -> ExecuteOut:
+    return Leaky(**(await echo(body)).model_dump())
+
+
+def test_the_answer_has_the_declared_models_fields_only() -> None:
+    """An endpoint returning a subclass of its response model sends the model's fields."""
+    router = APIRouter(route_class=lean.LeanRoute)
+    router.post("/leaky", response_model=ExecuteOut)(leaky)
+    app = FastAPI()
+    app.include_router(router)
+    with TestClient(app) as client:
+        answer = client.post("/leaky", json={"prompt": "hi"})
+    assert answer.status_code == 200 and answer.json()["text"] == "hi"
+    assert "secret" not in answer.json()
+
+
+async def embedded(body: Annotated[ExecuteBody, Body(embed=True)]) -> ExecuteOut:
+    raise AssertionError("never called")
+
+
+def test_declarations_it_could_not_honour_are_refused() -> None:
+    router = APIRouter(route_class=lean.LeanRoute)
+    refused = {
+        "embedded body": (embedded, {}),
+        "response_model_exclude": (echo, {"response_model_exclude": {"text"}}),
+        "response_model_exclude_none": (echo, {"response_model_exclude_none": True}),
+        "response_model_by_alias": (echo, {"response_model_by_alias": False}),
+        "response_class": (echo, {"response_class": PlainTextResponse}),
+        "a dependency without a name": (echo, {"dependencies": [Depends(deps.get_services)]}),
+    }
+    for label, (endpoint, options) in refused.items():
+        with pytest.raises(TypeError, match="a lean route"):
+            router.post("/x", response_model=ExecuteOut, **options)(endpoint)
+            pytest.fail(label)
+
+
+def test_an_app_wide_response_class_puts_fastapi_in_charge() -> None:
+    router = APIRouter(route_class=lean.LeanRoute)
+    router.post("/echo", response_model=ExecuteOut)(echo)
+    app = FastAPI(default_response_class=Marked)
+    app.include_router(router)
+    with TestClient(app) as client:
+        answer = client.post("/echo", json={"prompt": "hi"})
+    assert answer.status_code == 200 and answer.headers["x-marked"] == "yes"
+
+
+class Marked(JSONResponse):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.headers["x-marked"] = "yes"
+
+
+class Recorder(trace.NoOpTracer):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    @contextlib.contextmanager
+    def start_as_current_span(self, name: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        self.names.append(name)
+        span = trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
+        with trace.use_span(span, end_on_exit=False):
+            yield span
+
+    def start_span(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        self.names.append(name)
+        return trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
+
+
+class Tracing(trace.TracerProvider):
+    def __init__(self) -> None:
+        self.tracer = Recorder()
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+        return self.tracer
+
+
+def test_a_traced_request_gets_fastapis_spans() -> None:
+    """With OpenTelemetry tracing on, FastAPI's handler answers: its spans are made."""
+    router = APIRouter(route_class=lean.LeanRoute)
+    router.post("/echo", response_model=ExecuteOut)(echo)
+    tracing = Tracing()
+    app = FastAPI(telemetry={"tracer_provider": tracing})
+    app.include_router(router)
+    with TestClient(app) as client:
+        answer = client.post("/echo", json={"prompt": "hi"})
+    assert answer.status_code == 200 and answer.json()["text"] == "hi"
+    assert "fastapi.endpoint" in tracing.tracer.names, tracing.tracer.names
