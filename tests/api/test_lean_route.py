@@ -8,6 +8,7 @@ from what differs between any two calls (request ids and timings).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import Iterator
@@ -17,7 +18,6 @@ import httpx
 import pytest
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry import trace
@@ -209,6 +209,17 @@ def test_a_route_the_lean_handler_cannot_take_is_refused_when_declared() -> None
         router.post("/dep", response_model=ExecuteOut)(other_dependency)
 
 
+def post(app: FastAPI, path: str, body: dict[str, Any]) -> httpx.Response:
+    """One request to ``app`` in this process (httpx's ASGI transport; no lifespan needed)."""
+
+    async def send() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://grove.test") as client:
+            return await client.post(path, json=body)
+
+    return asyncio.run(send())
+
+
 def teapot() -> None:
     raise HTTPException(418, "an inclusion's own dependency")
 
@@ -234,11 +245,9 @@ def test_dependencies_added_by_include_router_are_not_skipped() -> None:
     guarded, open_ = FastAPI(), FastAPI()
     guarded.include_router(router, dependencies=[Depends(teapot)])
     open_.include_router(router)
-    with TestClient(guarded) as client:
-        assert client.post("/echo", json={"prompt": "hi"}).status_code == 418
-    with TestClient(open_) as client:
-        answer = client.post("/echo", json={"prompt": "hi"})
-        assert answer.status_code == 200 and answer.json()["text"] == "hi"
+    assert post(guarded, "/echo", {"prompt": "hi"}).status_code == 418
+    answer = post(open_, "/echo", {"prompt": "hi"})
+    assert answer.status_code == 200 and answer.json()["text"] == "hi"
 
 
 class Leaky(ExecuteOut):
@@ -255,8 +264,7 @@ def test_the_answer_has_the_declared_models_fields_only() -> None:
     router.post("/leaky", response_model=ExecuteOut)(leaky)
     app = FastAPI()
     app.include_router(router)
-    with TestClient(app) as client:
-        answer = client.post("/leaky", json={"prompt": "hi"})
+    answer = post(app, "/leaky", {"prompt": "hi"})
     assert answer.status_code == 200 and answer.json()["text"] == "hi"
     assert "secret" not in answer.json()
 
@@ -286,8 +294,7 @@ def test_an_app_wide_response_class_puts_fastapi_in_charge() -> None:
     router.post("/echo", response_model=ExecuteOut)(echo)
     app = FastAPI(default_response_class=Marked)
     app.include_router(router)
-    with TestClient(app) as client:
-        answer = client.post("/echo", json={"prompt": "hi"})
+    answer = post(app, "/echo", {"prompt": "hi"})
     assert answer.status_code == 200 and answer.headers["x-marked"] == "yes"
 
 
@@ -328,7 +335,6 @@ def test_a_traced_request_gets_fastapis_spans() -> None:
     tracing = Tracing()
     app = FastAPI(telemetry={"tracer_provider": tracing})
     app.include_router(router)
-    with TestClient(app) as client:
-        answer = client.post("/echo", json={"prompt": "hi"})
+    answer = post(app, "/echo", {"prompt": "hi"})
     assert answer.status_code == 200 and answer.json()["text"] == "hi"
     assert "fastapi.endpoint" in tracing.tracer.names, tracing.tracer.names
