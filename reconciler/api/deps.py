@@ -180,26 +180,33 @@ def _verify(services: Services, token: str) -> tokens.Identity | None:
         return tokens.verify(connection, token)
 
 
-def require(role: str) -> object:
-    # One dependency (and the bearer scheme, for OpenAPI) rather than a chain of three:
-    # FastAPI resolves each level anew on every request (measured in-process with
-    # FastAPI 0.165: 76 against 64 us for a route with the chain against this).
-    async def check(
+class RoleCheck:
+    """The dependency of a role: the caller's identity, if its token is valid and its
+    role is at least ``role`` (401 or 403 otherwise). A class, so that the lean
+    handler of the routed call (``lean.LeanRoute``) can tell it from any other
+    dependency and call it directly.
+
+    One dependency (and the bearer scheme, for OpenAPI) rather than a chain of three:
+    FastAPI resolves each level anew on every request (measured in-process with
+    FastAPI 0.165: 76 against 64 us for a route with the chain against this)."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+
+    async def __call__(
+        self,
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> tokens.Identity:
         identity = await _identity(request, credentials)
-        if not identity.allows(role):
-            raise ApiError(403, "forbidden", "Forbidden", f"this needs the {role} role")
+        if not identity.allows(self.role):
+            raise ApiError(403, "forbidden", "Forbidden", f"this needs the {self.role} role")
         return identity
 
-    check.role = role  # type: ignore[attr-defined]  # how lean.LeanRoute knows the role check
-    return check
 
-
-Viewer = Annotated[tokens.Identity, Depends(require("viewer"))]
-Operator = Annotated[tokens.Identity, Depends(require("operator"))]
-Admin = Annotated[tokens.Identity, Depends(require("admin"))]
+Viewer = Annotated[tokens.Identity, Depends(RoleCheck("viewer"))]
+Operator = Annotated[tokens.Identity, Depends(RoleCheck("operator"))]
+Admin = Annotated[tokens.Identity, Depends(RoleCheck("admin"))]
 
 
 def author(identity: tokens.Identity) -> authoring.Author:

@@ -54,8 +54,9 @@ Resolver = Callable[[Request], Awaitable[Any]]
 
 class LeanRoute(APIRoute):
     """An ``APIRoute`` for an endpoint taking one JSON body model and dependencies
-    among ``ServicesDep`` and the role dependencies of :mod:`deps`, and returning
-    its response model. Anything else is refused when the route is declared."""
+    among ``ServicesDep`` and the role checks of :mod:`deps` (``deps.RoleCheck``),
+    and returning its response model. Anything else is refused when the route is
+    declared."""
 
     def get_route_handler(self) -> Handler:
         general = super().get_route_handler()
@@ -182,10 +183,9 @@ def _named(name: str | None, where: str) -> str:
 def _resolver(call: Callable[..., Any] | None, where: str) -> Resolver:
     if call is deps.get_services:
         return deps.get_services
-    role = getattr(call, "role", None)
-    if call is None or role is None or not inspect.iscoroutinefunction(call):
+    if not isinstance(call, deps.RoleCheck):
         raise TypeError(f"{where}: a lean route resolves only the services and a role")
-    check: Callable[..., Awaitable[Any]] = call
+    check = call
 
     async def identify(request: Request) -> Any:
         return await check(request, await deps.bearer(request))
