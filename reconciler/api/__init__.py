@@ -89,6 +89,7 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
         responses=problems.documented(),
     )
     app.state.services = services
+    app.state.lean_routes = True  # set, not defaulted: an unset State attribute raises inside
     problems.install(app)
     app.include_router(operations.hot)
     app.include_router(operations.router)  # first: /api/models/health before /api/models/{id}
