@@ -116,19 +116,26 @@ def model(ident: str, i: int, endpoint: str | None) -> str:
 
 
 def prepare(tmp: Path, provider_url: str) -> dict[str, str]:
-    repo = tmp / "fleet"
-    (repo / "manifests" / "models").mkdir(parents=True)
-    (repo / "manifests" / "models" / "fast.yaml").write_text(model("fast", 0, provider_url))
-    for i in range(1000):
-        (repo / "manifests" / "models" / f"m{i:04d}.yaml").write_text(model(f"m{i:04d}", i, None))
-    (repo / "manifests" / "rules.yaml").write_text(
-        json.dumps(
-            {
-                "meta": {"id": "bench", "type": "RoutingRule", "version": "1"},
-                "payload": {"taskType": "bench", "requires": ["reasoning"], "chain": ["fast"]},
-            }
-        )
+    files = {"models/fast.yaml": model("fast", 0, provider_url)}
+    files.update({f"models/m{i:04d}.yaml": model(f"m{i:04d}", i, None) for i in range(1000)})
+    files["rules.yaml"] = json.dumps(
+        {
+            "meta": {"id": "bench", "type": "RoutingRule", "version": "1"},
+            "payload": {"taskType": "bench", "requires": ["reasoning"], "chain": ["fast"]},
+        }
     )
+    return prepare_fleet(tmp, files)
+
+
+def prepare_fleet(tmp: Path, files: dict[str, str]) -> dict[str, str]:
+    """A fleet repository of ``files`` (under ``manifests/``), a SQLite registry
+    reconciled to it, and an operator token: the environment of a Grove server on
+    them (GROVE_* and BENCH_TOKEN)."""
+    repo = tmp / "fleet"
+    for name, text in files.items():
+        target = repo / "manifests" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "fleet"]):
         subprocess.run(["git", *args], cwd=repo, env={**os.environ, **GIT}, check=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GROVE_")}

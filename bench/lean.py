@@ -19,23 +19,15 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from reconciler import api, settings
-from reconciler.store import tokens
-from reconciler.store.engine import Database
+import api as bench_api  # bench/api.py, beside this file (bench/ is on sys.path when run)
 
-GIT = {
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "b@grove.invalid",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "b@grove.invalid",
-}
+from reconciler import api, settings
+
 MODEL = {
     "meta": {"id": "fast", "type": "AIModel", "version": "1"},
     "payload": {"name": "fast", "provider": "mock", "capabilities": {"reasoning": 0.9}},
@@ -48,26 +40,12 @@ BODY = json.dumps({"taskType": "bench", "prompt": "hi", "maxTokens": 8}).encode(
 
 
 def prepare(tmp: Path) -> str:
-    """A fleet repository, a reconciled SQLite registry and an operator token."""
-    repo = tmp / "fleet"
-    (repo / "manifests").mkdir(parents=True)
-    (repo / "manifests" / "fast.yaml").write_text(json.dumps(MODEL))
-    (repo / "manifests" / "rule.yaml").write_text(json.dumps(RULE))
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "fleet"]):
-        subprocess.run(["git", *args], cwd=repo, env={**os.environ, **GIT}, check=True)
-    os.environ.update(
-        GROVE_REPO=str(repo),
-        GROVE_DB_URL=f"sqlite:///{tmp}/registry.db",
-        GROVE_DATA_DIR=str(tmp / "data"),
-    )
-    grove = [sys.executable, "-m", "reconciler"]
-    for command in (["db", "upgrade"], ["reconcile"]):
-        subprocess.run([*grove, *command], check=True, capture_output=True)
-    db = Database(os.environ["GROVE_DB_URL"])
-    with db.transaction(write=True) as connection:
-        token = tokens.create(connection, name="bench", role="operator", created_by="bench")
-    db.dispose()
-    return token
+    """bench/api.py's fleet set-up, with one mock model; this process's environment
+    becomes the server's. Returns the operator token."""
+    files = {"fast.yaml": json.dumps(MODEL), "rule.yaml": json.dumps(RULE)}
+    env = bench_api.prepare_fleet(tmp, files)
+    os.environ.update({k: v for k, v in env.items() if k.startswith("GROVE_")})
+    return env["BENCH_TOKEN"]
 
 
 async def lifespan(app: Any) -> tuple[asyncio.Queue[dict[str, Any]], asyncio.Task[None]]:
