@@ -333,6 +333,25 @@ def test_observed_latency_ages_out(monkeypatch: pytest.MonkeyPatch) -> None:
     assert stats.p95("m") is None
 
 
+def test_only_the_samples_inside_the_window_make_the_p95(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Old samples age out together with their times: after the window passes the slow
+    ones, the p95 is of the fast ones alone, recomputed as new samples come."""
+    clock = [1000.0]
+    monkeypatch.setattr(routing.time, "monotonic", lambda: clock[0])
+    stats = routing.LatencyStats(window_s=60)
+    for value in range(1, 101):  # 1..100 ms, slow ones last
+        stats.add("m", float(value) * 10)
+    clock[0] += 2  # a p95 older than a second is computed again when read
+    assert stats.p95("m") == 950.0  # nearest rank of 100 samples: the 95th
+    clock[0] += 28
+    for value in range(1, 33):  # 32 fast samples: two recomputations
+        stats.add("m", float(value))
+    clock[0] += 45  # the first hundred are 75 s old, the fast ones 45 s
+    assert stats.p95("m") == 30.0  # round(0.95 * 31) = 29: the 30th of 1..32
+    clock[0] += 60
+    assert stats.p95("m") is None
+
+
 def test_a_404_fails_over_as_a_misconfigured_model(
     fake: Callable[[str], FakeProvider], engine_for: Engine
 ) -> None:
