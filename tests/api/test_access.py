@@ -179,6 +179,29 @@ def test_routing_endpoints(server: Server) -> None:
         assert none.status_code == 422 and none.json()["code"] == "no-route"
 
 
+def test_metrics_count_each_routed_call_per_model(server: Server) -> None:
+    """/metrics: a routed call adds one request (by outcome) and one latency observation
+    for its model. (The registry is the process's: compare before and after.)"""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def samples(client: httpx.Client) -> dict[tuple[str, str], float]:
+        text = client.get("/metrics").text
+        return {
+            (sample.name, sample.labels.get("model", "")): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.labels.get("outcome", "success") == "success"
+        }
+
+    with server.client("operator") as client:
+        before = samples(client)
+        executed = client.post("/api/routing/execute", json={"taskType": "think", "prompt": "hi"})
+        assert executed.status_code == 200 and executed.json()["modelId"] == "alpha"
+        after = samples(client)
+    for name in ("grove_model_requests_total", "grove_model_latency_seconds_count"):
+        assert after[(name, "alpha")] - before.get((name, "alpha"), 0.0) == 1.0, name
+
+
 def test_status_plan_reconcile_health_and_metrics(server: Server) -> None:
     with server.client("operator") as client:
         assert client.get("/api/status").json()["sync"] == "Synced"
