@@ -40,6 +40,7 @@ CATALOG: dict[str, tuple[str, str]] = {
     "Y006": ("empty", "a file or document with no content"),
     "Y007": ("not-a-mapping", "a document whose root is not a mapping"),
     "Y008": ("bad-key", "a mapping key that is not a plain string"),
+    "Y009": ("number-out-of-range", "a number no value stands for (64-bit integers, finite)"),
     # S: the schema of one object
     "S001": ("unknown-field", "a field the schema does not define"),
     "S002": ("missing-field", "a required field is absent"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from collections.abc import Iterable, Sequence
 from types import UnionType
@@ -423,7 +424,9 @@ def _wrong_type(kind: str, raw: Any, text: str | None) -> str:
     elif kind == "bool_type" and isinstance(raw, str):
         message += "; write true or false (yes, no, on and off are strings in YAML 1.2)"
     elif kind in ("int_type", "int_from_float") and isinstance(raw, float):
-        if raw.is_integer():
+        if not math.isfinite(raw):
+            message = "expected an integer, got a non-finite number (.inf or .nan)"
+        elif raw.is_integer():
             message = "expected an integer; write it without a decimal point or exponent"
         else:
             message = "expected a whole number, got a fraction"

@@ -14,6 +14,12 @@ available) and builds values itself with an explicit stack, so:
 - only the no-op tags ``!!str``, ``!!map`` and ``!!seq`` are allowed;
 - plain scalars resolve by the YAML 1.2 core schema (``yes``, ``on`` and
   ``2027-01-01`` stay strings; ``1.10`` is a float, so a version must be quoted);
+- a number that has no faithful Python value is refused (Y009): an integer
+  outside the signed 64-bit range (Python will not even convert one of more
+  than 4,300 digits) or a finite-looking float such as ``1e400`` that would
+  become infinity. Hex, octal, sexagesimal and timestamp forms are strings
+  here, and ``!!binary`` and the other value-building tags are refused (Y004),
+  so no scalar can make the reader raise anything but :class:`YamlRefused`;
 - every key and sequence item gets its line number, so schema errors can name
   the line they are about.
 
@@ -56,10 +62,25 @@ _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
 _INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
 _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
 _MAY_RETYPE = frozenset("0123456789+-.~nNtTfF")
+# What SQLite and PostgreSQL store as an integer, and every JSON reader reads exactly
+# enough; no manifest field comes near it.
+INT_MAX = 2**63 - 1
+_INT_DIGITS = len(str(INT_MAX))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Unrepresentable:
+    """A plain scalar that reads as a number no Python value stands for faithfully."""
+
+    text: str
+    reason: str
 
 
 def resolve_plain(text: str) -> Any:
-    """The value of an unquoted, untagged scalar under the YAML 1.2 core schema."""
+    """The value of an unquoted, untagged scalar under the YAML 1.2 core schema.
+
+    Never raises: a number out of range resolves to :class:`Unrepresentable`.
+    """
     first = text[:1]
     if first and first not in _MAY_RETYPE:  # most scalars are words: skip the patterns
         return text
@@ -70,14 +91,38 @@ def resolve_plain(text: str) -> Any:
     if _BOOL_FALSE.match(text):
         return False
     if _INT.match(text):
-        return int(text)
+        return _integer(text)
     if _FLOAT.match(text):
-        return float(text)
+        number = float(text)  # never raises; a huge exponent gives inf, a tiny one 0.0
+        if math.isinf(number):
+            return Unrepresentable(text, "is too large for a number (it would be infinity)")
+        return number
     if _INF.match(text):
         return -math.inf if text.startswith("-") else math.inf
     if _NAN.match(text):
         return math.nan
     return text
+
+
+def _integer(text: str) -> int | Unrepresentable:
+    # Count digits before converting: int() refuses more than 4,300 digits with a
+    # ValueError, and converting is quadratic below that.
+    sign = "-" if text.startswith("-") else ""
+    digits = text.lstrip("+-").lstrip("0") or "0"
+    if len(digits) <= _INT_DIGITS:
+        value = int(sign + digits)
+        if -INT_MAX <= value <= INT_MAX:
+            return value
+    return Unrepresentable(
+        text, f"is out of range: integers in manifests lie between -{INT_MAX} and {INT_MAX}"
+    )
+
+
+def shown_number(text: str) -> str:
+    """A number's source text for a message, shortened so a huge one stays one short line."""
+    if len(text) <= 24:
+        return text
+    return f"{text[:12]}... ({len(text)} characters)"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -220,6 +265,16 @@ class _Builder:
     def _scalar(self, event: yaml.ScalarEvent, line: int, column: int) -> None:
         plain = not event.style and event.tag is None
         value: Any = resolve_plain(event.value) if plain else event.value
+        if isinstance(value, Unrepresentable):
+            raise YamlRefused(
+                Problem(
+                    "Y009",
+                    line,
+                    f"number {shown_number(value.text)} {value.reason}; "
+                    "write a smaller number, or quote it if it is text",
+                    column,
+                )
+            )
         path = self._path_for_child()
         if path is None:  # a mapping key
             frame = self.stack[-1]
