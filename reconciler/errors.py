@@ -14,6 +14,7 @@ the database or a lock will come back), a permanent error needs a human
     │   ├── SchemaDrift                schemas/ differs from the manifest classes
     │   ├── SourceError                a repository, URL or ref that can never work
     │   ├── DatabaseNotReady           the schema is missing or newer: run a migration
+    │   │   └── DatabaseUnreadable     the database file is damaged or cannot be read: restore it
     │   ├── PlanRefused                safety checks refused the plan (carries violations)
     │   └── StalePlan                  a saved plan no longer matches the registry
     └── TemporaryError                 retry with backoff
@@ -24,7 +25,9 @@ the database or a lock will come back), a permanent error needs a human
 
 Third-party errors are wrapped with ``raise ... from exc`` so the cause survives
 for debugging while the message shown to the operator stays one line. No error
-message ever contains a credential or a manifest value that could be one.
+message ever contains a credential or a manifest value that could be one, nor a
+database's URL, host, port, user or name (`store.engine` builds the database
+errors from a fixed list of reasons, never from the driver's text).
 """
 
 from __future__ import annotations
@@ -87,6 +90,14 @@ class SourceUnavailable(TemporaryError):
 
 class DatabaseNotReady(PermanentError):
     """The database schema is missing or newer than this Grove; the message says what to run."""
+
+
+class DatabaseUnreadable(DatabaseNotReady):
+    """The database cannot be read: a damaged file, not a database, or no permission.
+
+    Permanent (restore the file from a backup; ``grove db check`` says what is wrong),
+    but a server keeps polling and recovers by itself once the file is good again.
+    """
 
 
 class DatabaseUnavailable(TemporaryError):

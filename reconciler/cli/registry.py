@@ -72,7 +72,7 @@ def _warnings(diagnostics: tuple[Diagnostic, ...]) -> None:
 
 @grove.group("db")
 def db_group() -> None:
-    """Database migrations."""
+    """Database migrations and checks."""
 
 
 @db_group.command("upgrade")
@@ -105,6 +105,42 @@ def db_downgrade(revision: str, settings: Settings) -> int:
     click.get_current_context().call_on_close(database.dispose)
     before, after = migrating.downgrade(database, revision)
     click.echo(f"database migrated from {before or 'empty'} to {after or 'empty'}")
+    return 0
+
+
+@db_group.command("check")
+@click.option(
+    "-o",
+    "--output",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
+@click.option("--json", "as_json", is_flag=True, help="Same as -o json.")
+@common_options
+def db_check(fmt: str, as_json: bool, settings: Settings) -> int:
+    """Check the registry database without changing it (exit 0 healthy, 1 otherwise).
+
+    SQLite: the file, PRAGMA integrity_check and foreign_key_check; PostgreSQL:
+    the connection; both: the schema against this grove's migrations and the
+    state row. Prints what is wrong and how to recover. Never creates a database.
+    """
+    from reconciler.store import integrity
+
+    report = integrity.check(settings.db_url)
+    if as_json or fmt == "json":
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(f"database: {report.location}")
+        for finding in report.findings:
+            click.echo(
+                f"  {'ok' if finding.ok else 'FAIL':<4}  {finding.name:<12}  {finding.detail}"
+            )
+        click.echo("healthy" if report.healthy else "unhealthy")
+    if not report.healthy:
+        click.echo(f"grove: {report.problem}; to recover: {report.recovery}", err=True)
+        return 1
     return 0
 
 

@@ -17,7 +17,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Connection
 
 from reconciler import errors
-from reconciler.store.engine import Database, redact
+from reconciler.store.engine import Database
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -41,7 +41,12 @@ def known_revisions() -> set[str]:
 
 def current(db: Database) -> str | None:
     with db.transaction() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        return current_on(connection)
+
+
+def current_on(connection: Connection) -> str | None:
+    """The schema revision, read in the caller's transaction."""
+    return MigrationContext.configure(connection).get_current_revision()
 
 
 def upgrade(db: Database, revision: str = "head") -> tuple[str | None, str | None]:
@@ -70,21 +75,30 @@ def _run(db: Database, action: str, revision: str) -> None:
 
 
 def require_current(db: Database) -> None:
-    """Raise :class:`errors.DatabaseNotReady` unless the schema is exactly at head."""
-    found = current(db)
+    """Raise :class:`errors.DatabaseNotReady` unless the schema is exactly at head.
+
+    The messages name no database (its URL holds a host, a user, a name): the
+    operator gave it, and `grove db check` shows which one it is."""
+    with db.transaction() as connection:
+        require_current_on(connection)
+
+
+def require_current_on(connection: Connection) -> None:
+    """:func:`require_current` in the caller's transaction."""
+    found = current_on(connection)
     wanted = head()
-    where = redact(db.url)
     if found == wanted:
         return
     if found is None:
         raise errors.DatabaseNotReady(
-            f"database {where} has no Grove schema; run `grove db upgrade`"
+            "the registry database has no Grove schema; run `grove db upgrade`"
         )
     if found not in known_revisions():
         raise errors.DatabaseNotReady(
-            f"database {where} is at schema {found}, newer than this grove knows "
+            f"the registry database is at schema {found}, newer than this grove knows "
             f"(head {wanted}); upgrade grove"
         )
     raise errors.DatabaseNotReady(
-        f"database {where} is at schema {found}, this grove needs {wanted}; run `grove db upgrade`"
+        f"the registry database is at schema {found}, this grove needs {wanted}; "
+        "run `grove db upgrade`"
     )
