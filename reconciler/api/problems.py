@@ -5,22 +5,29 @@ request can meet is mapped here once: Grove's own errors by class, FastAPI's
 validation errors with the field path, and anything unexpected as a 500 that
 names no internals. A 401 is byte-for-byte the same whatever was wrong with
 the credentials.
+
+An answer lists at most :data:`MAX_LISTED` field errors and violations and
+counts the rest (``errorsOmitted``, ``violationsOmitted``): a body with
+100,000 bad keys gets an answer of a few kilobytes, not megabytes.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reconciler import authoring, errors, logs, ranking, routing
 
 MEDIA_TYPE = "application/problem+json"
+MAX_LISTED = 50  # field errors, and violations, listed in one answer; the rest are counted
+_LISTS = ("errors", "violations")
 log = logging.getLogger("grove.api")
 
 
@@ -30,7 +37,10 @@ class FieldError(BaseModel):
 
 
 class Problem(BaseModel):
-    """An error answer. ``code`` is stable and documented; ``detail`` is for people."""
+    """An error answer. ``code`` is stable and documented; ``detail`` is for people.
+    ``errorsOmitted`` and ``violationsOmitted`` appear only when a list was cut."""
+
+    model_config = ConfigDict(populate_by_name=True)
 
     type: str = Field("about:blank")
     title: str
@@ -40,6 +50,12 @@ class Problem(BaseModel):
     errors: list[FieldError] = Field(default_factory=list)
     violations: list[dict[str, Any]] = Field(default_factory=list)
     attempts: list[dict[str, Any]] = Field(default_factory=list)
+    errors_omitted: int | None = Field(
+        None, alias="errorsOmitted", description=f"Field errors not listed (over {MAX_LISTED})."
+    )
+    violations_omitted: int | None = Field(
+        None, alias="violationsOmitted", description=f"Violations not listed (over {MAX_LISTED})."
+    )
 
 
 class ApiError(Exception):
@@ -84,15 +100,32 @@ def documented() -> dict[int | str, dict[str, Any]]:
 
 def respond(error: ApiError) -> JSONResponse:
     problem = Problem(
-        title=error.title, status=error.status, code=error.code, detail=error.detail, **error.extra
+        title=error.title,
+        status=error.status,
+        code=error.code,
+        detail=error.detail,
+        **_capped(error.extra),
     )
     headers = {"WWW-Authenticate": "Bearer"} if error.code == "unauthorized" else None
     return JSONResponse(
-        problem.model_dump(exclude_defaults=False),
+        problem.model_dump(by_alias=True, exclude_none=True),
         status_code=error.status,
         media_type=MEDIA_TYPE,
         headers=headers,
     )
+
+
+def _capped(extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` with each list cut to :data:`MAX_LISTED` items, the rest counted in
+    ``<list>_omitted`` (added to a count the caller gave for what it never built)."""
+    capped = dict(extra)
+    for key in _LISTS:
+        items: Sequence[Any] = capped.get(key) or ()
+        if len(items) > MAX_LISTED:
+            capped[key] = list(items[:MAX_LISTED])
+            omitted = f"{key}_omitted"
+            capped[omitted] = (capped.get(omitted) or 0) + len(items) - MAX_LISTED
+    return capped
 
 
 def _from_grove(exc: errors.GroveError) -> ApiError:
@@ -172,13 +205,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [
+        found = exc.errors()
+        fields = [  # only those listed are built (a body can carry 100,000 bad keys)
             FieldError(
                 path=".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
                 message=str(e.get("msg", "invalid")),
             )
-            for e in exc.errors()
+            for e in found[:MAX_LISTED]
         ]
+        omitted = len(found) - len(fields)
         return respond(
             ApiError(
                 422,
@@ -186,6 +221,7 @@ def install(app: FastAPI) -> None:
                 "Invalid request",
                 "the request does not match the schema",
                 errors=fields,
+                errors_omitted=omitted or None,
             )
         )
 
