@@ -462,8 +462,9 @@ class RoutingEngine:
         if self.writer is None:
             return
         wanted = request.wanted()
+        counted = response is not None and response.counted  # else: tokens and cost unknown
         self.writer.put(
-            routing_logs.Attempt(
+            routing_logs.Attempt.of(
                 request_id=request_id,
                 model_id=model_id,
                 task_type=request.task_type or "",
@@ -472,17 +473,15 @@ class RoutingEngine:
                 success=error is None,
                 attempt=attempt,
                 error_kind=None if error is None else error.kind.value,
-                input_tokens=response.input_tokens if response else None,
-                output_tokens=response.output_tokens if response else None,
-                cost_usd=response.cost_usd if response else None,
-                decision={
-                    "reason": decision.reason,
-                    "chain": list(decision.chain),
-                    "ruleId": decision.rule_id,
-                    "strategy": decision.strategy,
-                    "revision": decision.revision,
-                    "error": None if error is None else str(error)[:300],
-                },
+                input_tokens=response.input_tokens if response and counted else None,
+                output_tokens=response.output_tokens if response and counted else None,
+                cost_usd=response.cost_usd if response and counted else None,
+                reason=decision.reason,
+                chain=decision.chain,
+                rule_id=decision.rule_id,
+                strategy=decision.strategy,
+                revision=decision.revision,
+                error=None if error is None else str(error),
                 timestamp=dt.datetime.now(dt.UTC),
             )
         )

@@ -1,18 +1,31 @@
 """Provider adapters: the only package that talks HTTP (aiohttp) to model providers.
 
 :class:`Providers` picks the adapter for a model's ``provider`` and shares one
-guarded, pooled HTTP client between them.
+guarded, pooled HTTP client between them. Whatever happens inside an adapter
+reaches the router as a :class:`ProviderError`: an exception no adapter
+classified (a provider's answer that found a gap in the checks) is a
+``bad_response`` of that attempt, logged with its type, never a 500.
 """
 
 from __future__ import annotations
 
-from reconciler import manifests
-from reconciler.providers.base import Adapter, ChatRequest, ChatResponse, ProviderError
+import logging
+
+from reconciler import logs, manifests
+from reconciler.providers.base import (
+    Adapter,
+    ChatRequest,
+    ChatResponse,
+    FailureKind,
+    ProviderError,
+)
 from reconciler.providers.mock import MockAdapter
 from reconciler.providers.transport import Http
 from reconciler.providers.wire import AnthropicMessages, GeminiGenerate, OpenAIChat
 
 __all__ = ["Adapter", "ChatRequest", "ChatResponse", "ProviderError", "Providers"]
+
+log = logging.getLogger("grove.router")
 
 
 class Providers:
@@ -32,7 +45,18 @@ class Providers:
         }
 
     async def complete(self, model: manifests.AIModel, request: ChatRequest) -> ChatResponse:
-        return await self.adapters[model.payload.provider].complete(model, request)
+        try:
+            return await self.adapters[model.payload.provider].complete(model, request)
+        except ProviderError:
+            raise
+        except Exception as exc:  # unclassified: this attempt failed, the route goes on
+            error = type(exc).__name__
+            logs.event(
+                log, "provider-error-unclassified", level=logging.ERROR, model=model.id, error=error
+            )
+            raise ProviderError(
+                FailureKind.BAD_RESPONSE, f"{model.id}: the answer could not be read ({error})"
+            ) from None
 
     async def aclose(self) -> None:
         await self.http.aclose()

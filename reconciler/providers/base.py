@@ -12,10 +12,13 @@ No message here ever contains a credential or a response body.
 from __future__ import annotations
 
 import dataclasses
+import math
 from enum import StrEnum
 from typing import Protocol
 
 from reconciler import manifests
+
+MAX_TOKENS = 10**9  # the largest token count an answer may carry (and a log column holds)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,6 +48,7 @@ class ChatResponse:
     output_tokens: int
     cost_usd: float
     latency_ms: float
+    counted: bool = True  # False: the provider gave no token counts (both are then 0)
 
 
 class FailureKind(StrEnum):
@@ -91,13 +95,29 @@ class ProviderError(Exception):
         return any(self.kind in FAILOVER_KINDS[kind] for kind in allowed)
 
 
-def cost_of(spec: manifests.ModelSpec, input_tokens: int, output_tokens: int) -> float:
-    pricing = spec.pricing
+def cost_of(model: manifests.AIModel, input_tokens: int, output_tokens: int) -> float:
+    """The price of one call: finite and never negative, whatever the adapter was handed.
+
+    Counts that are not integers from 0 to :data:`MAX_TOKENS` make the attempt a
+    ``bad_response`` (adapters check them first; this is the backstop every adapter
+    shares)."""
+    for name, count in (("input", input_tokens), ("output", output_tokens)):
+        if type(count) is not int or not 0 <= count <= MAX_TOKENS:
+            raise ProviderError(
+                FailureKind.BAD_RESPONSE,
+                f"{model.id}: the {name} token count is not an integer from 0 to {MAX_TOKENS:,}",
+            )
+    pricing = model.payload.pricing
     if pricing is None:
         return 0.0
-    return (
+    cost = (
         input_tokens * pricing.input_per_m_tok + output_tokens * pricing.output_per_m_tok
     ) / 1_000_000
+    if not math.isfinite(cost) or cost < 0:  # pricing is validated; this would be a bug
+        raise ProviderError(
+            FailureKind.CONFIGURATION, f"{model.id}: pricing gives a cost of {cost!r}"
+        )
+    return cost
 
 
 class Adapter(Protocol):

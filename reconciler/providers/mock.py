@@ -39,6 +39,6 @@ class MockAdapter:
             text=behaviour.reply,
             input_tokens=prompt_words,
             output_tokens=reply_words,
-            cost_usd=cost_of(model.payload, prompt_words, reply_words),
+            cost_usd=cost_of(model, prompt_words, reply_words),
             latency_ms=(time.perf_counter() - started) * 1000,
         )

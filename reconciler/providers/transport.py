@@ -37,6 +37,7 @@ import aiohttp
 import certifi
 
 from reconciler import addresses
+from reconciler.providers import answers
 from reconciler.providers.base import FailureKind, ProviderError
 
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
@@ -184,7 +185,7 @@ class Http:
             ) from None
         _raise_for_status(host, status, retry_after_header)
         try:
-            return json.loads(body)
+            return answers.decode(body)
         except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
             raise ProviderError(
                 FailureKind.BAD_RESPONSE, f"{host}: the answer is not JSON"

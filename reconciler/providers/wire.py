@@ -2,8 +2,11 @@
 
 Each adapter builds the provider's request from a :class:`ChatRequest`, sends
 it through the guarded transport with the manifest's deadline, and reads text
-and token counts back. The API key comes from the environment variable the
-manifest names, goes only into a request header, and never into a message.
+and token counts back through :mod:`reconciler.providers.answers`, which
+checks every field it takes (an answer that is not in the provider's shape,
+or whose counts are not integers from 0 to 10^9, is a ``bad_response``). The
+API key comes from the environment variable the manifest names, goes only
+into a request header, and never into a message.
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable
 from typing import Any
 
 from reconciler import manifests
+from reconciler.providers import answers
 from reconciler.providers.base import (
     ChatRequest,
     ChatResponse,
@@ -69,20 +72,6 @@ def _endpoint(model: manifests.AIModel) -> str:
     return endpoint.rstrip("/")
 
 
-def _read(
-    answer: Any, reader: Callable[[Any], tuple[str, int, int]], host_hint: str
-) -> tuple[str, int, int]:
-    try:
-        text, tokens_in, tokens_out = reader(answer)
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
-        raise ProviderError(
-            FailureKind.BAD_RESPONSE, f"{host_hint}: the answer does not have the expected shape"
-        ) from None
-    if not isinstance(text, str):
-        raise ProviderError(FailureKind.BAD_RESPONSE, f"{host_hint}: no text in the answer")
-    return text, int(tokens_in or 0), int(tokens_out or 0)
-
-
 class HttpAdapter:
     """Shared call path: build, send with the deadline, read, price."""
 
@@ -95,16 +84,17 @@ class HttpAdapter:
         answer = await self.http.post_json(
             url, headers, payload, deadline_s=model.payload.timeout_ms / 1000
         )
-        text, tokens_in, tokens_out = _read(answer, self.read, model.id)
+        reading = answers.read(self.shape(model), answer, model.id)
         latency = (time.perf_counter() - started) * 1000
         return ChatResponse(
             model_id=model.id,
             provider_model=model.payload.provider_model or "",
-            text=text,
-            input_tokens=tokens_in,
-            output_tokens=tokens_out,
-            cost_usd=cost_of(model.payload, tokens_in, tokens_out),
+            text=reading.text,
+            input_tokens=reading.input_tokens,
+            output_tokens=reading.output_tokens,
+            cost_usd=cost_of(model, reading.input_tokens, reading.output_tokens),
             latency_ms=latency,
+            counted=reading.counted,
         )
 
     def build(
@@ -112,7 +102,8 @@ class HttpAdapter:
     ) -> tuple[str, dict[str, str], dict[str, Any]]:
         raise NotImplementedError
 
-    def read(self, answer: Any) -> tuple[str, int, int]:
+    def shape(self, model: manifests.AIModel) -> type[answers.Answer]:
+        """The answer this provider must give (checked by :func:`answers.read`)."""
         raise NotImplementedError
 
 
@@ -134,10 +125,10 @@ class OpenAIChat(HttpAdapter):
             payload["temperature"] = request.temperature
         return f"{_endpoint(model)}/chat/completions", headers, payload
 
-    def read(self, answer: Any) -> tuple[str, int, int]:
-        usage = answer.get("usage") or {}
-        text = answer["choices"][0]["message"]["content"]
-        return text, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+    def shape(self, model: manifests.AIModel) -> type[answers.Answer]:
+        if model.payload.provider is manifests.Provider.OPENAI_COMPATIBLE:
+            return answers.CompatibleAnswer  # some servers count no tokens
+        return answers.OpenAIAnswer
 
 
 class AnthropicMessages(HttpAdapter):
@@ -162,10 +153,8 @@ class AnthropicMessages(HttpAdapter):
         headers = {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION}
         return f"{_endpoint(model)}/messages", headers, payload
 
-    def read(self, answer: Any) -> tuple[str, int, int]:
-        usage = answer.get("usage") or {}
-        text = "".join(block["text"] for block in answer["content"] if block.get("type") == "text")
-        return text, usage.get("input_tokens", 0), usage.get("output_tokens", 0)
+    def shape(self, model: manifests.AIModel) -> type[answers.Answer]:
+        return answers.AnthropicAnswer
 
 
 class GeminiGenerate(HttpAdapter):
@@ -188,8 +177,5 @@ class GeminiGenerate(HttpAdapter):
         url = f"{_endpoint(model)}/models/{model.payload.provider_model}:generateContent"
         return url, {"x-goog-api-key": key}, payload
 
-    def read(self, answer: Any) -> tuple[str, int, int]:
-        usage = answer.get("usageMetadata") or {}
-        parts = answer["candidates"][0]["content"]["parts"]
-        text = "".join(part.get("text", "") for part in parts)
-        return text, usage.get("promptTokenCount", 0), usage.get("candidatesTokenCount", 0)
+    def shape(self, model: manifests.AIModel) -> type[answers.Answer]:
+        return answers.GeminiAnswer

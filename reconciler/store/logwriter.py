@@ -16,8 +16,10 @@ rows into tuples and pickling them, about 1.5 microseconds a row, in C calls
 bounded by the frame size.
 
 Loss is bounded and counted, never silent: when ``max_rows`` are waiting (the
-child or the database is slow or away) new rows are dropped; a frame the
-database refuses is dropped with a ``routing-log-dropped`` warning; a child that
+child or the database is slow or away) new rows are dropped; a row the database
+refuses is left out alone (the frame is retried row by row,
+:func:`routing_logs.write_batch`) and a frame it cannot write at all is dropped,
+each with a ``routing-log-dropped`` warning naming the error type; a child that
 dies takes the frames it had not acknowledged with it and is replaced, no more
 often than every ``respawn_s``. The database URL reaches the child in its first
 frame, not on its command line, where ``ps`` would show a password. Closing the
@@ -285,14 +287,15 @@ class LogWriter:
                     self._failures = 0
                     self._wake.set()
                     continue
-                number, reason = answer
+                number, refused, reason = answer
                 with self._state:
                     rows = child.unacknowledged.pop(number, 0)
-                    if reason is None:
-                        self.written += rows
-                        _WRITTEN.inc(rows)
-                    else:
-                        self._lost(rows, reason)
+                    refused = min(rows, refused)
+                    if rows > refused:
+                        self.written += rows - refused
+                        _WRITTEN.inc(rows - refused)
+                    if refused or reason:
+                        self._lost(refused, reason or "refused")
                     self._state.notify_all()
         except Exception as exc:  # an answer that does not parse: this child is done
             logs.event(
@@ -345,15 +348,18 @@ class LogWriter:
 # -------------------------------------------------------------------- child process
 
 
-def _write(db: Database, rows: list[tuple[Any, ...]]) -> str | None:
-    """Write one frame in one transaction: None, or why it was refused (no detail that
-    could carry a value from the row or the URL)."""
+def _write(db: Database, rows: list[tuple[Any, ...]]) -> tuple[int, str | None]:
+    """Write one frame in one transaction: how many rows were refused (left out, the
+    others written) and why, or ``(0, None)``. No detail that could carry a value from
+    a row or the URL: error types only."""
     try:
         with db.transaction(write=True) as connection:
-            routing_logs.write_batch(connection, [routing_logs.Attempt(*row) for row in rows])
+            refused = routing_logs.write_batch(
+                connection, [routing_logs.Attempt(*row) for row in rows]
+            )
     except Exception as exc:  # the log must never take the writer down
-        return type(exc).__name__
-    return None
+        return len(rows), type(exc).__name__
+    return refused.rows, (str(refused) or None)
 
 
 def main() -> int:
@@ -372,7 +378,7 @@ def main() -> int:
         _send(answers, _READY)
         while (frame := _receive(source)) is not None:
             number, rows = frame
-            _send(answers, (number, _write(db, rows)))
+            _send(answers, (number, *_write(db, rows)))
     except BrokenPipeError:  # the parent is gone
         return 0
     finally:

@@ -1,16 +1,24 @@
 """Routing logs and model metrics: written in batches, read for aggregation.
 
-The router queues one row per attempt; a background writer calls
-:func:`write_batch` with many at once, in one transaction, off the request
-path: a ``routing_logs`` row per attempt, and per model a few ``model_metrics``
-rows summing up the batch. :func:`attempts` reads one model's window back for
-`analysis`.
+The router builds one row per attempt with :meth:`Attempt.of`, which bounds every
+field to what the columns hold on SQLite and PostgreSQL (no NUL byte in text,
+integers inside a 32-bit column, finite non-negative latency and cost, a
+bounded decision), so that a row the database refuses is hard to produce at all.
+A background writer calls :func:`write_batch` with many at once, in one
+transaction, off the request path: a ``routing_logs`` row per attempt, and per
+model a few ``model_metrics`` rows summing up the batch. Should the database
+still refuse a row, the batch is retried row by row inside the transaction
+(savepoints): the refused row is left out alone, the others are written, and
+the caller learns how many were refused and why. :func:`attempts` reads one
+model's window back for `analysis`.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
+import math
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -19,6 +27,12 @@ from sqlalchemy import Connection, and_, insert, select
 
 from reconciler import ids
 from reconciler.store import tables
+
+INT_MAX = 2**31 - 1  # an Integer column on PostgreSQL (SQLite holds 64 bits)
+MAX_TEXT = 1_000  # characters of a text field kept
+MAX_REASON = 2_000  # characters of the decision's reason kept
+MAX_CHAIN = 100  # models of the decision's chain kept
+ERROR_KIND_LENGTH = 32  # String(32)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -39,6 +53,77 @@ class Attempt:
     decision: dict[str, Any]
     timestamp: dt.datetime
 
+    @classmethod
+    def of(
+        cls,
+        *,
+        request_id: str,
+        model_id: str,
+        task_type: str,
+        capability_required: str,
+        latency_ms: float,
+        success: bool,
+        attempt: int,
+        error_kind: str | None,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cost_usd: float | None,
+        reason: str,
+        chain: Sequence[str],
+        rule_id: str | None,
+        strategy: str,
+        revision: str | None,
+        error: str | None,
+        timestamp: dt.datetime,
+    ) -> Attempt:
+        """A row every backend accepts: text without NUL bytes and of bounded length, counts
+        that fit the columns (else unknown, null), latency and cost finite and not negative
+        (a cost that is not becomes null; a latency is clamped), the decision bounded."""
+        return cls(
+            request_id=_text(request_id),
+            model_id=_text(model_id),
+            task_type=_text(task_type),
+            capability_required=_text(capability_required),
+            latency_ms=_latency(latency_ms),
+            success=bool(success),
+            attempt=attempt if type(attempt) is int and 1 <= attempt <= INT_MAX else 1,
+            error_kind=None if error_kind is None else _text(error_kind, ERROR_KIND_LENGTH),
+            input_tokens=_count(input_tokens),
+            output_tokens=_count(output_tokens),
+            cost_usd=_cost(cost_usd),
+            decision={
+                "reason": _text(reason, MAX_REASON),
+                "chain": [_text(m) for m in chain[:MAX_CHAIN]],
+                "ruleId": None if rule_id is None else _text(rule_id),
+                "strategy": _text(strategy),
+                "revision": None if revision is None else _text(revision),
+                "error": None if error is None else _text(error, 300),
+            },
+            timestamp=timestamp,
+        )
+
+
+def _text(value: str, limit: int = MAX_TEXT) -> str:
+    if "\x00" in value:  # PostgreSQL's text and JSONB refuse NUL
+        value = value.replace("\x00", "")
+    return value[:limit]
+
+
+def _latency(value: float) -> float:
+    if value >= 0:  # False for NaN
+        return min(float(value), float(INT_MAX))  # inf too
+    return 0.0
+
+
+def _count(value: int | None) -> int | None:
+    return value if type(value) is int and 0 <= value <= INT_MAX else None
+
+
+def _cost(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
+
 
 def _request_uuid(request_id: str) -> uuid.UUID:
     """Callers may pass any request id; a non-UUID one is mapped to a stable UUID."""
@@ -48,32 +133,83 @@ def _request_uuid(request_id: str) -> uuid.UUID:
         return uuid.uuid5(uuid.NAMESPACE_URL, f"grove:request:{request_id}")
 
 
-def write_batch(connection: Connection, rows: Sequence[Attempt]) -> None:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Refused:
+    """Rows of a batch the database refused (left out; the others were written), and
+    why, as ``{error type: rows}``: no value of a row, nothing of the URL."""
+
+    rows: int = 0
+    reasons: dict[str, int] = dataclasses.field(default_factory=dict)
+    metrics: str | None = None  # why the batch's model_metrics were left out, if they were
+
+    def __str__(self) -> str:
+        """``row refused: DataError x1``, and ``; model_metrics refused: ...`` if so."""
+        parts = [f"{kind} x{count}" for kind, count in sorted(self.reasons.items())]
+        text = f"row refused: {', '.join(parts)}" if parts else ""
+        if self.metrics is not None:
+            text += ("; " if text else "") + f"model_metrics refused: {self.metrics}"
+        return text
+
+
+def write_batch(connection: Connection, rows: Sequence[Attempt]) -> Refused:
+    """Write ``rows`` and their ``model_metrics`` inside the caller's transaction.
+
+    All at once first; if the database refuses that, row by row, each in a savepoint,
+    so that a row it refuses is the only one left out. A failure that is not a row's
+    (the connection is lost: the savepoint cannot even be rolled back) propagates."""
     if not rows:
-        return
-    connection.execute(
-        insert(tables.routing_logs),
-        [
-            {
-                "id": ids.uuid7(),
-                "request_id": _request_uuid(row.request_id),
-                "model_id": row.model_id,
-                "task_type": row.task_type,
-                "capability_required": row.capability_required,
-                "latency_ms": round(row.latency_ms),
-                "success": row.success,
-                "routing_decision": row.decision,
-                "timestamp": row.timestamp,
-                "attempt": row.attempt,
-                "error_kind": row.error_kind,
-                "input_tokens": row.input_tokens,
-                "output_tokens": row.output_tokens,
-                "cost_usd": row.cost_usd,
-            }
-            for row in rows
-        ],
-    )
+        return Refused()
+    try:
+        with connection.begin_nested():
+            _insert(connection, rows)
+    except Exception:  # whichever row it was, row by row finds it
+        return _one_by_one(connection, rows)
+    return Refused()
+
+
+def _one_by_one(connection: Connection, rows: Sequence[Attempt]) -> Refused:
+    kept: list[Attempt] = []
+    reasons: collections.Counter[str] = collections.Counter()
+    for row in rows:
+        try:
+            with connection.begin_nested():
+                connection.execute(insert(tables.routing_logs), [_log_row(row)])
+        except Exception as exc:  # a refused row is left out, and counted
+            reasons[type(exc).__name__] += 1
+        else:
+            kept.append(row)
+    metrics = None
+    if kept:
+        try:
+            with connection.begin_nested():
+                connection.execute(insert(tables.model_metrics), list(_metrics(kept)))
+        except Exception as exc:  # the sums are lost, not the rows they sum up
+            metrics = type(exc).__name__
+    return Refused(len(rows) - len(kept), dict(reasons), metrics)
+
+
+def _insert(connection: Connection, rows: Sequence[Attempt]) -> None:
+    connection.execute(insert(tables.routing_logs), [_log_row(row) for row in rows])
     connection.execute(insert(tables.model_metrics), list(_metrics(rows)))
+
+
+def _log_row(row: Attempt) -> dict[str, Any]:
+    return {
+        "id": ids.uuid7(),
+        "request_id": _request_uuid(row.request_id),
+        "model_id": row.model_id,
+        "task_type": row.task_type,
+        "capability_required": row.capability_required,
+        "latency_ms": round(row.latency_ms),
+        "success": row.success,
+        "routing_decision": row.decision,
+        "timestamp": row.timestamp,
+        "attempt": row.attempt,
+        "error_kind": row.error_kind,
+        "input_tokens": row.input_tokens,
+        "output_tokens": row.output_tokens,
+        "cost_usd": row.cost_usd,
+    }
 
 
 def _metrics(rows: Sequence[Attempt]) -> Iterator[dict[str, Any]]:

@@ -8,8 +8,10 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
+import yaml
 
 from reconciler import manifests, routing, settings, snapshots
+from tests.conftest import Registry
 from tests.routing.fakes import KEYS, FakeProvider
 
 ENV = {"openai": "FAKE_OPENAI_KEY", "anthropic": "FAKE_ANTHROPIC_KEY", "gemini": "FAKE_GEMINI_KEY"}
@@ -21,6 +23,11 @@ def _keys(monkeypatch: pytest.MonkeyPatch) -> None:
     for kind, variable in ENV.items():
         monkeypatch.setenv(variable, KEYS[kind])
     monkeypatch.delenv(routing.OVERRIDE_VARIABLE, raising=False)
+
+
+@pytest.fixture
+def local_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GROVE_ALLOW_LOCAL_ENDPOINTS", "true")
 
 
 @pytest.fixture
@@ -110,3 +117,11 @@ def ask(
     return routing.run(
         engine, engine.route_request(routing.TaskRequest(task_type=task, prompt="hello", **request))
     )
+
+
+def commit_documents(registry: Registry, *documents: dict[str, Any]) -> None:
+    """Commit the documents to the registry's fleet repository and reconcile them."""
+    files = {f"{d['meta']['type']}-{d['meta']['id']}.yaml": yaml.safe_dump(d) for d in documents}
+    registry.fleet.commit("fleet", files)
+    result = registry.run("reconcile")
+    assert result.code == 0, result.err

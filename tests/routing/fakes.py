@@ -3,7 +3,8 @@
 Each server checks the request the way the real API would (path, auth header,
 body shape) and answers in that provider's format, or misbehaves on purpose:
 error statuses, 429 with Retry-After, headers that never come, a body that
-trickles, malformed JSON, an HTML page, a huge body, a redirect. HTTP/1.1 with
+trickles, malformed JSON, an HTML page, a huge body, a redirect, or its usual
+answer with one field replaced by any raw JSON text (:meth:`FakeProvider.answering`). HTTP/1.1 with
 keep-alive is implemented by hand so that every fault is byte-exact.
 """
 
@@ -22,6 +23,8 @@ KEYS = {
     "anthropic": "sk-ant-test-0000",
     "gemini": "AIza-test-0000",
 }
+
+_RAW = "@@raw-json@@"  # stands for a raw JSON literal in :meth:`FakeProvider.answering`
 
 # where the three wire formats carry the key (header names as the fake stores them)
 _KEY_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
@@ -79,8 +82,9 @@ class _Server(socketserver.ThreadingTCPServer):
 
 
 class FakeProvider:
-    """One provider endpoint. Set ``behaviour`` to script its next answers, and
-    ``delay_s`` to make every answer take that long (as a real provider does)."""
+    """One provider endpoint. Set ``behaviour`` to script its next answers, ``script``
+    to give the Nth call (counted from 1) a behaviour of its own, and ``delay_s`` to
+    make every answer take that long (as a real provider does)."""
 
     def __init__(
         self,
@@ -96,6 +100,7 @@ class FakeProvider:
         self.tls = tls
         self.reply = reply
         self.behaviour = "ok"
+        self.script: dict[int, str] = {}
         self.delay_s = 0.0
         self.calls = 0
         self.requests: list[dict[str, Any]] = []
@@ -132,7 +137,7 @@ class FakeProvider:
             self.calls += 1
             number = self.calls
             self.requests.append({"method": method, "path": path, "headers": headers, "body": body})
-            behaviour = self.behaviour
+            behaviour = self.script.get(number, self.behaviour)
         if self.delay_s:
             time.sleep(self.delay_s)
         problem = self._check(method, path, headers, body)
@@ -142,6 +147,8 @@ class FakeProvider:
             behaviour = "status:503" if number % 2 else "ok"
         if behaviour == "ok":
             return _send(connection, 200, json.dumps(self._success(body)).encode())
+        if behaviour.startswith("body:"):  # a 200 with exactly these bytes
+            return _send(connection, 200, behaviour.removeprefix("body:").encode())
         if behaviour == "echo-key":  # as real providers do: "Incorrect API key provided: sk-..."
             seen = " ".join(v for k, v in headers.items() if k in _KEY_HEADERS)
             message = json.dumps({"error": {"message": f"Incorrect API key provided: {seen}"}})
@@ -213,6 +220,23 @@ class FakeProvider:
                 connection, 302, b"", {"Location": "http://169.254.169.254/latest/meta-data/"}
             )
         raise AssertionError(f"unknown behaviour {behaviour}")
+
+    def answering(self, path: str, literal: str | None) -> str:
+        """A behaviour: the usual successful answer, with the value at ``path`` (dotted;
+        numbers index arrays, as in ``choices.0.message.content``) replaced by the raw
+        JSON text ``literal`` (``1e400``, a 400-digit integer, ``"7"``), or removed
+        when ``literal`` is None."""
+        answer = self._success(b"")
+        *parents, last = path.split(".")
+        holder: Any = answer
+        for step in parents:
+            holder = holder[int(step)] if isinstance(holder, list) else holder[step]
+        key: Any = int(last) if isinstance(holder, list) else last
+        if literal is None:
+            del holder[key]
+            return "body:" + json.dumps(answer)
+        holder[key] = _RAW
+        return "body:" + json.dumps(answer).replace(json.dumps(_RAW), literal, 1)
 
     def _check(
         self, method: str, path: str, headers: dict[str, str], body: bytes

@@ -8,29 +8,13 @@ import logging
 from collections.abc import Callable
 
 import pytest
-import yaml
 
 from reconciler import analysis, routing, settings
 from tests.conftest import Registry
-from tests.routing.conftest import model_doc, rule_doc
+from tests.routing.conftest import commit_documents, model_doc, rule_doc
 from tests.routing.fakes import FakeProvider
 
 CANARY = "sk-canary-4f1d2a9c8b7e6d5c4b3a2f1e0d9c8b7a"
-
-
-@pytest.fixture
-def local_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GROVE_ALLOW_LOCAL_ENDPOINTS", "true")
-
-
-def _commit(registry: Registry, *documents: dict[str, object]) -> None:
-    files = {
-        f"{d['meta']['type']}-{d['meta']['id']}.yaml": yaml.safe_dump(d)  # type: ignore[index]
-        for d in documents
-    }
-    registry.fleet.commit("fleet", files)
-    result = registry.run("reconcile")
-    assert result.code == 0, result.err
 
 
 def test_metrics_of_a_model_that_served_calls(
@@ -39,7 +23,7 @@ def test_metrics_of_a_model_that_served_calls(
     server = fake("openai")
     server.behaviour = "flaky"
     server.delay_s = 0.005  # latencies are kept in whole milliseconds; loopback answers in less
-    _commit(
+    commit_documents(
         registry,
         model_doc("test-model", server, priority=90),
         model_doc("backup", priority=10),
@@ -101,7 +85,7 @@ def test_ten_thousand_calls_with_one_dead_and_one_flaky_endpoint(
     dead, flaky, healthy = fake("openai"), fake("anthropic"), fake("gemini")
     dead.behaviour = "status:503"
     flaky.behaviour = "flaky"
-    _commit(
+    commit_documents(
         registry,
         model_doc("dead", dead, priority=90),
         model_doc("flaky", flaky, priority=80),
@@ -152,7 +136,7 @@ def test_a_canary_key_appears_in_no_log_row_error_or_decision(
     server = fake("openai")
     monkeypatch.setenv("FAKE_OPENAI_KEY", CANARY)
     server.behaviour = "status:500"
-    _commit(
+    commit_documents(
         registry,
         model_doc("m", server, priority=90),
         model_doc("backup", priority=10),
@@ -188,7 +172,7 @@ def test_a_canary_key_appears_in_no_log_row_error_or_decision(
 def test_grove_route_shows_the_decision(
     registry: Registry, fake: Callable[[str], FakeProvider], local_endpoints: None
 ) -> None:
-    _commit(
+    commit_documents(
         registry,
         model_doc("a", priority=90),
         model_doc("b", priority=10, capabilities={"speed": 0.9}),
@@ -214,7 +198,7 @@ def test_a_new_engine_starts_from_the_latency_the_logs_observed(
     registry: Registry, fake: Callable[[str], FakeProvider], local_endpoints: None
 ) -> None:
     server = fake("openai")
-    _commit(registry, model_doc("m", server), rule_doc("think", strategy="latency"))
+    commit_documents(registry, model_doc("m", server), rule_doc("think", strategy="latency"))
     first = routing.RoutingEngine.open(settings=settings.load())
     try:
 
