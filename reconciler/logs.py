@@ -24,7 +24,9 @@ class _JsonFormatter(logging.Formatter):
         }
         line.update(getattr(record, "fields", {}))
         if record.exc_info and record.levelno >= logging.ERROR:
-            line["error"] = self.formatException(record.exc_info).splitlines()[-1]
+            trace = self.formatException(record.exc_info)
+            line["error"] = trace.splitlines()[-1]
+            line["traceback"] = trace
         return json.dumps(line, default=str, separators=(",", ":"))
 
 
@@ -32,7 +34,10 @@ class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = dt.datetime.fromtimestamp(record.created, dt.UTC).strftime("%H:%M:%S")
         fields = " ".join(f"{k}={v}" for k, v in getattr(record, "fields", {}).items())
-        return f"{stamp} {record.levelname.lower():<7} {record.getMessage()} {fields}".rstrip()
+        text = f"{stamp} {record.levelname.lower():<7} {record.getMessage()} {fields}".rstrip()
+        if record.exc_info and record.levelno >= logging.ERROR:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
 
 
 def configure(*, json_lines: bool, level: int = logging.INFO) -> None:

@@ -9,6 +9,12 @@ Desired state is read incrementally: a file whose git blob is the one the
 live objects were applied from is not read or parsed again; its objects are
 taken from the registry (unless they drifted). When validation then finds an
 error, everything is re-read from git so the error can name its line.
+
+An unexpected exception in a cycle (a bug, or an input no check caught) is
+recorded like the planned failures: ``Stalled`` with reason ``UnexpectedError``
+and the error's type and message (never a traceback: that goes to the log),
+plus a ``reconcile_failed`` lifecycle event; then it is raised again for the
+caller (the loop backs off and retries; a command reports it).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import re
 from collections.abc import Sequence
 
 from pydantic import ValidationError
@@ -39,10 +46,30 @@ from reconciler.settings import Settings
 from reconciler.sources import Entry, Listing, Source
 from reconciler.sources.folder import FolderSource
 from reconciler.sources.git import GitSource, is_remote
-from reconciler.store import coordination, migrating, registry
-from reconciler.store.engine import Database
+from reconciler.store import coordination, failpoints, migrating, registry
+from reconciler.store.engine import Database, redact
 
 log = logging.getLogger("grove.reconcile")
+
+UNEXPECTED = "UnexpectedError"  # the Stalled reason of a cycle that raised something unplanned
+_MESSAGE_CAP = 300
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def one_line(text: str) -> str:
+    """Control characters (a newline in a file name, an escape sequence) shown as ``\\xNN``,
+    so a status line cannot be forged or split by what a commit holds."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` on one short line, any URL password masked: what a condition, an
+    event or a status line says of an unexpected error (the traceback goes to the log)."""
+    text = one_line(redact(" ".join(str(exc).split())))
+    if len(text) > _MESSAGE_CAP:
+        text = text[: _MESSAGE_CAP - 3] + "..."
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
 
 
 def open_source(settings: Settings) -> Source:
@@ -318,10 +345,10 @@ class Reconciler:
         assert self.db is not None
         try:
             revision = revision or self.resolve()
+            failpoints.hit("reconcile")
             outcome = self.plan(revision=revision)
             if outcome.plan is None:
-                errors_ = [d for d in outcome.diagnostics if d.is_error]
-                self._record(revision, "ManifestsInvalid", f"{len(errors_)} manifest error(s)")
+                self._record(revision, "ManifestsInvalid", invalid_message(outcome.diagnostics))
                 return CycleOutcome("invalid", revision, None, outcome, None)
             plan = outcome.plan
             if plan.refused and not force:
@@ -342,6 +369,9 @@ class Reconciler:
         except errors.TemporaryError as exc:
             self._record_quietly(revision, type(exc).__name__, str(exc))
             raise
+        except Exception as exc:  # a bug, or an input nothing checked: Stalled, then raise
+            self.record_unexpected(revision, exc, actor=actor)
+            raise
 
     def _record(
         self, revision: str | None, reason: str | None, message: str, *, stalled: bool = True
@@ -360,6 +390,35 @@ class Reconciler:
                     "Stalled", stalled, reason if stalled else "Retrying", message
                 ),
             ]
+        self._write_attempt(revision, reason, message, conditions)
+
+    def record_unexpected(self, revision: str | None, exc: BaseException, *, actor: str) -> None:
+        """Record a cycle's unexpected error: Stalled (reason ``UnexpectedError``), Ready
+        False and a ``reconcile_failed`` event, in one transaction. Never raises: when even
+        this fails (the database may be what broke), it logs and the caller backs off."""
+        assert self.db is not None
+        message = describe(exc)
+        conditions = [
+            status_module.condition("Ready", False, UNEXPECTED, message),
+            status_module.condition("Stalled", True, UNEXPECTED, message),
+        ]
+        event = {"actor": actor, "error": type(exc).__name__, "message": message}
+        try:
+            self._write_attempt(revision, UNEXPECTED, message, conditions, failure=event)
+        except Exception:  # the original error is what the caller handles
+            log.warning("could not record the failed reconcile (%s)", message, exc_info=True)
+
+    def _write_attempt(
+        self,
+        revision: str | None,
+        reason: str | None,
+        message: str,
+        conditions: Sequence[status_module.Condition],
+        *,
+        failure: dict[str, str] | None = None,
+    ) -> None:
+        """One transaction: the attempt and its conditions, and a failure's event."""
+        assert self.db is not None
         with self.db.transaction(write=True) as connection:
             previous = registry.read_state(connection).conditions
             registry.record_attempt(
@@ -368,6 +427,11 @@ class Reconciler:
                 error=None if reason is None else f"{reason}: {message}",
                 conditions={c.type: _keep_time(c, previous).to_json() for c in conditions},
             )
+            if failure is not None:
+                details = {"error": failure["error"], "message": failure["message"]}
+                registry.record_failure(
+                    connection, revision=revision, actor=failure["actor"], details=details
+                )
 
     def record_temporary(self, revision: str | None, exc: errors.TemporaryError) -> None:
         """Record a temporary failure that happened outside :meth:`reconcile` (a loop's fetch)."""
@@ -398,7 +462,20 @@ class Reconciler:
                 problem = "manifests at the desired revision are invalid"
         except errors.GroveError as exc:
             problem = str(exc)
+        except Exception as exc:  # status must answer whatever the desired revision holds
+            log.warning("status could not plan the desired revision", exc_info=True)
+            problem = f"{UNEXPECTED}: {describe(exc)}"
         return build_status(live, desired_revision, sync, pending, problem)
+
+
+def invalid_message(found: Sequence[Diagnostic]) -> str:
+    """``N manifest error(s); first: FILE:LINE: CODE message``: what Stalled says."""
+    errors_ = [d for d in found if d.is_error]
+    if not errors_:
+        return "0 manifest error(s)"
+    first = min(errors_, key=Diagnostic.sort_key)
+    where = f"{first.file}:{first.line}: {first.code} {first.message}"
+    return f"{len(errors_)} manifest error(s); first: {one_line(where)}"
 
 
 def _keep_time(
@@ -438,10 +515,10 @@ def build_status(
         stalled or status_module.condition("Stalled", False, "NotStalled"),
         status_module.condition("Reconciling", False, "Idle"),
     ]
-    if live.applied_revision is None:
-        health = status_module.Health.UNKNOWN
-    elif drifted or is_stalled:
+    if drifted or is_stalled:
         health = status_module.Health.DEGRADED
+    elif live.applied_revision is None:
+        health = status_module.Health.UNKNOWN
     elif sync is status_module.Sync.OUT_OF_SYNC:
         health = status_module.Health.PROGRESSING
     else:

@@ -29,8 +29,14 @@ MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 RECONCILE_CYCLES = Counter(
     "grove_reconcile_cycles_total",
-    "Reconcile cycles by outcome (applied, in-sync, refused, invalid, skipped, error).",
+    "Reconcile cycles by outcome (applied, already-applied, in-sync, refused, invalid, skipped, "
+    "stalled, stale, lease-lost, error, failed: an unexpected error).",
     ["outcome"],
+)
+LOOP_ERRORS = Counter(
+    "grove_reconcile_loop_errors_total",
+    "Unexpected errors the reconcile loop caught and survived, by stage (tick, cycle).",
+    ["stage"],
 )
 RECONCILE_DURATION = Histogram(
     "grove_reconcile_duration_seconds",

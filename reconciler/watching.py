@@ -12,6 +12,13 @@ Called by the CLI (and later by ``grove serve``). Each loop:
 - follows Argo CD's guards: a revision whose apply was refused or invalid is
   not retried until a new revision or a trigger arrives (Stalled); temporary
   errors (database, git, lock) back off exponentially with jitter, 1 s to 5 min;
+- never dies: any other exception in a tick or a cycle (a bug, an input no
+  check caught) is logged with its traceback, counted
+  (``grove_reconcile_loop_errors_total``), recorded as ``Stalled`` with reason
+  ``UnexpectedError`` and a ``reconcile_failed`` event when it happened in a
+  cycle, and backed off like a temporary error, capped at the interval: the
+  same revision is retried (the cause may be transient), and a new commit of
+  a local repository is tried at once;
   ``grove suspend`` stops applying while status keeps being reported;
 - keeps a snapshot of reconciled state fresh through NOTIFY and polling;
 - stops on SIGTERM/SIGINT after the current cycle, so a transaction commits
@@ -38,7 +45,7 @@ from watchfiles import watch
 from reconciler import errors, logs, reconciling, snapshots, telemetry
 from reconciler.settings import Settings
 from reconciler.sources.git import GitSource
-from reconciler.store import coordination, migrating, notifications, registry
+from reconciler.store import coordination, failpoints, migrating, notifications, registry
 from reconciler.store.engine import Database
 
 log = logging.getLogger("grove.watch")
@@ -89,6 +96,7 @@ class Watcher:
         self.backoff_s = 0.0
         self.backoff_until = 0.0
         self.failed_revision: str | None = None
+        self.failed_unexpectedly = False  # the last cycle raised something unplanned
         self.last_trigger: int | None = None
         self.suspended = False
         self.database_down = False
@@ -162,17 +170,23 @@ class Watcher:
             relative = Path(path).relative_to(git_dir).as_posix()
             return relative in ("HEAD", "packed-refs") or relative.startswith("refs/")
 
-        for _ in watch(
-            git_dir,
-            watch_filter=relevant,
-            stop_event=self.stop,
-            debounce=200,
-            step=20,
-            rust_timeout=1000,
-            yield_on_timeout=False,
-        ):
-            self.repo_changed.set()
-            self.wake.set()
+        try:
+            for _ in watch(
+                git_dir,
+                watch_filter=relevant,
+                stop_event=self.stop,
+                debounce=200,
+                step=20,
+                rust_timeout=1000,
+                yield_on_timeout=False,
+            ):
+                self.repo_changed.set()
+                self.wake.set()
+        except Exception as exc:  # the loop goes on; it fetches every interval anyway
+            log.warning("stopped watching %s for new commits", git_dir, exc_info=True)
+            logs.event(
+                log, "refs-watch-stopped", level=logging.WARNING, reason=reconciling.describe(exc)
+            )
 
     def _sleep_s(self) -> float:
         now = time.monotonic()
@@ -188,7 +202,10 @@ class Watcher:
     # ---------------------------------------------------------------- one tick
 
     def tick(self) -> None:
-        """Poll, keep the lease, keep the snapshot, and run a cycle when one is due."""
+        """Poll, keep the lease, keep the snapshot, and run a cycle when one is due.
+
+        Never raises: whatever goes wrong becomes a log line, a metric and a backoff.
+        """
         now = time.monotonic()
         if self.database_down and now < self.backoff_until:
             return
@@ -198,11 +215,16 @@ class Watcher:
                 self.schema_checked = True
             with self.db.transaction() as connection:
                 signals = coordination.poll(connection)
+            failpoints.hit("tick")
             self._keep_lease(now)
             self._refresh_snapshot(signals.state_serial)
-        except errors.TemporaryError as exc:
+        except errors.GroveError as exc:  # down, unreadable, or not migrated: wait and see
             self.database_down = True
             self._back_off(f"database: {exc}")
+            return
+        except Exception as exc:
+            self.database_down = True  # the same wait: nothing is known until the poll works
+            self._unexpected("tick", exc)
             return
         if self.database_down:  # it answers again: forget the backoff, check at once
             self.database_down = False
@@ -218,11 +240,17 @@ class Watcher:
             logs.event(log, "suspended" if self.suspended else "resumed", holder=self.holder)
         if self.lease is None or self.suspended:
             return
-        due = triggered or self.repo_changed.is_set() or now >= self.next_fetch
-        if not due or (now < self.backoff_until and not triggered):
+        changed = self.repo_changed.is_set()
+        due = triggered or changed or now >= self.next_fetch
+        # A new commit may fix what failed unexpectedly: it does not wait out the backoff.
+        waits = now < self.backoff_until and not (changed and self.failed_unexpectedly)
+        if not due or (waits and not triggered):
             return
         self.repo_changed.clear()
-        self._cycle(triggered)
+        try:
+            self._cycle(triggered)
+        except Exception as exc:  # a bug in the bookkeeping itself: the loop still lives
+            self._unexpected("cycle", exc)
 
     def _keep_lease(self, now: float) -> None:
         if self.lease is not None and now < self.lease_renew_at:
@@ -258,7 +286,10 @@ class Watcher:
         started = time.monotonic()
         self.cycles += 1
         revision: str | None = None
+        in_reconcile = False  # reconcile() records its own unexpected errors
+        actor = f"loop:{self.holder}"
         fields: dict[str, Any] = {"holder": self.holder, "triggered": triggered}
+        self.failed_unexpectedly = False
         try:
             revision = self.reconciler.resolve()
             fields["revision"] = _short(revision)
@@ -266,9 +297,11 @@ class Watcher:
                 outcome_name = "skipped"
                 fields["reason"] = "this revision failed before; waiting for a new one"
             else:
+                in_reconcile = True
                 outcome = self.reconciler.reconcile(
-                    actor=f"loop:{self.holder}", revision=revision, fence=self.lease
+                    actor=actor, revision=revision, fence=self.lease
                 )
+                in_reconcile = False
                 outcome_name = outcome.state
                 if outcome.plan is not None:
                     fields["changes"] = len(outcome.plan.changes)
@@ -304,8 +337,16 @@ class Watcher:
             outcome_name = "stalled"
             fields["reason"] = str(exc)
             self.failed_revision = revision
+        except Exception as exc:  # a bug, or an input no check caught: Stalled, retried
+            outcome_name = "failed"
+            fields["reason"] = reconciling.describe(exc)
+            if not in_reconcile:
+                self.reconciler.record_unexpected(revision, exc, actor=actor)
+            self.failed_revision = None  # not skipped: the cause may be transient
+            self.failed_unexpectedly = True
+            self._unexpected("cycle", exc, revision=revision)
         self.next_fetch = time.monotonic() + self._jittered(self.options.interval_s)
-        if outcome_name == "error":
+        if outcome_name in ("error", "failed"):
             self.next_fetch = self.backoff_until  # retry after the backoff, not the interval
         elif outcome_name == "stale":
             self.next_fetch = time.monotonic()
@@ -315,6 +356,16 @@ class Watcher:
         logs.event(
             log, "reconcile", outcome=outcome_name, duration_ms=round(duration * 1000, 1), **fields
         )
+
+    def _unexpected(self, stage: str, exc: Exception, *, revision: str | None = None) -> None:
+        """Log an unexpected error with its traceback, count it, and back off (at most an
+        interval, so the loop tries again at least as often as it would fetch)."""
+        telemetry.LOOP_ERRORS.labels(stage=stage).inc()
+        reason = reconciling.describe(exc)
+        fields = {"stage": stage, "holder": self.holder, "revision": _short(revision)}
+        # logs.event's shape, plus the traceback (the JSON line's "traceback" field)
+        log.error("unexpected-error", exc_info=exc, extra={"fields": {**fields, "reason": reason}})
+        self._back_off(reason, cap=self.options.interval_s)
 
     def _back_off(self, reason: str, *, cap: float | None = None) -> None:
         self.backoff_s = min(BACKOFF_MAX_S, max(BACKOFF_MIN_S, self.backoff_s * 2))

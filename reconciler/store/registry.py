@@ -491,6 +491,28 @@ def record_attempt(
     )
 
 
+def record_failure(
+    connection: Connection, *, revision: str | None, actor: str, details: dict[str, Any]
+) -> None:
+    """A ``reconcile_failed`` lifecycle event: a cycle ended in an unexpected error.
+
+    It is about the reconciler, not an object: kind ``Reconciler``, id ``reconcile``.
+    """
+    connection.execute(
+        insert(tables.lifecycle_events).values(
+            event_type="reconcile_failed",
+            object_kind="Reconciler",
+            object_id="reconcile",
+            revision=revision,
+            state_serial=state_serial(connection),
+            forced=False,
+            actor=actor[:200],
+            details=details,
+            timestamp=now(),
+        )
+    )
+
+
 def set_protection(
     connection: Connection, kind: str, ident: str, *, protect: bool, actor: str, reason: str = ""
 ) -> bool:
