@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from reconciler import addresses, errors
+from reconciler import addresses, childenv, errors
 from reconciler.cli.common import common_options, grove, load_settings
 from reconciler.cli.registry import actor, parse_duration
 from reconciler.settings import Settings
@@ -192,13 +192,15 @@ def _seed(fleet: Path, seed: Path) -> None:
     if not seed.is_dir():
         raise errors.UsageError(f"{seed} is not a folder of manifests to seed the fleet from")
     fleet.parent.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "grove",
-        "GIT_AUTHOR_EMAIL": "grove@localhost",
-        "GIT_COMMITTER_NAME": "grove",
-        "GIT_COMMITTER_EMAIL": "grove@localhost",
-    }
+    author = {"NAME": "grove", "EMAIL": "grove@localhost"}
+    env = childenv.build(  # git gets no API key: an allow-list, not the environment
+        childenv.GIT,
+        {
+            f"GIT_{role}_{part}": value
+            for role in ("AUTHOR", "COMMITTER")
+            for part, value in author.items()
+        },
+    )
 
     def git(*args: str, cwd: Path) -> None:
         subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)

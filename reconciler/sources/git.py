@@ -13,17 +13,22 @@ reach a file: git gets them in its environment (see :func:`split_credentials`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
 import shutil
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import git
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
-from reconciler import addresses, diagnostics, errors
+from reconciler import addresses, childenv, diagnostics, errors
 from reconciler.diagnostics import Diagnostic
 from reconciler.loading import Limits
 from reconciler.sources import Entry, Listing
@@ -79,12 +84,13 @@ def split_credentials(location: str) -> tuple[str, dict[str, str]]:
     }
 
 
-def _stderr_detail(stderr: object, status: object) -> str:
+def _stderr_detail(stderr: bytes | str, status: object) -> str:
     """The line of git's stderr that says what went wrong (its first fatal: or error:
     line, else the first line), credentials redacted."""
+    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
     lines = [
         line.strip().removeprefix("stderr:").strip(" '")
-        for line in str(stderr or "").splitlines()
+        for line in text.splitlines()
         if line.strip()
     ]
     fatal = [line for line in lines if line.startswith(("fatal:", "error:", "ERROR:"))]
@@ -96,43 +102,114 @@ def _stderr_detail(stderr: object, status: object) -> str:
 # foreground it finishes before the command that triggered it returns.
 _GIT = ("git", "-c", "gc.autoDetach=false")
 
-# What git needs from the environment; nothing else (provider keys, webhook secrets) leaks in.
-_PASSED = (
-    "PATH",
-    "HOME",
-    "LANG",
-    "TMPDIR",
-    "SSH_AUTH_SOCK",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "GIT_SSL_CAINFO",
-    "HTTPS_PROXY",
-    "HTTP_PROXY",
-    "NO_PROXY",
-    "https_proxy",
-    "http_proxy",
-    "no_proxy",
-    "GIT_CONFIG_GLOBAL",
-    "GIT_CONFIG_NOSYSTEM",
-    "GIT_AUTHOR_NAME",
-    "GIT_AUTHOR_EMAIL",
-    "GIT_COMMITTER_NAME",
-    "GIT_COMMITTER_EMAIL",
+# Set for every git command, whatever the server's environment says.
+_FIXED = {
+    "GIT_ALLOW_PROTOCOL": "file:https:ssh",
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_ASKPASS": "/bin/false",
+    "SSH_ASKPASS": "/bin/false",
+    "LC_ALL": "C",
+    "LANGUAGE": "C",
+}
+
+
+def _environment(timeout_s: int, credentials: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A git command's whole environment: the allow-list of :mod:`childenv`, never a copy
+    of the server's (which holds the provider API keys), and git's safety settings."""
+    bounded = str(min(timeout_s, 30))
+    return childenv.build(
+        childenv.GIT,
+        {
+            **_FIXED,
+            "GIT_SSH_COMMAND": f"ssh -o BatchMode=yes -o ConnectTimeout={bounded}",
+            "GIT_HTTP_LOW_SPEED_LIMIT": "1000",
+            "GIT_HTTP_LOW_SPEED_TIME": bounded,
+            **(credentials or {}),
+        },
+    )
+
+
+def _run(
+    command: Sequence[str],
+    cwd: str | os.PathLike[str] | None,
+    env: dict[str, str],
+    timeout_s: float | None,
+) -> tuple[int, bytes, bytes]:
+    """Run a git command to its end: exit status, stdout, stderr. Its own session, so that
+    a timeout ends it with whatever it started (ssh, a remote helper)."""
+    with subprocess.Popen(
+        list(command),
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    ) as process:
+        try:
+            out, err = process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            out, err = process.communicate()
+            return -9, out, err + f"\nfatal: timed out after {timeout_s:g} s".encode()
+    return process.returncode, out, err
+
+
+# The options of GitPython's execute that the commands Grove runs through it use.
+_EXECUTE_OPTIONS = frozenset(
+    {
+        "as_process",
+        "istream",
+        "env",
+        "kill_after_timeout",
+        "strip_newline_in_stdout",
+        "with_exceptions",
+        "with_extended_output",
+    }
 )
 
 
-def _environment(timeout_s: int) -> dict[str, str]:
-    return {
-        **{name: os.environ[name] for name in _PASSED if name in os.environ},
-        "GIT_ALLOW_PROTOCOL": "file:https:ssh",
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_ASKPASS": "/bin/false",
-        "SSH_ASKPASS": "/bin/false",
-        "GIT_SSH_COMMAND": f"ssh -o BatchMode=yes -o ConnectTimeout={min(timeout_s, 30)}",
-        "GIT_HTTP_LOW_SPEED_LIMIT": "1000",
-        "GIT_HTTP_LOW_SPEED_TIME": str(min(timeout_s, 30)),
-        "LC_ALL": "C",
-    }
+class _Git(git.Git):
+    """GitPython's command runner, with Grove's environment instead of a copy of the
+    server's.
+
+    GitPython builds every command's environment from ``os.environ`` (its ``execute``
+    adds the ``env`` it is given to a copy), so the provider API keys would reach every
+    git process, the long-lived ``cat-file --batch`` ones that read blobs included.
+    This runner starts the processes itself, with :func:`_environment` only.
+    """
+
+    def execute(self, command: Any, *args: Any, **kwargs: Any) -> Any:
+        unknown = set(kwargs) - _EXECUTE_OPTIONS
+        if args or unknown:  # fail loudly rather than run a command differently than asked
+            raise TypeError(f"_Git.execute does not take {sorted(unknown) or args}")
+        env = _environment(30, {**self._environment, **(kwargs.get("env") or {})})
+        argv = [str(part) for part in command]
+        cwd = self._working_dir
+        if kwargs.get("as_process"):  # a persistent command: it lives as long as the Repo
+            process = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=kwargs.get("istream") or subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+            return self.AutoInterrupt(process, argv)
+        status, out, err = _run(argv, cwd, env, kwargs.get("kill_after_timeout"))
+        text = out.decode("utf-8", "surrogateescape")
+        if kwargs.get("strip_newline_in_stdout", True):
+            text = text.removesuffix("\n")
+        if status != 0 and kwargs.get("with_exceptions", True):
+            raise GitCommandError(argv, status, err, out)
+        if kwargs.get("with_extended_output"):
+            return status, text, err.decode("utf-8", "replace")
+        return text
+
+
+class _Repo(git.Repo):
+    GitCommandWrapperType = _Git
 
 
 class GitSource:
@@ -162,22 +239,14 @@ class GitSource:
     # ---------------------------------------------------------------- plumbing
 
     def _git(self, *args: str, cwd: Path | None = None) -> str:
-        command = git.Git(str(cwd or self.path))
-        try:
-            output = command.execute(
-                [*_GIT, *args],
-                env={**_environment(self.timeout_s), **self._credentials},
-                kill_after_timeout=self.timeout_s,
-                with_extended_output=False,
-                strip_newline_in_stdout=False,
-            )
-        except GitCommandError as exc:
-            raise self._wrap(exc, args[0]) from None
-        assert isinstance(output, str)
-        return output
+        env = _environment(self.timeout_s, self._credentials)
+        status, out, err = _run([*_GIT, *args], cwd or self.path, env, self.timeout_s)
+        if status != 0:
+            raise self._wrap(err, status, args[0])
+        return out.decode("utf-8", "surrogateescape")
 
-    def _wrap(self, exc: GitCommandError, action: str) -> errors.GroveError:
-        detail = _stderr_detail(exc.stderr, exc.status)
+    def _wrap(self, stderr: bytes, status: int, action: str) -> errors.GroveError:
+        detail = _stderr_detail(stderr, status)
         message = f"git {action} failed for {self.description}: {detail}"
         if action in ("clone", "fetch"):
             return errors.SourceUnavailable(message)
@@ -189,7 +258,7 @@ class GitSource:
                 # Only the default "." looks upwards (grove run from a subfolder of the
                 # fleet repository); an explicit path must be the repository itself.
                 upwards = not self.remote and self.location in (".", "./")
-                self._repo = git.Repo(self.path, search_parent_directories=upwards)
+                self._repo = _Repo(self.path, search_parent_directories=upwards)
             except (InvalidGitRepositoryError, NoSuchPathError):
                 raise errors.SourceError(
                     f"{self.description} is not a git repository"
@@ -319,18 +388,12 @@ class WorkTree:
         return addresses.redact_userinfo(self.remote)
 
     def _git(self, *args: str, cwd: Path | None = None, check: bool = True) -> tuple[int, str]:
-        command = git.Git(str(cwd or self.path))
-        status, out, err = command.execute(
-            [*_GIT, *args],
-            env={**_environment(self.timeout_s), **self._credentials},
-            kill_after_timeout=self.timeout_s,
-            with_extended_output=True,
-            with_exceptions=False,
-        )
+        env = _environment(self.timeout_s, self._credentials)
+        status, out, err = _run([*_GIT, *args], cwd or self.path, env, self.timeout_s)
         if check and status != 0:
             detail = _stderr_detail(err, status)
             raise errors.SourceUnavailable(f"git {args[0]} failed in {self.description}: {detail}")
-        return int(status), str(out)
+        return status, out.decode("utf-8", "surrogateescape").removesuffix("\n")
 
     def prepare(self) -> None:
         """A clean work tree at the tip of the remote branch."""

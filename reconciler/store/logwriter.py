@@ -45,7 +45,7 @@ import threading
 import time
 from typing import IO, Any
 
-from reconciler import errors, logs, telemetry
+from reconciler import childenv, errors, logs, telemetry
 from reconciler.store import routing_logs
 from reconciler.store.engine import Database
 
@@ -83,7 +83,7 @@ class _Child:
     it even while it starts up (before it ignores the signal)."""
 
     def __init__(self, url: str) -> None:
-        env = {k: v for k, v in os.environ.items() if k != telemetry.MULTIPROCESS_VARIABLE}
+        env = childenv.build(childenv.PYTHON, source=os.environ)  # never the API keys
         self.process = subprocess.Popen(  # it keeps no metrics: the parent counts its answers
             CHILD, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True
         )
