@@ -18,14 +18,28 @@ import errno
 import ipaddress
 import re
 import socket
+import unicodedata
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-# Names that always mean "this machine" or a cloud metadata service.
+# Names that always mean "this machine".
 _LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
-_METADATA_NAMES = frozenset({"metadata", "metadata.google.internal", "metadata.goog"})
+# Names of cloud metadata services (the short ones resolve through a search domain).
+_METADATA_NAMES = frozenset(
+    {
+        "metadata",  # GCP, from inside a VM
+        "metadata.google.internal",  # GCP
+        "metadata.goog",  # GCP
+        "instance-data",  # AWS EC2
+        "instance-data.ec2.internal",  # AWS EC2 (us-east-1)
+        "metadata.tencentyun.com",  # Tencent Cloud
+    }
+)
+# ... and any NAME.internal whose first label is one of these (AWS regions name theirs
+# instance-data.REGION.compute.internal).
+_METADATA_FIRST_LABELS = frozenset({"metadata", "instance-data"})
 
 
 class EndpointRejected(ValueError):
@@ -36,10 +50,13 @@ def parse_ip_literal(host: str) -> IPAddress | None:
     """Return the address a host string denotes when it is an IP literal in any form.
 
     Browsers and C resolvers accept more than dotted quads: ``2130706433``,
-    ``0x7f.1`` and ``127.1`` all mean 127.0.0.1, so they are normalized here
-    the way ``inet_aton`` does before any policy decision.
+    ``0x7f.1``, ``0177.1`` and ``127.1`` all mean 127.0.0.1, as does ``127.0.0.1.``
+    with a trailing dot, so they are normalized here the way ``inet_aton`` does
+    before any policy decision. An IPv6 zone (``%eth0``) is dropped.
     """
-    candidate = host.strip("[]")
+    candidate = host.strip("[]").rstrip(".")
+    if ":" in candidate:
+        candidate = candidate.split("%", 1)[0]  # the zone of fe80::1%eth0
     try:
         return ipaddress.ip_address(candidate)
     except ValueError:
@@ -51,6 +68,33 @@ def parse_ip_literal(host: str) -> IPAddress | None:
             return None
         return ipaddress.IPv4Address(packed)
     return None
+
+
+def _spelled(host: str) -> str:
+    """A host name as a resolver compares it: lower case, no trailing dot, each IDNA
+    label (``xn--...``) decoded and folded (NFKC, case), so no spelling hides a name.
+    A label that does not decode is refused."""
+    labels = []
+    for label in host.lower().rstrip(".").split("."):
+        if not label.startswith("xn--"):
+            labels.append(label)
+            continue
+        try:
+            decoded = label[4:].encode("ascii").decode("punycode")
+        except (UnicodeError, ValueError):
+            decoded = ""
+        if decoded.isascii():  # undecodable, or ASCII that needed no encoding
+            raise EndpointRejected("endpoint host has a label that is not valid IDNA")
+        labels.append(unicodedata.normalize("NFKC", decoded).casefold())
+    return ".".join(labels)
+
+
+def is_metadata_name(host: str) -> bool:
+    """Whether a host name (already :func:`_spelled`) names a cloud metadata service."""
+    first = host.split(".", 1)[0]
+    return host in _METADATA_NAMES or (
+        first in _METADATA_FIRST_LABELS and host.endswith(".internal")
+    )
 
 
 def is_local_ip(address: IPAddress) -> bool:
@@ -75,19 +119,23 @@ _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _METADATA_IPS = frozenset(
     ipaddress.ip_address(a)
     for a in (
-        "169.254.169.254",  # AWS, GCP, Azure, OpenStack instance metadata
+        "169.254.169.254",  # AWS, GCP, Azure, Oracle, OpenStack, DigitalOcean... metadata
         "169.254.170.2",  # AWS ECS task credentials
         "169.254.170.23",  # AWS EKS pod identity
+        "169.254.0.23",  # Tencent Cloud metadata
         "168.63.129.16",  # Azure wire server
         "100.100.100.200",  # Alibaba Cloud metadata
+        "192.0.0.192",  # Oracle Cloud metadata
         "fd00:ec2::254",  # AWS IPv6 metadata
         "fd00:ec2::23",  # AWS EKS pod identity (IPv6)
+        "fd20:ce::254",  # GCP IPv6 metadata
     )
 )
 
 
 def _embedded_v4(address: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one carries (mapped, 6to4, Teredo, NAT64 or compatible)."""
+    """The IPv4 address an IPv6 one carries (mapped, translated, 6to4, Teredo, NAT64 or
+    compatible), which is where a packet to it may end up."""
     if not isinstance(address, ipaddress.IPv6Address):
         return None
     if address.ipv4_mapped is not None:
@@ -99,12 +147,16 @@ def _embedded_v4(address: IPAddress) -> ipaddress.IPv4Address | None:
     packed = address.packed
     if packed[:12] == bytes(12) and packed[12:] != bytes(4):  # ::a.b.c.d (deprecated form)
         return ipaddress.IPv4Address(packed[12:])
-    if address in _NAT64:
+    if any(address in network for network in _LAST_32_BITS_V4):
         return ipaddress.IPv4Address(packed[12:])
     return None
 
 
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# IPv6 networks whose last 32 bits are an IPv4 address: NAT64 (RFC 6052, and the local-use
+# prefix of RFC 8215 as networks deploy it, /96) and IPv4-translated (SIIT, ::ffff:0:a.b.c.d).
+_LAST_32_BITS_V4 = tuple(
+    ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::ffff:0:0:0/96")
+)
 
 
 def check_ip(address: IPAddress, *, allow_local: bool) -> None:
@@ -112,6 +164,8 @@ def check_ip(address: IPAddress, *, allow_local: bool) -> None:
 
     Cloud metadata addresses are refused even then.
     """
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+        address = ipaddress.IPv6Address(int(address))  # fe80::1%eth0 is fe80::1
     inner = _embedded_v4(address)
     if address in _METADATA_IPS or inner in _METADATA_IPS:
         raise EndpointRejected(f"address {address} is a cloud metadata service")
@@ -153,16 +207,25 @@ def check_endpoint(url: str, *, allow_local: bool) -> str:
         raise EndpointRejected("endpoint port 0 is not valid")
     if not host.isascii():
         raise EndpointRejected("endpoint host must be ASCII (use the punycode form)")
+    check_host(host, allow_local=allow_local)
+    return url
+
+
+def check_host(host: str, *, allow_local: bool) -> None:
+    """Refuse a URL's host (an IP literal in any spelling, or a name) that the policy
+    forbids; metadata services whatever ``allow_local`` says. Percent-encoding, which
+    some clients decode into a name, is refused outright."""
     address = parse_ip_literal(host)
     if address is not None:
         check_ip(address, allow_local=allow_local)
-        return url
-    bare = host.rstrip(".")
-    if bare in _METADATA_NAMES:
+        return
+    if "%" in host:
+        raise EndpointRejected("endpoint host must not be percent-encoded")
+    bare = _spelled(host)
+    if is_metadata_name(bare):
         raise EndpointRejected(f"endpoint host {bare} is a cloud metadata service")
     if not allow_local and (bare in _LOCAL_NAMES or bare.endswith(".localhost")):
         raise EndpointRejected(f"endpoint host {bare} is a local name")
-    return url
 
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
