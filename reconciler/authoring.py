@@ -31,7 +31,7 @@ from reconciler.plans import Plan
 from reconciler.settings import Settings
 from reconciler.sources.folder import FolderSource
 from reconciler.sources.git import WorkTree
-from reconciler.store import registry
+from reconciler.store import registry, tokens
 from reconciler.store.engine import Database
 
 log = logging.getLogger("grove.authoring")
@@ -46,7 +46,16 @@ class Author:
 
     @classmethod
     def of(cls, name: str) -> Author:
-        safe = re.sub(r"[^A-Za-z0-9._-]", "-", name)[:64] or "unknown"
+        """The git identity of a token's holder or a command's user. A token name (they
+        match ``tokens.NAME``) is used as it is. Anything else (``cli:user@host``, a token
+        named before names were checked) is reduced to the same characters and marked
+        with a hash of the whole name after a ``~``, which no token name has: two callers
+        never share an author (``rt operator`` and ``rt-operator`` once did)."""
+        if tokens.NAME.fullmatch(name):
+            safe = name
+        else:
+            digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+            safe = f"{re.sub(r'[^A-Za-z0-9._-]', '-', name)[:55]}~{digest}"
         return cls(name=safe, email=f"{safe}@users.grove.invalid")
 
 

@@ -26,10 +26,12 @@ def create_command(
     name: str,
     settings: Settings,
 ) -> int:
-    """Create a token and print it once on stdout."""
+    """Create a token and print it once on stdout. NAME: 1 to 64 of a-z, 0-9, '.', '_'
+    and '-', starting with a letter or digit; unique, even after a revocation."""
     from reconciler import reconciling
     from reconciler.store import tokens
 
+    tokens.check_name(name)  # before the database is opened
     database = reconciling.open_database(settings)
     click.get_current_context().call_on_close(database.dispose)
     with database.transaction(write=True) as connection:

@@ -4,6 +4,10 @@ A token reads ``grove_<id>_<secret>``. The id finds the row; the secret is
 compared as a SHA-256 digest with ``hmac.compare_digest``. Unknown ids are
 compared against a dummy digest too, so the time taken does not tell an
 attacker which part was wrong.
+
+A token's name is its holder's identity: the author of the git commits its writes
+make, ``api:<name>`` in lifecycle events. Names match :data:`NAME` and are unique
+(revoked ones stay taken), so two tokens can never write as the same author.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import re
 import secrets
 
 from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import exc as sa_exc
 
 from reconciler import errors
 from reconciler.store import tables
@@ -23,6 +28,7 @@ from reconciler.store import tables
 ROLES = ("viewer", "operator", "admin")
 _TOKEN = re.compile(r"^grove_([0-9a-f]{16})_([A-Za-z0-9_-]{32,64})$")
 _DUMMY = hashlib.sha256(b"grove-dummy-secret").hexdigest()
+NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # DESIGN.md section 6, used whole
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -39,25 +45,39 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def check_name(name: str) -> None:
+    """Refuse a name that is not :data:`NAME` (the message shows it escaped)."""
+    if not NAME.fullmatch(name):
+        raise errors.UsageError(
+            f"token name {name!r} is not valid: use 1 to 64 lower-case letters, digits, "
+            "'.', '_' or '-', starting with a letter or a digit (such as ci-deployer)"
+        )
+
+
 def create(connection: Connection, *, name: str, role: str, created_by: str) -> str:
     """Store a new token and return it; it cannot be shown again."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    check_name(name)
     table = tables.api_tokens
+    taken = errors.UsageError(f"a token named {name!r} exists; revoke it or pick another name")
     if connection.execute(select(table.c.id).where(table.c.name == name)).first() is not None:
-        raise errors.UsageError(f"a token named {name!r} exists; revoke it or pick another name")
+        raise taken
     token_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
-    connection.execute(
-        insert(table).values(
-            id=token_id,
-            name=name,
-            role=role,
-            secret_hash=_digest(secret),
-            created_by=created_by,
-            created_at=dt.datetime.now(dt.UTC),
+    try:
+        connection.execute(
+            insert(table).values(
+                id=token_id,
+                name=name,
+                role=role,
+                secret_hash=_digest(secret),
+                created_by=created_by,
+                created_at=dt.datetime.now(dt.UTC),
+            )
         )
-    )
+    except sa_exc.IntegrityError:  # a concurrent create of the same name won
+        raise taken from None  # (the caller's transaction rolls back)
     return f"grove_{token_id}_{secret}"
 
 
