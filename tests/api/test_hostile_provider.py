@@ -43,6 +43,7 @@ def _register(server: Server, provider: FakeProvider) -> None:
             assert created.status_code == 201, created.text
 
 
+@pytest.mark.slow
 def test_absurd_token_counts_fail_over_log_and_open_the_circuit(
     provider: FakeProvider,
     server: Server,  # the provider first: it allows local endpoints

@@ -78,6 +78,9 @@ class _Handler(socketserver.BaseRequestHandler):
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # hundreds of calls at once: socketserver's backlog of 5 made connects wait for SYN
+    # retries (1, 3, 7, 15, 31 s...) past the callers' deadlines
+    request_queue_size = 1024
     fake: FakeProvider
 
 

@@ -280,7 +280,7 @@ def _replaced(answer: Any, where: tuple[Any, ...], value: Any) -> Any:
     return copy
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), shape=st.sampled_from(list(_VALID)), value=_JSON)
 def test_any_json_in_any_field_is_read_or_refused_as_a_bad_response(
     data: st.DataObject, shape: type[answers.Answer], value: Any
@@ -304,6 +304,7 @@ def test_any_json_in_any_field_is_read_or_refused_as_a_bad_response(
 # ---------------------------------------------------------------- through the routing log
 
 
+@pytest.mark.slow
 def test_hostile_counts_leave_bad_response_rows_and_no_negative_cost(
     registry: Registry, fake: Callable[[str], FakeProvider], local_endpoints: None
 ) -> None:
