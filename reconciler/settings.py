@@ -79,6 +79,14 @@ class Settings(BaseSettings):
         None, description="HMAC secret of POST /api/hooks/git (GROVE_WEBHOOK_SECRET).", repr=False
     )
     max_body_bytes: int = Field(1 * MIB, gt=0, description="Cap on API request bodies.")
+    token_outage_window_s: float = Field(
+        600.0,
+        ge=0,
+        le=86_400,
+        description="While the registry database cannot be read, a token verified within "
+        "this many seconds keeps working (0: none does); revocation cannot reach a server "
+        "that cannot read the database (GROVE_TOKEN_OUTAGE_WINDOW_S).",
+    )
     max_delete_ratio: float = Field(
         0.5, ge=0, le=1, description="Refuse plans removing more than this share of live objects."
     )

@@ -23,11 +23,11 @@ from fastapi import FastAPI
 
 from reconciler import authoring, routing, telemetry, watching
 from reconciler import settings as settings_module
-from reconciler.api import events, fleet, operations, problems
+from reconciler.api import events, fleet, operations, probes, problems
 from reconciler.api.deps import Services
 from reconciler.api.limits import BodyLimits
 from reconciler.settings import Settings
-from reconciler.store import notifications, registry
+from reconciler.store import migrating, notifications, registry
 from reconciler.store.engine import Database
 
 MAX_JSON_DEPTH = 64
@@ -49,6 +49,7 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        migrating.require_current_at_start(db)  # unmigrated or unreadable: do not start
         engine.refresh()
         engine.seed_latencies()
         # The snapshot and the imported modules live as long as the process: keep them
@@ -94,6 +95,7 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
     app.include_router(operations.hot)
     app.include_router(operations.router)  # first: /api/models/health before /api/models/{id}
     app.include_router(fleet.router)
+    app.include_router(probes.router)
     return app
 
 
@@ -175,8 +177,10 @@ def serve(
     """
     stop = threading.Event()
     watcher_thread = start_loop(settings, interval_s, stop=stop) if loop else None
+    application = asgi(settings)
+    application.app.state.services.loop = watcher_thread  # for /readyz
     config = uvicorn.Config(
-        asgi(settings),
+        application,
         host=host,
         port=port,
         log_level="warning",

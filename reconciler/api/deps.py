@@ -3,6 +3,12 @@
 Authentication happens here, in route dependencies (never in path-matching
 middleware), so a route cannot be reached without the role it declares:
 ``Viewer`` reads, ``Operator`` writes, ``Admin`` forces and manages tokens.
+
+While the registry database cannot be read, a token verified successfully within
+``GROVE_TOKEN_OUTAGE_WINDOW_S`` (10 minutes) keeps its identity, so routed calls go
+on from the snapshot; any other token gets the same 401 as a bogus one, never a
+503 (see docs/security.md, "Known limits": revocation cannot reach a replica
+that cannot read the database).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import copy
 import dataclasses
 import functools
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -20,12 +27,16 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from reconciler import authoring, errors, reconciling, routing
+from reconciler import authoring, errors, logs, reconciling, routing
 from reconciler.api import events
 from reconciler.api.problems import UNAUTHORIZED, ApiError
 from reconciler.settings import Settings
-from reconciler.store import tokens
+from reconciler.store import integrity, tokens
 from reconciler.store.engine import Database
+
+log = logging.getLogger("grove.api")
+# The registry cannot be read: the database is down, or its file is damaged.
+OUTAGE = (errors.DatabaseUnavailable, errors.DatabaseUnreadable)
 
 
 @dataclasses.dataclass
@@ -35,8 +46,15 @@ class Services:
     engine: routing.RoutingEngine
     authoring: authoring.Authoring
     hub: events.Hub
-    identities: IdentityCache = dataclasses.field(default_factory=lambda: IdentityCache())  # noqa: PLW0108 - defined below
     previews: PreviewFetches = dataclasses.field(default_factory=lambda: PreviewFetches())  # noqa: PLW0108 - defined below
+    database: DatabaseProbe = dataclasses.field(default_factory=lambda: DatabaseProbe())  # noqa: PLW0108 - defined below
+    # The reconcile loop's thread when it runs in this process (``grove serve``
+    # without --workers), for /readyz; None where it runs elsewhere or not at all.
+    loop: threading.Thread | None = None
+    identities: IdentityCache = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.identities = IdentityCache(outage_window_s=self.settings.token_outage_window_s)
 
     def reconciler(self) -> reconciling.Reconciler:
         return reconciling.Reconciler(
@@ -86,6 +104,41 @@ class PreviewFetches:
             return reconciler.source.resolve(ref)
 
 
+class DatabaseProbe:
+    """A cheap read of the registry (`integrity.probe`) for /readyz, off the event loop.
+
+    One read at a time, its answer reused for ``fresh_s``; a read slower than
+    ``timeout_s`` counts as a failure (it goes on in its thread, and callers wait
+    for it rather than start another), so a probe every second against a
+    database that hangs never piles up threads or connections.
+    """
+
+    def __init__(self, fresh_s: float = 1.0, timeout_s: float = 2.0) -> None:
+        self.fresh_s = fresh_s
+        self.timeout_s = timeout_s
+        self._last: tuple[float, integrity.Probe] | None = None
+        self._running: asyncio.Future[integrity.Probe] | None = None
+
+    async def result(self, db: Database) -> integrity.Probe:
+        if self._last is not None and time.monotonic() - self._last[0] < self.fresh_s:
+            return self._last[1]
+        running = self._running
+        if (
+            running is None
+            or running.done()
+            or running.get_loop() is not asyncio.get_running_loop()
+        ):
+            running = self._running = asyncio.ensure_future(asyncio.to_thread(integrity.probe, db))
+        try:
+            found = await asyncio.wait_for(asyncio.shield(running), self.timeout_s)
+        except TimeoutError:
+            return integrity.Probe(
+                False, f"the registry database did not answer within {self.timeout_s:g} s"
+            )
+        self._last = (time.monotonic(), found)
+        return found
+
+
 bearer = HTTPBearer(auto_error=False, description="An API token from `grove token create`.")
 
 
@@ -102,11 +155,13 @@ class IdentityCache:
     cached, so a new token works at once.
     """
 
-    def __init__(self, ttl_s: float = 5.0, size: int = 1024) -> None:
+    def __init__(self, ttl_s: float = 5.0, size: int = 1024, outage_window_s: float = 0.0) -> None:
         self.ttl_s = ttl_s
         self.size = size
+        self.outage_window_s = outage_window_s
         self._entries: dict[str, tuple[float, tokens.Identity]] = {}
         self._checks: dict[str, asyncio.Task[tokens.Identity | None]] = {}
+        self._down_until = 0.0  # the database failed a check: no waiting on it until then
 
     async def identity(
         self, token: str, check: Callable[[str], tokens.Identity | None]
@@ -115,14 +170,26 @@ class IdentityCache:
         (blocking; run in a thread), one check per token at a time."""
         key = hashlib.sha256(token.encode()).hexdigest()
         found = self._entries.get(key)
+        now = time.monotonic()
         if found is not None:
-            age = time.monotonic() - found[0]
+            age = now - found[0]
             if age < self.ttl_s:
                 if age >= self.ttl_s / 2:
                     self._start(key, token, check)  # in the background
                 return found[1]
+        if now < self._down_until:  # the database is down: nobody waits for it
+            self._start(key, token, check)  # notices its return (or a revocation)
+            return self._outage_identity(key, now)
         # shielded: a caller that goes away does not cancel the check the others wait for
         return await asyncio.shield(self._start(key, token, check))
+
+    def _outage_identity(self, key: str, now: float) -> tokens.Identity | None:
+        """While the database cannot be read: the identity of a token verified within
+        the outage window, else None (a 401, as for any token Grove cannot vouch for)."""
+        found = self._entries.get(key)
+        if found is not None and now - found[0] < self.outage_window_s:
+            return found[1]
+        return None
 
     def _start(
         self, key: str, token: str, check: Callable[[str], tokens.Identity | None]
@@ -141,9 +208,23 @@ class IdentityCache:
         started = time.monotonic()  # a revocation after this point is seen by the next check
         try:
             identity = await asyncio.to_thread(check, token)
+        except OUTAGE as exc:
+            if self.outage_window_s <= 0:
+                raise
+            if time.monotonic() >= self._down_until:
+                logs.event(
+                    log,
+                    "token-checks-unavailable",
+                    level=logging.WARNING,
+                    reason=str(exc),
+                    window_s=self.outage_window_s,
+                )
+            self._down_until = time.monotonic() + self.ttl_s
+            return self._outage_identity(key, time.monotonic())
         finally:
             if self._checks.get(key) is asyncio.current_task():
                 del self._checks[key]
+        self._down_until = 0.0
         if identity is None:
             self._entries.pop(key, None)
             return None

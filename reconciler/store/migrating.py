@@ -83,6 +83,16 @@ def require_current(db: Database) -> None:
         require_current_on(connection)
 
 
+def require_current_at_start(db: Database) -> None:
+    """At a server's start: a schema that is missing, older or newer, or a file that
+    cannot be read, stops it (a human must act first); a database that cannot be
+    reached now does not (the router serves its saved snapshot until it returns)."""
+    try:
+        require_current(db)
+    except errors.TemporaryError:
+        return
+
+
 def require_current_on(connection: Connection) -> None:
     """:func:`require_current` in the caller's transaction."""
     found = current_on(connection)

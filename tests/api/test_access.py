@@ -25,7 +25,8 @@ SAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/api/routing/execute"): {"json": {"taskType": "think", "prompt": "hi"}},
 }
 WRITES = {"post", "patch", "delete", "put"}
-OPEN = {("post", "/api/hooks/git")}  # signed with HMAC instead of a token
+# Signed with HMAC instead of a token; the probes need none (tests/api/test_probes.py).
+OPEN = {("post", "/api/hooks/git"), ("get", "/healthz"), ("get", "/readyz")}
 
 
 def _routes(server: Server) -> list[tuple[str, str]]:
