@@ -5,6 +5,13 @@ the loading and checking layers and rendered by the entry points. The catalog
 below is the single source of the stable rule codes that `docs/validation.md`
 documents; a test keeps the two in step. Messages never quote a manifest value
 that could be a credential.
+
+Rendering lives here too, once for every output (``grove validate``'s text and
+github formats, ``grove diff`` and ``grove plan``'s diagnostics): file names and
+messages quote what a commit chose (a file name, a YAML key), so every control
+character is shown as an escape (:func:`printable`) and no file can print a line
+of its own, such as a forged ``::error`` workflow command. JSON keeps the exact
+values, escaped by JSON itself (ASCII only).
 """
 
 from __future__ import annotations
@@ -108,6 +115,56 @@ def error(file: str, line: int, code: str, message: str, *, path: str = "") -> D
 def warning(file: str, line: int, code: str, message: str, *, path: str = "") -> Diagnostic:
     return Diagnostic(
         file=file, line=line, code=code, message=message, path=path, severity=Severity.WARNING
+    )
+
+
+# ---------------------------------------------------------------- rendering
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print in a terminal or a CI log, on the line it is on: every
+    character Python does not call printable is shown as an escape (``\\n``, ``\\x1b``,
+    ``\\u202e``): C0 and C1 controls, DEL, line and paragraph separators, bidirectional
+    and other invisible format characters, and the lone surrogates an undecodable byte
+    of a file name becomes. Text without any comes back unchanged."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escaped(char) for char in text)
+
+
+def text_line(item: Diagnostic) -> str:
+    """``file:line: CODE message``, one line whatever the file name or message hold."""
+    label = "" if item.is_error else "warning: "
+    return f"{printable(item.file)}:{item.line}: {item.code} {label}{printable(item.message)}"
+
+
+def _github_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _github_property(text: str) -> str:
+    return _github_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def github_line(item: Diagnostic) -> str:
+    """One GitHub Actions workflow command (``::error file=F,line=L::CODE message``),
+    escaped as GitHub's runner reads it (``%``, CR and LF in the message; also ``:``
+    and ``,`` in the file property), after :func:`printable`."""
+    level = "error" if item.is_error else "warning"
+    return (
+        f"::{level} file={_github_property(printable(item.file))},line={item.line}::"
+        f"{_github_data(printable(f'{item.code} {item.message}'))}"
     )
 
 

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
+from reconciler import diagnostics
+
 FORMAT_VERSION = 1
 
 
@@ -202,6 +204,7 @@ def _short(revision: str | None) -> str:
 
 def _value(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False) if value is not None else "(absent)"
+    text = diagnostics.printable(text)  # a name may hold an ESC, a C1 control or U+2028
     return text if len(text) <= 80 else text[:77] + "..."
 
 

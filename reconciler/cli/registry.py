@@ -24,8 +24,7 @@ import click
 
 from reconciler import errors, manifests, plans
 from reconciler.cli.common import common_options, grove, kind_option
-from reconciler.cli.validate import text_line
-from reconciler.diagnostics import Diagnostic
+from reconciler.diagnostics import Diagnostic, text_line
 from reconciler.settings import Settings
 from reconciler.settings import parse_duration as _parse_seconds
 

@@ -14,7 +14,7 @@ import click
 
 from reconciler import manifests, validating
 from reconciler.cli.common import FORMATS, common_options, grove
-from reconciler.diagnostics import Diagnostic
+from reconciler.diagnostics import github_line, text_line
 from reconciler.settings import Settings
 
 JSON_SHAPE_VERSION = 1
@@ -42,8 +42,8 @@ def validate_command(
     repo_given = click.get_current_context().params.get("repo")  # --repo itself, not the env
     default = str(Path(settings.repo) / settings.path) if repo_given else settings.path
     report = validating.validate_paths(list(paths) or [default], settings)
-    if fmt == "json":
-        click.echo(json.dumps(as_json(report), indent=2))
+    if fmt == "json":  # ASCII only: names and keys travel exact, in JSON's escapes
+        click.echo(json.dumps(as_json(report), indent=2, ensure_ascii=True))
     elif fmt == "github":
         for item in report.diagnostics:
             click.echo(github_line(item))
@@ -56,28 +56,6 @@ def validate_command(
                 click.echo(line)
         click.echo(summary(report))
     return 0 if report.ok else 1
-
-
-def text_line(item: Diagnostic) -> str:
-    label = "" if item.is_error else "warning: "
-    return f"{item.file}:{item.line}: {item.code} {label}{item.message}"
-
-
-def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
-def github_line(item: Diagnostic) -> str:
-    """One GitHub Actions workflow command (``::error file=F,line=L::CODE message``)."""
-    level = "error" if item.is_error else "warning"
-    return (
-        f"::{level} file={_escape_property(item.file)},line={item.line}::"
-        f"{_escape_data(item.code + ' ' + item.message)}"
-    )
 
 
 def summary(report: validating.Report) -> str:
