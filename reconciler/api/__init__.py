@@ -25,7 +25,7 @@ from reconciler import authoring, routing, telemetry, watching
 from reconciler import settings as settings_module
 from reconciler.api import events, fleet, operations, probes, problems
 from reconciler.api.deps import Services
-from reconciler.api.limits import BodyLimits
+from reconciler.api.limits import BodyLimits, Gate
 from reconciler.settings import Settings
 from reconciler.store import migrating, notifications, registry
 from reconciler.store.engine import Database
@@ -155,8 +155,12 @@ def _listen(
 
 def asgi(settings: Settings) -> Any:
     """The app behind the body limits, as uvicorn runs it."""
+    app = create_app(settings)
     return BodyLimits(
-        create_app(settings), max_bytes=settings.max_body_bytes, max_depth=MAX_JSON_DEPTH
+        app,
+        max_bytes=settings.max_body_bytes,
+        max_depth=MAX_JSON_DEPTH,
+        gate=Gate(app.routes),
     )
 
 

@@ -1,17 +1,42 @@
-"""ASGI middleware that bounds request bodies before anything parses them.
+"""ASGI middleware that refuses what would be expensive before anything parses it.
 
-Bodies over the cap get 413 (from the Content-Length, or while reading a
-chunked body); JSON nested deeper than a bound gets 422 before Python's
-recursive parser could meet it. The body is buffered (it is capped) and
-replayed to the application. Refusals are the same problem documents as every
-other error.
+In this order, for every HTTP request:
+
+1. A request without credentials to a route that needs a token gets the 401 the
+   route's own check gives, before a byte of its body is read. Which routes need
+   one is read from the app's routes (:class:`Gate`: a route whose dependencies
+   include a security scheme, such as ``deps.RoleCheck``'s bearer), not from a
+   list of paths; the git webhook (signed), ``/openapi.json`` and the probes need
+   none and are not touched. Only the presence of a credential is looked at here:
+   whether it is valid is the route's business.
+2. Bodies over the cap get 413 (from the Content-Length, or while reading a
+   chunked body).
+3. JSON nested deeper than a bound gets 422 before Python's recursive parser
+   could meet it. The scan (:func:`deeper_than`) stops as soon as the bound is
+   passed, visits each string and each run of brackets once, and runs in a
+   thread of its own for bodies over :data:`SCAN_INLINE_BYTES` with many
+   brackets, so no body stalls the event loop.
+
+The body is buffered (it is capped) and replayed to the application. Refusals
+are the same problem documents as every other error. Nothing here checks a
+token or touches the database.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import dataclasses
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from typing import Any
+
+import fastapi.routing
+from fastapi.dependencies.models import Dependant
+from fastapi.security import APIKeyHeader
+from fastapi.security.base import SecurityBase
+from fastapi.security.http import HTTPBase
+from starlette.routing import BaseRoute, Match
 
 from reconciler.api import problems
 from reconciler.api.problems import ApiError
@@ -22,63 +47,155 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_SPECIAL = re.compile(rb'[\[\]{}"\\]')
+# Headers that carry a credential on every route that takes one: the bearer token,
+# and Anthropic's x-api-key (DESIGN section 12), whatever the route declares.
+CREDENTIAL_HEADERS = ("authorization", "x-api-key")
+# Bodies up to this size are scanned on the event loop (a few milliseconds at worst);
+# larger ones with more brackets than the bound in a thread of their own.
+SCAN_INLINE_BYTES = 16 * 1024
+# One thread: concurrent large scans wait their turn instead of each taking a share
+# of the interpreter lock from the event loop.
+_SCANNER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="grove-json")
+
+# A JSON string (escapes and all), or a run of opening or of closing brackets.
+_TOKENS = re.compile(rb'"[^"\\]*(?:\\[\s\S][^"\\]*)*"|[\[{]+|[\]}]+')
+_QUOTE, _OPENING = 0x22, (0x5B, 0x7B)
+
+
+def deeper_than(body: bytes, max_depth: int) -> bool:
+    """Whether ``body`` nests ``[``/``{`` deeper than ``max_depth`` outside strings.
+
+    One linear pass without recursion that stops as soon as the bound is passed.
+    Most bodies are cleared by two counts (in C): nesting needs an opening bracket
+    per level. Otherwise each string and each run of brackets is one match of
+    :data:`_TOKENS` (in C), so strings cost nothing per byte and ``[[[[`` is one
+    step. An unterminated string is not skipped: its brackets count, which can
+    only refuse a body that is not JSON anyway.
+    """
+    if body.count(b"[") + body.count(b"{") <= max_depth:
+        return False
+    depth = 0
+    for match in _TOKENS.finditer(body):
+        start, end = match.span()
+        first = body[start]
+        if first == _QUOTE:
+            continue
+        if first in _OPENING:
+            depth += end - start
+            if depth > max_depth:
+                return True
+        else:
+            depth -= end - start
+    return False
 
 
 def json_depth(body: bytes) -> int:
-    """The deepest nesting of ``[``/``{`` outside strings: one linear pass, no recursion.
-
-    Only the special bytes are visited; a backslash inside a string skips the
-    byte after it, so escaped quotes never end a string.
-    """
+    """The deepest nesting of ``[``/``{`` outside strings (the walk of
+    :func:`deeper_than`, without its stop): for tests and diagnostics."""
     depth = deepest = 0
-    in_string = False
-    skip = -1
-    for match in _SPECIAL.finditer(body):
-        at = match.start()
-        if at == skip:
+    for match in _TOKENS.finditer(body):
+        start, end = match.span()
+        first = body[start]
+        if first == _QUOTE:
             continue
-        char = body[at]
-        if in_string:
-            if char == 0x5C:  # backslash
-                skip = at + 1
-            elif char == 0x22:  # quote
-                in_string = False
-        elif char == 0x22:
-            in_string = True
-        elif char in (0x5B, 0x7B):
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in (0x5D, 0x7D):
-            depth -= 1
+        depth += end - start if first in _OPENING else start - end
+        deepest = max(deepest, depth)
     return deepest
 
 
-def _may_nest_deeper(body: bytes, max_depth: int) -> bool:
-    """Whether ``body`` nests deeper than ``max_depth``; nesting needs an opening
-    bracket per level, so most bodies are cleared by two counts (in C) without the
-    walk of :func:`json_depth`."""
-    if body.count(b"[") + body.count(b"{") <= max_depth:
+async def _deeper_off_loop(body: bytes, max_depth: int) -> bool:
+    """:func:`deeper_than`, in the scanner's thread when the body is large and
+    bracket-heavy (the two counts clear most bodies at once, on the loop)."""
+    if len(body) <= SCAN_INLINE_BYTES or body.count(b"[") + body.count(b"{") <= max_depth:
+        return deeper_than(body, max_depth)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_SCANNER, deeper_than, body, max_depth)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Guarded:
+    """A route, whether it needs a credential, and the headers its schemes read one from."""
+
+    matches: Callable[[Scope], tuple[Match, Scope]]
+    needs_token: bool
+    key_headers: tuple[str, ...] = ()
+
+
+class Gate:
+    """Which requests are refused for want of a credential, read from the app's routes.
+
+    A route needs one when a dependency of it (at any depth) is a security scheme;
+    a request has one when it carries ``Authorization: Bearer <something>``,
+    ``x-api-key`` or a header an ``APIKeyHeader`` of the route names. A request is
+    matched against the routes as Starlette's router does (first full match); one
+    that matches none, or only by path (405), is left to the app.
+    """
+
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        self._routes = [_guarded(route) for route in _flattened(routes)]
+
+    def refuses(self, scope: Scope, headers: dict[str, str]) -> bool:
+        if _bearer(headers.get("authorization", "")) or headers.get("x-api-key"):
+            return False  # the common case, decided without matching any route
+        for guarded in self._routes:
+            match, _ = guarded.matches(scope)
+            if match is Match.FULL:
+                return guarded.needs_token and not any(
+                    headers.get(name) for name in guarded.key_headers
+                )
         return False
-    return json_depth(body) > max_depth
+
+
+def _bearer(authorization: str) -> bool:
+    scheme, _, credentials = authorization.partition(" ")
+    return scheme.lower() == "bearer" and bool(credentials.strip())
+
+
+def _flattened(routes: Sequence[BaseRoute]) -> Iterator[Any]:
+    """Every route in the order the router tries them. FastAPI 0.165 includes a router
+    as one entry and resolves its routes (with the inclusion's dependencies) on
+    demand; its ``iter_route_contexts`` lists them. Earlier versions copy them in."""
+    contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    return iter(contexts(routes)) if contexts is not None else iter(routes)
+
+
+def _guarded(route: Any) -> _Guarded:
+    dependant = getattr(route, "dependant", None)  # the routes of FastAPI, with their inclusion's
+    if not isinstance(dependant, Dependant):
+        return _Guarded(route.matches, needs_token=False)
+    schemes = [d.call for d in _dependencies(dependant) if isinstance(d.call, SecurityBase)]
+    # a scheme this gate cannot read (a cookie, a query parameter) is the route's to check
+    readable = all(isinstance(s, (HTTPBase, APIKeyHeader)) for s in schemes)
+    keys = tuple(s.model.name.lower() for s in schemes if isinstance(s, APIKeyHeader))
+    return _Guarded(route.matches, needs_token=bool(schemes) and readable, key_headers=keys)
+
+
+def _dependencies(dependant: Dependant) -> Iterator[Dependant]:
+    for inner in dependant.dependencies:
+        yield inner
+        yield from _dependencies(inner)
 
 
 class BodyLimits:
-    def __init__(self, app: ASGIApp, *, max_bytes: int, max_depth: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, max_depth: int, gate: Gate | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.max_depth = max_depth
+        self.gate = gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if self.gate is not None and self.gate.refuses(scope, headers):
+            await _refuse(send, problems.UNAUTHORIZED)
+            return
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await _problem(
-                send, 413, "too-large", f"request bodies are capped at {self.max_bytes} bytes"
-            )
+            await _refuse(send, self._too_large())
             return
         chunks: list[bytes] = []
         size = 0
@@ -90,18 +207,15 @@ class BodyLimits:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await _problem(
-                    send, 413, "too-large", f"request bodies are capped at {self.max_bytes} bytes"
-                )
+                await _refuse(send, self._too_large())
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
         kind = headers.get("content-type", "").lower()
-        if body and "json" in kind and _may_nest_deeper(body, self.max_depth):
-            await _problem(
-                send, 422, "too-deep", f"JSON nested deeper than {self.max_depth} levels"
-            )
+        if body and "json" in kind and await _deeper_off_loop(body, self.max_depth):
+            detail = f"JSON nested deeper than {self.max_depth} levels"
+            await _refuse(send, ApiError(422, "too-deep", "JSON nested too deep", detail))
             return
         replayed = False
 
@@ -114,13 +228,16 @@ class BodyLimits:
 
         await self.app(scope, replay, send)
 
+    def _too_large(self) -> ApiError:
+        detail = f"request bodies are capped at {self.max_bytes} bytes"
+        return ApiError(413, "too-large", "Request body too large", detail)
 
-async def _problem(send: Send, status: int, code: str, detail: str) -> None:
+
+async def _refuse(send: Send, error: ApiError) -> None:
     """The same problem document every other error gets (``problems.respond``)."""
-    titles = {413: "Request body too large", 422: "JSON nested too deep"}
-    response = problems.respond(ApiError(status, code, titles[status], detail))
+    response = problems.respond(error)
 
-    async def nothing() -> Message:  # the body was refused: nothing more is read
+    async def nothing() -> Message:  # the request was refused: nothing more is read
         return {"type": "http.disconnect"}
 
     await response({"type": "http"}, nothing, send)

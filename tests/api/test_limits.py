@@ -1,5 +1,5 @@
-"""The JSON depth bound of the body limits: the bracket count that clears most bodies
-agrees with the full walk, at the boundary and for any JSON."""
+"""The JSON depth bound of the body limits: the scan agrees with the nesting of the
+parsed value, at the boundary and for any JSON."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reconciler.api import MAX_JSON_DEPTH
-from reconciler.api.limits import _may_nest_deeper, json_depth
+from reconciler.api.limits import deeper_than, json_depth
 
 
 @pytest.mark.parametrize(
@@ -25,7 +25,7 @@ from reconciler.api.limits import _may_nest_deeper, json_depth
     ],
 )
 def test_the_boundary(body: bytes, deeper: bool) -> None:
-    assert _may_nest_deeper(body, MAX_JSON_DEPTH) is deeper
+    assert deeper_than(body, MAX_JSON_DEPTH) is deeper
 
 
 json_values = st.recursive(
@@ -37,7 +37,17 @@ json_values = st.recursive(
 )
 
 
-@given(json_values, st.integers(min_value=0, max_value=8))
-def test_the_count_agrees_with_the_walk(value: object, limit: int) -> None:
-    body = json.dumps(value).encode()
-    assert _may_nest_deeper(body, limit) == (json_depth(body) > limit)
+def _nesting(value: object) -> int:
+    """How deep the parsed value nests (what a recursive parser would meet)."""
+    if isinstance(value, dict):
+        return 1 + max(map(_nesting, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_nesting, value), default=0)
+    return 0
+
+
+@given(json_values, st.integers(min_value=0, max_value=8), st.booleans())
+def test_the_scan_agrees_with_the_parsed_value(value: object, limit: int, escaped: bool) -> None:
+    body = json.dumps(value, ensure_ascii=escaped).encode()
+    assert json_depth(body) == _nesting(value)
+    assert deeper_than(body, limit) == (_nesting(value) > limit)
