@@ -24,6 +24,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from reconciler.providers.base import MAX_TOKENS, FailureKind, ProviderError
 
@@ -49,10 +50,14 @@ def _integer(text: str) -> int | HugeNumber:
     return int(text) if digits <= MAX_INT_DIGITS else HugeNumber(digits)
 
 
+_DECODER = json.JSONDecoder(parse_int=_integer)
+
+
 def decode(body: bytes) -> Any:
-    """The JSON value of ``body``; integers too long to be a count become :class:`HugeNumber`.
-    Raises ValueError or RecursionError for a body that is not JSON."""
-    return json.loads(body, parse_int=_integer)
+    """The JSON value of ``body`` (UTF-8, -16 or -32, as ``json.loads`` reads bytes);
+    integers too long to be a count become :class:`HugeNumber`. Raises ValueError or
+    RecursionError for a body that is not JSON."""
+    return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -121,7 +126,7 @@ class _AnthropicBlock(_Wire):
     @model_validator(mode="after")
     def _text_blocks_have_text(self) -> _AnthropicBlock:
         if self.type == "text" and self.text is None:
-            raise ValueError("a text block without text")
+            raise PydanticCustomError("text_missing", "a text block must have a text")
         return self
 
 
@@ -201,7 +206,12 @@ def problem(exc: ValidationError) -> str:
         return f"the answer has no {where}{more}"
     if not where:
         return f"the answer is {describe(first['input'])}, not a JSON object{more}"
-    wanted = TOKEN_RULE if _is_count(first["loc"]) else _lower(first["msg"])
+    if _is_count(first["loc"]):
+        wanted = TOKEN_RULE
+    elif first["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        wanted = "an object was expected"  # pydantic's message names our class
+    else:
+        wanted = _lower(first["msg"])
     return f"the answer's {where} is {describe(first['input'])}; {wanted}{more}"
 
 

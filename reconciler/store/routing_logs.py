@@ -93,7 +93,7 @@ class Attempt:
             cost_usd=_cost(cost_usd),
             decision={
                 "reason": _text(reason, MAX_REASON),
-                "chain": [_text(m) for m in chain[:MAX_CHAIN]],
+                "chain": list(chain[:MAX_CHAIN]),  # model ids: validated, no NUL
                 "ruleId": None if rule_id is None else _text(rule_id),
                 "strategy": _text(strategy),
                 "revision": None if revision is None else _text(revision),
@@ -106,7 +106,7 @@ class Attempt:
 def _text(value: str, limit: int = MAX_TEXT) -> str:
     if "\x00" in value:  # PostgreSQL's text and JSONB refuse NUL
         value = value.replace("\x00", "")
-    return value[:limit]
+    return value if len(value) <= limit else value[:limit]
 
 
 def _latency(value: float) -> float:
