@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import re
 from collections.abc import Iterable, Sequence
 from types import UnionType
 from typing import Any, Union, get_args, get_origin
@@ -29,8 +28,6 @@ from reconciler import diagnostics, manifests, secretscan, yamlsafe
 from reconciler.diagnostics import Diagnostic
 from reconciler.settings import Settings
 
-# NUL, and the bidirectional controls of CVE-2021-42574 ("Trojan Source").
-_FORBIDDEN = re.compile("[\x00\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _BOM = "\ufeff"
 
 
@@ -147,6 +144,18 @@ def check_size(name: str, size: int, limits: Limits) -> Diagnostic | None:
     return None
 
 
+def check_name(name: str) -> Diagnostic | None:
+    """F004 for a file name that is not UTF-8 (git and the file system allow any bytes;
+    Python holds them as lone surrogates, which no database, JSON reader or terminal takes).
+    The diagnostic names the file with the bad bytes written as ``\\xNN``."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return diagnostics.error(shown, 1, "F004", "the file name is not valid UTF-8; rename it")
+    return None
+
+
 def decode(name: str, data: bytes) -> tuple[str | None, Diagnostic | None]:
     """UTF-8 text without a BOM, or the reason it cannot be had."""
     try:
@@ -157,17 +166,16 @@ def decode(name: str, data: bytes) -> tuple[str | None, Diagnostic | None]:
             name, line, "F004", f"not valid UTF-8 (byte {exc.start}); save the file as UTF-8"
         )
     text = text.removeprefix(_BOM)
-    bad = _FORBIDDEN.search(text)
+    bad = yamlsafe.FORBIDDEN.search(text)
     if bad is not None:
         line = text.count("\n", 0, bad.start()) + 1
-        char = bad.group()
-        what = "a NUL byte" if char == "\x00" else f"the bidirectional control U+{ord(char):04X}"
+        what = yamlsafe.forbidden_name(bad.group())
         return None, diagnostics.error(name, line, "F005", f"contains {what}")
     return text, None
 
 
 def _load_file(source: SourceFile, limits: Limits, allow_local: bool, result: LoadResult) -> None:
-    too_big = check_size(source.name, len(source.data), limits)
+    too_big = check_size(source.name, len(source.data), limits) or check_name(source.name)
     if too_big is not None:
         result.diagnostics.append(too_big)
         result.complete = False

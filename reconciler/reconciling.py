@@ -53,13 +53,21 @@ log = logging.getLogger("grove.reconcile")
 
 UNEXPECTED = "UnexpectedError"  # the Stalled reason of a cycle that raised something unplanned
 _MESSAGE_CAP = 300
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def one_line(text: str) -> str:
     """Control characters (a newline in a file name, an escape sequence) shown as ``\\xNN``,
-    so a status line cannot be forged or split by what a commit holds."""
-    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+    so a status line cannot be forged or split by what a commit holds; a byte that was not
+    UTF-8 (a lone surrogate, as Python reads such a file name) too, so it can be stored."""
+    return _CONTROL.sub(_escaped, text)
+
+
+def _escaped(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape's stand-in for the byte code - 0xDC00
+        code -= 0xDC00
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def describe(exc: BaseException) -> str:

@@ -20,11 +20,15 @@ available) and builds values itself with an explicit stack, so:
   become infinity. Hex, octal, sexagesimal and timestamp forms are strings
   here, and ``!!binary`` and the other value-building tags are refused (Y004),
   so no scalar can make the reader raise anything but :class:`YamlRefused`;
+- a NUL or a bidirectional control written as an escape in a double-quoted
+  string (``"\\0"``, ``"\\u202E"``) is refused like the raw character
+  (F005): PostgreSQL cannot store a NUL in JSON, and a reviewer cannot see
+  what the escape becomes;
 - every key and sequence item gets its line number, so schema errors can name
   the line they are about.
 
-Text must already be decoded and screened for forbidden characters (see
-`loading`).
+Text must already be decoded and screened for forbidden characters
+(:data:`FORBIDDEN`, see `loading`).
 """
 
 from __future__ import annotations
@@ -47,6 +51,15 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeLoader as _EventLoader  # type: ignore[assignment]
 
 Path = tuple[str | int, ...]
+
+# NUL, and the bidirectional controls of CVE-2021-42574 ("Trojan Source").
+FORBIDDEN = re.compile("[\x00\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def forbidden_name(char: str) -> str:
+    """How a message names a character :data:`FORBIDDEN` matched."""
+    return "a NUL byte" if char == "\x00" else f"the bidirectional control U+{ord(char):04X}"
+
 
 _ALLOWED_TAGS = frozenset(
     {"tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
@@ -264,6 +277,13 @@ class _Builder:
 
     def _scalar(self, event: yaml.ScalarEvent, line: int, column: int) -> None:
         plain = not event.style and event.tag is None
+        if event.style == '"':  # escapes can spell what the raw text may not hold
+            bad = FORBIDDEN.search(event.value)
+            if bad is not None:
+                what = forbidden_name(bad.group())
+                raise YamlRefused(
+                    Problem("F005", line, f"contains {what}, written as an escape", column)
+                )
         value: Any = resolve_plain(event.value) if plain else event.value
         if isinstance(value, Unrepresentable):
             raise YamlRefused(
