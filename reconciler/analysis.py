@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 from collections import Counter
 from typing import Any
 
@@ -52,6 +53,12 @@ class ModelMetrics:
         }
 
 
+def _cost(value: float | None) -> float:
+    """A stored cost as it may be summed: rows written before answers were checked
+    (issue 13) may hold a negative or non-finite one, which counts as 0."""
+    return value if value is not None and 0 < value < math.inf else 0.0
+
+
 def model_metrics(
     db: Database, model_id: str, *, window_s: int, now: dt.datetime | None = None
 ) -> ModelMetrics:
@@ -85,7 +92,7 @@ def model_metrics(
         latency_p50_ms=percentile(latencies, 0.50),
         latency_p95_ms=percentile(latencies, 0.95),
         latency_p99_ms=percentile(latencies, 0.99),
-        cost_usd=sum(r.cost_usd or 0.0 for r in rows),
+        cost_usd=sum(_cost(r.cost_usd) for r in rows),
         errors=dict(Counter(r.error_kind for r in rows if r.error_kind)),
         series=series,
     )

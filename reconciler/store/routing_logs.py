@@ -222,7 +222,8 @@ def _metrics(rows: Sequence[Attempt]) -> Iterator[dict[str, Any]]:
         by_model.setdefault(row.model_id, []).append(row)
     for model_id, attempts in by_model.items():
         latencies = [a.latency_ms for a in attempts]
-        costs = [a.cost_usd for a in attempts if a.cost_usd is not None]
+        # a cost the row holds but no sum can (negative, NaN, infinite) is left out
+        costs = [c for a in attempts if (c := a.cost_usd) is not None and 0 <= c < math.inf]
         values: dict[str, float] = {
             "attempts": len(attempts),
             "failures": sum(1 for a in attempts if not a.success),

@@ -20,7 +20,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from reconciler import routing, settings
+from reconciler import analysis, routing, settings
 from reconciler.store import routing_logs, tables
 from reconciler.store.engine import Database
 from reconciler.store.logwriter import LogWriter
@@ -191,3 +191,18 @@ def test_a_row_is_bounded_when_it_is_built_and_every_backend_takes_it(
     with database.transaction(write=True) as connection:
         assert routing_logs.write_batch(connection, [row, *others]) == routing_logs.Refused()
     assert _logged(database) == 3
+
+
+def test_costs_stored_before_answers_were_checked_do_not_make_metrics_negative(
+    database: Database,
+) -> None:
+    """Rows an earlier version wrote from a negative or infinite count: the model's
+    metrics sum only the costs that can be."""
+    rows = [
+        dataclasses.replace(_attempt(), cost_usd=cost)
+        for cost in (0.25, -1000.0, math.inf, math.nan, None, 0.5)
+    ]
+    with database.transaction(write=True) as connection:
+        assert routing_logs.write_batch(connection, rows) == routing_logs.Refused()
+    metrics = analysis.model_metrics(database, "m1", window_s=3600)
+    assert metrics.requests == 6 and metrics.cost_usd == 0.75
