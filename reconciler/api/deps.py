@@ -29,6 +29,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from reconciler import authoring, errors, logs, reconciling, routing
 from reconciler.api import events
+from reconciler.api.previews import PlanPreviews
 from reconciler.api.problems import UNAUTHORIZED, ApiError
 from reconciler.settings import Settings
 from reconciler.store import integrity, tokens
@@ -48,6 +49,7 @@ class Services:
     hub: events.Hub
     previews: PreviewFetches = dataclasses.field(default_factory=lambda: PreviewFetches())  # noqa: PLW0108 - defined below
     database: DatabaseProbe = dataclasses.field(default_factory=lambda: DatabaseProbe())  # noqa: PLW0108 - defined below
+    plans: PlanPreviews = dataclasses.field(default_factory=PlanPreviews)
     # The reconcile loop's thread when it runs in this process (``grove serve``
     # without --workers), for /readyz; None where it runs elsewhere or not at all.
     loop: threading.Thread | None = None

@@ -3,6 +3,8 @@ status, plan, reconcile, events, metrics, and the git webhook."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import hmac
 from typing import Annotated, Any
@@ -11,15 +13,15 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
-from reconciler import manifests, ranking, routing, telemetry
-from reconciler.api import problems
+from reconciler import manifests, ranking, reconciling, routing, telemetry
+from reconciler.api import previews, problems
 from reconciler.api.bodies import ExecuteBody, ExecuteOut, HealthOut
-from reconciler.api.deps import Operator, ServicesDep, Viewer
+from reconciler.api.deps import Operator, Services, ServicesDep, Viewer
 from reconciler.api.events import TooManyStreams
 from reconciler.api.lean import LeanRoute
 from reconciler.api.problems import ApiError
 from reconciler.providers.base import ChatRequest, Message
-from reconciler.store import coordination, routing_logs
+from reconciler.store import coordination, registry, routing_logs
 
 router = APIRouter(tags=["routing and operations"])
 # The routed call, every request of the data plane: its own router, for the lean handler.
@@ -116,9 +118,23 @@ def status(services: ServicesDep, identity: Viewer) -> dict[str, Any]:
 
 
 @router.get("/api/plan", response_model=dict[str, Any], summary="What a reconcile would change")
-def plan(services: ServicesDep, identity: Viewer) -> dict[str, Any]:
+async def plan(services: ServicesDep, identity: Viewer) -> dict[str, Any]:
+    """Computed once per (revision, registry state) and at most every few seconds per
+    server, however many viewers ask (`previews.PlanPreviews`)."""
+    reconciler, key = await asyncio.to_thread(_plan_key, services)
+    return await services.plans.plan(key, functools.partial(_plan_json, reconciler, key[0]))
+
+
+def _plan_key(services: Services) -> tuple[reconciling.Reconciler, previews.Key]:
+    """The revision to plan (fetched at most every few seconds) and the registry's state."""
     reconciler = services.reconciler()
     revision = services.previews.revision(reconciler, services.settings.ref)
+    with services.db.transaction() as connection:
+        state = registry.read_state(connection)
+    return reconciler, (revision, state.state_serial, state.write_counter)
+
+
+def _plan_json(reconciler: reconciling.Reconciler, revision: str) -> dict[str, Any]:
     outcome = reconciler.plan(revision=revision)
     if outcome.plan is None:
         return {
