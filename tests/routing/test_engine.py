@@ -181,11 +181,11 @@ def test_an_explicit_chain_is_honoured_and_fallbacks_follow_the_primary(engine_f
 def test_a_model_past_its_sunset_is_not_routed_to(engine_for: Engine) -> None:
     engine = engine_for(
         model_doc("old", priority=99, lifecycle={"sunsetDate": "2020-01-01"}),
-        model_doc("new", priority=1),
+        model_doc("successor", priority=1),
         rule_doc("think"),
     )
     decision = engine.get_routing_decision(routing.TaskRequest(task_type="think"))
-    assert decision.model_id == "new"
+    assert decision.model_id == "successor"
     assert {c.model_id: c.reason for c in decision.candidates}["old"].startswith("past its sunset")
 
 
