@@ -1,8 +1,8 @@
 """What a provider may answer: the three wire formats' answers, checked field by field.
 
-Called by the adapters of :mod:`reconciler.providers.wire` on every decoded
-answer (and by :func:`decode` in the transport, on every body), before any
-value of it is used. Whatever a provider sends, the result is either a
+Called by the transport (:func:`decode`, on every body) and by the adapters
+of :mod:`reconciler.providers.wire` (:func:`read`, on every decoded answer),
+before any value of it is used. Whatever a provider sends, the result is either a
 :class:`Reading` whose token counts are integers from 0 to
 :data:`MAX_TOKENS` and whose text is a string, or a ``bad_response``
 :class:`~reconciler.providers.base.ProviderError` naming the field and what
@@ -39,15 +39,21 @@ Reason = Annotated[str | None, Field(max_length=64)]  # finish / stop reasons
 class HugeNumber:
     """A JSON integer too long to be any count: stands in for it, unconverted."""
 
-    __slots__ = ("digits",)
+    __slots__ = ("digits", "negative")
 
-    def __init__(self, digits: int) -> None:
+    def __init__(self, digits: int, *, negative: bool) -> None:
         self.digits = digits
+        self.negative = negative
+
+    def __str__(self) -> str:
+        return f"a {'negative ' if self.negative else ''}{self.digits}-digit integer"
 
 
 def _integer(text: str) -> int | HugeNumber:
     digits = len(text.lstrip("-"))
-    return int(text) if digits <= MAX_INT_DIGITS else HugeNumber(digits)
+    if digits <= MAX_INT_DIGITS:
+        return int(text)
+    return HugeNumber(digits, negative=text.startswith("-"))
 
 
 _DECODER = json.JSONDecoder(parse_int=_integer)
@@ -242,12 +248,11 @@ def describe(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, HugeNumber):
-        return f"a {value.digits}-digit integer"
+        return str(value)
     if isinstance(value, int):
         text = str(value)
-        if len(text) > MAX_INT_DIGITS:
-            return f"a {len(text.lstrip('-'))}-digit integer"
-        return text
+        digits = len(text.lstrip("-"))
+        return text if digits <= MAX_INT_DIGITS else str(HugeNumber(digits, negative=value < 0))
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else str(value)
     if isinstance(value, str):

@@ -45,6 +45,7 @@ CASES: list[tuple[str, str, str | None, str]] = [
         for k, v in ABSURD.items()
     ),
     ("openai", "usage.prompt_tokens", HUGER, "usage.prompt_tokens is a 5001-digit integer"),
+    ("openai", "usage.prompt_tokens", "-" + HUGER, "is a negative 5001-digit integer"),
     ("openai", "usage.prompt_tokens", "true", "usage.prompt_tokens is true"),
     ("openai", "usage.prompt_tokens", "12.0", "usage.prompt_tokens is 12.0"),
     ("openai", "usage.prompt_tokens", "NaN", "usage.prompt_tokens is nan"),
