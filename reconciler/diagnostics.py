@@ -61,6 +61,7 @@ CATALOG: dict[str, tuple[str, str]] = {
     "S010": ("invalid-date", "a date that is not YYYY-MM-DD or is out of order"),
     "S011": ("invalid-version", "meta.version is not a version string"),
     "S012": ("invalid-value", "a value that breaks a rule of its field"),
+    "S013": ("reserved-id", "an id that is a word of the API's or console's paths (health, ...)"),
     # R: references between objects
     "R001": ("duplicate-id", "the same id twice for one type (both places named)"),
     "R002": ("dangling-fallback", "a fallback names no model"),

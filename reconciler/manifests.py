@@ -28,6 +28,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     Strict,
     ValidationInfo,
     field_validator,
@@ -91,6 +92,12 @@ KEYED_PROVIDERS = frozenset({Provider.ANTHROPIC, Provider.GOOGLE, Provider.OPENA
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _ID = re.compile(ID_PATTERN)
+# The words that follow /api/models/ and /api/rules/ in the API's paths, and /models/
+# and /rules/ in the console's: an object with such an id could not be addressed
+# (PATCH /api/models/health would edit a model called health). One list for both
+# types; tests/loading/test_reserved_ids.py checks it against the app's routes.
+RESERVED_IDS = frozenset({"discover", "health", "new", "register"})
+_RESERVED_ENUM: list[JsonValue] = [*sorted(RESERVED_IDS)]  # published in the JSON Schema
 _VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$")
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -113,6 +120,17 @@ def _check_id(value: str) -> str:
     raise PydanticCustomError(
         "grove_S006", "id {why}; ids match ^[a-z0-9][a-z0-9-]{0,62}$", {"why": why}
     )
+
+
+def _not_reserved(value: str) -> str:
+    if value in RESERVED_IDS:
+        raise PydanticCustomError(
+            "grove_S013",
+            "id '{id}' is reserved: /api/models/{id} is a path of Grove's API or console; "
+            "choose another id, such as {id}-model",
+            {"id": value},
+        )
+    return value
 
 
 def _check_version(value: str) -> str:
@@ -393,7 +411,10 @@ class RuleSpec(_Strict):
 
 
 class _Meta(_Strict):
-    id: Id = Field(description="Unique per type across the repository.")
+    id: Annotated[Id, AfterValidator(_not_reserved)] = Field(
+        description="Unique per type across the repository; not a reserved word.",
+        json_schema_extra={"not": {"enum": _RESERVED_ENUM}},
+    )
     version: Version = Field(description="Content is immutable per version; quote it.")
     federation_id: str | None = Field(
         None, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
