@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         None, description="HMAC secret of POST /api/hooks/git (GROVE_WEBHOOK_SECRET).", repr=False
     )
     max_body_bytes: int = Field(1 * MIB, gt=0, description="Cap on API request bodies.")
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="Time to send a request's headers; the connection closes."
+    )
+    keep_alive_s: int = Field(
+        5, gt=0, le=3600, description="How long an idle kept-alive connection stays open."
+    )
     token_outage_window_s: float = Field(
         600.0,
         ge=0,

@@ -23,7 +23,7 @@ from fastapi import FastAPI
 
 from reconciler import authoring, routing, telemetry, watching
 from reconciler import settings as settings_module
-from reconciler.api import events, fleet, operations, probes, problems
+from reconciler.api import connections, events, fleet, operations, probes, problems
 from reconciler.api.deps import Services
 from reconciler.api.limits import BodyLimits, Gate
 from reconciler.settings import Settings
@@ -183,15 +183,7 @@ def serve(
     watcher_thread = start_loop(settings, interval_s, stop=stop) if loop else None
     application = asgi(settings)
     application.app.state.services.loop = watcher_thread  # for /readyz
-    config = uvicorn.Config(
-        application,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,  # uvicorn would still format each line for a logger that drops it
-        proxy_headers=False,
-        server_header=False,
-    )
+    config = uvicorn.Config(application, host=host, port=port, **connections.options(settings))
     server = _Server(config, announce)
 
     def shut_down(_signum: int, _frame: object) -> None:

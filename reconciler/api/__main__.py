@@ -16,7 +16,7 @@ from pathlib import Path
 import uvicorn
 
 from reconciler import api, logs, settings, telemetry
-from reconciler.api import workers
+from reconciler.api import connections, workers
 
 # Set on the re-exec below: the metrics folder this process made, and removes at exit.
 _OWNED_METRICS = "GROVE_OWNED_METRICS_DIR"
@@ -65,9 +65,7 @@ def main() -> int:
                 host=args.host,
                 port=args.port,
                 workers=args.workers,
-                log_level="warning",
-                access_log=False,  # uvicorn would still format each line for a logger that drops it
-                server_header=False,
+                **connections.options(config),
             )
         finally:
             stop.set()  # the loop finishes its transaction and releases its lease

@@ -31,7 +31,8 @@ from multiprocessing.synchronize import Event as EventType
 
 import uvicorn
 
-from reconciler import addresses, logs
+from reconciler import addresses, logs, settings
+from reconciler.api import connections
 
 log = logging.getLogger("grove.api")
 
@@ -91,10 +92,7 @@ def _worker(
     config = uvicorn.Config(
         "reconciler.api:app_from_environment",
         factory=True,
-        log_level="warning",
-        access_log=False,  # uvicorn would still format each line for a logger that drops it
-        proxy_headers=False,
-        server_header=False,
+        **connections.options(settings.load()),
     )
     _Worker(config, ready, parent).run(sockets=[sock])
 

@@ -8,7 +8,6 @@ import itertools
 import json
 import os
 import re
-import signal
 import socket
 import statistics
 import string
@@ -23,8 +22,8 @@ import httpx
 import pytest
 
 from reconciler.api.problems import MAX_LISTED
-from tests.api.conftest import Server, free_port
-from tests.api.test_processes import _fleet_and_token, _wait_for
+from tests.api.conftest import Server
+from tests.api.serving import api_process
 from tests.conftest import REPO_ROOT, Registry
 
 
@@ -144,29 +143,18 @@ def test_deep_bodies_do_not_slow_the_server_down(registry: Registry, tmp_path: P
     loop before authentication: health went from 3 ms to 1.5 s) are refused before their
     bodies are read; four authenticated ones sending deep or bracket-heavy bodies are
     scanned off the loop. Health's median stays within a few times its idle median."""
-    env, token, _ = _fleet_and_token(registry, tmp_path, "flooded")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "reconciler.api", "--port", str(port), "--no-loop"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        _wait_for(f"{url}/openapi.json", server)
-        _p50_health(url, token, count=10)  # warm
-        idle = _p50_health(url, token)
-        with _flooding(port, DEEP) as anonymous:
-            under_anonymous = _p50_health(url, token)
-        bearer = f"Authorization: Bearer {token}\r\n"
-        with _flooding(port, DEEP, bearer) as deep, _flooding(port, SHALLOW, bearer) as shallow:
-            under_authenticated = _p50_health(url, token)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=60)
+    with api_process(registry, tmp_path, "--no-loop") as server:
+        _p50_health(server.url, server.token, count=10)  # warm
+        idle = _p50_health(server.url, server.token)
+        with _flooding(server.port, DEEP) as anonymous:
+            under_anonymous = _p50_health(server.url, server.token)
+        bearer = f"Authorization: Bearer {server.token}\r\n"
+        with (
+            _flooding(server.port, DEEP, bearer) as deep,
+            _flooding(server.port, SHALLOW, bearer) as shallow,
+        ):
+            under_authenticated = _p50_health(server.url, server.token)
+        server.stop()
     assert set(anonymous) == {401}
     assert set(deep) == {422}
     assert set(shallow) == {422}  # scanned, then refused by validation

@@ -1,0 +1,88 @@
+"""The HTTP connections of Grove's servers: uvicorn's httptools protocol with a time
+limit on a request's headers.
+
+:func:`options` is the uvicorn configuration every server of Grove runs with
+(``grove serve`` and ``grove up``, each worker of ``--workers N``). It never
+changes how a request is handled once its headers are in.
+
+- uvicorn closes a kept-alive connection idle for ``timeout_keep_alive``
+  (``GROVE_KEEP_ALIVE_S``), but sets no limit on how long a client may take to
+  send a request's headers: a connection that sends half a header, or nothing,
+  stays open for ever (3,000 of them held 3,000 sockets). :class:`Connection`
+  closes one whose headers are not complete ``header_timeout_s``
+  (``GROVE_HEADER_TIMEOUT_S``) after it was opened, or after the first byte of a
+  later request on it. That costs one timer per connection; a request whose
+  headers come in one read, as they do, costs a flag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from reconciler.settings import Settings
+
+HEADER_TIMEOUT_S = 10.0
+
+
+def options(settings: Settings) -> dict[str, Any]:
+    """The keyword arguments of ``uvicorn.Config`` (or ``uvicorn.run``) for a Grove server.
+
+    The protocol is a ``functools.partial`` of :class:`Connection`, not a class made
+    on the fly: uvicorn's own worker processes receive the configuration pickled."""
+    return {
+        "http": functools.partial(Connection, header_timeout_s=settings.header_timeout_s),
+        "timeout_keep_alive": settings.keep_alive_s,
+        "log_level": "warning",
+        "access_log": False,  # uvicorn would still format each line for a logger that drops it
+        "proxy_headers": False,
+        "server_header": False,
+    }
+
+
+class Connection(HttpToolsProtocol):
+    """One client connection (uvicorn makes one per connection accepted)."""
+
+    def __init__(self, *args: Any, header_timeout_s: float = HEADER_TIMEOUT_S, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.header_timeout_s = header_timeout_s
+        self._headers_due: asyncio.TimerHandle | None = None
+        self._in_headers = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_header_clock()  # the first request's headers are due from now
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_clock()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_headers and self._headers_due is None and not self.transport.is_closing():
+            self._start_header_clock()  # a later request's headers, cut in this read
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_headers = True
+
+    def on_headers_complete(self) -> None:
+        self._in_headers = False
+        self._stop_header_clock()
+        super().on_headers_complete()
+
+    def _start_header_clock(self) -> None:
+        self._headers_due = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+    def _stop_header_clock(self) -> None:
+        if self._headers_due is not None:
+            self._headers_due.cancel()
+            self._headers_due = None
+
+    def _headers_late(self) -> None:
+        self._headers_due = None
+        if not self.transport.is_closing():
+            self.transport.close()
