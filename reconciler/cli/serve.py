@@ -121,7 +121,7 @@ def serve_command(
 def up_command(host: str, port: int, seed: str) -> int:
     """The embedded default: SQLite, a fleet repository under .grove/, an admin token, serve."""
     from reconciler import reconciling
-    from reconciler.store import migrating, tokens
+    from reconciler.store import engine, migrating, tokens
 
     _check_port(host, port)
     data = Path(os.environ.get("GROVE_DATA_DIR", ".grove")).resolve()
@@ -153,14 +153,17 @@ def up_command(host: str, port: int, seed: str) -> int:
     )
     outcome = reconciler.reconcile(actor=actor())
     url = f"http://{host}:{port}"
+    shown = engine.redact(settings.db_url)  # a PostgreSQL password is never printed
+    # the URL from GROVE_DB_URL is not repeated (it may hold one): the command names it
+    db_option = '"$GROVE_DB_URL"' if os.environ.get("GROVE_DB_URL") else settings.db_url
     lines = [
         f"Grove is up at {url}",
         f"  fleet repository: {fleet} ({'seeded from ' + seed if fresh else 'existing'})",
-        f"  registry: {settings.db_url}; {outcome.state} at {(outcome.revision or '')[:12]}",
+        f"  registry: {shown}; {outcome.state} at {(outcome.revision or '')[:12]}",
         f"  admin token (shown once, keep it): {token}"
         if token
         else "  admin token: printed at the first run; another: "
-        f"grove token create --role admin --name NAME --db {settings.db_url}",
+        f"grove token create --role admin --name NAME --db {db_option}",
         f"  try: curl -H 'Authorization: Bearer <token>' "
         f"'{url}/api/models/discover?capability=reasoning'",
     ]
