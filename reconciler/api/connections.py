@@ -1,5 +1,5 @@
 """The HTTP connections of Grove's servers: uvicorn's httptools protocol with a time
-limit on a request's headers.
+limit on a request's headers, and streams that end when the server stops.
 
 :func:`options` is the uvicorn configuration every server of Grove runs with
 (``grove serve`` and ``grove up``, each worker of ``--workers N``). It never
@@ -13,6 +13,13 @@ changes how a request is handled once its headers are in.
   (``GROVE_HEADER_TIMEOUT_S``) after it was opened, or after the first byte of a
   later request on it. That costs one timer per connection; a request whose
   headers come in one read, as they do, costs a flag.
+- At shutdown uvicorn waits for every response to finish, and a stream
+  (``GET /api/events``) never does: the server went on for minutes with its
+  port closed. :class:`Connection` ends a streamed (chunked) response in progress
+  when the server stops: it writes the last chunk, so the client reads a
+  complete answer, and the application's ``receive`` says the client is gone,
+  which ends the stream's generator. A request in progress that is not a stream
+  finishes as uvicorn lets it; if it starts a stream, that stream is ended too.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from reconciler.settings import Settings
 
 HEADER_TIMEOUT_S = 10.0
+SHUTDOWN_RECHECK_S = 0.1  # how often a connection busy at shutdown is looked at again
 
 
 def options(settings: Settings) -> dict[str, Any]:
@@ -73,6 +81,26 @@ class Connection(HttpToolsProtocol):
         self._in_headers = False
         self._stop_header_clock()
         super().on_headers_complete()
+
+    def shutdown(self) -> None:
+        """The server stops: end a stream now; let any other request finish."""
+        cycle = self.cycle
+        streaming = (
+            cycle is not None
+            and cycle.response_started
+            and not cycle.response_complete
+            and cycle.chunked_encoding
+        )
+        if streaming:
+            cycle.disconnected = True  # the app's receive() answers http.disconnect
+            cycle.message_event.set()
+            if not self.transport.is_closing():
+                self.transport.write(b"0\r\n\r\n")  # the last chunk: a complete answer
+                self.transport.close()
+            return
+        super().shutdown()  # idle: closed; busy: closed once its answer is sent
+        if not self.transport.is_closing():
+            self.loop.call_later(SHUTDOWN_RECHECK_S, self.shutdown)  # it may start a stream
 
     def _start_header_clock(self) -> None:
         self._headers_due = self.loop.call_later(self.header_timeout_s, self._headers_late)

@@ -1,0 +1,65 @@
+"""SIGTERM or Ctrl-C with event streams open: every stream ends with a complete answer and
+the process exits 0 within 5 s (it ran on for over a minute, its port already closed)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.api.serving import api_process
+from tests.conftest import Registry
+
+EXIT_WITHIN_S = 5.0
+
+
+def open_stream(port: int, token: str) -> socket.socket:
+    """``GET /api/events`` on a raw connection, once the stream has started."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=30)
+    conn.sendall(
+        f"GET /api/events HTTP/1.1\r\nHost: grove\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    )
+    head = b""
+    while b": connected" not in head:
+        chunk = conn.recv(65536)
+        assert chunk, f"the stream ended before it started: {head!r}"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 200 ")
+    return conn
+
+
+def rest_of(conn: socket.socket) -> bytes:
+    """Everything the server sends until it closes ``conn``."""
+    received = b""
+    while chunk := conn.recv(65536):
+        received += chunk
+    return received
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # processes, not the database
+@pytest.mark.parametrize(
+    ("workers", "sig"),
+    [("1", signal.SIGTERM), ("1", signal.SIGINT), ("2", signal.SIGTERM)],
+    ids=["sigterm", "ctrl-c", "sigterm-two-workers"],
+)
+def test_a_server_with_event_streams_open_stops_within_seconds(
+    registry: Registry, tmp_path: Path, workers: str, sig: int
+) -> None:
+    with api_process(registry, tmp_path, "--workers", workers) as server:  # the loop too
+        streams = [open_stream(server.port, server.token) for _ in range(3)]
+        try:
+            started = time.monotonic()
+            code, err = server.stop(sig)
+            took = time.monotonic() - started
+            ends = [rest_of(conn) for conn in streams]
+        finally:
+            for conn in streams:
+                conn.close()
+    assert code == 0, err
+    assert took < EXIT_WITHIN_S, f"the server took {took:.1f}s to exit"
+    for end in ends:
+        assert end.endswith(b"0\r\n\r\n")  # the last chunk: each client read a whole answer
