@@ -148,10 +148,10 @@ def up_command(host: str, port: int, seed: str) -> int:
                 name = f"{UP_TOKEN_NAME}-{number}"
             token = tokens.create(connection, name=name, role="admin", created_by=actor())
     database.dispose()
-    reconciler = reconciling.Reconciler(
-        settings, reconciling.open_source(settings), reconciling.open_database(settings)
-    )
+    source = reconciling.open_source(settings)
+    reconciler = reconciling.Reconciler(settings, source, reconciling.open_database(settings))
     outcome = reconciler.reconcile(actor=actor())
+    source.close()  # its git processes would outlive the exec below as zombies
     url = f"http://{host}:{port}"
     shown = engine.redact(settings.db_url)  # a PostgreSQL password is never printed
     # the URL from GROVE_DB_URL is not repeated (it may hold one): the command names it

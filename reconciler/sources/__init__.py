@@ -63,3 +63,7 @@ class Source(Protocol):
     def is_ancestor(self, old: str, new: str) -> bool | None:
         """Whether ``old`` is in the history of ``new``; None when the source has no history."""
         ...
+
+    def close(self) -> None:
+        """End what the source keeps running (git's persistent readers); it may be used
+        again afterwards, and starts them anew."""

@@ -207,3 +207,6 @@ class FolderSource:
 
     def is_ancestor(self, old: str, new: str) -> bool | None:
         return None
+
+    def close(self) -> None:
+        return None

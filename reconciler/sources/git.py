@@ -363,6 +363,13 @@ class GitSource:
             return False
         return True
 
+    def close(self) -> None:
+        """End the persistent ``cat-file`` processes (waited for, never left as zombies,
+        as they were when ``grove up`` replaced itself with the server)."""
+        if self._repo is not None:
+            self._repo.close()
+            self._repo = None
+
 
 class WorkTree:
     """Grove's own clone of the fleet repository, where API writes become commits.

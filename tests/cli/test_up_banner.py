@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,22 @@ from tests.conftest import REPO_ROOT, GroveRunner, postgres_database
 PASSWORD = "canary-pw-5d41402abc4b2a76"  # trust authentication ignores it
 
 
+def _zombies(parent: int) -> set[int]:
+    """Children of ``parent`` that ended and were never waited for."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == str(parent) and fields[0] == "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
 def _up(tmp_path: Path, url: str) -> str:
-    """Everything one ``grove up`` printed, from its start to a SIGTERM once it listens."""
+    """Everything one ``grove up`` printed, from its start to a SIGTERM once it listens;
+    meanwhile, no child it started before it became the server is left a zombie."""
     command = [sys.executable, "-m", "reconciler", "up", "--port", str(free_port())]
     process = subprocess.Popen(
         command,
@@ -34,6 +49,9 @@ def _up(tmp_path: Path, url: str) -> str:
         assert process.stdout is not None
         assert select.select([process.stdout], [], [], 120)[0], "grove up printed nothing"
         first = process.stdout.readline()
+        left = _zombies(process.pid)
+        time.sleep(0.5)  # one that a command is about to reap is not left behind
+        assert not left & _zombies(process.pid), "grove up left a child process unreaped"
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
