@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +24,7 @@ from tests.api.conftest import free_port
 from tests.api.test_processes import _fleet_and_token, _wait_for
 from tests.conftest import Registry
 
+QUIET: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True}
 pytestmark = pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
 
 
@@ -61,14 +63,8 @@ def test_no_child_of_a_running_server_has_a_provider_key(
     keys = {"OPENAI_API_KEY": canary, "ANTHROPIC_API_KEY": canary, "FLEET_MODEL_KEY": canary}
     env, token, _ = _fleet_and_token(registry, tmp_path, "children", **keys)
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "serve", "--port", str(port), "--interval", "1s"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    command = [sys.executable, "-m", "reconciler", "serve", "--port", str(port)]  # one worker
+    server = subprocess.Popen(command, cwd=tmp_path, env=env, **QUIET)
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {token}"}
     try:
@@ -88,14 +84,12 @@ def test_no_child_of_a_running_server_has_a_provider_key(
             },
         )
         assert registered.status_code == 201, registered.text
-        for _ in range(3):
-            routed = httpx.post(
-                f"{url}/api/routing/execute",
-                json={"taskType": "think", "prompt": "hi"},
-                headers=headers,
-                timeout=30,
-            )
-            assert routed.status_code == 200, routed.text
+        call = {"taskType": "think", "prompt": "hi"}
+        routed = [
+            httpx.post(f"{url}/api/routing/execute", json=call, headers=headers, timeout=30)
+            for _ in range(3)  # rows for the writer
+        ]
+        assert [answer.status_code for answer in routed] == [200] * 3, routed[-1].text
         deadline = time.monotonic() + 30
         while True:  # the writer starts with the first batch; cat-file with the first read
             children = _descendants(server.pid)

@@ -13,6 +13,7 @@ from reconciler import api, manifests, settings
 from tests.api.conftest import Server
 
 PREFIXES = ("/api/models/", "/api/rules/", "/models/", "/rules/")
+PROBE = {"id": "probe", "name": "Probe", "provider": "openai-compatible", "capabilities": ["speed"]}
 SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the API, not the store
 
 
@@ -86,16 +87,7 @@ def test_a_metadata_endpoint_is_refused_at_registration_even_with_local_endpoint
 ) -> None:
     before = server.log()
     with server.client("operator") as client:
-        refused = client.post(
-            "/api/models/register",
-            json={
-                "id": "probe",
-                "name": "Probe",
-                "provider": "openai-compatible",
-                "capabilities": ["speed"],
-                "endpoint": endpoint,
-            },
-        )
+        refused = client.post("/api/models/register", json={**PROBE, "endpoint": endpoint})
     assert refused.status_code == 422, refused.text
     assert "cloud metadata service" in refused.text
     assert server.log() == before

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from subprocess import PIPE
 
 import pytest
 
@@ -37,29 +38,22 @@ def _up(tmp_path: Path, url: str) -> str:
     """Everything one ``grove up`` printed, from its start to a SIGTERM once it listens;
     meanwhile, no child it started before it became the server is left a zombie."""
     command = [sys.executable, "-m", "reconciler", "up", "--port", str(free_port())]
-    process = subprocess.Popen(
-        command,
-        cwd=tmp_path,
-        env=_env(GROVE_DB_URL=url),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = subprocess.Popen(  # unbuffered: the first line is read alone
+        command, cwd=tmp_path, env=_env(GROVE_DB_URL=url), stdout=PIPE, stderr=PIPE, bufsize=0
     )
     try:
         assert process.stdout is not None
         assert select.select([process.stdout], [], [], 120)[0], "grove up printed nothing"
-        first = process.stdout.readline()
+        first = process.stdout.readline().decode()
         left = _zombies(process.pid)
         time.sleep(0.5)  # one that a command is about to reap is not left behind
         assert not left & _zombies(process.pid), "grove up left a child process unreaped"
     finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-    out, err = process.stdout.read(), process.stderr.read()  # type: ignore[union-attr]
-    process.stdout.close()  # type: ignore[union-attr]
-    process.stderr.close()  # type: ignore[union-attr]
-    assert first.startswith("Grove is up at "), first + out + err
-    return first + out + err
+        rest, err = (part.decode() for part in process.communicate(timeout=30))
+    out = first + rest
+    assert out.startswith("Grove is up at "), out + err
+    return out + err
 
 
 @pytest.mark.slow
