@@ -12,14 +12,15 @@ Called by the CLI (and later by ``grove serve``). Each loop:
 - follows Argo CD's guards: a revision whose apply was refused or invalid is
   not retried until a new revision or a trigger arrives (Stalled); temporary
   errors (database, git, lock) back off exponentially with jitter, 1 s to 5 min;
+  ``grove suspend`` stops applying while status keeps being reported;
 - never dies: any other exception in a tick or a cycle (a bug, an input no
   check caught) is logged with its traceback, counted
   (``grove_reconcile_loop_errors_total``), recorded as ``Stalled`` with reason
   ``UnexpectedError`` and a ``reconcile_failed`` event when it happened in a
   cycle, and backed off like a temporary error, capped at the interval: the
   same revision is retried (the cause may be transient), and a new commit of
-  a local repository is tried at once;
-  ``grove suspend`` stops applying while status keeps being reported;
+  a local repository is tried at once. A database that cannot be read or is
+  not migrated is waited for like one that is down;
 - keeps a snapshot of reconciled state fresh through NOTIFY and polling;
 - stops on SIGTERM/SIGINT after the current cycle, so a transaction commits
   or rolls back and the lease is released.
@@ -333,6 +334,10 @@ class Watcher:
             # converges within two intervals of its return; other errors back off to 5 min.
             cap = self.options.interval_s if isinstance(exc, errors.SourceUnavailable) else None
             self._back_off(str(exc), cap=cap)
+        except errors.DatabaseNotReady as exc:  # unreadable or not migrated: fixed outside
+            outcome_name = "error"  # Grove, then the same revision must apply: wait, retry
+            fields["reason"] = str(exc)
+            self._back_off(str(exc), cap=self.options.interval_s)
         except errors.PermanentError as exc:
             outcome_name = "stalled"
             fields["reason"] = str(exc)

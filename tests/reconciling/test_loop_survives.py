@@ -187,3 +187,31 @@ def test_a_failure_that_cannot_be_recorded_is_logged_and_backed_off(
     finally:
         loop.stop.set()
         loop.db.dispose()
+
+
+def test_an_unreadable_registry_is_waited_for_and_the_loop_recovers(
+    registry: Registry, tmp_path: Path
+) -> None:
+    if not registry.url.startswith("sqlite"):
+        pytest.skip("a damaged file is a SQLite matter")
+    registry.fleet.commit("good", {"models/a.yaml": model_yaml("a")})
+    loop = watching.Watcher(
+        settings.load(), watching.Options(interval_s=INTERVAL_S, poll_s=0.05), holder="damaged"
+    )
+    database = Path(registry.url.removeprefix("sqlite:///"))
+    try:
+        loop.tick()
+        assert "AIModel/a" in registry.live()
+        loop.db.engine.dispose()
+        saved = database.read_bytes()
+        database.write_bytes(b"this is not a database" * 1000)
+        loop.tick()  # does not raise: waits, as for a database that is down
+        assert loop.database_down and loop.backoff_s == 1.0
+        database.write_bytes(saved)  # restored from the backup
+        registry.fleet.commit("next", {"models/b.yaml": model_yaml("b")})
+        loop.backoff_until = 0.0  # as if the backoff had passed
+        loop.tick()
+        assert not loop.database_down
+        assert {"AIModel/a", "AIModel/b"} <= set(registry.live())
+    finally:
+        loop._shutdown()
