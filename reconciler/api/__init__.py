@@ -65,6 +65,7 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
         tasks = [
             asyncio.create_task(_follow(engine, every, stop, snapshot_changed)),
             asyncio.create_task(services.hub.follow_table(stop, events_changed)),
+            asyncio.create_task(services.hub.watch_tokens(stop)),
         ]
         try:
             yield

@@ -5,6 +5,12 @@ streams what any replica applied); reconcile outcomes and failovers of this
 process are published in memory. Each subscriber has a bounded queue; a slow
 client loses old events rather than holding memory. Open streams are capped per
 process and per token, so a caller cannot hold connections without bound.
+
+A stream lives no longer than its token: every :data:`TOKEN_RECHECK_S` one read
+of the registry (off the event loop, past the identity cache) finds the tokens of
+open streams that were revoked, and their streams end. While the registry cannot
+be read, streams go on (a revocation cannot be seen then). Streams also end when
+the server stops (``connections.Connection``).
 """
 
 from __future__ import annotations
@@ -18,12 +24,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from reconciler import errors, logs
-from reconciler.store import registry
+from reconciler.store import registry, tokens
 from reconciler.store.engine import Database
 
 KEEPALIVE_S = 15.0
 MAX_STREAMS = 100  # per process
 MAX_STREAMS_PER_TOKEN = 10
+TOKEN_RECHECK_S = 2.0  # a revoked token's streams end within this and one read
+# A subscriber's queue: events, or None once its token is revoked.
+Queue = asyncio.Queue[dict[str, Any] | None]
 log = logging.getLogger("grove.api")
 
 
@@ -49,18 +58,21 @@ class Hub:
         poll_s: float = 1.0,
         max_streams: int = MAX_STREAMS,
         max_per_owner: int = MAX_STREAMS_PER_TOKEN,
+        recheck_s: float = TOKEN_RECHECK_S,
     ) -> None:
         self.db = db
         self.poll_s = poll_s
         self.max_streams = max_streams
         self.max_per_owner = max_per_owner
-        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.recheck_s = recheck_s
+        self._subscribers: dict[Queue, str] = {}  # queue -> the id of its stream's token
         self._owners: Counter[str] = Counter()
         self._last_id: int | None = None
 
-    def admit(self, owner: str) -> Slot:
-        """Take a stream slot for ``owner`` now (before the response starts, so a burst of
-        requests cannot all pass the check), or raise :class:`TooManyStreams`."""
+    def admit(self, identity: tokens.Identity) -> Slot:
+        """Take a stream slot for ``identity``'s token now (before the response starts, so a
+        burst of requests cannot all pass the check), or raise :class:`TooManyStreams`."""
+        owner = identity.token_id
         if self._owners[owner] >= self.max_per_owner:
             raise TooManyStreams(f"this token already has {self.max_per_owner} event streams open")
         if sum(self._owners.values()) >= self.max_streams:
@@ -75,10 +87,32 @@ class Hub:
 
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         for queue in list(self._subscribers):
-            if queue.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-            queue.put_nowait({"event": kind, "data": data})
+            _put(queue, {"event": kind, "data": data})
+
+    async def watch_tokens(self, stop: asyncio.Event) -> None:
+        """Background task: every ``recheck_s``, until ``stop``, end the streams whose
+        token was revoked. One read for all open streams, in a thread, never from the
+        identity cache; it ends between reads, never during one."""
+        while not stop.is_set():
+            open_tokens = set(self._subscribers.values())
+            if open_tokens:
+                try:
+                    revoked = await asyncio.to_thread(self._revoked, open_tokens)
+                except errors.GroveError as exc:  # the registry is away: nothing can be seen
+                    logs.event(log, "tokens-not-rechecked", level=logging.WARNING, reason=str(exc))
+                else:
+                    self._end_streams_of(revoked)
+            await pause(stop, None, self.recheck_s)
+
+    def _revoked(self, token_ids: set[str]) -> set[str]:
+        with self.db.transaction() as connection:
+            return tokens.revoked_among(connection, token_ids)
+
+    def _end_streams_of(self, token_ids: set[str]) -> None:
+        for queue, token_id in list(self._subscribers.items()):
+            if token_id in token_ids:
+                del self._subscribers[queue]  # nothing more is published to it
+                _put(queue, None)
 
     async def follow_table(self, stop: asyncio.Event, wake: asyncio.Event | None = None) -> None:
         """Background task: turn new lifecycle_events rows into events, until ``stop``;
@@ -106,8 +140,10 @@ class Hub:
         return rows
 
     async def stream(self, slot: Slot) -> AsyncIterator[str]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
-        self._subscribers.add(queue)
+        """The stream's text: events as they come, a comment every ``KEEPALIVE_S``; it
+        ends, with a comment saying so, once its token is revoked."""
+        queue: Queue = asyncio.Queue(maxsize=1000)
+        self._subscribers[queue] = slot.owner
         try:
             yield ": connected\n\n"
             while True:
@@ -116,10 +152,22 @@ class Hub:
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
+                if item is None:  # the token was revoked
+                    yield ": token revoked\n\n"
+                    return
                 yield f"event: {item['event']}\ndata: {json.dumps(item['data'])}\n\n"
         finally:
-            self._subscribers.discard(queue)
+            self._subscribers.pop(queue, None)
             slot.release()
+
+
+def _put(queue: Queue, item: dict[str, Any] | None) -> None:
+    """Put ``item`` on ``queue``, dropping its oldest event if it is full (a slow client
+    loses events, it does not hold memory)."""
+    if queue.full():
+        with contextlib.suppress(asyncio.QueueEmpty):
+            queue.get_nowait()
+    queue.put_nowait(item)
 
 
 class TooManyStreams(Exception):

@@ -169,7 +169,7 @@ def reconcile(services: ServicesDep, identity: Operator) -> dict[str, Any]:
 )
 async def events(services: ServicesDep, identity: Viewer) -> StreamingResponse:
     try:
-        slot = services.hub.admit(identity.name)
+        slot = services.hub.admit(identity)
     except TooManyStreams as exc:
         raise ApiError(429, "too-many-streams", "Too many event streams", str(exc)) from None
     return StreamingResponse(

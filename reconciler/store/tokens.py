@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Collection
 
 from sqlalchemy import Connection, and_, insert, select, update
 from sqlalchemy import exc as sa_exc
@@ -105,6 +106,17 @@ def revoke(connection: Connection, name: str) -> bool:
         .values(revoked_at=dt.datetime.now(dt.UTC))
     )
     return done.rowcount == 1
+
+
+def revoked_among(connection: Connection, token_ids: Collection[str]) -> set[str]:
+    """Which of ``token_ids`` are revoked or gone: an open event stream ends with its token."""
+    if not token_ids:
+        return set()
+    table = tables.api_tokens
+    active = connection.execute(
+        select(table.c.id).where(and_(table.c.id.in_(token_ids), table.c.revoked_at.is_(None)))
+    ).scalars()
+    return set(token_ids) - set(active)
 
 
 def listing(connection: Connection) -> list[dict[str, object]]:
