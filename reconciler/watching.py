@@ -167,27 +167,30 @@ class Watcher:
         return git_dir
 
     def _watch_refs(self, git_dir: Path) -> None:
-        def relevant(_change: object, path: str) -> bool:
-            relative = Path(path).relative_to(git_dir).as_posix()
-            return relative in ("HEAD", "packed-refs") or relative.startswith("refs/")
-
         try:
-            for _ in watch(
-                git_dir,
-                watch_filter=relevant,
-                stop_event=self.stop,
-                debounce=200,
-                step=20,
-                rust_timeout=1000,
-                yield_on_timeout=False,
-            ):
-                self.repo_changed.set()
-                self.wake.set()
+            self._follow_refs(git_dir)
         except Exception as exc:  # the loop goes on; it fetches every interval anyway
             log.warning("stopped watching %s for new commits", git_dir, exc_info=True)
             logs.event(
                 log, "refs-watch-stopped", level=logging.WARNING, reason=reconciling.describe(exc)
             )
+
+    def _follow_refs(self, git_dir: Path) -> None:
+        def relevant(_change: object, path: str) -> bool:
+            relative = Path(path).relative_to(git_dir).as_posix()
+            return relative in ("HEAD", "packed-refs") or relative.startswith("refs/")
+
+        for _ in watch(
+            git_dir,
+            watch_filter=relevant,
+            stop_event=self.stop,
+            debounce=200,
+            step=20,
+            rust_timeout=1000,
+            yield_on_timeout=False,
+        ):
+            self.repo_changed.set()
+            self.wake.set()
 
     def _sleep_s(self) -> float:
         now = time.monotonic()
