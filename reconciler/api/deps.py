@@ -155,6 +155,11 @@ class IdentityCache:
     running its own (without that, 50 clients on one token made 50 database reads
     at once every ``ttl_s``, a pause of tens of milliseconds). Failures are never
     cached, so a new token works at once.
+
+    While the database cannot be read (a check raises one of :data:`OUTAGE`), an
+    identity whose last successful check is younger than ``outage_window_s`` is
+    served without waiting for the database (checks go on in the background, so
+    its return, or a revocation, is seen at once); any other token is refused.
     """
 
     def __init__(self, ttl_s: float = 5.0, size: int = 1024, outage_window_s: float = 0.0) -> None:

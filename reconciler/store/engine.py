@@ -23,6 +23,8 @@ import contextlib
 import os
 import re
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,7 @@ class Database:
             )
         if self.dialect == "postgresql" and parsed.get_driver_name() != "psycopg":
             parsed = parsed.set(drivername="postgresql+psycopg")
+        self._file = FileWatch(self.sqlite_file())
         self.engine: Engine = self._create(parsed, echo)
 
     @property
@@ -96,9 +99,15 @@ class Database:
         database = parsed.database
         on_disk = bool(database) and database != ":memory:"
         if on_disk and self.create:
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-            # Tokens' hashes and the fleet live here: readable by the owner only.
-            Path(database).touch(mode=0o600, exist_ok=True)
+            try:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                # Tokens' hashes and the fleet live here: readable by the owner only.
+                Path(database).touch(mode=0o600, exist_ok=True)
+            except OSError as exc:
+                raise errors.DatabaseUnreadable(
+                    f"the registry database (SQLite) file cannot be created: {exc.strerror}; "
+                    "check that this user may write its folder (GROVE_DATA_DIR, GROVE_DB_URL)"
+                ) from exc
         connect_args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         if on_disk:
             # Never create the file on connect: a registry deleted (or not yet made)
@@ -110,7 +119,7 @@ class Database:
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, record: Any) -> None:
-            record.info["file"] = _identity(self.sqlite_file())
+            record.info["file"] = self._file.identity()
             dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
@@ -123,7 +132,7 @@ class Database:
         def _on_checkout(_dbapi: Any, record: Any, _proxy: Any) -> None:
             # The file was replaced, removed or overwritten since this connection opened
             # it: its reads would be of the old file, or of its pages cached in memory.
-            if record.info.get("file") != _identity(self.sqlite_file()):
+            if record.info.get("file") != self._file.identity() or not self._file.readable():
                 raise sa_exc.DisconnectionError("the SQLite file changed")
 
         @event.listens_for(engine, "begin")
@@ -171,22 +180,61 @@ def uri_path(database: str) -> str:
     return str(Path(database).resolve()).replace("%", "%25").replace("?", "%3f").replace("#", "%23")
 
 
-def _identity(path: Path | None) -> tuple[int, int, bytes] | None:
-    """Which file is at ``path`` now: device, inode and its first 16 bytes (SQLite's magic
-    string once written), or None when there is none. A connection opened on another
-    file, or on this file before something overwrote it, must not be used: SQLite in
-    WAL mode trusts its cached pages while the shared-memory index says nothing
-    changed, and would answer from them (a registry overwritten in place looked
-    healthy and answered from memory)."""
-    if path is None:
-        return None
+class FileWatch:
+    """Whether a pooled SQLite connection still reads the file at the database's path.
+
+    A connection opened on another file (a restored backup moved into place), on
+    this file before it was emptied, or on a file since overwritten must not be
+    used: SQLite in WAL mode trusts its cached pages while the shared-memory index
+    says nothing changed, and would answer from them (a registry overwritten in
+    place looked healthy and answered from memory). :meth:`identity` is one
+    ``stat`` (device, inode, empty); :meth:`readable` opens a fresh read-only
+    connection, at most every ``every_s``, and reads the header. Never a plain
+    ``open()`` and ``close()`` of the file: closing any descriptor of a file drops
+    every POSIX lock the process holds on it, SQLite's included.
+    """
+
+    def __init__(self, path: Path | None, every_s: float = 1.0) -> None:
+        self.path = path
+        self.every_s = every_s
+        self._lock = threading.Lock()
+        self._checked_at = -float("inf")
+        self._readable = True
+
+    def identity(self) -> tuple[int, int, bool] | None:
+        if self.path is None:
+            return None
+        try:
+            found = self.path.stat()
+        except OSError:
+            return None
+        return (found.st_dev, found.st_ino, found.st_size == 0)
+
+    def readable(self) -> bool:
+        if self.path is None:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            if now - self._checked_at < self.every_s:
+                return self._readable
+            self._checked_at = now
+            self._readable = _header_reads(self.path)
+            return self._readable
+
+
+def _header_reads(path: Path) -> bool:
+    """Whether a fresh connection reads the database header (a locked file counts as
+    readable: it is in use, not damaged)."""
+    connection: sqlite3.Connection | None = None
     try:
-        with path.open("rb") as handle:
-            found = os.fstat(handle.fileno())
-            head = handle.read(16)
-    except OSError:
-        return None
-    return (found.st_dev, found.st_ino, head)
+        connection = sqlite3.connect(f"file:{uri_path(str(path))}?mode=ro", uri=True, timeout=1)
+        connection.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.Error as exc:
+        return not isinstance(sqlite_error(exc), errors.DatabaseUnreadable)
+    finally:
+        if connection is not None:
+            connection.close()
+    return True
 
 
 # ---------------------------------------------------------------- translating errors

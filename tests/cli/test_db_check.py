@@ -170,3 +170,20 @@ def test_an_unmigrated_postgresql_database_says_to_upgrade(
         assert result.err == "grove: schema: no Grove schema; to recover: run `grove db upgrade`\n"
         assert grove("db", "upgrade", "--db", url).code == 0
         assert grove("db", "check", "--db", url).code == 0
+
+
+def test_a_registry_file_that_cannot_be_created_is_one_line(
+    grove: GroveRunner, tmp_path: Path
+) -> None:
+    (tmp_path / "plain-file").write_text("not a folder")
+    url = f"sqlite:///{tmp_path}/plain-file/registry.db"
+    for command in (["db", "upgrade"], ["status"]):
+        result = grove(*command, "--db", url)
+        assert result.code == 1
+        assert result.err.startswith(
+            "grove: the registry database (SQLite) file cannot be created: "
+        )
+        assert result.err.endswith(
+            "; check that this user may write its folder (GROVE_DATA_DIR, GROVE_DB_URL)\n"
+        )
+        assert result.err.count("\n") == 1
