@@ -136,7 +136,7 @@ def test_diff_between_branches_is_a_pull_request_preview(
     assert "**P004 last-server**" in markdown.out
     fleet.git("checkout", "-q", "main")
     fleet.git("checkout", "-q", "-b", "fine")
-    fleet.commit("add", {"models/new.yaml": model_yaml("new")})
+    fleet.commit("add", {"models/fresh.yaml": model_yaml("fresh")})
     ok = grove("diff", "main", "fine", "--format", "json")
     assert ok.code == 2
     assert [c["kind"] for c in json.loads(ok.out)["changes"]] == ["create"]
