@@ -185,8 +185,9 @@ class IdentityCache:
                     self._start(key, token, check)  # in the background
                 return found[1]
         if now < self._down_until:  # the database is down: nobody waits for it
-            self._start(key, token, check)  # notices its return (or a revocation)
-            return self._outage_identity(key, now)
+            if found is not None:  # a known token's check notices its return (or a revocation)
+                self._start(key, token, check)
+            return self._outage_identity(key, now)  # an unknown one costs no check at all
         # shielded: a caller that goes away does not cancel the check the others wait for
         return await asyncio.shield(self._start(key, token, check))
 
