@@ -18,13 +18,14 @@ import httpx
 import pytest
 
 from tests.api.conftest import Server, free_port
-from tests.api.test_processes import _fleet_and_token, _serve_two_workers, _wait_for
+from tests.api.test_processes import _fleet_and_token, _wait_for
 from tests.conftest import Registry, model_yaml
 
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 ROUTED = {"capabilities": ["reasoning"], "prompt": "hi"}
 BOGUS = "grove_0123456789abcdef_" + "x" * 43
 UNREADABLE = "the registry database (SQLite) is unreadable: "
+QUIET: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True}
 
 
 def _until(predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
@@ -36,6 +37,12 @@ def _until(predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
             return found
         time.sleep(0.05)
     raise AssertionError(f"not reached within {timeout}s")
+
+
+def _serve(env: dict[str, str], cwd: Path, port: int, *extra: str) -> subprocess.Popen[str]:
+    """``grove serve --port PORT EXTRA...`` as a process of its own."""
+    command = [sys.executable, "-m", "reconciler", "serve", "--port", str(port), *extra]
+    return subprocess.Popen(command, cwd=cwd, env=env, **QUIET)
 
 
 def _ready(client: httpx.Client, **params: Any) -> httpx.Response:
@@ -160,7 +167,7 @@ def test_probes_in_each_worker_and_the_loop_of_a_single_process(
     env, _, _ = _fleet_and_token(registry, tmp_path, "probes")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = _serve_two_workers(env, tmp_path, port)
+    server = _serve(env, tmp_path, port, "--workers", "2")
     try:
         _wait_for(f"{url}/healthz", server)
         for _ in range(6):  # new connections: both workers answer some
@@ -171,14 +178,7 @@ def test_probes_in_each_worker_and_the_loop_of_a_single_process(
     finally:
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=60)
-    single = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    single = _serve(env, tmp_path, port)
     try:
         _wait_for(f"{url}/healthz", single)
         ready = _until(
