@@ -27,7 +27,8 @@ LIMITS = loading.Limits(max_file_bytes=1 << 20, max_tree_bytes=1 << 24, max_file
 MAX_ITEMS = 4
 # What a manifest can hold: NUL and bidirectional controls are refused, raw or escaped (F005).
 TEXT = st.characters(
-    exclude_characters="\x00\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+    codec="utf-8",
+    exclude_characters="\x00\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069",
 )
 
 
