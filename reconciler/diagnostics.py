@@ -128,6 +128,8 @@ def _escaped(char: str) -> str:
     code = ord(char)
     if char in _ESCAPES:
         return _ESCAPES[char]
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape's stand-in for an undecodable byte
+        code -= 0xDC00  # shown as the byte a file name held
     if code < 0x100:
         return f"\\x{code:02x}"
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

@@ -22,13 +22,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import re
 from collections.abc import Sequence
 
 from pydantic import ValidationError
 
 from reconciler import (
     checking,
+    diagnostics,
     diffing,
     errors,
     livestate,
@@ -53,27 +53,12 @@ log = logging.getLogger("grove.reconcile")
 
 UNEXPECTED = "UnexpectedError"  # the Stalled reason of a cycle that raised something unplanned
 _MESSAGE_CAP = 300
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
-def one_line(text: str) -> str:
-    """Control characters (a newline in a file name, an escape sequence) shown as ``\\xNN``,
-    so a status line cannot be forged or split by what a commit holds; a byte that was not
-    UTF-8 (a lone surrogate, as Python reads such a file name) too, so it can be stored."""
-    return _CONTROL.sub(_escaped, text)
-
-
-def _escaped(found: re.Match[str]) -> str:
-    code = ord(found.group())
-    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape's stand-in for the byte code - 0xDC00
-        code -= 0xDC00
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def describe(exc: BaseException) -> str:
     """``Type: message`` on one short line, any URL password masked: what a condition, an
     event or a status line says of an unexpected error (the traceback goes to the log)."""
-    text = one_line(redact(" ".join(str(exc).split())))
+    text = diagnostics.printable(redact(" ".join(str(exc).split())))
     if len(text) > _MESSAGE_CAP:
         text = text[: _MESSAGE_CAP - 3] + "..."
     name = type(exc).__name__
@@ -483,7 +468,7 @@ def invalid_message(found: Sequence[Diagnostic]) -> str:
         return "0 manifest error(s)"
     first = min(errors_, key=Diagnostic.sort_key)
     where = f"{first.file}:{first.line}: {first.code} {first.message}"
-    return f"{len(errors_)} manifest error(s); first: {one_line(where)}"
+    return f"{len(errors_)} manifest error(s); first: {diagnostics.printable(where)}"
 
 
 def _keep_time(

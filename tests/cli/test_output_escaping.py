@@ -111,7 +111,7 @@ def test_grove_diff_escapes_names_keys_and_values(
             "\\u2066\\u2067\\u2068\\u2069\\u200e\\u200f\\u061c",
         ),
         ("\u200b\ufeff", "\\u200b\\ufeff"),  # invisible
-        ("bad\udcff.yaml", "bad\\udcff.yaml"),  # an undecodable byte of a file name
+        ("bad\udcff.yaml", "bad\\xff.yaml"),  # an undecodable byte of a file name
         ("\U000e0001", "\\U000e0001"),
     ],
 )
