@@ -161,7 +161,7 @@ def asgi(settings: Settings) -> Any:
         app,
         max_bytes=settings.max_body_bytes,
         max_depth=MAX_JSON_DEPTH,
-        gate=Gate(app.routes),
+        gate=Gate(app.routes, app.dependency_overrides),
     )
 
 

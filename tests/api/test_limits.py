@@ -1,16 +1,20 @@
-"""The JSON depth bound of the body limits: the scan agrees with the nesting of the
-parsed value, at the boundary and for any JSON."""
+"""The body limits: the JSON depth scan agrees with the nesting of the parsed value, at
+the boundary and for any JSON; the gate finds the routes that need a credential."""
 
 from __future__ import annotations
 
 import json
+from typing import Annotated, Any
 
 import pytest
+from fastapi import APIRouter, FastAPI, Security
+from fastapi.security import APIKeyHeader
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.api import MAX_JSON_DEPTH
-from reconciler.api.limits import deeper_than, json_depth
+from reconciler.api import MAX_JSON_DEPTH, deps
+from reconciler.api.deps import Operator
+from reconciler.api.limits import Gate, deeper_than, json_depth
 
 
 @pytest.mark.parametrize(
@@ -51,3 +55,58 @@ def test_the_scan_agrees_with_the_parsed_value(value: object, limit: int, escape
     body = json.dumps(value, ensure_ascii=escaped).encode()
     assert json_depth(body) == _nesting(value)
     assert deeper_than(body, limit) == (_nesting(value) > limit)
+
+
+KEYED = APIKeyHeader(name="X-Grove-Key", auto_error=False)
+
+
+def _gate_app() -> FastAPI:
+    app = FastAPI()
+    inner = APIRouter()
+
+    @inner.post("/api/things/{ident}")
+    async def write(ident: str, identity: Operator) -> None: ...
+
+    @inner.post("/keyed")
+    async def keyed_route(key: Annotated[str | None, Security(KEYED)]) -> None: ...
+
+    @inner.post("/open")
+    async def open_route() -> None: ...
+
+    app.include_router(inner)
+    return app
+
+
+def _scope(method: str, path: str) -> dict[str, Any]:
+    return {"type": "http", "method": method, "path": path, "root_path": "", "headers": []}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "refused"),
+    [
+        ("POST", "/api/things/x", {}, True),
+        ("POST", "/api/things/x", {"authorization": "Basic dXNlcjpwYXNz"}, True),
+        ("POST", "/api/things/x", {"authorization": "Bearer "}, True),
+        ("POST", "/api/things/x", {"authorization": "bearer t"}, False),
+        ("POST", "/api/things/x", {"x-api-key": "k"}, False),  # DESIGN section 12
+        ("GET", "/api/things/x", {}, False),  # 405: the app's to answer
+        ("POST", "/nowhere", {}, False),  # 404: the app's to answer
+        ("POST", "/open", {}, False),
+        ("POST", "/keyed", {}, True),
+        ("POST", "/keyed", {"x-grove-key": "k"}, False),  # the header its scheme names
+    ],
+)
+def test_the_gate_reads_which_routes_need_a_credential_from_their_dependencies(
+    method: str, path: str, headers: dict[str, str], refused: bool
+) -> None:
+    app = _gate_app()
+    assert Gate(app.routes, app.dependency_overrides).refuses(_scope(method, path), headers) is (
+        refused
+    )
+
+
+def test_the_gate_stands_aside_while_the_checks_are_overridden() -> None:
+    app = _gate_app()
+    gate = Gate(app.routes, app.dependency_overrides)
+    app.dependency_overrides[deps.get_services] = lambda: None
+    assert not gate.refuses(_scope("POST", "/api/things/x"), {})
