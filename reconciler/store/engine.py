@@ -37,11 +37,14 @@ from reconciler import errors
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _CREDENTIALS = re.compile(r"(://[^:/@]*:)[^@]*@")
+# libpq takes a password as a query parameter too (``?password=``, ``sslpassword=``).
+_QUERY_SECRETS = re.compile(r"([?&][^=&#]*(?:pass|secret|token)[^=&#]*=)[^&#]*", re.IGNORECASE)
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced, safe for logs and messages."""
-    return _CREDENTIALS.sub(r"\1***@", url)
+    """The URL with any password replaced, in its user part or in its query: safe for
+    logs and messages."""
+    return _QUERY_SECRETS.sub(r"\1***", _CREDENTIALS.sub(r"\1***@", url))
 
 
 class Database:

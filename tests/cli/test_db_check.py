@@ -187,3 +187,25 @@ def test_a_registry_file_that_cannot_be_created_is_one_line(
             "; check that this user may write its folder (GROVE_DATA_DIR, GROVE_DB_URL)\n"
         )
         assert result.err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+psycopg://grove:pw-1@db/grove", "postgresql+psycopg://grove:***@db/grove"),
+        (
+            "postgresql://db/grove?password=pw-1&sslmode=require",
+            "postgresql://db/grove?password=***&sslmode=require",
+        ),
+        (
+            "postgresql://u@db/g?sslmode=require&PassWord=pw-1#x",
+            "postgresql://u@db/g?sslmode=require&PassWord=***#x",
+        ),
+        ("postgresql://u:pw-1@db/g?sslpassword=pw-1", "postgresql://u:***@db/g?sslpassword=***"),
+        ("sqlite:///.grove/registry.db", "sqlite:///.grove/registry.db"),
+    ],
+)
+def test_a_database_password_is_masked_in_the_user_part_and_the_query(url: str, shown: str) -> None:
+    from reconciler.store.engine import redact
+
+    assert redact(url) == shown
