@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import os
 import signal
 import socket
@@ -33,6 +34,8 @@ from reconciler.store.engine import Database
 MAX_JSON_DEPTH = 64
 SWITCH_INTERVAL_S = 0.0005
 VERSION = "0.1.0"
+
+log = logging.getLogger("grove.api")
 
 
 def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI:
@@ -131,7 +134,10 @@ async def _follow(
     """Keep the router's snapshot current (the serial is one cheap query), until ``stop``:
     every ``every_s``, and at once when ``wake`` is set."""
     while not stop.is_set():
-        await asyncio.to_thread(engine.refresh)
+        try:
+            await asyncio.to_thread(engine.refresh)
+        except Exception as exc:  # a bug must not end the following: log it, go on
+            log.error("snapshot-follow-failed", exc_info=exc, extra={"fields": {}})
         await events.pause(stop, wake, every_s)
 
 

@@ -35,7 +35,11 @@ hot = APIRouter(tags=["routing and operations"], route_class=LeanRoute)
     summary="healthy, or degraded with reasons",
 )
 def health(services: ServicesDep, identity: Viewer) -> HealthOut:
-    services.engine.refresh()
+    # A reachable registry is read at once; an unreachable one is retried by the
+    # snapshot follower every poll interval, not here: a health check must not wait out
+    # a connect timeout (10 s to a PostgreSQL that drops packets) on every call.
+    if not services.engine.degraded_reasons:
+        services.engine.refresh()
     status, reasons = services.engine.health()
     table = services.engine.table()
     return HealthOut(
