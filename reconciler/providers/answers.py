@@ -22,7 +22,14 @@ import json
 import math
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -32,8 +39,23 @@ MAX_INT_DIGITS = 20  # longer JSON integers are not converted (Python refuses ov
 MAX_SHOWN = 40  # characters of a bad string shown in a message
 TOKEN_RULE = f"a token count is an integer from 0 to {MAX_TOKENS:,}"
 
+
+def _whole(text: str) -> str:
+    """Text Grove can pass on: a lone surrogate (JSON's ``"\\ud800"`` decodes to one)
+    has no UTF-8 form, so no answer, log row or event could carry it."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PydanticCustomError(
+                "lone_surrogate", "text must be Unicode text (it holds a lone surrogate)"
+            ) from None
+    return text
+
+
 TokenCount = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
-Reason = Annotated[str | None, Field(max_length=64)]  # finish / stop reasons
+Text = Annotated[str, AfterValidator(_whole)]
+Reason = Annotated[Text | None, Field(max_length=64)]  # finish / stop reasons
 
 
 class HugeNumber:
@@ -90,7 +112,7 @@ class _OpenAIUsage(_Wire):
 
 
 class _OpenAIMessage(_Wire):
-    content: str
+    content: Text
 
 
 class _OpenAIChoice(_Wire):
@@ -127,7 +149,7 @@ class CompatibleAnswer(_Wire):
 
 class _AnthropicBlock(_Wire):
     type: Annotated[str, Field(max_length=64)]
-    text: str | None = None
+    text: Text | None = None
 
     @model_validator(mode="after")
     def _text_blocks_have_text(self) -> _AnthropicBlock:
@@ -159,7 +181,7 @@ class _Camel(_Wire):
 
 
 class _GeminiPart(_Camel):
-    text: str = ""
+    text: Text = ""
 
 
 class _GeminiContent(_Camel):

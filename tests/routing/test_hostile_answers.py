@@ -38,6 +38,8 @@ ABSURD = {
     '"7"': "the string '7'",
 }
 LONG = '"' + "x" * 100_000 + '"'
+SURROGATE = '"hi \\ud800 there"'
+LONE = "text must be Unicode text (it holds a lone surrogate)"
 
 CASES: list[tuple[str, str, str | None, str]] = [
     *(
@@ -77,6 +79,11 @@ CASES: list[tuple[str, str, str | None, str]] = [
     ("gemini", "usageMetadata", None, "the answer has no usageMetadata"),
     ("gemini", "candidates", "[]", "candidates is an empty array"),
     ("gemini", "candidates.0.content.parts.0.text", '["a"]', "parts[0].text is an array"),
+    # a lone surrogate: JSON lets "\ud800" through, UTF-8 (an answer, a log row) cannot
+    ("openai", "choices.0.message.content", SURROGATE, LONE),
+    ("openai", "choices.0.finish_reason", SURROGATE, LONE),
+    ("anthropic", "content.0.text", SURROGATE, LONE),
+    ("gemini", "candidates.0.content.parts.0.text", SURROGATE, LONE),
 ]
 
 
@@ -240,6 +247,7 @@ _LEAF = (
     | st.integers(min_value=10**20, max_value=10**60)
     | st.floats()
     | st.text(max_size=50)
+    | st.text(st.characters(categories=["Cs"]), min_size=1, max_size=3)  # lone surrogates
 )
 _JSON = st.recursive(
     _LEAF,
@@ -300,6 +308,7 @@ def test_any_json_in_any_field_is_read_or_refused_as_a_bad_response(
         assert len(str(exc)) < 400
         return
     assert isinstance(reading.text, str)
+    reading.text.encode("utf-8")  # text any answer, log row or event can carry
     for count in (reading.input_tokens, reading.output_tokens):
         assert type(count) is int and 0 <= count <= MAX_TOKENS
 
