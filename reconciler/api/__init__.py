@@ -168,6 +168,7 @@ def asgi(settings: Settings) -> Any:
         max_bytes=settings.max_body_bytes,
         max_depth=MAX_JSON_DEPTH,
         gate=Gate(app.routes, app.dependency_overrides),
+        body_timeout_s=settings.body_timeout_s,
     )
 
 

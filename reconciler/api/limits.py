@@ -10,7 +10,10 @@ In this order, for every HTTP request:
    none and are not touched. Only the presence of a credential is looked at here:
    whether it is valid is the route's business.
 2. Bodies over the cap get 413 (from the Content-Length, or while reading a
-   chunked body).
+   chunked body); a body that has not all arrived ``body_timeout_s`` after the
+   headers gets 408 and the connection is closed (a client trickling a body, a
+   byte at a time, would otherwise hold its connection for ever; the headers
+   have their own clock, ``api/connections.py``).
 3. JSON nested deeper than a bound gets 422 before Python's recursive parser
    could meet it. The scan (:func:`deeper_than`) stops as soon as the bound is
    passed, visits each string and each run of brackets once, and runs in a
@@ -40,6 +43,7 @@ from starlette.routing import BaseRoute, Match
 
 from reconciler.api import problems
 from reconciler.api.problems import ApiError
+from reconciler.store import tokens
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -139,7 +143,7 @@ class Gate:
         self._overrides = overrides if overrides is not None else {}
 
     def refuses(self, scope: Scope, headers: dict[str, str]) -> bool:
-        if _bearer(headers.get("authorization", "")) or headers.get("x-api-key"):
+        if _credential(headers):
             return False  # the common case, decided without matching any route
         if self._overrides:
             return False
@@ -152,9 +156,15 @@ class Gate:
         return False
 
 
-def _bearer(authorization: str) -> bool:
-    scheme, _, credentials = authorization.partition(" ")
-    return scheme.lower() == "bearer" and bool(credentials.strip())
+def _credential(headers: dict[str, str]) -> bool:
+    """Whether the request carries something shaped like a Grove token (a bearer, or
+    Anthropic's ``x-api-key``): anything else could never pass the route's check, so
+    ``Bearer x`` buys no body work either. Whether the token is valid is the route's
+    business (it needs the database)."""
+    scheme, _, bearer = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and tokens.well_formed(bearer.strip()):
+        return True
+    return tokens.well_formed(headers.get("x-api-key", "").strip())
 
 
 def _flattened(routes: Sequence[BaseRoute]) -> Iterator[Any]:
@@ -184,12 +194,19 @@ def _dependencies(dependant: Dependant) -> Iterator[Dependant]:
 
 class BodyLimits:
     def __init__(
-        self, app: ASGIApp, *, max_bytes: int, max_depth: int, gate: Gate | None = None
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        max_depth: int,
+        gate: Gate | None = None,
+        body_timeout_s: float | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.max_depth = max_depth
         self.gate = gate
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -206,8 +223,18 @@ class BodyLimits:
         chunks: list[bytes] = []
         size = 0
         more = True
+        loop = asyncio.get_running_loop()
+        due = None if self.body_timeout_s is None else loop.time() + self.body_timeout_s
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(
+                    receive(), None if due is None else max(0.0, due - loop.time())
+                )
+            except TimeoutError:
+                response = problems.respond(self._too_slow())
+                response.headers["Connection"] = "close"  # the rest of the body is not read
+                await response({"type": "http"}, _nothing, send)
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
@@ -238,12 +265,17 @@ class BodyLimits:
         detail = f"request bodies are capped at {self.max_bytes} bytes"
         return ApiError(413, "too-large", "Request body too large", detail)
 
+    def _too_slow(self) -> ApiError:
+        detail = f"the request body did not arrive within {self.body_timeout_s:g} s"
+        return ApiError(408, "body-timeout", "Request body too slow", detail)
+
 
 async def _refuse(send: Send, error: ApiError) -> None:
     """The same problem document every other error gets (``problems.respond``)."""
     response = problems.respond(error)
+    await response({"type": "http"}, _nothing, send)
 
-    async def nothing() -> Message:  # the request was refused: nothing more is read
-        return {"type": "http.disconnect"}
 
-    await response({"type": "http"}, nothing, send)
+async def _nothing() -> Message:
+    """The ``receive`` of a refusal's answer: the request was refused, nothing more is read."""
+    return {"type": "http.disconnect"}

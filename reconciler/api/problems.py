@@ -76,6 +76,7 @@ ERRORS = {
     401: "Missing or invalid token (always the same body)",
     403: "The token's role is too low",
     404: "No such object or route",
+    408: "The request body did not arrive in time (GROVE_BODY_TIMEOUT_S)",
     409: "Refused by safety checks, or a conflict; nothing was committed",
     413: "Request body over the cap",
     422: "Invalid request (the field path is in errors[])",

@@ -82,6 +82,12 @@ def create(connection: Connection, *, name: str, role: str, created_by: str) -> 
     return f"grove_{token_id}_{secret}"
 
 
+def well_formed(token: str) -> bool:
+    """Whether ``token`` has the shape :func:`create` gives every token: a check with no
+    database, for refusing what cannot be a token before any work on its request."""
+    return _TOKEN.match(token) is not None
+
+
 def verify(connection: Connection, token: str) -> Identity | None:
     match = _TOKEN.match(token)
     token_id, secret = (match.group(1), match.group(2)) if match else ("", token)

@@ -158,8 +158,11 @@ def test_deep_bodies_do_not_slow_the_server_down(registry: Registry, tmp_path: P
     assert set(anonymous) == {401}
     assert set(deep) == {422}
     assert set(shallow) == {422}  # scanned, then refused by validation
-    assert under_anonymous < 10 * idle, (idle, under_anonymous)
-    assert under_authenticated < 10 * idle, (idle, under_authenticated)
+    # The bound: 50 ms over an idle 3 ms, about 17 times (the old code: 500 times).
+    # Authenticated bodies are read and scanned, not refused: a looser bound, still far
+    # from the old code's; both ratios leave room for a busy two-core CI machine.
+    assert under_anonymous < 15 * idle, (idle, under_anonymous)
+    assert under_authenticated < 25 * idle, (idle, under_authenticated)
 
 
 def _exchange(server: Server, head: str) -> bytes:
@@ -213,11 +216,18 @@ def test_routes_that_need_no_token_and_requests_with_one_still_read_the_body(
         )
         assert (hook.status_code, hook.json()["code"]) == (401, "bad-signature")
         assert anonymous.get("/openapi.json").status_code == 200
-        for credentials in ({"Authorization": "Bearer nonsense"}, {"x-api-key": "nonsense"}):
-            # a credential, valid or not, is the route's to check, after the body limits
+        shaped = "grove_0123456789abcdef_" + "n" * 43  # no such token, but a token's shape
+        for credentials, answer in (
+            # shaped like a token, valid or not: the route's to check, after the body limits
+            ({"Authorization": f"Bearer {shaped}"}, (422, "too-deep")),
+            ({"x-api-key": shaped}, (422, "too-deep")),
+            # what no token looks like: refused before the body is read, as no credential
+            ({"Authorization": "Bearer nonsense"}, (401, "unauthorized")),
+            ({"x-api-key": "nonsense"}, (401, "unauthorized")),
+        ):
             refused = anonymous.post(
                 "/api/models/register",
                 content=deep,
                 headers={"Content-Type": "application/json", **credentials},
             )
-            assert refused.json()["code"] == "too-deep"
+            assert (refused.status_code, refused.json()["code"]) == answer, credentials

@@ -93,3 +93,39 @@ def test_idle_and_half_open_connections_are_closed(
         assert server.stop() == (0, "")
     # each within its timeout (and a little more: the clocks start on the server's side)
     assert max(closed.values()) < max(HEADER_TIMEOUT_S, KEEP_ALIVE_S) + 1.5, closed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_body_that_trickles_in_gets_408_and_its_connection_closed(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """The headers arrive at once, then the body a byte every 0.2 s: the headers' clock is
+    stopped, so the body has a clock of its own (GROVE_BODY_TIMEOUT_S)."""
+    with api_process(registry, tmp_path, "--no-loop", GROVE_BODY_TIMEOUT_S="1") as server:
+        conn = socket.create_connection(("127.0.0.1", server.port))
+        head = (
+            "POST /api/routing/execute HTTP/1.1\r\nHost: grove\r\n"
+            f"Authorization: Bearer {server.token}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        )
+        conn.sendall(head.encode())
+        stop = threading.Event()
+        dribbler = threading.Thread(target=_dribble, args=(conn, b"{" + b" " * 998, stop))
+        dribbler.start()
+        started = time.monotonic()
+        conn.settimeout(WAIT_S)
+        answer = b""
+        try:
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := conn.recv(65536):
+                    answer += chunk
+            took = time.monotonic() - started
+        finally:
+            stop.set()
+            dribbler.join()
+            conn.close()
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert b'"code":"body-timeout"' in answer
+        assert took < 1 + 1.5, took  # closed, not kept alive for the rest of the body
+        assert server.stop() == (0, "")

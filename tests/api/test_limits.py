@@ -57,6 +57,7 @@ def test_the_scan_agrees_with_the_parsed_value(value: object, limit: int, escape
     assert deeper_than(body, limit) == (_nesting(value) > limit)
 
 
+SHAPED = "grove_0123456789abcdef_" + "s" * 43  # a token's shape; valid or not, the route says
 KEYED = APIKeyHeader(name="X-Grove-Key", auto_error=False)
 
 
@@ -87,8 +88,12 @@ def _scope(method: str, path: str) -> dict[str, Any]:
         ("POST", "/api/things/x", {}, True),
         ("POST", "/api/things/x", {"authorization": "Basic dXNlcjpwYXNz"}, True),
         ("POST", "/api/things/x", {"authorization": "Bearer "}, True),
-        ("POST", "/api/things/x", {"authorization": "bearer t"}, False),
-        ("POST", "/api/things/x", {"x-api-key": "k"}, False),  # DESIGN section 12
+        ("POST", "/api/things/x", {"authorization": f"bearer {SHAPED}"}, False),
+        ("POST", "/api/things/x", {"authorization": "Bearer x"}, True),  # no token's shape
+        ("POST", "/api/things/x", {"authorization": f"Bearer {SHAPED}!"}, True),
+        ("POST", "/api/things/x", {"x-api-key": SHAPED}, False),  # DESIGN section 12
+        ("POST", "/api/things/x", {"x-api-key": "k"}, True),
+        ("POST", "/open", {"authorization": "Bearer x"}, False),  # needs none: not looked at
         ("GET", "/api/things/x", {}, False),  # 405: the app's to answer
         ("POST", "/nowhere", {}, False),  # 404: the app's to answer
         ("POST", "/open", {}, False),
