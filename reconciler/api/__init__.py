@@ -22,7 +22,7 @@ from typing import Any, TextIO
 import uvicorn
 from fastapi import FastAPI
 
-from reconciler import authoring, routing, telemetry, watching
+from reconciler import authoring, logs, routing, telemetry, watching
 from reconciler import settings as settings_module
 from reconciler.api import connections, events, fleet, operations, probes, problems
 from reconciler.api.deps import Services
@@ -33,6 +33,7 @@ from reconciler.store.engine import Database
 
 MAX_JSON_DEPTH = 64
 SWITCH_INTERVAL_S = 0.0005
+LOOP_GRACE_S = 3.0  # at shutdown, what the reconcile loop gets to finish (stop_loop)
 VERSION = "0.1.0"
 
 log = logging.getLogger("grove.api")
@@ -205,7 +206,7 @@ def serve(
         server.unannounced()
         stop.set()
         if watcher_thread is not None:
-            watcher_thread.join(timeout=30)
+            stop_loop(watcher_thread)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
@@ -247,6 +248,17 @@ def _write(stream: TextIO | None, text: str) -> bool:
     except (OSError, ValueError):  # a closed pipe, a closed file
         return False
     return True
+
+
+def stop_loop(thread: threading.Thread) -> None:
+    """Give the reconcile loop (already told to stop) :data:`LOOP_GRACE_S` to finish the
+    transaction in hand and release its lease. A loop still busy after that (a fetch
+    from a slow remote, a long apply) is left behind: the process ends anyway, so a
+    shutdown stays within a probe's grace period; its transaction rolls back with its
+    connection and its lease expires, as after a crash."""
+    thread.join(timeout=LOOP_GRACE_S)
+    if thread.is_alive():
+        logs.event(log, "reconcile-loop-left", level=logging.WARNING, grace_s=LOOP_GRACE_S)
 
 
 def start_loop(

@@ -70,7 +70,7 @@ def main() -> int:
         finally:
             stop.set()  # the loop finishes its transaction and releases its lease
             if loop is not None:
-                loop.join(timeout=30)
+                api.stop_loop(loop)
             if owned:
                 shutil.rmtree(owned, ignore_errors=True)
         return 0
