@@ -34,16 +34,23 @@ hot = APIRouter(tags=["routing and operations"], route_class=LeanRoute)
     tags=["models"],
     summary="healthy, or degraded with reasons",
 )
-def health(services: ServicesDep, identity: Viewer) -> HealthOut:
+async def health(services: ServicesDep, identity: Viewer) -> HealthOut:
     # A reachable registry is read at once; an unreachable one is retried by the
     # snapshot follower every poll interval, not here: a health check must not wait out
     # a connect timeout (10 s to a PostgreSQL that drops packets) on every call.
     if not services.engine.degraded_reasons:
-        services.engine.refresh()
-    status, reasons = services.engine.health()
+        await asyncio.to_thread(services.engine.refresh)
+    _, reasons = services.engine.health()
+    # The reconciler's Stalled condition, from the probe /readyz reads (one read a second
+    # at most): a router serving a fleet that git can no longer change is not healthy.
+    probe = await services.database.result(services.db)
+    if probe.readable and probe.stalled is not None:
+        stalled = probe.stalled
+        said = f"{stalled.get('reason', '')}: {stalled.get('message', '')}"
+        reasons.append(f"reconciler stalled, git changes are not applied: {said}"[:500])
     table = services.engine.table()
     return HealthOut(
-        status="degraded" if status == "degraded" else "healthy",
+        status="degraded" if reasons else "healthy",
         reasons=reasons,
         serial=table.serial,
         revision=table.revision,

@@ -87,6 +87,13 @@ def test_readyz_reports_a_stalled_reconciler_without_failing(
     stalled = ready.json()["checks"]["reconciler"]
     assert stalled["status"] == "warn"
     assert stalled["detail"].startswith("Stalled: ManifestsInvalid: 1 manifest error(s)")
+    with server.client("viewer") as viewer:  # the product brief's health check says so too
+        health = viewer.get("/api/models/health").json()
+    assert health["status"] == "degraded"
+    assert any(
+        r.startswith("reconciler stalled, git changes are not applied: ManifestsInvalid")
+        for r in health["reasons"]
+    ), health
 
 
 def _overwrite_in_place(path: Path) -> None:
