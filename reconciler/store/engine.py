@@ -36,7 +36,9 @@ from sqlalchemy.engine import make_url
 from reconciler import errors
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-_CREDENTIALS = re.compile(r"(://[^:/@]*:)[^@]*@")
+# user:password@ up to the last @ before the path: a password typed with a raw @ is
+# masked whole (a host never holds one)
+_CREDENTIALS = re.compile(r"(://[^:/@]*:)[^/?#]*@")
 # libpq takes a password as a query parameter too (``?password=``, ``sslpassword=``).
 _QUERY_SECRETS = re.compile(r"([?&][^=&#]*(?:pass|secret|token)[^=&#]*=)[^&#]*", re.IGNORECASE)
 

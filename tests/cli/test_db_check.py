@@ -203,6 +203,7 @@ def test_a_registry_file_that_cannot_be_created_is_one_line(
         ),
         ("postgresql://u:pw-1@db/g?sslpassword=pw-1", "postgresql://u:***@db/g?sslpassword=***"),
         ("sqlite:///.grove/registry.db", "sqlite:///.grove/registry.db"),
+        ("postgresql://alice:p@ss@h/d?options=a@b", "postgresql://alice:***@h/d?options=a@b"),
     ],
 )
 def test_a_database_password_is_masked_in_the_user_part_and_the_query(url: str, shown: str) -> None:
