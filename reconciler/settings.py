@@ -83,10 +83,7 @@ class Settings(BaseSettings):
         10.0, gt=0, le=300, description="Time to send a request's headers; the connection closes."
     )
     body_timeout_s: float = Field(
-        30.0,
-        gt=0,
-        le=3600,
-        description="Time to send a request's body once its headers are in; 408, then closed.",
+        30.0, gt=0, le=3600, description="Time to send a body after its headers; 408, closed."
     )
     keep_alive_s: int = Field(
         5, gt=0, le=3600, description="How long an idle kept-alive connection stays open."
