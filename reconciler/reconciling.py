@@ -82,9 +82,12 @@ def open_source(settings: Settings) -> Source:
 
 
 def open_database(settings: Settings, *, require_schema: bool = True) -> Database:
-    db = Database(settings.db_url)
+    """The registry database. A command that needs its schema never creates its file (a
+    mistyped ``--db`` must not leave an empty database behind: DESIGN section 5)."""
+    db = Database(settings.db_url, create=not require_schema)
     if require_schema:
         try:
+            db.require_file()
             migrating.require_current(db)
         except errors.GroveError:
             db.dispose()

@@ -224,8 +224,9 @@ class RoutingEngine:
         """An engine on the registry at ``db`` (default: the settings), refreshed once;
         ``write_logs=False`` for one that only decides (no routing-log writer)."""
         config = settings or settings_module.load(db_url=db)
-        database = Database(config.db_url)
+        database = Database(config.db_url, create=False)  # deciding creates no file
         try:
+            database.require_file()
             migrating.require_current(database)  # a missing schema is one line, not a crash
         except errors.DatabaseNotReady:
             database.dispose()

@@ -82,6 +82,17 @@ class Database:
         """Whether another process can open this database (not SQLite in memory)."""
         return not self.is_sqlite or self.sqlite_file() is not None
 
+    def require_file(self) -> None:
+        """For a command run by hand: a SQLite file that does not exist is named, with
+        how to make it (a mistyped ``--db``, or ``grove db upgrade`` not run yet)."""
+        missing = self.sqlite_file()
+        if missing is not None and not missing.exists():
+            shown = str(missing).encode("unicode_escape", "backslashreplace").decode()
+            raise errors.DatabaseNotReady(
+                f"there is no registry database at {shown}: point --db / GROVE_DB_URL at "
+                "the right file, or run `grove db upgrade` to create it (`grove up` makes its own)"
+            )
+
     def sqlite_file(self) -> Path | None:
         """The database file of a file-backed SQLite database, else None."""
         if not self.is_sqlite:

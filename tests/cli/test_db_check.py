@@ -73,6 +73,31 @@ def test_a_missing_file_is_reported_and_never_created(grove: GroveRunner, tmp_pa
     assert not missing.parent.exists()
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status"],
+        ["plan"],
+        ["route", "--capability", "reasoning"],
+        ["protect", "alpha"],
+        ["token", "create", "--role", "viewer", "--name", "late"],
+    ],
+)
+def test_a_mistyped_registry_is_named_and_never_created(
+    grove: GroveRunner, tmp_path: Path, command: list[str]
+) -> None:
+    """DESIGN section 5: read-only commands never create a database (they left an empty
+    file behind); commands that need the schema say which file is missing and what to run."""
+    missing = tmp_path / "nowhere" / "registy.db"
+    result = grove(*command, "--db", f"sqlite:///{missing}")
+    assert result.code == 1
+    assert result.err == (
+        f"grove: there is no registry database at {missing}: point --db / GROVE_DB_URL at "
+        "the right file, or run `grove db upgrade` to create it (`grove up` makes its own)\n"
+    )
+    assert not missing.parent.exists()
+
+
 @SQLITE_ONLY
 def test_an_overwritten_header_fails_the_check_and_every_command(registry: Registry) -> None:
     registry.fleet.commit("fleet", small_fleet())
@@ -177,16 +202,13 @@ def test_a_registry_file_that_cannot_be_created_is_one_line(
 ) -> None:
     (tmp_path / "plain-file").write_text("not a folder")
     url = f"sqlite:///{tmp_path}/plain-file/registry.db"
-    for command in (["db", "upgrade"], ["status"]):
-        result = grove(*command, "--db", url)
-        assert result.code == 1
-        assert result.err.startswith(
-            "grove: the registry database (SQLite) file cannot be created: "
-        )
-        assert result.err.endswith(
-            "; check that this user may write its folder (GROVE_DATA_DIR, GROVE_DB_URL)\n"
-        )
-        assert result.err.count("\n") == 1
+    result = grove("db", "upgrade", "--db", url)  # status would not create it: no such file
+    assert result.code == 1
+    assert result.err.startswith("grove: the registry database (SQLite) file cannot be created: ")
+    assert result.err.endswith(
+        "; check that this user may write its folder (GROVE_DATA_DIR, GROVE_DB_URL)\n"
+    )
+    assert result.err.count("\n") == 1
 
 
 @pytest.mark.parametrize(
