@@ -108,6 +108,16 @@ class Snapshots:
             state = registry.read_state(connection)
             if state.state_serial == self._current.serial and not force:
                 return False
+            if 0 <= state.state_serial < self._current.serial:
+                # A serial only grows: the registry was restored from an older backup (or
+                # replaced). Serve what it holds, and say so: the loop re-applies git.
+                logs.event(
+                    log,
+                    "registry-went-back",
+                    level=logging.WARNING,
+                    serial=state.state_serial,
+                    was=self._current.serial,
+                )
             objects = registry.load_objects(connection)
         models: dict[str, manifests.AIModel] = {}
         rules: dict[str, manifests.RoutingRule] = {}
