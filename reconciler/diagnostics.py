@@ -6,19 +6,24 @@ below is the single source of the stable rule codes that `docs/validation.md`
 documents; a test keeps the two in step. Messages never quote a manifest value
 that could be a credential.
 
-Rendering lives here too, once for every output (``grove validate``'s text and
-github formats, ``grove diff`` and ``grove plan``'s diagnostics): file names and
-messages quote what a commit chose (a file name, a YAML key), so every control
-character is shown as an escape (:func:`printable`) and no file can print a line
-of its own, such as a forged ``::error`` workflow command. JSON keeps the exact
-values, escaped by JSON itself (ASCII only).
+Rendering lives here too, once for every output (``grove validate``'s text,
+github and markdown formats, ``grove diff`` and ``grove plan``'s diagnostics):
+file names and messages quote what a commit chose (a file name, a YAML key), so
+every control character is shown as an escape (:func:`printable`) and no file can
+print a line of its own, such as a forged ``::error`` workflow command. Markdown
+(a pull-request comment) also neutralises what Markdown and HTML would read in
+it (:func:`markdown_text`, :func:`code_span`): a manifest cannot inject a link,
+an image, a tag or an ``@mention`` into the comment. JSON keeps the exact values,
+escaped by JSON itself (ASCII only).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from enum import StrEnum
+from typing import Any
 
 
 class Severity(StrEnum):
@@ -108,6 +113,19 @@ class Diagnostic:
     def sort_key(self) -> tuple[str, int, int, str, str]:
         return (self.file, self.line, self.column, self.code, self.message)
 
+    def to_json(self) -> dict[str, Any]:
+        """The shape every JSON output uses (``grove validate``, ``diff`` and ``plan``)."""
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "code": self.code,
+            "name": self.name,
+            "severity": self.severity.value,
+            "path": self.path,
+            "message": self.message,
+        }
+
 
 def error(file: str, line: int, code: str, message: str, *, path: str = "") -> Diagnostic:
     return Diagnostic(file=file, line=line, code=code, message=message, path=path)
@@ -174,3 +192,46 @@ def github_line(item: Diagnostic) -> str:
 def ordered(items: Iterable[Diagnostic]) -> list[Diagnostic]:
     """Deterministic order for output: by file, line, column, code; duplicates dropped."""
     return sorted(set(items), key=Diagnostic.sort_key)
+
+
+# ---------------------------------------------------------------- markdown
+
+_MARKDOWN_PUNCTUATION = re.compile(r"([!\"#$%&'()*+,\-./:;<=>?\[\\\]^_`{|}~])")
+
+
+def markdown_text(text: str) -> str:
+    """``text`` as literal Markdown prose, after :func:`printable`: every ASCII punctuation
+    character is backslash-escaped (CommonMark reads ``\\<`` as a plain ``<``, so no tag,
+    link, emphasis or table cell starts), and ``@`` is followed by a zero-width space
+    (``&#8203;``) so GitHub does not turn ``@someone`` into a notification."""
+    escaped = _MARKDOWN_PUNCTUATION.sub(r"\\\1", printable(text))
+    return escaped.replace("@", "@&#8203;")
+
+
+def code_span(text: str) -> str:
+    """``text`` as one inline code span, after :func:`printable`: the fence is one
+    backtick longer than any run of backticks inside, so nothing closes it early, and
+    nothing inside is read as Markdown, HTML, a link or a mention. Not for a table cell:
+    GitHub splits cells at a ``|`` even inside code."""
+    shown = printable(text)
+    longest = max((len(run) for run in re.findall(r"`+", shown)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if shown.startswith("`") or shown.endswith("`") or not shown.strip() else ""
+    return f"{fence}{pad}{shown}{pad}{fence}"
+
+
+def markdown_line(item: Diagnostic) -> str:
+    """One list item: ``- `file:line` **CODE** name: message`` (warnings say so)."""
+    label = "" if item.is_error else "warning, "
+    return (
+        f"- {code_span(f'{item.file}:{item.line}')} **{item.code}** "
+        f"({label}{item.name}): {markdown_text(item.message)}"
+    )
+
+
+def markdown_report(title: str, found: Sequence[Diagnostic], summary: str) -> str:
+    """A Markdown report of manifest problems for a pull-request comment: a heading,
+    ``summary`` (Grove's own words, trusted) and one list item per problem."""
+    lines = [f"### {title}", "", summary, ""]
+    lines += [markdown_line(item) for item in found]
+    return "\n".join(lines) + "\n"

@@ -1,9 +1,10 @@
 """Validate manifests end to end: read, load, check; the engine of ``grove validate``.
 
-Called by the CLI and, for pull-request previews, by later commands. A service:
-it wires the folder source, the loader and the cross-object checks together
-and returns a :class:`Report` for an entry point to render. It never touches a
-database or the network.
+Called by the CLI (``grove validate [PATH...]`` and ``grove validate --ref R``).
+A service: it wires a source (a folder on disk, or the git objects of one commit,
+read as the reconciler reads them), the loader and the cross-object checks
+together and returns a :class:`Report` for an entry point to render. It never
+touches a database, and the network only to fetch a remote ``--repo``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from reconciler import checking, diagnostics, loading
 from reconciler.diagnostics import Diagnostic
 from reconciler.settings import Settings
-from reconciler.sources import folder
+from reconciler.sources import Source, folder
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -24,6 +25,7 @@ class Report:
     files: int
     objects: tuple[loading.Located, ...]
     diagnostics: tuple[Diagnostic, ...]
+    revision: str | None = None  # the commit validated, for ``--ref``; None for files
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -69,3 +71,35 @@ def validate_paths(
     """``grove validate PATH...``: read the files under ``paths`` and validate them."""
     files, problems = folder.read(paths, loading.Limits.of(settings))
     return validate_files(files, settings, today=today, read_problems=problems)
+
+
+def validate_revision(
+    source: Source, ref: str, settings: Settings, *, today: dt.date | None = None
+) -> Report:
+    """``grove validate --ref R``: the manifests folder (``settings.path``) of the commit
+    ``ref`` names, read from git objects as the reconciler reads them (listing, size
+    caps, symlinks and submodules refused), never from the working tree."""
+    source.fetch()
+    revision = source.resolve(ref)
+    listing = source.list(revision, settings.path)
+    limits = loading.Limits.of(settings)
+    problems = list(listing.problems)
+    if listing.tree is None:
+        problems.append(
+            diagnostics.error(
+                settings.path,
+                1,
+                "F007",
+                f"no folder {settings.path!r} at {revision[:12]}; pass --path with the "
+                "folder that holds the manifests",
+            )
+        )
+    files: list[loading.SourceFile] = []
+    for entry in listing.entries:
+        too_big = loading.check_size(entry.path, entry.size, limits)
+        if too_big is not None:  # never read a blob past the cap
+            problems.append(too_big)
+            continue
+        files.append(loading.SourceFile(entry.path, source.read(entry), entry.blob))
+    report = validate_files(files, settings, today=today, read_problems=problems)
+    return dataclasses.replace(report, revision=revision)

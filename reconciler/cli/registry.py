@@ -5,7 +5,8 @@ CLI starts, so ``grove validate`` stays quick and never loads a database driver.
 
 Exit codes (DESIGN section 5): ``plan`` and ``diff`` exit 0 with no changes,
 2 with safe changes and 1 when refused or invalid; ``apply`` and
-``reconcile`` exit 0 when the registry matches the revision afterwards.
+``reconcile`` exit 0 when the registry matches the revision afterwards;
+``status`` exits 0 Synced and Healthy, 3 not synced, 4 Degraded.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from reconciler import errors, manifests, plans
+from reconciler import status as status_module
 from reconciler.cli.common import common_options, grove, kind_option
-from reconciler.diagnostics import Diagnostic, text_line
+from reconciler.cli.output import output_option
+from reconciler.diagnostics import Diagnostic, code_span, markdown_report, text_line
 from reconciler.settings import Settings
 from reconciler.settings import parse_duration as _parse_seconds
 
@@ -149,18 +152,12 @@ def db_check(fmt: str, as_json: bool, settings: Settings) -> int:
 @grove.command("diff")
 @click.argument("base")
 @click.argument("head")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "markdown"]),
-    default="text",
-    show_default=True,
-)
+@output_option(("text", "json", "markdown"), help_text="markdown for a pull-request comment.")
 @common_options
 def diff_command(
     base: str,
     head: str,
-    fmt: str,
+    output: str,
     settings: Settings,
 ) -> int:
     """Plan between two git revisions with the safety checks; no database (PR preview)."""
@@ -174,15 +171,17 @@ def diff_command(
             err=True,
         )
     if outcome.plan is None:
-        if fmt == "json":
-            click.echo(json.dumps(_invalid_json(outcome.diagnostics), indent=2))
+        if output == "json":
+            click.echo(json.dumps(_invalid_json(outcome.diagnostics), indent=2, ensure_ascii=True))
+        elif output == "markdown":
+            click.echo(_invalid_markdown(base, head, outcome.diagnostics), nl=False)
         _report_invalid(outcome.diagnostics)
         return 1
     _warnings(outcome.diagnostics)
     plan = outcome.plan
-    if fmt == "json":
+    if output == "json":
         click.echo(plan.dumps(), nl=False)
-    elif fmt == "markdown":
+    elif output == "markdown":
         click.echo(plans.render_markdown(plan), nl=False)
     else:
         click.echo(plans.render_text(plan, title="Diff"), nl=False)
@@ -195,54 +194,66 @@ def _plan_exit(plan: plans.Plan) -> int:
     return EXIT_CHANGES if plan.changes else 0
 
 
-def _invalid_json(diagnostics: tuple[Diagnostic, ...]) -> dict[str, Any]:
+def _invalid_json(found: tuple[Diagnostic, ...]) -> dict[str, Any]:
     return {
         "valid": False,
-        "diagnostics": [
-            {
-                "file": d.file,
-                "line": d.line,
-                "code": d.code,
-                "severity": d.severity.value,
-                "message": d.message,
-            }
-            for d in diagnostics
-        ],
+        "errors": sum(1 for d in found if d.is_error),
+        "diagnostics": [d.to_json() for d in found],
     }
+
+
+def _invalid_markdown(base: str, head: str, found: tuple[Diagnostic, ...]) -> str:
+    """The pull-request comment for a head that cannot be planned: every problem."""
+    count = sum(1 for d in found if d.is_error)
+    summary = (
+        f"{code_span(base)} → {code_span(head)}: the manifests at the head have "
+        f"{count} error(s), so nothing can be planned or applied. Fix them and push again."
+    )
+    return markdown_report("Grove plan: invalid manifests", found, summary)
 
 
 # ---------------------------------------------------------------- plan / apply
 
 
 @grove.command("plan")
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@output_option()
 @click.option(
     "--out", type=click.Path(dir_okay=False), help="Also save the plan for `grove apply --plan`."
 )
 @common_options
 def plan_command(
-    as_json: bool,
+    output: str,
     out: str | None,
     settings: Settings,
 ) -> int:
     """Plan git at --ref against the live registry (exit 0 none, 2 changes, 1 refused)."""
     outcome = _reconciler(settings).plan()
     if outcome.plan is None:
-        if as_json:
-            click.echo(json.dumps(_invalid_json(outcome.diagnostics), indent=2))
+        if output == "json":
+            click.echo(json.dumps(_invalid_json(outcome.diagnostics), indent=2, ensure_ascii=True))
         _report_invalid(outcome.diagnostics)
         return 1
     _warnings(outcome.diagnostics)
     plan = outcome.plan
     if out:
         Path(out).write_text(plan.dumps(), encoding="utf-8")
-    if as_json:
+    if output == "json":
         click.echo(plan.dumps(), nl=False)
     else:
         click.echo(plans.render_text(plan), nl=False)
-        if out:
-            click.echo(f"Saved the plan to {out}; apply it with `grove apply --plan {out}`.")
+    if out:  # on stderr with -o json, so stdout stays one JSON document
+        click.echo(_saved_note(plan, out), err=output == "json")
     return _plan_exit(plan)
+
+
+def _saved_note(plan: plans.Plan, out: str) -> str:
+    """What the saved plan is good for: a refused one cannot be applied as it is."""
+    if plan.refused:
+        return (
+            f"Saved the plan to {out} for review; the safety checks refused it, so it cannot "
+            "be applied as it is: fix the violations above and plan again."
+        )
+    return f"Saved the plan to {out}; apply it with `grove apply --plan {out}`."
 
 
 @grove.command("apply")
@@ -423,21 +434,43 @@ def _suspension(settings: Settings, suspended: bool) -> int:
     database = reconciling.open_database(settings)
     click.get_current_context().call_on_close(database.dispose)
     with database.transaction(write=True) as connection:
-        changed = coordination.set_suspended(connection, suspended)
+        changed = coordination.set_suspended(connection, suspended, actor=actor())
     word = "suspended" if suspended else "resumed"
     click.echo(f"Reconciliation {word}." if changed else f"Reconciliation was already {word}.")
     return 0
 
 
+# ``grove status`` exit codes (DESIGN section 5, docs/reconciling.md), for scripts and
+# checks the way ``flux``/``argocd`` use theirs; 1 stays "could not answer" and 2
+# "changes" of plan and diff, so neither is reused here.
+STATUS_OK = 0
+STATUS_NOT_SYNCED = 3  # OutOfSync or Unknown, or health Progressing/Unknown
+STATUS_DEGRADED = 4  # Degraded: Stalled (a refused, invalid or failed cycle) or drifted
+
+
+def status_exit(status: status_module.Status) -> int:
+    """0 Synced and Healthy, 4 Degraded (whatever the sync), 3 anything else."""
+    if status.health is status_module.Health.DEGRADED:
+        return STATUS_DEGRADED
+    if status.sync is status_module.Sync.SYNCED and status.health is status_module.Health.HEALTHY:
+        return STATUS_OK
+    return STATUS_NOT_SYNCED
+
+
 @grove.command("status")
-@click.option("--json", "as_json", is_flag=True)
+@output_option()
 @common_options
-def status_command(as_json: bool, settings: Settings) -> int:
-    """Sync, health, conditions, revisions and drift."""
+def status_command(output: str, settings: Settings) -> int:
+    """Sync, health, conditions, revisions and drift.
+
+    Exits 0 when Synced and Healthy, 3 when not synced (changes pending, or the desired
+    revision cannot be read or planned), 4 when Degraded (Stalled or drifted), and 1
+    when the status cannot be read at all.
+    """
     status = _reconciler(settings).status()
-    if as_json:
+    if output == "json":
         click.echo(json.dumps(status.to_json(), indent=2))
-        return 0
+        return status_exit(status)
     click.echo(f"sync:     {status.sync.value}")
     click.echo(f"health:   {status.health.value}")
     click.echo(f"desired:  {status.desired_revision or 'unknown'}")
@@ -450,7 +483,7 @@ def status_command(as_json: bool, settings: Settings) -> int:
     for item in status.conditions:
         tail = f" - {item.message}" if item.message else ""
         click.echo(f"  {item.type:<12} {item.status:<7} {item.reason}{tail}")
-    return 0
+    return status_exit(status)
 
 
 @grove.command("protect")

@@ -164,7 +164,7 @@ def test_validate_never_touches_a_database(tmp_path: Path) -> None:
 def test_unknown_format_is_a_usage_error(grove: GroveRunner) -> None:
     result = grove("validate", "--format", "xml")
     assert result.code == 1  # never 2, which means "changes" for plan and diff
-    assert "Invalid value for '--format'" in result.err
+    assert "'--format': 'xml' is not one of" in result.err
 
 
 def test_a_bad_setting_is_one_line_and_exit_1(
