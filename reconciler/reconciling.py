@@ -151,10 +151,14 @@ class Reconciler:
         *,
         today: dt.date | None = None,
         max_delete_ratio: float | None = None,
+        holder: str | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
         self.db = db
+        # The reconcile loop's lease holder name; None for a one-off (a command, an API
+        # call), which writes no status while a loop holds the lease: the loop's is shared.
+        self.holder = holder
         self.today = today
         # the settings' (GROVE_MAX_DELETE_RATIO) unless a caller overrides it
         self.max_delete_ratio = (
@@ -226,7 +230,11 @@ class Reconciler:
             return in_sync
         live = self.live()
         desired = self.desired_state(revision, live if live.untouched else None)
-        return self.plan_against(desired, live, descends=self._descends(live, revision))
+        descends = self._descends(live, revision)
+        related = None
+        if descends is False and live.applied_revision is not None:
+            related = self.source.shares_history(live.applied_revision, revision)
+        return self.plan_against(desired, live, descends=descends, related=related)
 
     def _unchanged_since_apply(self, revision: str) -> PlanOutcome | None:
         """The no-op fast path: same revision, same tree, no write since the apply.
@@ -262,7 +270,12 @@ class Reconciler:
         return self.source.is_ancestor(applied, revision)
 
     def plan_against(
-        self, desired: DesiredState, live: LiveState, *, descends: bool | None
+        self,
+        desired: DesiredState,
+        live: LiveState,
+        *,
+        descends: bool | None,
+        related: bool | None = None,
     ) -> PlanOutcome:
         changes = diffing.diff(desired.desired(), live)
         context = safety.Context(
@@ -271,6 +284,9 @@ class Reconciler:
             changes=changes,
             max_delete_ratio=self.max_delete_ratio,
             descends=descends,
+            related=related,
+            revision=desired.revision,
+            source=self.source.description,
         )
         _, judged = safety.last_servers(context)
         found = list(desired.diagnostics)
@@ -413,16 +429,30 @@ class Reconciler:
         *,
         failure: dict[str, str] | None = None,
     ) -> None:
-        """One transaction: the attempt and its conditions, and a failure's event."""
+        """One transaction: the attempt and its conditions, and a failure's event.
+
+        A one-off (no ``holder``) leaves the attempt and the conditions alone while a
+        reconcile loop holds the lease: they are the loop's, which ``grove status`` and
+        ``/api/status`` show; a one-off reports its outcome to whoever ran it.
+        """
         assert self.db is not None
         with self.db.transaction(write=True) as connection:
-            previous = registry.read_state(connection).conditions
-            registry.record_attempt(
-                connection,
-                revision=revision,
-                error=None if reason is None else f"{reason}: {message}",
-                conditions={c.type: _keep_time(c, previous).to_json() for c in conditions},
-            )
+            loop = None if self.holder is not None else coordination.current(connection)
+            if loop is None:
+                previous = registry.read_state(connection).conditions
+                registry.record_attempt(
+                    connection,
+                    revision=revision,
+                    error=None if reason is None else f"{reason}: {message}",
+                    conditions={c.type: _keep_time(c, previous).to_json() for c in conditions},
+                )
+            else:
+                log.info(
+                    "a reconcile loop (%s) holds the lease: this one-off's outcome (%s) is not "
+                    "recorded in the shared status",
+                    loop.holder,
+                    reason or "succeeded",
+                )
             if failure is not None:
                 details = {"error": failure["error"], "message": failure["message"]}
                 registry.record_failure(

@@ -267,7 +267,8 @@ class RoutingEngine:
         if swapped:
             self.table()  # build the routing table here, off the request path
             try:
-                snapshots.save(self.snapshots.current, self.cache_path)
+                if self.settings.save_snapshot:  # off for one that only decides (grove route)
+                    snapshots.save(self.snapshots.current, self.cache_path)
             except OSError as exc:
                 logs.event(log, "snapshot-not-saved", level=logging.WARNING, reason=str(exc))
         return swapped

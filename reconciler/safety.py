@@ -28,6 +28,7 @@ CATALOG: dict[str, tuple[str, str]] = {
     "P008": ("empty-desired", "git holds no objects while the registry does"),
     "P009": ("mass-delete", "removing more than maxDeleteRatio of the live objects"),
     "P010": ("not-descendant", "the new revision does not descend from the applied one"),
+    "P011": ("unrelated-history", "the new revision shares no history with the applied one"),
 }
 
 _LOSES_SERVER = (ChangeKind.DISABLE, ChangeKind.RETIRE, ChangeKind.REMOVE, ChangeKind.VERSION)
@@ -40,6 +41,9 @@ class Context:
     changes: tuple[Change, ...]
     max_delete_ratio: float = 0.5
     descends: bool | None = None  # None: not applicable (first apply, folder source, diff)
+    related: bool | None = None  # False: no commit in common with the applied revision
+    revision: str = ""  # the revision planned, for messages
+    source: str = ""  # the repository it comes from, for messages
 
 
 def violation(code: str, message: str, objects: list[str], way_out: str) -> Violation:
@@ -60,19 +64,40 @@ def check(context: Context) -> list[Violation]:
     found += last_servers(context)[0]
     found += _removals(context)
     found += _bulk(context)
-    if context.descends is False:
-        live = context.live.applied_revision or "?"
-        found.append(
-            violation(
-                "P010",
-                f"the revision does not descend from the applied revision {live[:12]}: "
-                "history was rewritten (a force-push?)",
-                [],
-                "restore the branch so it contains the applied commit, or apply with --force "
-                "after checking what the rewrite dropped",
-            )
-        )
+    if context.descends is False and context.related is False:
+        found.insert(0, _unrelated(context))  # the cause of whatever else it finds: first
+    elif context.descends is False:
+        found.append(_rewritten(context))
     return found
+
+
+def _rewritten(context: Context) -> Violation:
+    live = context.live.applied_revision or "?"
+    return violation(
+        "P010",
+        f"the revision does not descend from the applied revision {live[:12]}: "
+        "history was rewritten (a force-push?)",
+        [],
+        "restore the branch so it contains the applied commit, or apply with --force "
+        "after checking what the rewrite dropped",
+    )
+
+
+def _unrelated(context: Context) -> Violation:
+    """P011: not a rewrite of the applied history but another history altogether: most
+    often grove pointed at the wrong repository (say, the Grove checkout, not the fleet)."""
+    live = context.live.applied_revision or "?"
+    new = context.revision[:12] or "the revision"
+    where = f" of {context.source}" if context.source else ""
+    return violation(
+        "P011",
+        f"revision {new}{where} shares no history with the applied revision {live[:12]}: "
+        "a different repository from the one the registry was reconciled from",
+        [],
+        "point grove at the fleet repository the registry follows (--repo or GROVE_REPO; "
+        "next to a grove up, run grove in its folder, whose .grove/config.json names it); "
+        "apply with --force only to replace the whole fleet with this repository's",
+    )
 
 
 def _versions(context: Context) -> list[Violation]:

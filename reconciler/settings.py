@@ -1,14 +1,25 @@
-"""Grove's settings: flags > environment (``GROVE_*``) > defaults.
+"""Grove's settings: flags > environment (``GROVE_*``) > the fleet file > defaults.
 
 Read once by the entry points (CLI, API) and passed down as a frozen object;
 library code never reads the environment itself. Nothing here touches the
 database, git or the network.
+
+The fleet file, ``.grove/config.json``, is written by ``grove up``
+(:func:`write_fleet_file`): its fleet repository, ref, manifests path, registry
+URL (never with a password) and data folder. Every command run in that folder
+or below finds it by looking upwards from the current folder, as git finds
+``.git``, and takes its values as defaults (DESIGN section 5).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import tempfile
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +61,11 @@ class Settings(BaseSettings):
         "sqlite:///<data dir>/registry.db, i.e. sqlite:///.grove/registry.db.",
     )
     data_dir: str = Field(".grove", description="Grove's own data folder (GROVE_DATA_DIR).")
+    save_snapshot: bool = Field(
+        True,
+        description="Keep the routing snapshot in <data dir>/snapshot.json, served while the "
+        "registry cannot be read at a start (GROVE_SAVE_SNAPSHOT); grove route never writes it.",
+    )
     allow_local_endpoints: bool = Field(
         False,
         description="Admit http:// and loopback/private endpoints; development and tests only.",
@@ -108,9 +124,15 @@ def _with_defaults(settings: Settings) -> Settings:
     return settings.model_copy(update={"db_url": f"sqlite:///{folder}/registry.db"})
 
 
-def load(**overrides: Any) -> Settings:
-    """Build settings; ``overrides`` are command-line flags, ``None`` meaning "not given"."""
+def load(*, discover: bool = True, **overrides: Any) -> Settings:
+    """Build settings; ``overrides`` are command-line flags, ``None`` meaning "not given".
+    With ``discover``, the fleet file found from the current folder fills in what neither
+    a flag nor a ``GROVE_*`` variable gives."""
     given = {key: value for key, value in overrides.items() if value is not None}
+    if discover:
+        for key, value in fleet_defaults().items():
+            if key not in given and not os.environ.get(f"GROVE_{key.upper()}"):
+                given[key] = value
     try:
         return _with_defaults(Settings(**given))
     except ValidationError as exc:
@@ -119,3 +141,89 @@ def load(**overrides: Any) -> Settings:
         raise errors.ConfigError(
             f"invalid setting {field} (GROVE_{field.upper()}): {first['msg']}"
         ) from None
+
+
+# ---------------------------------------------------------------- the fleet file of grove up
+
+FLEET_FILE = "config.json"
+DATA_FOLDER = ".grove"
+_FLEET_KEYS = ("repo", "ref", "path", "db_url", "data_dir")
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+
+
+def without_password(url: str) -> str:
+    """``url`` with no password, in its user part or in its query: what may be written to
+    disk (a PostgreSQL password then comes from ``GROVE_DB_URL``, ``PGPASSWORD`` or
+    ``~/.pgpass``). A URL without a host (``sqlite:///...``) is returned as it is."""
+    parts = urlsplit(url)
+    if not parts.netloc:
+        return url
+    userinfo, at, host = parts.netloc.rpartition("@")  # a raw @ in a password stays left
+    netloc = f"{userinfo.split(':', 1)[0]}@{host}" if at else host
+    query = "&".join(
+        item
+        for item in parts.query.split("&")
+        if item and item.split("=", 1)[0].lower() not in _SECRET_PARAMETERS
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def find_fleet_file(start: Path | None = None) -> Path | None:
+    """The fleet file that applies in ``start`` (default: the current folder):
+    ``$GROVE_DATA_DIR/config.json`` when that variable is set, else the first
+    ``.grove/config.json`` in ``start`` or a folder above it."""
+    configured = os.environ.get("GROVE_DATA_DIR")
+    if configured:
+        candidate = Path(configured) / FLEET_FILE
+        return candidate if candidate.is_file() else None
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / DATA_FOLDER / FLEET_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def fleet_defaults(start: Path | None = None) -> dict[str, str]:
+    """The settings the fleet file of ``start`` gives (empty when there is none)."""
+    found = find_fleet_file(start)
+    if found is None:
+        return {}
+    try:
+        data = json.loads(found.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise errors.ConfigError(
+            f"{found}: not a fleet file written by grove up ({exc}); "
+            "delete it (the next grove up writes it again) or pass --repo and --db"
+        ) from None
+    if not isinstance(data, dict):
+        raise errors.ConfigError(
+            f"{found}: not a fleet file written by grove up (not a JSON object); "
+            "delete it (the next grove up writes it again) or pass --repo and --db"
+        )
+    return {key: data[key] for key in _FLEET_KEYS if isinstance(data.get(key), str) and data[key]}
+
+
+def write_fleet_file(settings: Settings) -> Path:
+    """Record the fleet of ``settings`` in ``<data_dir>/config.json`` (atomically: a
+    temporary file renamed over it), the registry URL without its password."""
+    folder = Path(settings.data_dir).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    values = {
+        "repo": settings.repo,
+        "ref": settings.ref,
+        "path": settings.path,
+        "db_url": without_password(settings.db_url),
+        "data_dir": str(folder),
+    }
+    text = json.dumps({"writtenBy": "grove up", **values}, indent=2) + "\n"
+    target = folder / FLEET_FILE
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{FLEET_FILE}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        Path(temporary).replace(target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target

@@ -87,7 +87,7 @@ class Watcher:
         # database is down waits for it instead of exiting.
         self.db: Database = reconciling.open_database(settings, require_schema=False)
         self.source = reconciling.open_source(settings)
-        self.reconciler = reconciling.Reconciler(settings, self.source, self.db)
+        self.reconciler = reconciling.Reconciler(settings, self.source, self.db, holder=self.holder)
         self.snapshots = snapshots.Snapshots(
             self.db, allow_local_endpoints=settings.allow_local_endpoints
         )

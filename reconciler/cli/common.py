@@ -25,7 +25,8 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """--repo, --ref, --path and --db, which every command takes (DESIGN section 5).
 
     The command receives them as one ``settings`` argument (flags > environment >
-    defaults), built when it runs, so a bad value is the command's usage error.
+    the ``.grove/config.json`` of a ``grove up`` in this folder or above > defaults),
+    built when it runs, so a bad value is the command's usage error.
     """
 
     @functools.wraps(command)
@@ -40,7 +41,11 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
         return command(*args, settings=load_settings(repo, ref, manifests_path, db), **kwargs)
 
     options = (
-        click.option("--repo", help="Fleet repository path or URL [env GROVE_REPO; default .]"),
+        click.option(
+            "--repo",
+            help="Fleet repository path or URL [env GROVE_REPO; default: the fleet of a "
+            "grove up here or above (.grove/config.json), else .]",
+        ),
         click.option("--ref", help="Git ref to read [env GROVE_REF; default HEAD]"),
         click.option(
             "--path",
@@ -48,7 +53,11 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
             metavar="PATH",
             help="Manifests folder in the repo [env GROVE_PATH; default manifests]",
         ),
-        click.option("--db", help="Registry database URL [env GROVE_DB_URL]"),
+        click.option(
+            "--db",
+            help="Registry database URL [env GROVE_DB_URL; default: that of a grove up here "
+            "or above, else sqlite:///.grove/registry.db]",
+        ),
     )
     decorated: Callable[..., Any] = with_settings
     for option in reversed(options):

@@ -47,7 +47,10 @@ def route_command(
     """Show which model a task would go to, the failover chain, and why."""
     from reconciler import ranking, routing
 
-    engine = routing.RoutingEngine.open(settings=settings, write_logs=False)  # decides only
+    # it only decides: no routing-log writer, no snapshot.json (a read-only command writes
+    # no file, DESIGN section 5)
+    deciding = settings.model_copy(update={"save_snapshot": False})
+    engine = routing.RoutingEngine.open(settings=deciding, write_logs=False)
     click.get_current_context().call_on_close(engine.close)
     request = ranking.TaskRequest(
         task_type=task_type,

@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 
 from reconciler import addresses, childenv, errors
-from reconciler.cli.common import common_options, grove, load_settings
+from reconciler import settings as settings_module
+from reconciler.cli.common import common_options, grove
 from reconciler.cli.registry import actor, parse_duration
 from reconciler.settings import Settings
 
@@ -129,7 +130,8 @@ def up_command(host: str, port: int, seed: str) -> int:
     fresh = not fleet.exists()
     if fresh:
         _seed(fleet, Path(seed))
-    settings = load_settings(str(fleet), "HEAD", None, None)
+    # its own fleet, not one a .grove/ further up records (flags and GROVE_* still count)
+    settings = settings_module.load(discover=False, repo=str(fleet), ref="HEAD")
     settings = settings.model_copy(update={"data_dir": str(data)})
     if not os.environ.get("GROVE_DB_URL"):
         settings = settings.model_copy(update={"db_url": f"sqlite:///{data}/registry.db"})
@@ -152,6 +154,8 @@ def up_command(host: str, port: int, seed: str) -> int:
     reconciler = reconciling.Reconciler(settings, source, reconciling.open_database(settings))
     outcome = reconciler.reconcile(actor=actor())
     source.close()  # its git processes would outlive the exec below as zombies
+    # every grove command run in this folder or below now talks about this fleet
+    settings_module.write_fleet_file(settings)
     url = f"http://{host}:{port}"
     shown = engine.redact(settings.db_url)  # a PostgreSQL password is never printed
     # the URL from GROVE_DB_URL is not repeated (it may hold one): the command names it

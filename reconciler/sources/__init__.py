@@ -64,6 +64,11 @@ class Source(Protocol):
         """Whether ``old`` is in the history of ``new``; None when the source has no history."""
         ...
 
+    def shares_history(self, old: str, new: str) -> bool | None:
+        """Whether ``old`` and ``new`` have a commit in common (False also when ``old`` is
+        not in this repository at all); None when the source has no history."""
+        ...
+
     def close(self) -> None:
         """End what the source keeps running (git's persistent readers); it may be used
         again afterwards, and starts them anew."""

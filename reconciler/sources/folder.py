@@ -208,5 +208,8 @@ class FolderSource:
     def is_ancestor(self, old: str, new: str) -> bool | None:
         return None
 
+    def shares_history(self, old: str, new: str) -> bool | None:
+        return None
+
     def close(self) -> None:
         return None

@@ -363,6 +363,13 @@ class GitSource:
             return False
         return True
 
+    def shares_history(self, old: str, new: str) -> bool | None:
+        try:  # exit 1: no common ancestor; 128: old is not a commit of this repository
+            self.repo().git.merge_base(old, new)
+        except GitCommandError:
+            return False
+        return True
+
     def close(self) -> None:
         """End the persistent ``cat-file`` processes (waited for, never left as zombies,
         as they were when ``grove up`` replaced itself with the server)."""
