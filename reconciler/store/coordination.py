@@ -10,6 +10,7 @@ that was paused past its lease can never apply after somebody else took over.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 from sqlalchemy import (
     BigInteger,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    insert,
     literal_column,
     or_,
     select,
@@ -158,9 +160,30 @@ def trigger(connection: Connection) -> int:
     return count
 
 
-def set_suspended(connection: Connection, suspended: bool) -> bool:
-    """Suspend or resume applying; return whether it changed."""
+SUSPENDED_EVENT = "reconciler_suspended"
+RESUMED_EVENT = "reconciler_resumed"
+
+
+def set_suspended(connection: Connection, suspended: bool, *, actor: str = "cli") -> bool:
+    """Suspend or resume applying; return whether it changed. A change is recorded as a
+    lifecycle event (kind ``Reconciler``), which says since when a freeze holds."""
     state = tables.reconciler_state
-    before = bool(connection.execute(select(state.c.suspended).where(state.c.id == 1)).scalar_one())
+    row = connection.execute(
+        select(state.c.suspended, state.c.state_serial).where(state.c.id == 1)
+    ).one()
     connection.execute(update(state).where(state.c.id == 1).values(suspended=suspended))
-    return before != suspended
+    if bool(row.suspended) == suspended:
+        return False
+    connection.execute(
+        insert(tables.lifecycle_events).values(
+            event_type=SUSPENDED_EVENT if suspended else RESUMED_EVENT,
+            object_kind="Reconciler",
+            object_id="reconcile",
+            state_serial=int(row.state_serial),
+            forced=False,
+            actor=actor[:200],
+            details={},
+            timestamp=dt.datetime.now(dt.UTC),
+        )
+    )
+    return True
