@@ -268,7 +268,11 @@ def verdict_lines(plan: Plan, *, forced: bool = False) -> list[str]:
 
 
 def render_markdown(plan: Plan) -> str:
-    """For a pull-request comment: a summary table, the field changes, the verdict."""
+    """For a pull-request comment: a summary table, the field changes, the verdict.
+
+    What a manifest chose is neutralised: ids are ``[a-z0-9-]`` by the schema, field
+    values sit in a fenced ``diff`` block on lines that start with ``-``, ``+`` or
+    ``@@`` (no fence can close early), and violation messages are escaped prose."""
     verdict = "refused" if plan.refused else ("no changes" if plan.empty else "safe to apply")
     lines = [
         f"### Grove plan: {verdict}",
@@ -300,7 +304,8 @@ def render_markdown(plan: Plan) -> str:
         lines += ["", "**Safety checks refused this plan:**", ""]
         for violation in plan.violations:
             lines.append(
-                f"- **{violation.code} {violation.name}**: {violation.message} "
-                f"*Way out:* {violation.way_out}"
+                f"- **{violation.code} {violation.name}**: "
+                f"{diagnostics.markdown_text(violation.message)} "
+                f"*Way out:* {diagnostics.markdown_text(violation.way_out)}"
             )
     return "\n".join(lines) + "\n"

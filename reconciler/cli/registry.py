@@ -111,17 +111,9 @@ def db_downgrade(revision: str, settings: Settings) -> int:
 
 
 @db_group.command("check")
-@click.option(
-    "-o",
-    "--output",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-)
-@click.option("--json", "as_json", is_flag=True, help="Same as -o json.")
+@output_option()
 @common_options
-def db_check(fmt: str, as_json: bool, settings: Settings) -> int:
+def db_check(output: str, settings: Settings) -> int:
     """Check the registry database without changing it (exit 0 healthy, 1 otherwise).
 
     SQLite: the file, PRAGMA integrity_check and foreign_key_check; PostgreSQL:
@@ -131,7 +123,7 @@ def db_check(fmt: str, as_json: bool, settings: Settings) -> int:
     from reconciler.store import integrity
 
     report = integrity.check(settings.db_url)
-    if as_json or fmt == "json":
+    if output == "json":
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         click.echo(f"database: {report.location}")

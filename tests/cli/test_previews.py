@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import diagnostics
+from reconciler import diagnostics, plans
 from tests.conftest import FleetRepo, GroveRunner, model_yaml
 from tests.reconciling.conftest import Registry, small_fleet
 
@@ -205,3 +205,10 @@ def test_plan_out_on_a_safe_plan_advises_applying_it(registry: Registry, tmp_pat
     saved = tmp_path / "safe.json"
     done = registry.run("plan", "--out", str(saved))
     assert done.code == 2 and f"grove apply --plan {saved}" in done.out
+
+
+def test_violations_in_the_markdown_plan_are_escaped() -> None:
+    violation = plans.Violation("P001", "version-not-bumped", "<img src=x> @all", (), "[go](x)")
+    rendered = plans.render_markdown(plans.Plan("b" * 40, "a" * 40, 0, (), (violation,)))
+    assert "\\<img src\\=x\\> @&#8203;all" in rendered
+    assert "\\[go\\]\\(x\\)" in rendered and "<img" not in rendered.replace("\\<", "")
