@@ -352,8 +352,9 @@ def grove_decisions(
         engine = engine_for([*(grove_doc(s, url) for s in specs), *rules()])
         for spec in specs:
             if spec.p95_ms is not None:
+                key = engine.live_version(spec.ident)  # latencies belong to versions
                 for k in range(20):
-                    engine.stats.add(spec.ident, spec.p95_ms * (0.6 + 0.02 * k))
+                    engine.stats.add(key, spec.p95_ms * (0.6 + 0.02 * k))
         started = time.perf_counter()
         engine.table()
         built_ms = (time.perf_counter() - started) * 1000
@@ -451,8 +452,10 @@ async def failover_time(url: str, calls: int) -> tuple[Series, Series]:
     request = routing.TaskRequest(task_type="route-priority", prompt=PROMPT, max_tokens=MAX_TOKENS)
     assert engine.get_routing_decision(request).chain[:2] == ("primary", "fallback")
 
+    primary = engine.live_version("primary")  # circuits belong to versions
+
     async def once() -> None:
-        engine.breakers.success("primary")
+        engine.breakers.success(primary)
         response = await engine.execute_with_failover(request)
         assert response.model_id == "fallback", response.model_id
 

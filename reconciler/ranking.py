@@ -7,7 +7,10 @@ the reasons the others were excluded, already ordered for the static
 strategies (priority, cost). A decision then only applies what changes
 between snapshots (open circuits, sunset dates, observed latency) to that
 short list: no I/O and no scan of the fleet. Capability-only requests get
-the same treatment, cached per capability set.
+the same treatment, cached per capability set. Circuits and observed latency
+belong to a model *version*: each candidate carries its
+:class:`~reconciler.circuits.ModelVersion`, made once per snapshot, so a
+decision allocates no key.
 
 Ordering (DESIGN section 7): ``priority`` by priority, then capability score,
 then id; ``latency`` by observed p95 (declared timeout when unobserved);
@@ -25,7 +28,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from reconciler import manifests, scoring
+from reconciler import circuits, manifests, scoring
 
 Strategy = manifests.Strategy
 MAX_CAPABILITY_ROUTES = 1024
@@ -54,6 +57,7 @@ class TaskRequest:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Candidate:
     model_id: str
+    key: circuits.ModelVersion  # what its circuit and observed latency are kept for
     priority: int
     score: float  # mean of the required capabilities
     price: float | None  # blended USD per million tokens
@@ -147,16 +151,17 @@ class Route:
 class Dynamic:
     """What changes between snapshots, supplied by the router at decision time."""
 
-    blocked: Callable[[str], str | None]  # circuit state: why a model is skipped now
-    p95_ms: Callable[[str], float | None]  # observed latency
+    blocked: Callable[[circuits.ModelVersion], str | None]  # why a version is skipped now
+    p95_ms: Callable[[circuits.ModelVersion], float | None]  # observed latency of a version
     today: dt.date
-    open_circuits: frozenset[str] | None = None  # None: ask ``blocked`` about every model
+    # None: ask ``blocked`` about every version
+    open_circuits: frozenset[circuits.ModelVersion] | None = None
     stats_epoch: int = 0  # changes when observed latencies change
 
-    def is_blocked(self, model_id: str) -> str | None:
-        if self.open_circuits is not None and model_id not in self.open_circuits:
+    def is_blocked(self, key: circuits.ModelVersion) -> str | None:
+        if self.open_circuits is not None and key not in self.open_circuits:
             return None
-        return self.blocked(model_id)
+        return self.blocked(key)
 
 
 class NoRoute(LookupError):
@@ -175,6 +180,11 @@ class RoutingTable:
         self.models = models
         self.revision = revision
         self.serial = serial
+        # the version of each model this snapshot serves: circuits and latencies are its
+        self.versions: dict[str, circuits.ModelVersion] = {
+            ident: circuits.ModelVersion(ident, model.meta.version)
+            for ident, model in models.items()
+        }
         self.enabled = tuple(
             sorted(i for i, m in models.items() if m.payload.state is manifests.ModelState.ENABLED)
         )
@@ -206,6 +216,7 @@ class RoutingTable:
             eligible.append(
                 Candidate(
                     model_id=model_id,
+                    key=self.versions[model_id],
                     priority=spec.priority,
                     score=match.score,
                     price=scoring.blended_price(spec.pricing),
@@ -348,11 +359,11 @@ class RoutingTable:
     ) -> str | None:
         if candidate.sunset is not None and candidate.sunset < dynamic.today:
             return f"past its sunset date {candidate.sunset}"
-        blocked = dynamic.is_blocked(candidate.model_id)
+        blocked = dynamic.is_blocked(candidate.key)
         if blocked is not None:
             return blocked
         if route.max_latency_ms is not None:
-            p95 = dynamic.p95_ms(candidate.model_id)
+            p95 = dynamic.p95_ms(candidate.key)
             if p95 is not None and p95 > route.max_latency_ms:
                 return f"observed p95 {p95:.0f} ms > maxLatencyMs {route.max_latency_ms}"
         return None
@@ -428,7 +439,7 @@ def _static_key(strategy: Strategy) -> Callable[[Candidate], tuple[Any, ...]]:
 
 
 def _latency(candidate: Candidate, dynamic: Dynamic) -> float:
-    observed = dynamic.p95_ms(candidate.model_id)
+    observed = dynamic.p95_ms(candidate.key)
     return observed if observed is not None else float(candidate.timeout_ms)
 
 
@@ -490,7 +501,7 @@ def _reason(
         price = "unknown price" if best.price is None else f"blended ${best.price:g}/MTok"
         detail = f"cheapest: {price}"
     elif route.strategy is Strategy.LATENCY:
-        observed = dynamic.p95_ms(best.model_id)
+        observed = dynamic.p95_ms(best.key)
         detail = (
             f"fastest: observed p95 {observed:.0f} ms"
             if observed is not None

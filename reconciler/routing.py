@@ -16,6 +16,12 @@ breakers make a dead model cost nothing while open. Every attempt is queued
 for the routing log and written in batches by a child process
 (:mod:`reconciler.store.logwriter`).
 
+Circuits and observed latencies are kept per model *version*
+(:class:`circuits.ModelVersion`): when a snapshot brings another version of a
+model (a new one, or an old one again after a revert), that version starts
+with a closed circuit and no latency history, and the state of versions the
+snapshot no longer holds is dropped.
+
 Degraded modes: ``ROUTING_OVERRIDE_MODEL`` forces one model; an unexpected
 error inside the router falls back to round-robin over enabled models; when
 the registry database is unreachable the last snapshot keeps serving (saved
@@ -32,7 +38,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -63,6 +69,7 @@ OVERRIDE_VARIABLE = "ROUTING_OVERRIDE_MODEL"
 DEFAULT_FAILOVER = manifests.Failover.model_validate({})  # capability-only requests
 T = TypeVar("T")
 TaskRequest = ranking.TaskRequest
+Key = circuits.ModelVersion
 
 
 class NoEligibleModel(errors.PermanentError):
@@ -118,11 +125,12 @@ class RoutingResult:
 
 
 class LatencyStats:
-    """Observed latency of successful calls per model, over a sliding window.
+    """Observed latency of successful calls per model version, over a sliding window.
 
     The p95 is recomputed at most every 16 samples or every second, and samples
     older than the window age out, so a model excluded by ``maxLatencyMs`` gets
-    another chance once its slow period is over.
+    another chance once its slow period is over. :meth:`retain` keeps the live
+    versions only, as :meth:`circuits.Breakers.retain` does.
     """
 
     def __init__(self, *, size: int = 1024, window_s: float = 600.0) -> None:
@@ -130,57 +138,76 @@ class LatencyStats:
         self.window_s = window_s
         # when each sample was taken, and its latency: two deques side by side, so the
         # p95 sorts plain floats (in C) instead of unpacking pairs in Python
-        self._times: dict[str, collections.deque[float]] = {}
-        self._values: dict[str, collections.deque[float]] = {}
-        self._p95: dict[str, tuple[float, float]] = {}  # model -> (p95, computed at)
-        self._fresh: dict[str, int] = {}
+        self._times: dict[Key, collections.deque[float]] = {}
+        self._values: dict[Key, collections.deque[float]] = {}
+        self._p95: dict[Key, tuple[float, float]] = {}  # version -> (p95, computed at)
+        self._fresh: dict[Key, int] = {}
         self._lock = threading.Lock()
+        self._live: frozenset[Key] | None = None  # None: every version counts
         self.epoch = 0  # bumped whenever a p95 changes: latency orders are cached per epoch
 
-    def seed(self, latencies: dict[str, list[float]]) -> None:
-        """Start from what the routing logs observed (a restart keeps its p95s)."""
-        for model_id, values in latencies.items():
-            for value in reversed(values):  # oldest first
-                self.add(model_id, value)
+    def count(self) -> int:
+        """How many versions have a latency history."""
+        return len(self._times)
 
-    def add(self, model_id: str, latency_ms: float) -> None:
+    def seed(self, latencies: Mapping[Key, list[float]]) -> None:
+        """Start from what the routing logs observed (a restart keeps its p95s)."""
+        for key, values in latencies.items():
+            for value in reversed(values):  # oldest first
+                self.add(key, value)
+
+    def retain(self, live: Collection[Key]) -> None:
+        """Keep the history of ``live`` versions only, and ignore samples of others."""
+        with self._lock:
+            self._live = frozenset(live)
+            for key in [k for k in self._times if k not in self._live]:
+                del self._times[key], self._values[key]
+                self._fresh.pop(key, None)
+                if self._p95.pop(key, None) is not None:
+                    self.epoch += 1
+
+    def add(self, key: Key, latency_ms: float) -> None:
         now = time.monotonic()
         with self._lock:
-            times = self._times.get(model_id)
+            if self._live is not None and key not in self._live:
+                return  # a call to a version no longer live: its history is gone
+            times = self._times.get(key)
             if times is None:
-                times = self._times[model_id] = collections.deque(maxlen=self.size)
-                self._values[model_id] = collections.deque(maxlen=self.size)
+                times = self._times[key] = collections.deque(maxlen=self.size)
+                self._values[key] = collections.deque(maxlen=self.size)
             times.append(now)
-            self._values[model_id].append(latency_ms)
-            fresh = self._fresh[model_id] = self._fresh.get(model_id, 0) + 1
-            if fresh >= 16 or model_id not in self._p95:
-                self._compute(model_id, now)
+            self._values[key].append(latency_ms)
+            fresh = self._fresh[key] = self._fresh.get(key, 0) + 1
+            if fresh >= 16 or key not in self._p95:
+                self._compute(key, now)
 
-    def _compute(self, model_id: str, now: float) -> None:
-        times, values = self._times.get(model_id), self._values.get(model_id)
+    def _compute(self, key: Key, now: float) -> None:
+        times, values = self._times.get(key), self._values.get(key)
         while times and values and now - times[0] > self.window_s:
             times.popleft()
             values.popleft()
-        self._fresh[model_id] = 0
+        if times is None:  # dropped by retain while a reader waited for the lock
+            return
+        self._fresh[key] = 0
         if not values:
-            if self._p95.pop(model_id, None) is not None:
+            if self._p95.pop(key, None) is not None:
                 self.epoch += 1
             return
         value = scoring.percentile(sorted(values), 0.95)
-        previous = self._p95.get(model_id)
-        self._p95[model_id] = (value, now)
+        previous = self._p95.get(key)
+        self._p95[key] = (value, now)
         if previous is None or previous[0] != value:
             self.epoch += 1
 
-    def p95(self, model_id: str) -> float | None:
-        found = self._p95.get(model_id)
+    def p95(self, key: Key) -> float | None:
+        found = self._p95.get(key)
         if found is None:
             return None
         now = time.monotonic()
         if now - found[1] > 1.0:
             with self._lock:
-                self._compute(model_id, now)
-            found = self._p95.get(model_id)
+                self._compute(key, now)
+            found = self._p95.get(key)
         return found[0] if found else None
 
 
@@ -208,8 +235,9 @@ class RoutingEngine:
         self.override = override if override is not None else os.environ.get(OVERRIDE_VARIABLE)
         self.cache_path = Path(settings.data_dir) / "snapshot.json"
         self.degraded_reasons: list[str] = []
-        self._table: ranking.RoutingTable | None = None
-        self._table_of: snapshots.Snapshot | None = None
+        # the snapshot and its routing table, swapped together in one assignment
+        self._built: tuple[snapshots.Snapshot, ranking.RoutingTable] | None = None
+        self._building = threading.Lock()
         self._round_robin = 0
         self._fixed = snapshots.Snapshot.empty()
         self.writer: LogWriter | None = None
@@ -239,15 +267,22 @@ class RoutingEngine:
         return engine
 
     def seed_latencies(self, window_s: int = 600) -> None:
-        """Load observed latency from the routing logs, for the latency strategy."""
+        """Load observed latency from the routing logs, for the latency strategy.
+
+        The routing log has no version column yet (issue 17): a model's rows of the
+        window are taken as the latency of the version live now, and models the
+        snapshot does not hold are left out."""
         if self.db is None:
             return
         since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=window_s)
+        live = self.table().versions
         try:
             with self.db.transaction() as connection:
-                self.stats.seed(routing_logs.recent_latencies(connection, since))
+                observed = routing_logs.recent_latencies(connection, since)
         except errors.GroveError as exc:
             logs.event(log, "latency-not-seeded", level=logging.WARNING, reason=str(exc))
+            return
+        self.stats.seed({live[m]: values for m, values in observed.items() if m in live})
 
     # ---------------------------------------------------------------- snapshot
 
@@ -256,7 +291,7 @@ class RoutingEngine:
         if self.snapshots is None:
             return False
         try:
-            if not self.degraded_reasons and self._table_of is None:
+            if not self.degraded_reasons and self._built is None:
                 assert self.db is not None
                 migrating.require_current(self.db)
             swapped = self.snapshots.refresh()
@@ -289,20 +324,44 @@ class RoutingEngine:
     def use_snapshot(self, snapshot: snapshots.Snapshot) -> None:
         """Serve a given snapshot (tests, embedding without a database)."""
         if self.snapshots is None:
-            self._table_of = None
+            self._built = None
             self._fixed = snapshot
         else:
             self.snapshots.adopt(snapshot)
         self.table()  # built here, not by the first request
 
+    def _current(self) -> snapshots.Snapshot:
+        return self.snapshots.current if self.snapshots is not None else self._fixed
+
     def table(self) -> ranking.RoutingTable:
-        current = self.snapshots.current if self.snapshots is not None else self._fixed
-        if self._table is None or current is not self._table_of:
-            self._table = ranking.RoutingTable(
+        built = self._built
+        if built is None or self._current() is not built[0]:
+            return self._build()
+        return built[1]
+
+    def _build(self) -> ranking.RoutingTable:
+        """The routing table of the current snapshot; circuits and latencies of versions it
+        no longer holds are dropped. One builder at a time, each reading the snapshot under
+        the lock: a table of an older snapshot never replaces a newer one."""
+        with self._building:
+            current = self._current()
+            if self._built is not None and current is self._built[0]:
+                return self._built[1]
+            table = ranking.RoutingTable(
                 current.models, current.rules, revision=current.revision, serial=current.serial
             )
-            self._table_of = current
-        return self._table
+            live = table.versions.values()
+            for gone in self.breakers.retain(live):
+                # the model's live version (if any) starts closed; one gauge per model id
+                telemetry.CIRCUIT_OPEN.labels(model=gone.model_id).set(0)
+            self.stats.retain(live)
+            self._built = (current, table)
+            return table
+
+    def live_version(self, model_id: str) -> circuits.ModelVersion:
+        """The version of ``model_id`` the snapshot serves: the key of its circuit and of
+        its observed latency. KeyError when the snapshot has no such model."""
+        return self.table().versions[model_id]
 
     # ---------------------------------------------------------------- deciding
 
@@ -384,7 +443,8 @@ class RoutingEngine:
         for model_id in decision.chain:
             if tried >= decision.max_attempts:
                 break
-            if not self.breakers.acquire(model_id):
+            key = table.versions[model_id]  # made once per snapshot
+            if not self.breakers.acquire(key):
                 attempts.append(AttemptReport(model_id, "skipped", 0.0, "circuit open"))
                 continue
             tried += 1
@@ -395,17 +455,17 @@ class RoutingEngine:
             except ProviderError as exc:
                 latency = (time.perf_counter() - started) * 1000
                 attempts.append(AttemptReport(model_id, exc.kind.value, latency, str(exc)))
-                self._record(request_id, request, decision, model_id, tried, latency, exc, None)
+                self._record(request_id, request, decision, key, tried, latency, exc, None)
                 if exc.kind is FailureKind.CLIENT_ERROR:
-                    self.breakers.release(model_id)
+                    self.breakers.release(key)
                     raise RoutingFailed(
                         f"{model_id} refused the request ({exc}); not failing over",
                         decision,
                         attempts,
                         client_error=True,
                     ) from None
-                self.breakers.failure(
-                    model_id,
+                counted = self.breakers.failure(
+                    key,
                     cooldown_s=failover.cooldown_s,
                     # A 429 always cools the model down: for Retry-After, or cooldownS;
                     # a 503 with Retry-After for that long; anything else counts to the threshold.
@@ -414,9 +474,10 @@ class RoutingEngine:
                     else exc.retry_after_s,
                     why=exc.kind.value,
                 )
-                telemetry.CIRCUIT_OPEN.labels(model=model_id).set(
-                    int(self.breakers.blocked(model_id) is not None)
-                )
+                if counted:  # not for a version a new snapshot has replaced meanwhile
+                    telemetry.CIRCUIT_OPEN.labels(model=model_id).set(
+                        int(self.breakers.blocked(key) is not None)
+                    )
                 if not exc.moves_on(allowed):
                     raise RoutingFailed(
                         f"{model_id} failed ({exc}) and the rule does not fail over on "
@@ -427,9 +488,9 @@ class RoutingEngine:
                 telemetry.FAILOVERS.inc()
                 continue
             except BaseException:
-                self.breakers.release(model_id)
+                self.breakers.release(key)
                 raise
-            if self.breakers.success(model_id):  # a gauge write per call costs, with --workers
+            if self.breakers.success(key):  # a gauge write per call costs, with --workers
                 telemetry.CIRCUIT_OPEN.labels(model=model_id).set(0)
             attempts.append(AttemptReport(model_id, "success", response.latency_ms))
             failed = [a for a in attempts if a.outcome not in ("success", "skipped")]
@@ -439,7 +500,7 @@ class RoutingEngine:
                     decision, model_id=model_id, reason=f"failover from {why}; {decision.reason}"
                 )
             self._record(
-                request_id, request, decision, model_id, tried, response.latency_ms, None, response
+                request_id, request, decision, key, tried, response.latency_ms, None, response
             )
             return RoutingResult(model_id, response, decision, tuple(attempts), request_id)
         names = ", ".join(f"{a.model_id} ({a.outcome})" for a in attempts) or "none"
@@ -450,14 +511,15 @@ class RoutingEngine:
         request_id: str,
         request: TaskRequest,
         decision: ranking.RoutingDecision,
-        model_id: str,
+        key: circuits.ModelVersion,
         attempt: int,
         latency_ms: float,
         error: ProviderError | None,
         response: ChatResponse | None,
     ) -> None:
+        model_id = key.model_id
         if error is None:  # a fast failure is not a fast model
-            self.stats.add(model_id, latency_ms)
+            self.stats.add(key, latency_ms)
         outcome = "success" if error is None else error.kind.value
         telemetry.model_requests(model_id, outcome).inc()
         telemetry.model_latency(model_id).observe(latency_ms / 1000)
@@ -493,7 +555,7 @@ class RoutingEngine:
     def health(self) -> tuple[str, list[str]]:
         reasons = list(self.degraded_reasons)
         open_circuits = sorted(
-            m for m, s in self.breakers.states().items() if s is not circuits.State.CLOSED
+            k.label() for k, s in self.breakers.states().items() if s is not circuits.State.CLOSED
         )
         if open_circuits:
             reasons.append("circuits open: " + ", ".join(open_circuits))

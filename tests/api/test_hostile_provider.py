@@ -72,4 +72,4 @@ def test_absurd_token_counts_fail_over_log_and_open_the_circuit(
         (False, "bad_response", None)
     ] * 3
     assert all(r["costUsd"] is None or r["costUsd"] >= 0 for r in logs)
-    assert "circuits open: hostile" in health["reasons"]
+    assert "circuits open: hostile (version 1)" in health["reasons"]

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import ranking, routing, settings
+from reconciler import circuits, ranking, routing, settings
 from reconciler.manifests import CapabilityType
 from tests.routing.conftest import ask, model_doc, rule_doc, snapshot_of
 from tests.routing.fakes import FakeProvider
+
+M = circuits.ModelVersion("m", "1")
 
 Engine = Callable[..., routing.RoutingEngine]
 
@@ -119,7 +121,7 @@ def test_latency_strategy_uses_observed_p95_then_declared_timeouts(engine_for: E
     request = routing.TaskRequest(task_type="think")
     assert engine.get_routing_decision(request).chain == ("fast", "seen", "slow")
     for _ in range(20):
-        engine.stats.add("seen", 40.0)
+        engine.stats.add(engine.live_version("seen"), 40.0)
     decision = engine.get_routing_decision(request)
     assert decision.chain == ("seen", "fast", "slow")
     assert "observed p95 40 ms" in decision.reason
@@ -319,18 +321,18 @@ def test_failed_attempts_do_not_make_a_model_look_fast(
         rule_doc("think", strategy="latency"),
     )
     ask(engine)
-    assert engine.stats.p95("broken") is None
-    assert engine.stats.p95("ok") is not None
+    assert engine.stats.p95(engine.live_version("broken")) is None
+    assert engine.stats.p95(engine.live_version("ok")) is not None
 
 
 def test_observed_latency_ages_out(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [1000.0]
     monkeypatch.setattr(routing.time, "monotonic", lambda: clock[0])
     stats = routing.LatencyStats(window_s=60)
-    stats.add("m", 500.0)
-    assert stats.p95("m") == 500.0
+    stats.add(M, 500.0)
+    assert stats.p95(M) == 500.0
     clock[0] += 120
-    assert stats.p95("m") is None
+    assert stats.p95(M) is None
 
 
 def test_only_the_samples_inside_the_window_make_the_p95(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -340,16 +342,16 @@ def test_only_the_samples_inside_the_window_make_the_p95(monkeypatch: pytest.Mon
     monkeypatch.setattr(routing.time, "monotonic", lambda: clock[0])
     stats = routing.LatencyStats(window_s=60)
     for value in range(1, 101):  # 1..100 ms, slow ones last
-        stats.add("m", float(value) * 10)
+        stats.add(M, float(value) * 10)
     clock[0] += 2  # a p95 older than a second is computed again when read
-    assert stats.p95("m") == 950.0  # nearest rank of 100 samples: the 95th
+    assert stats.p95(M) == 950.0  # nearest rank of 100 samples: the 95th
     clock[0] += 28
     for value in range(1, 33):  # 32 fast samples: two recomputations
-        stats.add("m", float(value))
+        stats.add(M, float(value))
     clock[0] += 45  # the first hundred are 75 s old, the fast ones 45 s
-    assert stats.p95("m") == 30.0  # round(0.95 * 31) = 29: the 30th of 1..32
+    assert stats.p95(M) == 30.0  # round(0.95 * 31) = 29: the 30th of 1..32
     clock[0] += 60
-    assert stats.p95("m") is None
+    assert stats.p95(M) is None
 
 
 def test_a_404_fails_over_as_a_misconfigured_model(

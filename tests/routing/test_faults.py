@@ -57,7 +57,7 @@ def _fails_over(
 
 def _blocked_for_s(engine: routing.RoutingEngine, model_id: str) -> float:
     """How long the model's open circuit still keeps calls away, in seconds."""
-    blocked = engine.breakers.blocked(model_id)
+    blocked = engine.breakers.blocked(engine.live_version(model_id))
     assert blocked is not None
     return float(blocked.split("for ")[1].split("s")[0])
 
@@ -250,7 +250,8 @@ def test_503_without_retry_after_waits_for_the_failure_threshold(
     for expected_calls in (1, 2, 3):
         assert ask(engine).model_id == "fallback"
         assert primary.calls == expected_calls
-    assert engine.breakers.blocked("primary") is not None  # the third failure in a row
+    # the third failure in a row
+    assert engine.breakers.blocked(engine.live_version("primary")) is not None
     ask(engine)
     assert primary.calls == 3
 
@@ -270,7 +271,7 @@ def test_a_client_error_does_not_fail_over(
         ask(engine)
     assert failed.value.client_error
     assert fallback.calls == 0
-    assert engine.breakers.blocked("primary") is None  # not the model's fault
+    assert engine.breakers.blocked(engine.live_version("primary")) is None  # not the model's fault
 
 
 def test_every_model_down_names_them_within_the_sum_of_deadlines(

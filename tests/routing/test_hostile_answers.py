@@ -167,12 +167,12 @@ def test_the_circuit_opens_after_the_configured_failures(
     )
     for number, literal in enumerate(ABSURD, start=1):
         primary.behaviour = primary.answering("usage.prompt_tokens", literal)
-        assert engine.breakers.blocked("primary") is None  # not yet
+        assert engine.breakers.blocked(engine.live_version("primary")) is None  # not yet
         result = ask(engine)
         assert result.model_id == "fallback"
         assert [a.outcome for a in result.attempts] == ["bad_response", "success"]
         assert primary.calls == number
-    assert "bad_response" in (engine.breakers.blocked("primary") or "")
+    assert "bad_response" in (engine.breakers.blocked(engine.live_version("primary")) or "")
     assert ask(engine).model_id == "fallback"
     assert primary.calls == 4  # zero attempts while the circuit is open
 

@@ -147,7 +147,7 @@ def test_a_canary_key_appears_in_no_log_row_error_or_decision(
     try:
         for behaviour in ("status:500", "status:401", "html", "redirect", "ok"):
             server.behaviour = behaviour
-            engine.breakers.success("m")
+            engine.breakers.success(engine.live_version("m"))
             try:
                 result = routing.run(
                     engine, engine.route_request(routing.TaskRequest(task_type="think", prompt="p"))
@@ -212,7 +212,7 @@ def test_a_new_engine_starts_from_the_latency_the_logs_observed(
         first.close()
     second = routing.RoutingEngine.open(settings=settings.load())
     try:
-        assert second.stats.p95("m") is not None
+        assert second.stats.p95(second.live_version("m")) is not None
         decision = second.get_routing_decision(routing.TaskRequest(task_type="think"))
         assert "fastest: observed p95" in decision.reason
     finally:
