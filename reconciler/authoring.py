@@ -21,7 +21,7 @@ import itertools
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from reconciler.store.engine import Database
 log = logging.getLogger("grove.authoring")
 
 PUSH_ATTEMPTS = 8
+_INTEGER = re.compile(r"[0-9]+")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,6 +97,21 @@ class NotFound(errors.PermanentError):
     """No manifest defines that object."""
 
 
+class Suspended(errors.PermanentError):
+    """A change freeze (``grove suspend``) holds: nothing is committed until
+    ``grove resume``, unless an admin forces the write."""
+
+    def __init__(self, freeze: registry.Suspension) -> None:
+        since = f" since {freeze.since}" if freeze.since else ""
+        by = f" (by {freeze.by})" if freeze.by else ""
+        super().__init__(
+            f"a change freeze holds: the registry is suspended{since}{by}; nothing was "
+            "committed. Lift it with `grove resume`, or have an admin force this one "
+            "change (?force=true)"
+        )
+        self.freeze = freeze
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Rollback:
     result: WriteResult
@@ -136,12 +152,19 @@ def _is_branch(ref: str) -> bool:
     return ref != "HEAD" and not re.fullmatch(r"[0-9a-f]{7,40}", ref) and "~" not in ref
 
 
-def bump(version: str) -> str:
-    """The next version: ``4`` -> ``5``, ``1.10`` -> ``1.11``, ``beta`` -> ``beta-2``."""
-    match = re.match(r"^(.*?)(\d+)$", version)
-    if match:
-        return f"{match.group(1)}{int(match.group(2)) + 1}"
-    return f"{version}-2"
+def bump(version: str, used: Iterable[str] = ()) -> str:
+    """The next version, never one of ``used`` (every version the object ever had applied
+    or quarantined). An integer goes above every integer used: ``4`` -> ``5``, or ``3``
+    after a revert from ``3`` to ``1``. Anything else steps until unused: ``1.10`` ->
+    ``1.11``, ``beta`` -> ``beta-2`` -> ``beta-3``."""
+    taken = set(used) | {version}
+    if _INTEGER.fullmatch(version):
+        return str(max(int(v) for v in taken if _INTEGER.fullmatch(v)) + 1)
+    candidate = version
+    while candidate in taken:
+        match = re.match(r"^(.*?)(\d+)$", candidate)
+        candidate = f"{match.group(1)}{int(match.group(2)) + 1}" if match else f"{candidate}-2"
+    return candidate
 
 
 class Authoring:
@@ -160,7 +183,9 @@ class Authoring:
 
     # ---------------------------------------------------------------- operations
 
-    def register(self, document: dict[str, Any], author: Author) -> WriteResult:
+    def register(
+        self, document: dict[str, Any], author: Author, *, force: bool = False
+    ) -> WriteResult:
         kind, ident = document["meta"]["type"], document["meta"]["id"]
 
         def mutate(root: Path, index: documents.Index) -> tuple[str, str, str, str]:
@@ -173,7 +198,7 @@ class Authoring:
             version = document["meta"]["version"]
             return f"grove: register {kind} {ident} (version {version})", "created", kind, ident
 
-        return self._write(mutate, author)
+        return self._write(mutate, author, force=force)
 
     def update(
         self, kind: str, ident: str, changes: dict[str, Any], author: Author, *, force: bool = False
@@ -195,7 +220,9 @@ class Authoring:
             elif manifests.version_hash(documents.normal(after)) != manifests.version_hash(
                 documents.normal(before)
             ):
-                after["meta"]["version"] = bump(str(before["meta"]["version"]))
+                with self.db.transaction() as connection:
+                    used = registry.versions_ever_used(connection, kind, ident)
+                after["meta"]["version"] = bump(str(before["meta"]["version"]), used)
             if after == before:
                 return "", "unchanged", kind, ident
             documents.replace(found, after, kind)
@@ -205,7 +232,13 @@ class Authoring:
         return self._write(mutate, author, force=force)
 
     def set_state(
-        self, ident: str, state: str, author: Author, *, kind: str | None = None
+        self,
+        ident: str,
+        state: str,
+        author: Author,
+        *,
+        kind: str | None = None,
+        force: bool = False,
     ) -> WriteResult:
         """enable / disable / retire a model, or enable / disable a rule (``state`` names it);
         ``kind`` limits it to one object type."""
@@ -234,7 +267,7 @@ class Authoring:
             verb = {"enabled": "enable", "disabled": "disable", "retired": "retire"}[state]
             return f"grove: {verb} {object_kind} {ident}", state, object_kind, ident
 
-        return self._write(mutate, author)
+        return self._write(mutate, author, force=force)
 
     def remove(self, kind: str, ident: str, author: Author, *, force: bool = False) -> WriteResult:
         def mutate(root: Path, index: documents.Index) -> tuple[str, str, str, str]:
@@ -354,6 +387,7 @@ class Authoring:
 
     def _write(self, mutate: Mutation, author: Author, *, force: bool = False) -> WriteResult:
         with self._serialized():
+            overridden = self._freeze(force=force)
             for _ in range(PUSH_ATTEMPTS):
                 self.tree.prepare()
                 baseline = self._violations_at_head()
@@ -371,6 +405,8 @@ class Authoring:
                         "nothing to change",
                     )
                 self._check(force=force, baseline=baseline)
+                if overridden is not None:
+                    message += _override_note(message, overridden, author)
                 sha = self.tree.commit(message, author=author.name, email=author.email)
                 if sha is None:
                     return WriteResult(
@@ -386,11 +422,33 @@ class Authoring:
                         id=ident,
                         author=author.name,
                     )
+                    if overridden is not None:
+                        logs.event(
+                            log,
+                            "freeze-overridden",
+                            level=logging.WARNING,
+                            revision=sha[:12],
+                            kind=kind,
+                            id=ident,
+                            author=author.name,
+                            since=overridden.since,
+                        )
                     return self._reconcile(sha, kind, ident, change, author, force=force)
                 logs.event(log, "push-rejected", revision=sha[:12], reason="the remote moved")
             raise errors.SourceUnavailable(
                 f"could not push after {PUSH_ATTEMPTS} attempts: the remote keeps moving"
             )
+
+    def _freeze(self, *, force: bool) -> registry.Suspension | None:
+        """Refuse the write while a change freeze holds (`Suspended`), unless forced;
+        the freeze a forced write overrides, or None when there is none."""
+        with self.db.transaction() as connection:
+            freeze = registry.suspension(connection)
+        if not freeze.suspended:
+            return None
+        if not force:
+            raise Suspended(freeze)
+        return freeze
 
     def _checker(self) -> reconciling.Reconciler:
         return reconciling.Reconciler(
@@ -438,6 +496,13 @@ class Authoring:
         applied = outcome.state in ("applied", "already-applied", "in-sync")
         detail = "applied" if applied else f"committed; the reconciler said {outcome.state}"
         return WriteResult(sha, obj, change, applied, detail)
+
+
+def _override_note(message: str, freeze: registry.Suspension, author: Author) -> str:
+    """What a forced commit during a change freeze says about it, in its message."""
+    since = f" (suspended since {freeze.since})" if freeze.since else ""
+    separator = "\n" if "\n\n" in message else "\n\n"
+    return f"{separator}Change freeze overridden by {author.name} with force{since}."
 
 
 def _find(index: documents.Index, kind: str, ident: str) -> documents.Located:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 from pydantic.alias_generators import to_camel
 
 from reconciler import manifests
 
 PROVIDERS = [p.value for p in manifests.Provider]
 DEFAULT_LISTED_SCORE = 0.8  # a capability given as a bare name
+SCORE_DIGITS = 4  # decimals of a score shown by discover
 
 
 class _Body(BaseModel):
@@ -95,12 +96,47 @@ class RegisterBody(_Body):
         return {"meta": meta, "payload": payload}
 
 
-class PatchBody(_Body):
-    """A JSON merge patch of ``payload``; ``version`` only to set one explicitly."""
+_FLAT = "A payload field, as in the brief's flat body (merge patch; not with `payload`)."
 
-    payload: dict[str, Any] = Field(default_factory=dict)
+
+class PatchBody(_Body):
+    """A JSON merge patch of ``payload``, given as ``{"payload": {...}}`` or flat, as the
+    product brief does (``{"priority": 95}``: the payload's own fields at the top), never
+    both; ``labels`` replace the labels; ``version`` only to set one explicitly. A flat
+    field is checked with the whole manifest, as a ``payload`` one is."""
+
+    payload: dict[str, Any] | None = None
     labels: dict[str, str] | None = None
     version: str | None = None
+    # ModelSpec's fields (tests/api/test_day2_writes.py keeps the two lists equal)
+    name: Any = Field(None, description=_FLAT)
+    provider: Any = Field(None, description=_FLAT)
+    provider_model: Any = Field(None, description=_FLAT)
+    endpoint: Any = Field(None, description=_FLAT)
+    credentials: Any = Field(None, description=_FLAT)
+    capabilities: Any = Field(None, description=_FLAT)
+    context_window: Any = Field(None, description=_FLAT)
+    max_output_tokens: Any = Field(None, description=_FLAT)
+    pricing: Any = Field(None, description=_FLAT)
+    priority: Any = Field(None, description=_FLAT)
+    state: Any = Field(None, description=_FLAT)
+    fallbacks: Any = Field(None, description=_FLAT)
+    timeout_ms: Any = Field(None, description=_FLAT)
+    max_retries: Any = Field(None, description=_FLAT)
+    slo: Any = Field(None, description=_FLAT)
+    lifecycle: Any = Field(None, description=_FLAT)
+    mock: Any = Field(None, description=_FLAT)
+
+    def flat(self) -> dict[str, Any]:
+        """The flat payload fields given (an explicit null included: it removes the field),
+        by their wire names."""
+        named = self.model_fields_set - {"payload", "labels", "version"}
+        fields = type(self).model_fields
+        return {fields[name].alias or name: getattr(self, name) for name in sorted(named)}
+
+    def changes(self) -> dict[str, Any]:
+        """The payload merge patch, whichever shape it came in."""
+        return self.flat() or dict(self.payload or {})
 
 
 class ExecuteBody(_Body):
@@ -134,7 +170,8 @@ class ModelSummary(_Out):
             priority=spec.priority,
             capabilities={c.value: s for c, s in spec.capabilities.items()},
             endpoint=spec.endpoint,
-            score=score,
+            # for display: 0.9, not the 0.8999999999999999 routing computed and compares
+            score=None if score is None else round(score, SCORE_DIGITS),
         )
 
 
@@ -160,6 +197,26 @@ class ExecuteOut(_Out):
     request_id: str
     decision: dict[str, Any]
     attempts: list[dict[str, Any]]
+
+    @computed_field(alias="routingDecision")  # type: ignore[prop-decorator]
+    @property
+    def routing_decision(self) -> dict[str, Any]:
+        """The decision again, under the product brief's name."""
+        return self.decision
+
+
+class RecommendOut(_Out):
+    """The routing decision (``modelId``, ``chain``, ``ruleId``, ``taskType``, ``strategy``,
+    ``reason``, ``revision``, ``serial``, ``maxAttempts``, ``degraded``, ``candidates``)
+    at the top, as ever, and again under ``routingDecision``, the product brief's name."""
+
+    model_config = ConfigDict(extra="allow")
+
+    routing_decision: dict[str, Any]
+
+    @classmethod
+    def of(cls, decision: dict[str, Any]) -> RecommendOut:
+        return cls(**decision, routing_decision=decision)
 
 
 class HealthOut(_Out):

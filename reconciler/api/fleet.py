@@ -105,7 +105,9 @@ def _host(endpoint: str) -> str | None:
     response_model=WriteOut,
     summary="Register a model (a commit to the fleet repository)",
 )
-def register(body: RegisterBody, services: ServicesDep, identity: Operator) -> WriteOut:
+def register(
+    body: RegisterBody, services: ServicesDep, identity: Operator, force: bool = False
+) -> WriteOut:
     document = body.document()
     leaks = [
         (*path[:-1], "<key>") if is_key else path for path, _, is_key in secretscan.scan(document)
@@ -141,7 +143,10 @@ def register(body: RegisterBody, services: ServicesDep, identity: Operator) -> W
             ],
         ) from None
     _check_resolution(services, document["payload"].get("endpoint"))
-    return _written(services, services.authoring.register(document, author(identity)))
+    result = services.authoring.register(
+        document, author(identity), force=allow_force(identity, force)
+    )
+    return _written(services, result)
 
 
 # Answers per snapshot (the routing table) and query: computed once, then served as bytes.
@@ -192,9 +197,10 @@ def update(
     identity: Operator,
     force: bool = False,
 ) -> WriteOut:
-    if isinstance(body.payload.get("endpoint"), str):
-        _check_resolution(services, body.payload["endpoint"])
-    changes: dict[str, Any] = {"payload": body.payload}
+    payload = _patch_payload(body)
+    if isinstance(payload.get("endpoint"), str):
+        _check_resolution(services, payload["endpoint"])
+    changes: dict[str, Any] = {"payload": payload}
     meta: dict[str, Any] = {}
     if body.labels is not None:
         meta["labels"] = body.labels
@@ -209,6 +215,22 @@ def update(
         force=allow_force(identity, force),
     )
     return _written(services, result)
+
+
+def _patch_payload(body: PatchBody) -> dict[str, Any]:
+    """The payload merge patch of a PATCH body, flat or under ``payload``; both is a 422
+    naming the first flat field."""
+    flat = body.flat()
+    if flat and body.payload is not None:
+        first = next(iter(flat))
+        raise ApiError(
+            422,
+            "invalid-request",
+            "Invalid request",
+            f"give payload fields either flat ({first!r} at the top) or under 'payload', not both",
+            errors=[FieldError(path=first, message="not beside 'payload': move it inside")],
+        )
+    return body.changes()
 
 
 @router.delete(
@@ -226,22 +248,30 @@ def remove(
 
 
 @router.post("/{model_id}/disable", response_model=WriteOut, summary="Disable a model")
-def disable(model_id: str, services: ServicesDep, identity: Operator) -> WriteOut:
-    return _set_state(services, identity, model_id, "disabled")
+def disable(
+    model_id: str, services: ServicesDep, identity: Operator, force: bool = False
+) -> WriteOut:
+    return _set_state(services, identity, model_id, "disabled", force)
 
 
 @router.post("/{model_id}/enable", response_model=WriteOut, summary="Enable a model")
-def enable(model_id: str, services: ServicesDep, identity: Operator) -> WriteOut:
-    return _set_state(services, identity, model_id, "enabled")
+def enable(
+    model_id: str, services: ServicesDep, identity: Operator, force: bool = False
+) -> WriteOut:
+    return _set_state(services, identity, model_id, "enabled", force)
 
 
 def _set_state(
-    services: Services, identity: tokens.Identity, model_id: str, state: str
+    services: Services, identity: tokens.Identity, model_id: str, state: str, force: bool
 ) -> WriteOut:
     """enable/disable act on models only: a rule or unknown id is 404 before any git work."""
     _model(services, model_id)
     result = services.authoring.set_state(
-        model_id, state, author(identity), kind=manifests.KIND_MODEL
+        model_id,
+        state,
+        author(identity),
+        kind=manifests.KIND_MODEL,
+        force=allow_force(identity, force),
     )
     return _written(services, result)
 

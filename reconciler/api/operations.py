@@ -15,7 +15,7 @@ from starlette.background import BackgroundTask
 
 from reconciler import manifests, ranking, reconciling, routing, telemetry
 from reconciler.api import previews, problems
-from reconciler.api.bodies import ExecuteBody, ExecuteOut, HealthOut
+from reconciler.api.bodies import ExecuteBody, ExecuteOut, HealthOut, RecommendOut
 from reconciler.api.deps import Operator, Services, ServicesDep, Viewer
 from reconciler.api.events import TooManyStreams
 from reconciler.api.lean import LeanRoute
@@ -59,7 +59,7 @@ async def health(services: ServicesDep, identity: Viewer) -> HealthOut:
 
 @router.get(
     "/api/routing/recommend",
-    response_model=dict[str, Any],
+    response_model=RecommendOut,
     summary="The routing decision for a task, with every candidate",
 )
 async def recommend(
@@ -67,9 +67,9 @@ async def recommend(
     identity: Viewer,
     task_type: Annotated[str | None, Query(alias="taskType", max_length=63)] = None,
     capability: Annotated[list[manifests.CapabilityType] | None, Query()] = None,
-) -> dict[str, Any]:
+) -> RecommendOut:
     request = ranking.TaskRequest(task_type=task_type, capabilities=tuple(capability or ()))
-    return services.engine.get_routing_decision(request).to_json()
+    return RecommendOut.of(services.engine.get_routing_decision(request).to_json())
 
 
 @hot.post(

@@ -149,6 +149,8 @@ def _from_grove(exc: errors.GroveError) -> ApiError:
                 for d in exc.diagnostics
             ],
         )
+    if isinstance(exc, authoring.Suspended):
+        return ApiError(409, "suspended", "Change freeze", str(exc))
     if isinstance(exc, authoring.Conflict):
         return ApiError(409, "conflict", "Conflict", str(exc))
     if isinstance(exc, authoring.NotFound):

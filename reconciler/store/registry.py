@@ -229,6 +229,46 @@ def version_history(connection: Connection, kind: str, ident: str) -> list[dict[
     ]
 
 
+def versions_ever_used(connection: Connection, kind: str, ident: str) -> frozenset[str]:
+    """Every version of an object ever applied (its version history) or quarantined:
+    the versions an automatic bump must never pick again."""
+    history, quarantined = tables.object_versions, tables.quarantined_versions
+    applied = select(history.c.version).where(
+        and_(history.c.object_kind == kind, history.c.object_id == ident)
+    )
+    held = select(quarantined.c.version).where(
+        and_(quarantined.c.object_kind == kind, quarantined.c.object_id == ident)
+    )
+    return frozenset(row[0] for row in connection.execute(applied.union(held)))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Suspension:
+    """Whether applying is suspended (``grove suspend``), since when and by whom, as far
+    as the registry knows (a suspension older than its event has neither)."""
+
+    suspended: bool
+    since: str | None = None
+    by: str | None = None
+
+
+def suspension(connection: Connection) -> Suspension:
+    state = tables.reconciler_state.c
+    suspended = connection.execute(select(state.suspended).where(state.id == 1)).scalar_one()
+    if not suspended:
+        return Suspension(False)
+    events = tables.lifecycle_events
+    latest = connection.execute(
+        select(events.c.timestamp, events.c.actor)
+        .where(events.c.event_type == coordination.SUSPENDED_EVENT)
+        .order_by(events.c.id.desc())
+        .limit(1)
+    ).first()
+    if latest is None:
+        return Suspension(True)
+    return Suspension(True, since=_iso(latest.timestamp), by=latest.actor)
+
+
 def _iso(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
