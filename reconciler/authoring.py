@@ -106,8 +106,8 @@ class Suspended(errors.PermanentError):
         by = f" (by {freeze.by})" if freeze.by else ""
         super().__init__(
             f"a change freeze holds: the registry is suspended{since}{by}; nothing was "
-            "committed. Lift it with `grove resume`, or have an admin force this one "
-            "change (?force=true)"
+            "committed. Lift it with `grove resume`, or force this one change (an "
+            "admin's ?force=true over the API, --force on the command line)"
         )
         self.freeze = freeze
 
