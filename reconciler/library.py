@@ -11,6 +11,10 @@ reconciled state::
     await registry.discover_models([CapabilityType.REASONING])
     await registry.update_model("claude-sonnet", {"priority": 95})
     await registry.remove_model("claude-sonnet")
+
+Writes share the API's rules: an update bumps to a version the model never had
+(`authoring.bump`), and while a change freeze holds (``grove suspend``) every
+write raises `authoring.Suspended` unless ``force=True``.
 """
 
 from __future__ import annotations
@@ -41,12 +45,12 @@ class MultiModelRegistry:
         return registry
 
     async def register_model(
-        self, model: manifests.AIModel | Mapping[str, Any]
+        self, model: manifests.AIModel | Mapping[str, Any], *, force: bool = False
     ) -> authoring.WriteResult:
         document = (
             manifests.to_document(model) if isinstance(model, manifests.AIModel) else dict(model)
         )
-        return await self._write(self.writer.register, document, self.author)
+        return await self._write(self.writer.register, document, self.author, force=force)
 
     async def discover_models(
         self, capabilities: Iterable[manifests.CapabilityType | str], min_score: float = 0.0
@@ -59,7 +63,8 @@ class MultiModelRegistry:
     async def update_model(
         self, model_id: str, changes: Mapping[str, Any], *, force: bool = False
     ) -> authoring.WriteResult:
-        """Merge ``changes`` into the payload (camelCase keys); the version is bumped."""
+        """Merge ``changes`` into the payload (camelCase keys); the version is bumped to
+        one the model never had applied or quarantined."""
         return await self._write(
             self.writer.update,
             manifests.KIND_MODEL,

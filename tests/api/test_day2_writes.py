@@ -145,6 +145,7 @@ def test_a_change_freeze_refuses_every_write_but_an_admins_forced_one(server: Se
     assert events == [("reconciler_suspended", "reconcile"), ("reconciler_resumed", "reconcile")]
 
 
+@pytest.mark.slow
 def test_the_python_api_is_frozen_too(
     registry: Registry, bare_fleet: Path, monkeypatch: pytest.MonkeyPatch, grove: GroveRunner
 ) -> None:
@@ -153,12 +154,22 @@ def test_the_python_api_is_frozen_too(
     assert grove("suspend").code == 0
     head = registry.fleet.git("--git-dir", str(bare_fleet), "rev-parse", "HEAD")
     fleet = MultiModelRegistry.open(db=registry.url, repo=str(bare_fleet))
+    model = {
+        "meta": {"id": "sdk-model", "type": "AIModel", "version": "1"},
+        "payload": {"name": "SDK", "provider": "mock", "capabilities": {"reasoning": 0.99}},
+    }
     try:
         with pytest.raises(authoring.Suspended, match="grove resume"):
             asyncio.run(fleet.update_model("beta", {"priority": 1}))
+        with pytest.raises(authoring.Suspended):
+            asyncio.run(fleet.register_model(model))
+        assert registry.fleet.git("--git-dir", str(bare_fleet), "rev-parse", "HEAD") == head
+        forced = asyncio.run(fleet.register_model(model, force=True))
     finally:
         fleet.close()
-    assert registry.fleet.git("--git-dir", str(bare_fleet), "rev-parse", "HEAD") == head
+    assert (forced.change, forced.applied) == ("created", True)
+    message = registry.fleet.git("--git-dir", str(bare_fleet), "log", "-1", "--format=%B")
+    assert "Change freeze overridden by python with force" in message
 
 
 # ---------------------------------------------------------------- the flat PATCH body
