@@ -256,10 +256,12 @@ def _saved_note(plan: plans.Plan, out: str) -> str:
     help="Apply a plan saved by `grove plan --out` (refused if the registry moved).",
 )
 @click.option("--force", is_flag=True, help="Apply even if safety checks refuse (recorded).")
+@output_option()
 @common_options
 def apply_command(
     plan_file: str | None,
     force: bool,
+    output: str,
     settings: Settings,
 ) -> int:
     """Apply git at --ref (or a saved plan) to the registry in one transaction."""
@@ -269,21 +271,44 @@ def apply_command(
             saved = plans.Plan.from_json(json.loads(Path(plan_file).read_text(encoding="utf-8")))
         except (ValueError, KeyError, TypeError) as exc:
             raise errors.UsageError(f"{plan_file}: not a Grove plan file ({exc})") from None
-        click.echo(plans.render_text(saved, forced=force), nl=False)
+        if output == "text":
+            click.echo(plans.render_text(saved, forced=force), nl=False)
         applied = reconciler.apply_saved(saved, actor=actor(), force=force)
-        return _report_applied(applied, saved)
+        return _report_applied(applied, saved, output)
     outcome = reconciler.plan()
     if outcome.plan is None:
+        if output == "json":
+            _echo_json({"state": "invalid", **_invalid_json(outcome.diagnostics)})
         _report_invalid(outcome.diagnostics)
         return 1
     _warnings(outcome.diagnostics)
-    click.echo(plans.render_text(outcome.plan, forced=force), nl=False)
+    if output == "text":
+        click.echo(plans.render_text(outcome.plan, forced=force), nl=False)
     applied = reconciler.apply(outcome.plan, actor=actor(), force=force)
-    return _report_applied(applied, outcome.plan)
+    return _report_applied(applied, outcome.plan, output)
 
 
-def _report_applied(applied: registry.Applied, plan: plans.Plan) -> int:
-    if applied.already_applied:
+def _echo_json(document: dict[str, Any]) -> None:
+    click.echo(json.dumps(document, indent=2, ensure_ascii=True))
+
+
+def _outcome_json(state: str, plan: plans.Plan, applied: registry.Applied | None) -> dict[str, Any]:
+    """``apply -o json`` and ``reconcile -o json``: what happened, the plan, the result."""
+    return {
+        "state": state,
+        "revision": plan.revision,
+        "plan": plan.to_json(),
+        "applied": None
+        if applied is None
+        else {"changes": applied.changes, "stateSerial": applied.state_serial},
+    }
+
+
+def _report_applied(applied: registry.Applied, plan: plans.Plan, output: str) -> int:
+    if output == "json":
+        state = "already-applied" if applied.already_applied else "applied"
+        _echo_json(_outcome_json(state, plan, None if applied.already_applied else applied))
+    elif applied.already_applied:
         click.echo(f"Revision {plan.revision[:12]} is already applied; nothing to do.")
     else:
         forced = " (forced over the safety checks)" if plan.refused else ""
@@ -322,6 +347,7 @@ def parse_duration(text: str) -> float:
     type=click.Choice(["text", "json"]),
     help="With --watch: log lines as text or JSON [default: json unless a terminal].",
 )
+@output_option(help_text="The outcome of one cycle (not for --watch, which logs).")
 @common_options
 def reconcile_command(
     force: bool,
@@ -329,6 +355,7 @@ def reconcile_command(
     interval: str,
     now: bool,
     log_format: str | None,
+    output: str,
     settings: Settings,
 ) -> int:
     """One cycle: fetch, plan, apply unless refused, record status (or --watch: forever)."""
@@ -341,11 +368,19 @@ def reconcile_command(
     outcome = _reconciler(settings).reconcile(actor=actor(), force=force)
     revision = (outcome.revision or "")[:12]
     if outcome.state == "invalid":
+        if output == "json":
+            found = outcome.planned.diagnostics
+            _echo_json({"state": "invalid", "revision": outcome.revision, **_invalid_json(found)})
         _report_invalid(outcome.planned.diagnostics)
         return 1
     _warnings(outcome.planned.diagnostics)
     plan = outcome.plan
     assert plan is not None
+    if output == "json":
+        _echo_json(_outcome_json(outcome.state, plan, outcome.applied))
+        if outcome.state == "refused":
+            click.echo(f"grove: revision {revision} was not applied", err=True)
+        return 1 if outcome.state == "refused" else 0
     if outcome.state == "refused":
         click.echo(plans.render_text(plan), nl=False)
         click.echo(f"grove: revision {revision} was not applied", err=True)
