@@ -27,7 +27,13 @@ from reconciler import errors, manifests, plans
 from reconciler import status as status_module
 from reconciler.cli.common import common_options, grove, kind_option
 from reconciler.cli.output import output_option
-from reconciler.diagnostics import Diagnostic, code_span, markdown_report, text_line
+from reconciler.diagnostics import (
+    Diagnostic,
+    code_span,
+    markdown_line,
+    markdown_report,
+    text_line,
+)
 from reconciler.settings import Settings
 from reconciler.settings import parse_duration as _parse_seconds
 
@@ -175,6 +181,9 @@ def diff_command(
         click.echo(plan.dumps(), nl=False)
     elif output == "markdown":
         click.echo(plans.render_markdown(plan), nl=False)
+        warnings = [item for item in outcome.diagnostics if not item.is_error]
+        if warnings:  # sunsets and disabled references belong in the review too
+            click.echo("\n**Warnings:**\n\n" + "\n".join(markdown_line(w) for w in warnings))
     else:
         click.echo(plans.render_text(plan, title="Diff"), nl=False)
     return _plan_exit(plan)
@@ -364,6 +373,8 @@ def reconcile_command(
     if watch:
         if force:
             raise click.UsageError("--force applies one reviewed plan; it is not for --watch")
+        if output != "text":
+            raise errors.UsageError("--watch logs (--log-format); -o is for one cycle")
         return _watch(settings, parse_duration(interval), log_format)
     outcome = _reconciler(settings).reconcile(actor=actor(), force=force)
     revision = (outcome.revision or "")[:12]

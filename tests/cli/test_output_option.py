@@ -33,3 +33,8 @@ def test_plan_and_db_check_take_the_synonyms(registry: Registry) -> None:
     assert registry.run("plan", "--json").out == planned.out
     checked = registry.run("db", "check", "--format", "json")
     assert checked.code == 0 and json.loads(checked.out)["healthy"] is True
+
+
+def test_watch_refuses_an_output_format(registry: Registry) -> None:
+    done = registry.run("reconcile", "--watch", "-o", "json")
+    assert done.code == 1 and done.err.startswith("grove: --watch logs")

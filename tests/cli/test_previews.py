@@ -212,3 +212,16 @@ def test_violations_in_the_markdown_plan_are_escaped() -> None:
     rendered = plans.render_markdown(plans.Plan("b" * 40, "a" * 40, 0, (), (violation,)))
     assert "\\<img src\\=x\\> @&#8203;all" in rendered
     assert "\\[go\\]\\(x\\)" in rendered and "<img" not in rendered.replace("\\<", "")
+
+
+def test_diff_markdown_of_a_plan_lists_its_warnings(fleet: FleetRepo, grove: GroveRunner) -> None:
+    fleet.commit("fleet", small_fleet())
+    fleet.git("checkout", "-q", "-b", "retire")
+    retired = model_yaml("beta", state="retired").replace('version: "1"', 'version: "2"')
+    fleet.commit("retire beta", {"models/beta.yaml": retired})
+    fleet.git("checkout", "-q", "main")
+    done = grove("diff", "main", "retire", "--repo", str(fleet.root), "-o", "markdown")
+    assert done.code == 2, done.err
+    assert "**Warnings:**" in done.out
+    assert "`manifests/models/alpha.yaml:" in done.out
+    assert "(warning, inactive-reference)" in done.out
