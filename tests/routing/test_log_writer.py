@@ -269,16 +269,24 @@ def test_a_child_that_cannot_start_is_retried_less_often_and_no_row_is_lost(
     writer = LogWriter(db, every_s=0.02, respawn_s=0.05)
     writer.start()
     try:
+
+        def tries() -> list[str]:
+            return [
+                r.getMessage()
+                for r in caplog.records
+                if r.getMessage() in ("routing-log-writer-exited", "routing-log-writer-failed")
+            ]
+
         with caplog.at_level(logging.WARNING, logger="grove.router"):
             for _ in range(20):
                 writer.put(_attempt())
             time.sleep(1.0)  # tries at 0, 0.05, 0.15, 0.35 and 0.75 s: five, not fifty
-        tries = [
-            r.getMessage()
-            for r in caplog.records
-            if r.getMessage() in ("routing-log-writer-exited", "routing-log-writer-failed")
-        ]
-        assert 2 <= len(tries) <= 6, tries
+            # a loaded machine starts a Python child in more than the 0.05 s wait: give
+            # the second try time (by 1.55, 3.15 and 6.35 s: eight at most by then)
+            deadline = time.monotonic() + 9
+            while len(tries()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert 2 <= len(tries()) <= 8, tries()
         assert writer.written == 0 and writer.dropped == 0  # the rows wait for a writer
         monkeypatch.setattr(logwriter, "CHILD", CHILD)
         writer.flush(timeout=30)
