@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -181,7 +182,10 @@ def test_check_ip_is_for_resolved_addresses() -> None:
     addresses.check_ip(ipaddress.ip_address("192.168.1.1"), allow_local=True)
 
 
-def test_settings_flags_beat_environment_beat_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_flags_beat_environment_beat_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the defaults of a folder with no grove up above it
     assert settings.load().path == "manifests"
     assert settings.load().db_url == "sqlite:///.grove/registry.db"
     monkeypatch.setenv("GROVE_PATH", "fleet")

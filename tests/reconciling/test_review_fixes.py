@@ -140,7 +140,10 @@ def test_diff_uses_the_configured_delete_ratio_and_speaks_of_revisions(
     assert "registry serial" not in same.out
 
 
-def test_the_default_database_lives_in_the_data_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_default_database_lives_in_the_data_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the defaults of a folder with no grove up above it
     assert settings.load().db_url == "sqlite:///.grove/registry.db"
     monkeypatch.setenv("GROVE_DATA_DIR", "/var/lib/grove")
     assert settings.load().db_url == "sqlite:////var/lib/grove/registry.db"
