@@ -93,25 +93,13 @@ def deeper_than(body: bytes, max_depth: int) -> bool:
     return False
 
 
-def json_depth(body: bytes) -> int:
-    """The deepest nesting of ``[``/``{`` outside strings (the walk of
-    :func:`deeper_than`, without its stop): for tests and diagnostics."""
-    depth = deepest = 0
-    for match in _TOKENS.finditer(body):
-        start, end = match.span()
-        first = body[start]
-        if first == _QUOTE:
-            continue
-        depth += end - start if first in _OPENING else start - end
-        deepest = max(deepest, depth)
-    return deepest
-
-
 async def _deeper_off_loop(body: bytes, max_depth: int) -> bool:
     """:func:`deeper_than`, in the scanner's thread when the body is large and
     bracket-heavy (the two counts clear most bodies at once, on the loop)."""
-    if len(body) <= SCAN_INLINE_BYTES or body.count(b"[") + body.count(b"{") <= max_depth:
+    if len(body) <= SCAN_INLINE_BYTES:
         return deeper_than(body, max_depth)
+    if body.count(b"[") + body.count(b"{") <= max_depth:
+        return False  # deeper_than's own first test, without counting twice
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_SCANNER, deeper_than, body, max_depth)
 
@@ -220,31 +208,21 @@ class BodyLimits:
         if declared.isdigit() and int(declared) > self.max_bytes:
             await _refuse(send, self._too_large())
             return
-        chunks: list[bytes] = []
-        size = 0
-        more = True
         loop = asyncio.get_running_loop()
         due = None if self.body_timeout_s is None else loop.time() + self.body_timeout_s
-        while more:
-            try:
-                message = await asyncio.wait_for(
-                    receive(), None if due is None else max(0.0, due - loop.time())
-                )
-            except TimeoutError:
-                response = problems.respond(self._too_slow())
-                response.headers["Connection"] = "close"  # the rest of the body is not read
-                await response({"type": "http"}, _nothing, send)
-                return
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await _refuse(send, self._too_large())
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+        try:
+            async with asyncio.timeout_at(due):  # one timer for the whole body
+                body = await self._read(receive)
+        except TimeoutError:
+            response = problems.respond(self._too_slow())
+            response.headers["Connection"] = "close"  # the rest of the body is not read
+            await response({"type": "http"}, _nothing, send)
+            return
+        if body is None:  # the client went away
+            return
+        if len(body) > self.max_bytes:
+            await _refuse(send, self._too_large())
+            return
         kind = headers.get("content-type", "").lower()
         if body and "json" in kind and await _deeper_off_loop(body, self.max_depth):
             detail = f"JSON nested deeper than {self.max_depth} levels"
@@ -260,6 +238,22 @@ class BodyLimits:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _read(self, receive: Receive) -> bytes | None:
+        """The whole body, or None if the client disconnects; reading stops at the first
+        chunk past the cap (what it returns is then longer than the cap)."""
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more and size <= self.max_bytes:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
 
     def _too_large(self) -> ApiError:
         detail = f"request bodies are capped at {self.max_bytes} bytes"
