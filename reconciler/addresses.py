@@ -228,7 +228,8 @@ def check_host(host: str, *, allow_local: bool) -> None:
         raise EndpointRejected(f"endpoint host {bare} is a local name")
 
 
-_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+# Up to the last @ before the path: a password typed with a raw @ is removed whole.
+_USERINFO = re.compile(r"(?<=://)[^/?#\s]*@")
 
 
 def redact_userinfo(text: str) -> str:

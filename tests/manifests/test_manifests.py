@@ -173,6 +173,8 @@ def test_redact_userinfo_removes_credentials_from_every_url() -> None:
     assert addresses.redact_userinfo(text) == (
         "fetch https://***@git.example.com/x and ssh://***@host/y failed"
     )
+    raw = "push to https://bot:p@ss@git.example.com/x?ref=a@b failed"
+    assert addresses.redact_userinfo(raw) == "push to https://***@git.example.com/x?ref=a@b failed"
 
 
 def test_check_ip_is_for_resolved_addresses() -> None:
