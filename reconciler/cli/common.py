@@ -12,8 +12,6 @@ from reconciler import manifests
 from reconciler import settings as settings_module
 from reconciler.settings import Settings
 
-FORMATS = ("text", "json", "github")
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="grove-reconciler", prog_name="grove")

@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
-from reconciler import errors
+from reconciler import diagnostics, errors
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # user:password@ up to the last @ before the path: a password typed with a raw @ is
@@ -87,7 +87,7 @@ class Database:
         how to make it (a mistyped ``--db``, or ``grove db upgrade`` not run yet)."""
         missing = self.sqlite_file()
         if missing is not None and not missing.exists():
-            shown = str(missing).encode("unicode_escape", "backslashreplace").decode()
+            shown = diagnostics.printable(str(missing))
             raise errors.DatabaseNotReady(
                 f"there is no registry database at {shown}: point --db / GROVE_DB_URL at "
                 "the right file, or run `grove db upgrade` to create it (`grove up` makes its own)"

@@ -35,7 +35,6 @@ import contextlib
 import dataclasses
 import logging
 import operator
-import os
 import pickle
 import signal
 import struct
@@ -83,7 +82,7 @@ class _Child:
     it even while it starts up (before it ignores the signal)."""
 
     def __init__(self, url: str) -> None:
-        env = childenv.build(childenv.PYTHON, source=os.environ)  # never the API keys
+        env = childenv.build(childenv.PYTHON)  # never the API keys
         self.process = subprocess.Popen(  # it keeps no metrics: the parent counts its answers
             CHILD, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True
         )
