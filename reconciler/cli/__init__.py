@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import click
 
 from reconciler import errors
-from reconciler.cli import registry, route, schema, serve, tokens, validate
+from reconciler.cli import registry, rollback, route, schema, serve, tokens, validate
 from reconciler.cli.common import grove
 
 
@@ -53,4 +53,15 @@ def run(argv: Sequence[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
-__all__ = ["grove", "main", "registry", "route", "run", "schema", "serve", "tokens", "validate"]
+__all__ = [
+    "grove",
+    "main",
+    "registry",
+    "rollback",
+    "route",
+    "run",
+    "schema",
+    "serve",
+    "tokens",
+    "validate",
+]

@@ -1,4 +1,4 @@
-"""Commands on the registry: db, diff, plan, apply, status, reconcile, protect, rollback.
+"""Commands on the registry: db, diff, plan, apply, status, reconcile, protect.
 
 The store, git and SQLAlchemy are imported when a command runs, not when the
 CLI starts, so ``grove validate`` stays quick and never loads a database driver.
@@ -11,7 +11,6 @@ Exit codes (DESIGN section 5): ``plan`` and ``diff`` exit 0 with no changes,
 
 from __future__ import annotations
 
-import dataclasses
 import getpass
 import json
 import signal
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconciler import errors, manifests, plans
+from reconciler import errors, plans
 from reconciler import status as status_module
 from reconciler.cli.common import common_options, grove, kind_option
 from reconciler.cli.output import output_option
@@ -572,62 +571,3 @@ def _protection(
     verb = "protected" if protect else "unprotected"
     click.echo(f"{kinds[0]}/{ident} {verb}" + ("" if changed else " (no change)"))
     return 0
-
-
-# ---------------------------------------------------------------- rollback
-
-
-@grove.command("rollback")
-@click.argument("ident", metavar="ID")
-@click.option(
-    "--to",
-    "to_version",
-    metavar="VERSION",
-    help="The version to go back to [default: the one before the version in git now].",
-)
-@kind_option(default=manifests.KIND_MODEL, show_default=True)
-@click.option("--force", is_flag=True, help="Commit and apply even if safety checks refuse.")
-@common_options
-def rollback_command(
-    ident: str,
-    to_version: str | None,
-    kind: str,
-    force: bool,
-    settings: Settings,
-) -> int:
-    """Revert a model (or a rule, with --type) to an earlier version, through git.
-
-    The manifest of ID is restored as it was at that version (its state stays as
-    it is now), committed in Grove's own clone of the fleet repository and pushed
-    (GROVE_REPO must be a bare repository or a remote), then applied; the version
-    it replaces is quarantined, so it is not applied again unless forced.
-    """
-    from reconciler import authoring, reconciling
-
-    database = reconciling.open_database(settings)
-    click.get_current_context().call_on_close(database.dispose)
-    service = authoring.Authoring(settings, database)
-    try:
-        done = service.rollback(
-            ident,
-            authoring.Author.of(actor()),
-            kind=kind,
-            to_version=to_version,
-            force=force,
-        )
-    except authoring.Invalid as exc:
-        _report_invalid(exc.diagnostics)
-        return 1
-    except authoring.Refused as exc:
-        # the plan's revision names Grove's uncommitted work tree: say what it is
-        shown = dataclasses.replace(exc.plan, revision="rollback")
-        click.echo(plans.render_text(shown, title="Rollback"), err=True)
-        click.echo("grove: the rollback was refused; nothing was committed", err=True)
-        return 1
-    result = done.result
-    click.echo(
-        f"{kind}/{ident}: version {done.from_version} -> {done.to_version} "
-        f"in commit {result.revision[:12]}; {result.detail}; "
-        f"version {done.from_version} is quarantined"
-    )
-    return 0 if result.applied else 1
