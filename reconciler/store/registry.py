@@ -229,6 +229,46 @@ def version_history(connection: Connection, kind: str, ident: str) -> list[dict[
     ]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Stretch:
+    """A stretch of an object's life at one version: live from the apply of ``revision``
+    (at ``since``) until the next stretch began."""
+
+    version: str
+    revision: str | None
+    since: str | None
+
+
+def live_versions(connection: Connection, kind: str, ident: str) -> list[Stretch]:
+    """The versions an object has been live at, oldest first, from its lifecycle events:
+    a new stretch each time an apply changed its version (its state changes do not
+    count), starting after its last removal. A rollback reads "the version live before
+    the current one" here, never from git parents."""
+    table = tables.lifecycle_events
+    rows = connection.execute(
+        select(table.c.event_type, table.c.version_to, table.c.revision, table.c.timestamp)
+        .where(and_(table.c.object_kind == kind, table.c.object_id == ident))
+        .order_by(table.c.id)
+    )
+    stretches: list[Stretch] = []
+    for row in rows:
+        if row.event_type.endswith("_removed"):
+            stretches = []
+        elif row.version_to is not None and (
+            not stretches or stretches[-1].version != row.version_to
+        ):
+            stretches.append(Stretch(row.version_to, row.revision, _iso(row.timestamp)))
+    return stretches
+
+
+def quarantined_of(connection: Connection, kind: str, ident: str) -> frozenset[str]:
+    table = tables.quarantined_versions
+    rows = connection.execute(
+        select(table.c.version).where(and_(table.c.object_kind == kind, table.c.object_id == ident))
+    )
+    return frozenset(row[0] for row in rows)
+
+
 def versions_ever_used(connection: Connection, kind: str, ident: str) -> frozenset[str]:
     """Every version of an object ever applied (its version history) or quarantined:
     the versions an automatic bump must never pick again."""
