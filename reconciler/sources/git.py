@@ -489,3 +489,34 @@ class WorkTree:
         """The text of ``relative`` at ``commit``, or None when it did not exist there."""
         status, out = self._git("show", f"{commit}:{relative}", check=False)
         return out if status == 0 else None
+
+    def parents(self, commit: str) -> list[str]:
+        _, out = self._git("rev-list", "--parents", "-n", "1", commit)
+        return out.split()[1:]
+
+    def subject(self, commit: str) -> str:
+        _, out = self._git("log", "-1", "--format=%s", commit)
+        return out
+
+    def changed_files(self, commit: str) -> list[str]:
+        """Paths ``commit`` changed against its first parent (renames as two paths)."""
+        _, out = self._git(
+            "diff-tree", "--no-commit-id", "--name-only", "-r", "-z", "--no-renames", commit
+        )
+        return [path for path in out.split("\0") if path]
+
+    def revert(self, commit: str) -> bool:
+        """Stage the revert of ``commit`` in the work tree (not committed); False, with the
+        work tree as it was, when it does not apply cleanly."""
+        status, _ = self._git("revert", "--no-commit", "--no-edit", commit, check=False)
+        if status != 0:
+            self._git("revert", "--abort", check=False)
+            self.discard()
+            return False
+        return True
+
+    def staged_diff(self) -> str:
+        """The unified diff of every change in the work tree against HEAD."""
+        self._git("add", "--all")
+        _, out = self._git("diff", "--cached", "--no-color", "--no-ext-diff", "HEAD")
+        return out

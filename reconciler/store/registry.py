@@ -18,7 +18,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, text, upd
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from reconciler import errors, manifests
+from reconciler import errors, manifests, rollbacks
 from reconciler.livestate import LiveObject, LiveState
 from reconciler.plans import Change, ChangeKind, Plan
 from reconciler.store import coordination, failpoints, tables
@@ -229,17 +229,7 @@ def version_history(connection: Connection, kind: str, ident: str) -> list[dict[
     ]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Stretch:
-    """A stretch of an object's life at one version: live from the apply of ``revision``
-    (at ``since``) until the next stretch began."""
-
-    version: str
-    revision: str | None
-    since: str | None
-
-
-def live_versions(connection: Connection, kind: str, ident: str) -> list[Stretch]:
+def live_versions(connection: Connection, kind: str, ident: str) -> list[rollbacks.Stretch]:
     """The versions an object has been live at, oldest first, from its lifecycle events:
     a new stretch each time an apply changed its version (its state changes do not
     count), starting after its last removal. A rollback reads "the version live before
@@ -250,14 +240,14 @@ def live_versions(connection: Connection, kind: str, ident: str) -> list[Stretch
         .where(and_(table.c.object_kind == kind, table.c.object_id == ident))
         .order_by(table.c.id)
     )
-    stretches: list[Stretch] = []
+    stretches: list[rollbacks.Stretch] = []
     for row in rows:
         if row.event_type.endswith("_removed"):
             stretches = []
         elif row.version_to is not None and (
             not stretches or stretches[-1].version != row.version_to
         ):
-            stretches.append(Stretch(row.version_to, row.revision, _iso(row.timestamp)))
+            stretches.append(rollbacks.Stretch(row.version_to, row.revision, _iso(row.timestamp)))
     return stretches
 
 
