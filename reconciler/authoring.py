@@ -25,7 +25,16 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from reconciler import documents, errors, loading, logs, manifests, reconciling, yamlsafe
+from reconciler import (
+    documents,
+    errors,
+    loading,
+    logs,
+    manifests,
+    reconciling,
+    rollbacks,
+    yamlsafe,
+)
 from reconciler.diagnostics import Diagnostic
 from reconciler.plans import Plan
 from reconciler.settings import Settings
@@ -61,6 +70,16 @@ class Author:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Preview:
+    """What a write would commit and apply (a dry run): the commit message, the diff of
+    the fleet repository, and the plan of applying it to the registry."""
+
+    message: str
+    diff: str
+    plan: Plan
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class WriteResult:
     revision: str
     object: manifests.GroveObject | None
@@ -69,6 +88,7 @@ class WriteResult:
     )
     applied: bool
     detail: str
+    preview: Preview | None = None
 
 
 class Invalid(errors.PermanentError):
@@ -114,35 +134,46 @@ class Suspended(errors.PermanentError):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Rollback:
-    result: WriteResult
+    """What a rollback did or, dry, would do. ``change`` is ``rolled-back``, ``dry-run``
+    or ``nothing`` (the version to return to is live already: ``detail`` says since when).
+    ``method`` is ``revert`` (a ``git revert`` of ``undoes``) or ``restore`` (a commit
+    restoring the previous document, naming ``undoes`` when it is known)."""
+
+    kind: str
+    ident: str
+    change: str
     from_version: str
     to_version: str
+    method: str | None
+    undoes: str | None
+    detail: str
+    result: WriteResult | None = None
+    preview: Preview | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        result, preview = self.result, self.preview
+        return {
+            "kind": self.kind,
+            "id": self.ident,
+            "change": self.change,
+            "fromVersion": self.from_version,
+            "toVersion": self.to_version,
+            "method": self.method,
+            "undoes": self.undoes,
+            "detail": self.detail,
+            "revision": result.revision if result else None,
+            "applied": result.applied if result else False,
+            "quarantined": [self.from_version] if self.change == "rolled-back" else [],
+            "message": preview.message if preview else None,
+            "diff": preview.diff if preview else None,
+            "plan": preview.plan.to_json() if preview else None,
+        }
 
 
-def _rollback_target(
-    history: list[tuple[str, str, dict[str, Any]]],
-    current: str,
-    to_version: str | None,
-    kind: str,
-    ident: str,
-    relative: str,
-) -> tuple[str, str, dict[str, Any]]:
-    """The newest history entry with the version to go back to."""
-    if to_version == current:
-        raise Conflict(f"{kind} {ident} is at version {current} already")
-    older = [entry for entry in history if entry[1] != current]
-    if to_version is None:
-        if not older:
-            raise NotFound(
-                f"{kind} {ident} has had no other version than {current} in {relative}; "
-                "nothing to roll back to"
-            )
-        return older[0]
-    for entry in older:
-        if entry[1] == to_version:
-            return entry
-    seen = ", ".join(dict.fromkeys(v for _, v, _ in history))
-    raise NotFound(f"{kind} {ident} never had version {to_version} in {relative} (seen: {seen})")
+class _NothingToRollBack(Exception):
+    def __init__(self, rollback: Rollback) -> None:
+        super().__init__(rollback.detail)
+        self.rollback = rollback
 
 
 Mutation = Callable[[Path, documents.Index], tuple[str, str, str, str]]
@@ -285,61 +316,169 @@ class Authoring:
         kind: str = manifests.KIND_MODEL,
         to_version: str | None = None,
         force: bool = False,
+        dry_run: bool = False,
     ) -> Rollback:
-        """Put an object back to an earlier version: by default the one before the version
-        in git now, or ``to_version``; then quarantine the version it replaced.
+        """Return an object to the version live before the current one, as the registry
+        applied them (`rollbacks.choose`), or to ``to_version``; then quarantine the
+        version it returned from, and only that one.
 
-        The object's document is restored as it was in the newest commit that had the
-        target version, so this is the revert of the commits that introduced the later
-        versions, limited to this object (other objects those commits changed are left
-        alone). ``payload.state`` (``enabled`` for a rule) stays as it is now: state is
-        operational, not part of a version. Written, checked, committed, pushed and
-        reconciled like every other write.
+        When the commit that introduced the current version touched only this object
+        (one file, no other document in it) and reverts cleanly to the version to return
+        to with the state as it is now, the commit is a real ``git revert`` of it.
+        Otherwise it is a commit restoring the object's document as it was live at that
+        version, its state as it is now, naming the commit it undoes. Checked, committed,
+        pushed and reconciled like every other write; ``dry_run`` stops before the commit,
+        changes nothing and answers the message, the diff and the plan.
         """
-        found_versions: list[str] = []
+        name = f"{kind} {ident}"
+        chosen: list[tuple[str, str, str, str | None]] = []
 
         def mutate(root: Path, index: documents.Index) -> tuple[str, str, str, str]:
             found = _find(index, kind, ident)
-            current = str(found.document["meta"]["version"])
             relative = found.file.relative_to(root).as_posix()
-            history = self._history(
-                relative,
+            with self.db.transaction() as connection:
+                current = registry.live_version(connection, kind, ident)
+                if current is None:
+                    raise NotFound(f"{name} is not live in the registry; nothing to roll back")
+                stretches = registry.live_versions(connection, kind, ident)
+                applied = {
+                    row["version"]: row for row in registry.version_history(connection, kind, ident)
+                }
+                quarantined = registry.quarantined_of(connection, kind, ident)
+            decision = rollbacks.choose(
+                stretches,
+                current,
+                to_version=to_version,
+                applied=set(applied),
+                quarantined=quarantined,
+                name=name,
+            )
+            in_git = str(found.document["meta"]["version"])
+            history = self._history(relative, kind, ident, until=lambda v: v != in_git)
+            leading = list(itertools.takewhile(lambda entry: entry[1] == in_git, history))
+            introduced = leading[-1][0] if leading and in_git == current else None
+            if isinstance(decision, rollbacks.Nothing):
+                raise _NothingToRollBack(self._nothing(kind, ident, decision, introduced))
+            good, bad = decision.to_version, decision.from_version
+            target = applied[good]
+            wanted = manifests.version_hash(
+                documents.normal({"meta": target["meta"], "payload": target["payload"]})
+            )
+            method = "revert"
+            if introduced is None or not self._revertible(
+                introduced, relative, kind, ident, history[len(leading) :], wanted
+            ):
+                method = "restore"
+            elif not self.tree.revert(introduced) or _version_in(
+                self.tree.path / relative, kind, ident, self.settings.max_depth
+            ) != (good, wanted, manifests.state_of(documents.normal(found.document))):
+                self.tree.discard()
+                method = "restore"
+            if method == "restore":
+                restored = self._document_at(relative, kind, ident, good, wanted) or {
+                    "meta": copy.deepcopy(target["meta"]),
+                    "payload": copy.deepcopy(target["payload"]),
+                }
+                field = manifests.STATE_FIELDS[kind]
+                if field in found.document["payload"]:  # the state stays as it is now
+                    restored["payload"][field] = found.document["payload"][field]
+                else:
+                    restored["payload"].pop(field, None)
+                documents.replace(found, restored, kind)
+            chosen[:] = [(bad, good, method, introduced)]
+            return (
+                _rollback_message(
+                    kind, ident, bad, good, method, introduced, self._subject(introduced)
+                ),
+                "rolled-back",
                 kind,
                 ident,
-                # walk back only as far as needed: to the version asked for, or to the
-                # first version other than the current one
-                until=(lambda v: v == to_version)
-                if to_version is not None
-                else (lambda v: v != current),
             )
-            target = _rollback_target(history, current, to_version, kind, ident, relative)
-            commit, version, document = target
-            leading = list(itertools.takewhile(lambda entry: entry[1] == current, history))
-            introduced = leading[-1][0][:12] if leading else "an earlier commit"
-            restored = copy.deepcopy(document)
-            field = manifests.STATE_FIELDS[kind]
-            if field in found.document["payload"]:  # the state stays as it is now
-                restored["payload"][field] = found.document["payload"][field]
-            else:
-                restored["payload"].pop(field, None)
-            documents.replace(found, restored, kind)
-            found_versions[:] = [current, version]
-            message = (
-                f"grove: rollback {kind} {ident} to version {version} (from {current})\n\n"
-                f"Restores {ident} as it was in {commit[:12]}; version {current} came in "
-                f"with {introduced} and is quarantined."
-            )
-            return message, "rolled-back", kind, ident
 
-        result = self._write(mutate, author, force=force)
-        bad, good = found_versions
-        if result.change == "rolled-back":  # committed and pushed, applied or not yet
-            with self.db.transaction(write=True) as connection:
-                registry.quarantine(
-                    connection, kind, ident, bad, f"rolled back to {good} by {author.name}"
-                )
-            logs.event(log, "rolled-back", kind=kind, id=ident, version=good, quarantined=bad)
-        return Rollback(result, from_version=bad, to_version=good)
+        try:
+            result = self._write(mutate, author, force=force, dry_run=dry_run)
+        except _NothingToRollBack as nothing:
+            return nothing.rollback
+        ((bad, good, method, introduced),) = chosen
+        if dry_run:
+            return Rollback(
+                kind,
+                ident,
+                "dry-run",
+                bad,
+                good,
+                method,
+                introduced,
+                "dry run: nothing was committed, applied or quarantined",
+                preview=result.preview,
+            )
+        with self.db.transaction(write=True) as connection:
+            registry.quarantine(
+                connection, kind, ident, bad, f"rolled back to {good} by {author.name}"
+            )
+            registry.record_event(
+                connection,
+                f"{_EVENT_PREFIX[kind]}_rolled_back",
+                kind,
+                ident,
+                version_from=bad,
+                version_to=good,
+                revision=result.revision,
+                actor=author.name,
+                details={"method": method, "undoes": introduced, "quarantined": bad},
+            )
+        logs.event(log, "rolled-back", kind=kind, id=ident, version=good, quarantined=bad)
+        return Rollback(
+            kind, ident, "rolled-back", bad, good, method, introduced, result.detail, result
+        )
+
+    def _nothing(
+        self, kind: str, ident: str, decision: rollbacks.Nothing, introduced: str | None
+    ) -> Rollback:
+        since = f" since {decision.revision[:12]}" if decision.revision else ""
+        how = ""
+        if decision.returned and introduced is not None:
+            how = f" (reverted in {introduced[:12]})"
+        elif decision.returned:
+            how = " (returned to by an earlier change)"
+        detail = f"nothing to roll back: version {decision.version} is live{since}{how}"
+        return Rollback(
+            kind, ident, "nothing", decision.version, decision.version, None, introduced, detail
+        )
+
+    def _subject(self, commit: str | None) -> str:
+        return self.tree.subject(commit) if commit else ""
+
+    def _revertible(
+        self,
+        commit: str,
+        relative: str,
+        kind: str,
+        ident: str,
+        before: list[tuple[str, str, dict[str, Any]]],
+        wanted: str,
+    ) -> bool:
+        """Whether reverting ``commit`` is exactly the rollback: it has one parent, changed
+        only ``relative``, and in it only this object, which it had at the version to
+        return to (``before`` is the file's history before ``commit``)."""
+        if len(self.tree.parents(commit)) != 1 or self.tree.changed_files(commit) != [relative]:
+            return False
+        if not before or manifests.version_hash(documents.normal(before[0][2])) != wanted:
+            return False
+        return _others(self.tree.file_at(commit, relative), kind, ident, self.settings) == (
+            _others(self.tree.file_at(before[0][0], relative), kind, ident, self.settings)
+        )
+
+    def _document_at(
+        self, relative: str, kind: str, ident: str, version: str, wanted: str
+    ) -> dict[str, Any] | None:
+        """The object's document as git last held it with the content live at ``version``
+        (the author's own fields, not the registry's filled-in ones), or None."""
+        history = self._history(relative, kind, ident, until=lambda v: v == version)
+        for _, found, document in history:
+            if found == version and manifests.version_hash(documents.normal(document)) == wanted:
+                return copy.deepcopy(document)
+        return None
 
     def _history(
         self, relative: str, kind: str, ident: str, *, until: Callable[[str], bool]
@@ -385,9 +524,14 @@ class Authoring:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _write(self, mutate: Mutation, author: Author, *, force: bool = False) -> WriteResult:
+    def _write(
+        self, mutate: Mutation, author: Author, *, force: bool = False, dry_run: bool = False
+    ) -> WriteResult:
+        """Make the change ``mutate`` makes in a fresh work tree, check it, commit, push and
+        reconcile; ``dry_run`` stops after the check (a change freeze does not stop it),
+        discards the change and answers its `Preview`."""
         with self._serialized():
-            overridden = self._freeze(force=force)
+            overridden = None if dry_run else self._freeze(force=force)
             for _ in range(PUSH_ATTEMPTS):
                 self.tree.prepare()
                 baseline = self._violations_at_head()
@@ -403,6 +547,12 @@ class Authoring:
                         change,
                         True,
                         "nothing to change",
+                    )
+                if dry_run:
+                    preview = Preview(message, self.tree.staged_diff(), self._checked(baseline))
+                    self.tree.discard()
+                    return WriteResult(
+                        self.tree.head(), None, change, False, "dry run", preview=preview
                     )
                 self._check(force=force, baseline=baseline)
                 if overridden is not None:
@@ -464,18 +614,25 @@ class Authoring:
             return frozenset()
         return frozenset((v.code, v.message) for v in outcome.plan.violations)
 
-    def _check(self, *, force: bool, baseline: frozenset[tuple[str, str]]) -> None:
-        """Validate and plan the edited work tree against the registry; refuse what this
-        change would add to the violations the head already has, unless forced."""
+    def _checked(self, baseline: frozenset[tuple[str, str]]) -> Plan:
+        """The plan of the edited work tree against the registry, its violations only those
+        this change adds to what the head is already refused for; `Invalid` (the work tree
+        discarded) when the edit leaves invalid manifests."""
         outcome = self._checker().plan()
         if outcome.plan is None:
             self.tree.discard()
             raise Invalid(outcome.diagnostics)
         plan = outcome.plan
         added = tuple(v for v in plan.violations if (v.code, v.message) not in baseline)
-        if added and not force:
+        return dataclasses.replace(plan, violations=added)
+
+    def _check(self, *, force: bool, baseline: frozenset[tuple[str, str]]) -> None:
+        """Refuse what this change would add to the violations the head already has,
+        unless forced; the work tree is discarded when refused."""
+        plan = self._checked(baseline)
+        if plan.violations and not force:
             self.tree.discard()
-            raise Refused(dataclasses.replace(plan, violations=added))
+            raise Refused(plan)
 
     def _reconcile(
         self, sha: str, kind: str, ident: str, change: str, author: Author, *, force: bool
@@ -510,3 +667,67 @@ def _find(index: documents.Index, kind: str, ident: str) -> documents.Located:
     if found is None:
         raise NotFound(f"no manifest defines {kind} {ident}")
     return found
+
+
+_EVENT_PREFIX = {manifests.KIND_MODEL: "model", manifests.KIND_RULE: "rule"}
+
+
+def _rollback_message(
+    kind: str,
+    ident: str,
+    bad: str,
+    good: str,
+    method: str,
+    undoes: str | None,
+    subject: str,
+) -> str:
+    """A rollback's commit message: a ``git revert``'s own "This reverts commit" line when
+    it is one, else which document it restores and which commit it undoes."""
+    head = f"grove: rollback {kind} {ident} to version {good} (from {bad})"
+    named = f'{undoes[:12]} ("{subject}")' if undoes else ""
+    if method == "revert" and undoes:
+        body = (
+            f"This reverts commit {undoes}.\n\n{named} introduced version {bad} and "
+            f"touched nothing else; version {bad} is quarantined."
+        )
+    else:
+        undone = (
+            f"It undoes {named}, which introduced version {bad}, for {ident} only"
+            if undoes
+            else f"The commit that introduced version {bad} is not on this branch"
+        )
+        body = (
+            f"Restores {ident} as it was live at version {good}, its state as it is now. "
+            f"{undone}; version {bad} is quarantined."
+        )
+    return f"{head}\n\n{body}"
+
+
+def _others(text: str | None, kind: str, ident: str, settings: Settings) -> object:
+    """Every other object document of a file's text, to tell whether a commit changed
+    only one; a text that does not parse is unlike every other."""
+    if text is None:
+        return None
+    try:
+        found = documents.objects(text, max_depth=settings.max_depth)
+    except yamlsafe.YamlRefused:
+        return object()
+    return [(key, value) for _, key, value in found if key != (kind, ident)]
+
+
+def _version_in(path: Path, kind: str, ident: str, max_depth: int) -> tuple[str, str, str] | None:
+    """(version, content hash, state) of the object in the file at ``path`` now, or None."""
+    try:
+        found = documents.objects(path.read_text(encoding="utf-8"), max_depth=max_depth)
+    except (OSError, UnicodeDecodeError, yamlsafe.YamlRefused):
+        return None
+    for _, key, value in found:
+        if key == (kind, ident):
+            meta = value.get("meta") or {}
+            normal = documents.normal(value)
+            return (
+                str(meta.get("version")),
+                manifests.version_hash(normal),
+                manifests.state_of(normal),
+            )
+    return None

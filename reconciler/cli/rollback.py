@@ -1,15 +1,26 @@
-"""``grove rollback``: return a model (or a rule) to the version live before the current one."""
+"""``grove rollback``: return a model (or a rule) to the version live before the current one.
+
+"Before" is the registry's apply history, not git's parents, so after a ``git revert``
+done by hand the command says there is nothing to roll back instead of bringing the
+bad version back. Exit 0 when rolled back (and applied), when there is nothing to roll
+back and for a dry run that would be allowed; 1 otherwise.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import click
 
 from reconciler import manifests, plans
 from reconciler.cli.common import common_options, grove, kind_option
+from reconciler.cli.output import emit, output_option
 from reconciler.cli.registry import _report_invalid, actor
 from reconciler.settings import Settings
+
+if TYPE_CHECKING:
+    from reconciler.authoring import Rollback
 
 
 @grove.command("rollback")
@@ -18,24 +29,39 @@ from reconciler.settings import Settings
     "--to",
     "to_version",
     metavar="VERSION",
-    help="The version to go back to [default: the one before the version in git now].",
+    help="The version to go back to [default: the one live before the current one].",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the commit message, the diff and the plan; change nothing.",
 )
 @kind_option(default=manifests.KIND_MODEL, show_default=True)
-@click.option("--force", is_flag=True, help="Commit and apply even if safety checks refuse.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Commit and apply even if safety checks refuse, or a change freeze holds.",
+)
+@output_option(("text", "json", "yaml"))
 @common_options
 def rollback_command(
     ident: str,
     to_version: str | None,
+    dry_run: bool,
     kind: str,
     force: bool,
+    output: str,
     settings: Settings,
 ) -> int:
-    """Revert a model (or a rule, with --type) to an earlier version, through git.
+    """Return a model (or a rule, with --type) to the version live before the current one.
 
-    The manifest of ID is restored as it was at that version (its state stays as
-    it is now), committed in Grove's own clone of the fleet repository and pushed
-    (GROVE_REPO must be a bare repository or a remote), then applied; the version
-    it replaces is quarantined, so it is not applied again unless forced.
+    The version comes from the registry's apply history. If the commit that
+    introduced the current version touched only ID, the rollback is a `git revert`
+    of it; otherwise a commit restoring ID's previous document (its state stays as
+    it is now) that names the commit it undoes. It is committed in Grove's own clone
+    of the fleet repository, pushed (GROVE_REPO must be a bare repository or a
+    remote) and applied; the version rolled back from is quarantined, and only that
+    one. When the version to go back to is live already there is nothing to do.
     """
     from reconciler import authoring, reconciling
 
@@ -49,6 +75,7 @@ def rollback_command(
             kind=kind,
             to_version=to_version,
             force=force,
+            dry_run=dry_run,
         )
     except authoring.Invalid as exc:
         _report_invalid(exc.diagnostics)
@@ -59,10 +86,40 @@ def rollback_command(
         click.echo(plans.render_text(shown, title="Rollback"), err=True)
         click.echo("grove: the rollback was refused; nothing was committed", err=True)
         return 1
-    result = done.result
+    if output != "text":
+        emit(done.to_json(), output)
+    else:
+        _print(done)
+    if done.preview is not None:
+        return 1 if done.preview.plan.violations and not force else 0
+    return 0 if done.result is None or done.result.applied else 1
+
+
+def _print(done: Rollback) -> None:
+    name = f"{done.kind}/{done.ident}"
+    if done.change == "nothing":
+        click.echo(f"{name}: {done.detail}")
+        return
+    how = (
+        f"a git revert of {done.undoes[:12]}"
+        if done.method == "revert" and done.undoes
+        else "a commit restoring its previous document"
+    )
+    if done.preview is not None:
+        click.echo(f"{name}: version {done.from_version} -> {done.to_version}, by {how}")
+        click.echo("\nCommit message:\n")
+        click.echo("\n".join(f"    {line}".rstrip() for line in done.preview.message.split("\n")))
+        click.echo("\nDiff:\n")
+        click.echo(done.preview.diff or "    (none)")
+        shown = dataclasses.replace(done.preview.plan, revision="rollback")
+        click.echo("\n" + plans.render_text(shown, title="Plan"))
+        if done.preview.plan.violations:
+            click.echo("grove: the rollback would be refused (--force to override)", err=True)
+        click.echo(f"grove: {done.detail}", err=True)
+        return
+    assert done.result is not None
     click.echo(
-        f"{kind}/{ident}: version {done.from_version} -> {done.to_version} "
-        f"in commit {result.revision[:12]}; {result.detail}; "
+        f"{name}: version {done.from_version} -> {done.to_version} in commit "
+        f"{done.result.revision[:12]} ({how}); {done.result.detail}; "
         f"version {done.from_version} is quarantined"
     )
-    return 0 if result.applied else 1

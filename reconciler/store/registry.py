@@ -237,7 +237,13 @@ def live_versions(connection: Connection, kind: str, ident: str) -> list[rollbac
     table = tables.lifecycle_events
     rows = connection.execute(
         select(table.c.event_type, table.c.version_to, table.c.revision, table.c.timestamp)
-        .where(and_(table.c.object_kind == kind, table.c.object_id == ident))
+        .where(
+            and_(
+                table.c.object_kind == kind,
+                table.c.object_id == ident,
+                table.c.event_type.in_(sorted(set(_EVENTS.values()))),  # applies only
+            )
+        )
         .order_by(table.c.id)
     )
     stretches: list[rollbacks.Stretch] = []
@@ -249,6 +255,43 @@ def live_versions(connection: Connection, kind: str, ident: str) -> list[rollbac
         ):
             stretches.append(rollbacks.Stretch(row.version_to, row.revision, _iso(row.timestamp)))
     return stretches
+
+
+def live_version(connection: Connection, kind: str, ident: str) -> str | None:
+    """The version of a live object, or None when no live object has that id."""
+    table = tables.LIVE_TABLES[kind]
+    found = connection.execute(select(table.c.version).where(table.c.object_id == ident)).first()
+    return None if found is None else str(found[0])
+
+
+def record_event(
+    connection: Connection,
+    event_type: str,
+    kind: str,
+    ident: str,
+    *,
+    version_from: str | None,
+    version_to: str | None,
+    revision: str | None,
+    actor: str,
+    details: dict[str, Any],
+) -> None:
+    """A lifecycle event that no apply writes (a rollback's, for one)."""
+    connection.execute(
+        insert(tables.lifecycle_events).values(
+            event_type=event_type,
+            object_kind=kind,
+            object_id=ident,
+            version_from=version_from,
+            version_to=version_to,
+            revision=revision,
+            state_serial=state_serial(connection),
+            forced=False,
+            actor=actor[:200],
+            details=details,
+            timestamp=now(),
+        )
+    )
 
 
 def quarantined_of(connection: Connection, kind: str, ident: str) -> frozenset[str]:
@@ -654,3 +697,10 @@ def events_after(connection: Connection, after_id: int, limit: int = 500) -> lis
         select(table).where(table.c.id > after_id).order_by(table.c.id).limit(limit)
     )
     return [{"id": int(row.id), **_event(row)} for row in rows]
+
+
+def updated_at(connection: Connection, kind: str) -> dict[str, str | None]:
+    """When each live object of ``kind`` last changed (its last apply), by id, ISO 8601."""
+    table = tables.LIVE_TABLES[kind]
+    rows = connection.execute(select(table.c.object_id, table.c.updated_at))
+    return {row.object_id: _iso(row.updated_at) for row in rows}

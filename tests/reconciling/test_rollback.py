@@ -3,6 +3,7 @@ replaced version is quarantined, and the registry follows on SQLite and PostgreS
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -47,42 +48,137 @@ def last_commit(bare: Path) -> tuple[str, str]:
     return author, subject
 
 
-def test_a_bad_version_is_rolled_back_and_quarantined(
+def git_of(bare: Path) -> FleetRepo:
+    repo = FleetRepo.__new__(FleetRepo)
+    repo.root = bare
+    return repo
+
+
+def quarantined(registry: Registry) -> list[tuple[str, str]]:
+    rows = registry.sql(
+        "SELECT object_id, version FROM quarantined_versions ORDER BY object_id, version"
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
+def test_a_bad_version_is_reverted_by_git_revert_and_only_it_is_quarantined(
     registry: Registry, bare: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     land(registry, bare, "alpha 2", {"models/alpha.yaml": model("alpha", "2", priority="95")})
+    bad = git_of(bare).git("rev-parse", "main")
     assert registry.live()["AIModel/alpha"]["version"] == "2"
     monkeypatch.setenv("GIT_AUTHOR_NAME", "whoever-runs-the-process")  # the caller still authors
 
     result = registry.run("rollback", "alpha")
     assert result.code == 0, result.err
     assert "version 2 -> 1" in result.out and "applied" in result.out
+    assert f"a git revert of {bad[:12]}" in result.out
     live = registry.live()["AIModel/alpha"]
     assert live["version"] == "1" and live["payload"]["priority"] == 90
+    repo = git_of(bare)
+    assert repo.git("rev-parse", "main^") == bad  # the revert sits on the bad commit
     author, subject = last_commit(bare)
-    assert (
-        author.startswith("cli-")
-        and subject == "grove: rollback AIModel alpha to version 1 (from 2)"
-    )
-    assert registry.sql("SELECT version FROM quarantined_versions WHERE object_id = 'alpha'") == [
-        ("2",)
-    ]
+    assert author.startswith("cli-")
+    assert subject == "grove: rollback AIModel alpha to version 1 (from 2)"
+    assert f"This reverts commit {bad}." in repo.git("log", "-1", "--format=%b")
+    # a revert: the tree is the bad commit's parent's again
+    assert repo.git("rev-parse", "main^{tree}") == repo.git("rev-parse", f"{bad}^^{{tree}}")
+    assert quarantined(registry) == [("alpha", "2")]
+    assert ("model_rolled_back", "alpha") in registry.events()
 
-    # Rolling back the rollback means going to version 2 again: refused, nothing committed.
-    refused = registry.run("rollback", "alpha")
-    assert refused.code == 1
-    assert "Rollback: " in refused.err and " -> rollback " in refused.err
-    assert "P003 version-quarantined" in refused.err and "nothing was committed" in refused.err
-    assert last_commit(bare)[1] == subject
+    # Rolling back again would bring the bad version back: nothing to roll back.
+    again = registry.run("rollback", "alpha")
+    assert again.code == 0, again.err
+    head = repo.git("rev-parse", "main")
+    assert f"nothing to roll back: version 1 is live since {head[:12]}" in again.out
+    assert f"(reverted in {head[:12]})" in again.out
+    assert repo.git("rev-parse", "main") == head and quarantined(registry) == [("alpha", "2")]
 
-    # Reverting the rollback would bring the quarantined version back: refused (P003).
+    # Reverting the rollback by hand would bring the quarantined version back: refused (P003).
     fleet = registry.fleet
     fleet.git("pull", "-q", "--ff-only", str(bare), "main")
     fleet.git("revert", "--no-edit", "HEAD")
     fleet.git("push", "-q", str(bare), "HEAD:main")
-    again = registry.run("reconcile")
-    assert again.code == 1 and "P003" in again.out + again.err
+    refused = registry.run("reconcile")
+    assert refused.code == 1 and "P003" in refused.out + refused.err
     assert registry.live()["AIModel/alpha"]["version"] == "1"
+
+
+def test_after_a_revert_by_hand_there_is_nothing_to_roll_back(
+    registry: Registry, bare: Path
+) -> None:
+    """The incident of issue 14: the operator already ran `git revert` on the bad version;
+    `grove rollback` must not "roll back" to the bad one and quarantine the good one."""
+    land(registry, bare, "alpha 2", {"models/alpha.yaml": model("alpha", "2", priority="95")})
+    fleet = registry.fleet
+    fleet.git("revert", "--no-edit", "HEAD")
+    reverted = fleet.head()
+    # another object changes in the same push: the applied revision is not the revert
+    fleet.commit("beta 2", {"models/beta.yaml": model("beta", "2", priority="51")})
+    fleet.git("push", "-q", str(bare), "HEAD:main")
+    assert registry.run("reconcile").code == 0
+    applied = fleet.head()
+    assert registry.live()["AIModel/alpha"]["version"] == "1"
+    before = git_of(bare).git("rev-parse", "main"), registry.content_hash()
+
+    result = registry.run("rollback", "alpha")
+    assert result.code == 0, result.err
+    assert result.out.strip() == (
+        f"AIModel/alpha: nothing to roll back: version 1 is live since {applied[:12]} "
+        f"(reverted in {reverted[:12]})"
+    )
+    assert (git_of(bare).git("rev-parse", "main"), registry.content_hash()) == before
+    assert quarantined(registry) == []
+    data = json.loads(registry.run("rollback", "alpha", "-o", "json").out)
+    assert data["change"] == "nothing" and data["quarantined"] == [] and data["revision"] is None
+
+    # ... and after that a PATCH-like change gets a fresh version, which rolls back to 1.
+    land(registry, bare, "alpha 3", {"models/alpha.yaml": model("alpha", "3", priority="97")})
+    done = registry.run("rollback", "alpha")
+    assert done.code == 0 and "version 3 -> 1" in done.out, done.out + done.err
+    assert quarantined(registry) == [("alpha", "3")]
+
+
+def test_a_dry_run_changes_nothing_byte_for_byte(
+    registry: Registry, bare: Path, db_url: str
+) -> None:
+    land(registry, bare, "alpha 2", {"models/alpha.yaml": model("alpha", "2", priority="95")})
+    bad = git_of(bare).git("rev-parse", "main")
+
+    def snapshot() -> tuple[object, ...]:
+        files = tuple(
+            (str(path.relative_to(bare)), path.read_bytes())
+            for path in sorted(bare.rglob("*"))
+            if path.is_file()
+        )
+        database = (
+            Path(db_url.removeprefix("sqlite:///")).read_bytes() if "sqlite" in db_url else b""
+        )
+        return (
+            files,
+            database,
+            registry.content_hash(),
+            quarantined(registry),
+            registry.events(),
+            registry.revisions(),
+        )
+
+    before = snapshot()
+    result = registry.run("rollback", "alpha", "--dry-run")
+    assert result.code == 0, result.err
+    assert snapshot() == before
+    assert "grove: rollback AIModel alpha to version 1 (from 2)" in result.out
+    assert f"This reverts commit {bad}." in result.out
+    assert "-  priority: 95" in result.out.replace('"', "") or "-  priority: 95" in result.out
+    assert "+  priority: 90" in result.out
+    assert "Plan" in result.out and "version 2 -> 1" in result.out
+    assert "nothing was committed, applied or quarantined" in result.err
+
+    data = json.loads(registry.run("rollback", "alpha", "--dry-run", "-o", "json").out)
+    assert data["change"] == "dry-run" and data["method"] == "revert" and data["undoes"] == bad
+    assert data["plan"]["changes"][0]["versionTo"] == "1" and data["quarantined"] == []
+    assert "This reverts commit" in data["message"] and "+  priority: 90" in data["diff"]
+    assert snapshot() == before
 
 
 def test_the_state_stays_and_other_objects_of_the_commit_are_left_alone(
@@ -103,30 +199,42 @@ def test_the_state_stays_and_other_objects_of_the_commit_are_left_alone(
         "disable alpha",
         {"models/alpha.yaml": model("alpha", "2", priority="95", state="disabled")},
     )
+    together = git_of(bare).git("rev-parse", "main^")
     result = registry.run("rollback", "alpha")
     assert result.code == 0, result.err
+    assert "a commit restoring its previous document" in result.out
     live = registry.live()
     assert live["AIModel/alpha"]["version"] == "1"
     assert live["AIModel/alpha"]["state"] == "disabled"  # operational state kept
     assert live["AIModel/beta"]["version"] == "2"  # same commit, another object: untouched
+    body = git_of(bare).git("log", "-1", "--format=%b")
+    assert f'undoes {together[:12]} ("alpha 2 and beta 2 together")' in body
+    assert "This reverts commit" not in body
+    assert quarantined(registry) == [("alpha", "2")]
 
 
-def test_to_a_named_version(registry: Registry, bare: Path) -> None:
+def test_back_one_version_at_a_time_or_to_a_named_one(registry: Registry, bare: Path) -> None:
     land(registry, bare, "alpha 2", {"models/alpha.yaml": model("alpha", "2", priority="91")})
     land(registry, bare, "alpha 3", {"models/alpha.yaml": model("alpha", "3", priority="92")})
-    result = registry.run("rollback", "alpha", "--to", "1")
-    assert result.code == 0, result.err
+    first = registry.run("rollback", "alpha")
+    assert first.code == 0 and "version 3 -> 2" in first.out, first.out + first.err
+    assert registry.live()["AIModel/alpha"]["version"] == "2"
+    # 2 is a return: rolling back from it again would be the rollback of a rollback
+    assert "nothing to roll back: version 2 is live" in registry.run("rollback", "alpha").out
+    same = registry.run("rollback", "alpha", "--to", "2")
+    assert same.code == 0 and "nothing to roll back: version 2 is live" in same.out
+    further = registry.run("rollback", "alpha", "--to", "1")
+    assert further.code == 0, further.err
+    assert "a commit restoring its previous document" in further.out
     assert registry.live()["AIModel/alpha"]["version"] == "1"
-    quarantined = registry.sql("SELECT version FROM quarantined_versions ORDER BY version")
-    assert quarantined == [("3",)]  # only the version that was replaced
+    assert quarantined(registry) == [("alpha", "2"), ("alpha", "3")]  # each rolled from once
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("beta",), "nothing to roll back to"),
-        (("alpha", "--to", "7"), "never had version 7"),
-        (("alpha", "--to", "2"), "at version 2 already"),
+        (("beta",), "has had no other version live than 1; nothing to roll back to"),
+        (("alpha", "--to", "7"), "never had version 7 applied (applied: 1, 2)"),
         (("nobody",), "no manifest defines AIModel nobody"),
     ],
 )
