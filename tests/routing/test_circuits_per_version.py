@@ -34,7 +34,14 @@ def gauge(model_id: str) -> float | None:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the router, not the database
-@pytest.mark.parametrize("how", ["git revert", pytest.param("version 3", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "git revert",
+        "grove rollback",
+        pytest.param("version 3", marks=pytest.mark.slow),
+    ],
+)
 def test_after_a_rollback_the_next_call_finds_a_closed_circuit(
     registry: Registry, fake: Callable[[str], FakeProvider], local_endpoints: None, how: str
 ) -> None:
@@ -59,6 +66,13 @@ def test_after_a_rollback_the_next_call_finds_a_closed_circuit(
         if how == "git revert":
             registry.fleet.git("revert", "--no-edit", "HEAD")
             assert registry.run("reconcile").code == 0
+        elif how == "grove rollback":  # pushes to the fleet: let it update the work tree
+            registry.fleet.git("config", "receive.denyCurrentBranch", "updateInstead")
+            bad_commit = registry.fleet.head()
+            rolled = registry.run("rollback", "m")
+            assert rolled.code == 0, rolled.err
+            assert f"a git revert of {bad_commit[:12]}" in rolled.out
+            assert registry.fleet.git("rev-parse", "HEAD^") == bad_commit
         else:
             commit_documents(registry, versioned(first, "3"))
         engine.refresh()
@@ -67,7 +81,7 @@ def test_after_a_rollback_the_next_call_finds_a_closed_circuit(
         assert good.calls == 1 and bad.calls == 3
 
         live = engine.live_version("m")
-        assert live == circuits.ModelVersion("m", "1" if how == "git revert" else "3")
+        assert live == circuits.ModelVersion("m", "3" if how == "version 3" else "1")
         assert engine.breakers.states() == {}  # version 2's circuit is gone, not just closed
         assert engine.breakers.count() == 0
         assert engine.health() == ("healthy", [])
