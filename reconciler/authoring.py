@@ -164,6 +164,7 @@ class Rollback:
             "revision": result.revision if result else None,
             "applied": result.applied if result else False,
             "quarantined": [self.from_version] if self.change == "rolled-back" else [],
+            "refused": bool(preview and preview.plan.violations),
             "message": preview.message if preview else None,
             "diff": preview.diff if preview else None,
             "plan": preview.plan.to_json() if preview else None,

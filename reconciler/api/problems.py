@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reconciler import authoring, errors, logs, ranking, routing
+from reconciler import authoring, errors, logs, ranking, rollbacks, routing
 
 MEDIA_TYPE = "application/problem+json"
 MAX_LISTED = 50  # field errors, and violations, listed in one answer; the rest are counted
@@ -153,6 +153,8 @@ def _from_grove(exc: errors.GroveError) -> ApiError:
         return ApiError(409, "suspended", "Change freeze", str(exc))
     if isinstance(exc, authoring.Conflict):
         return ApiError(409, "conflict", "Conflict", str(exc))
+    if isinstance(exc, rollbacks.NoEarlierVersion):
+        return ApiError(409, "no-earlier-version", "Nothing to roll back to", str(exc))
     if isinstance(exc, authoring.NotFound):
         return ApiError(404, "not-found", "Not found", str(exc))
     if isinstance(exc, routing.NoEligibleModel):
