@@ -20,6 +20,7 @@ import hashlib
 import itertools
 import logging
 import re
+import textwrap
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -149,6 +150,8 @@ class Rollback:
     detail: str
     result: WriteResult | None = None
     preview: Preview | None = None
+    live_since: str | None = None  # nothing to roll back: the apply that made it live
+    reverted_in: str | None = None  # ... and the commit that brought it back
 
     def to_json(self) -> dict[str, Any]:
         result, preview = self.result, self.preview
@@ -168,6 +171,8 @@ class Rollback:
             "message": preview.message if preview else None,
             "diff": preview.diff if preview else None,
             "plan": preview.plan.to_json() if preview else None,
+            "liveSince": self.live_since,
+            "revertedIn": self.reverted_in,
         }
 
 
@@ -444,7 +449,16 @@ class Authoring:
             how = " (returned to by an earlier change)"
         detail = f"nothing to roll back: version {decision.version} is live{since}{how}"
         return Rollback(
-            kind, ident, "nothing", decision.version, decision.version, None, introduced, detail
+            kind,
+            ident,
+            "nothing",
+            decision.version,
+            decision.version,
+            None,
+            None,
+            detail,
+            live_since=decision.revision,
+            reverted_in=introduced if decision.returned else None,
         )
 
     def _subject(self, commit: str | None) -> str:
@@ -701,7 +715,8 @@ def _rollback_message(
             f"Restores {ident} as it was live at version {good}, its state as it is now. "
             f"{undone}; version {bad} is quarantined."
         )
-    return f"{head}\n\n{body}"
+    paragraphs = [textwrap.fill(part, width=72) for part in body.split("\n\n")]
+    return "\n\n".join([head, *paragraphs])
 
 
 def _others(text: str | None, kind: str, ident: str, settings: Settings) -> object:

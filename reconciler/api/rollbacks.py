@@ -43,6 +43,12 @@ class RollbackOut(BaseModel):
     message: str | None = Field(description="A dry run's commit message.")
     diff: str | None = Field(description="A dry run's diff of the fleet repository.")
     plan: dict[str, Any] | None = Field(description="A dry run's plan of the apply.")
+    live_since: str | None = Field(
+        description="Nothing to roll back: the revision whose apply made the version live."
+    )
+    reverted_in: str | None = Field(
+        description="Nothing to roll back: the commit that brought the version back."
+    )
 
 
 @router.post(

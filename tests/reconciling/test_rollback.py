@@ -131,6 +131,7 @@ def test_after_a_revert_by_hand_there_is_nothing_to_roll_back(
     assert quarantined(registry) == []
     data = json.loads(registry.run("rollback", "alpha", "-o", "json").out)
     assert data["change"] == "nothing" and data["quarantined"] == [] and data["revision"] is None
+    assert (data["liveSince"], data["revertedIn"]) == (applied, reverted)
 
     # ... and after that a PATCH-like change gets a fresh version, which rolls back to 1.
     land(registry, bare, "alpha 3", {"models/alpha.yaml": model("alpha", "3", priority="97")})
