@@ -24,7 +24,16 @@ from fastapi import FastAPI
 
 from reconciler import authoring, logs, routing, telemetry, watching
 from reconciler import settings as settings_module
-from reconciler.api import connections, events, fleet, operations, probes, problems
+from reconciler.api import (
+    connections,
+    events,
+    fleet,
+    operations,
+    probes,
+    problems,
+    rollbacks,
+    rules,
+)
 from reconciler.api.deps import Services
 from reconciler.api.limits import BodyLimits, Gate
 from reconciler.settings import Settings
@@ -100,6 +109,8 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
     app.include_router(operations.hot)
     app.include_router(operations.router)  # first: /api/models/health before /api/models/{id}
     app.include_router(fleet.router)
+    app.include_router(rollbacks.router)
+    app.include_router(rules.router)
     app.include_router(probes.router)
     return app
 

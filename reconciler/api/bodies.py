@@ -99,15 +99,32 @@ class RegisterBody(_Body):
 _FLAT = "A payload field, as in the brief's flat body (merge patch; not with `payload`)."
 
 
-class PatchBody(_Body):
+class _PayloadPatch(_Body):
     """A JSON merge patch of ``payload``, given as ``{"payload": {...}}`` or flat, as the
     product brief does (``{"priority": 95}``: the payload's own fields at the top), never
     both; ``labels`` replace the labels; ``version`` only to set one explicitly. A flat
-    field is checked with the whole manifest, as a ``payload`` one is."""
+    field is checked with the whole manifest, as a ``payload`` one is. Subclasses declare
+    the payload's fields, typed ``Any``: the manifest classes judge them."""
 
     payload: dict[str, Any] | None = None
     labels: dict[str, str] | None = None
     version: str | None = None
+
+    def flat(self) -> dict[str, Any]:
+        """The flat payload fields given (an explicit null included: it removes the field),
+        by their wire names."""
+        named = self.model_fields_set - {"payload", "labels", "version"}
+        fields = type(self).model_fields
+        return {fields[name].alias or name: getattr(self, name) for name in sorted(named)}
+
+    def changes(self) -> dict[str, Any]:
+        """The payload merge patch, whichever shape it came in."""
+        return self.flat() or dict(self.payload or {})
+
+
+class PatchBody(_PayloadPatch):
+    """A change of a model: a merge patch of its payload, flat or under ``payload``."""
+
     # ModelSpec's fields (tests/api/test_day2_writes.py keeps the two lists equal)
     name: Any = Field(None, description=_FLAT)
     provider: Any = Field(None, description=_FLAT)
@@ -127,16 +144,78 @@ class PatchBody(_Body):
     lifecycle: Any = Field(None, description=_FLAT)
     mock: Any = Field(None, description=_FLAT)
 
+
+class RulePatchBody(_PayloadPatch):
+    """A change of a routing rule: a merge patch of its payload, flat
+    (``{"minScore": 0.7}``) or under ``payload``."""
+
+    # RuleSpec's fields (tests/api/test_rules_api.py keeps the two lists equal)
+    task_type: Any = Field(None, description=_FLAT)
+    requires: Any = Field(None, description=_FLAT)
+    min_score: Any = Field(None, description=_FLAT)
+    strategy: Any = Field(None, description=_FLAT)
+    weights: Any = Field(None, description=_FLAT)
+    chain: Any = Field(None, description=_FLAT)
+    constraints: Any = Field(None, description=_FLAT)
+    failover: Any = Field(None, description=_FLAT)
+    enabled: Any = Field(None, description=_FLAT)
+
+
+_RULE_FLAT = "A payload field of the rule (the flat body; not with `meta` and `payload`)."
+
+
+class RuleBody(_Body):
+    """A new routing rule: a whole RoutingRule document (``meta`` and ``payload``), or
+    the flat body, the payload's fields at the top with ``id`` (default: the
+    ``taskType``), ``version`` (default ``"1"``) and ``labels``. Either shape is
+    validated by the manifest class, as a file in git is."""
+
+    meta: dict[str, Any] | None = Field(None, description="A whole document's meta.")
+    payload: dict[str, Any] | None = Field(None, description="A whole document's payload.")
+    id: Any = Field(None, description="Flat body: the rule's id; default: its taskType.")
+    version: Any = Field(None, description='Flat body: meta.version; default "1".')
+    labels: Any = Field(None, description="Flat body: meta.labels.")
+    # RuleSpec's fields (tests/api/test_rules_api.py keeps the two lists equal)
+    task_type: Any = Field(None, description=_RULE_FLAT)
+    requires: Any = Field(None, description=_RULE_FLAT)
+    min_score: Any = Field(None, description=_RULE_FLAT)
+    strategy: Any = Field(None, description=_RULE_FLAT)
+    weights: Any = Field(None, description=_RULE_FLAT)
+    chain: Any = Field(None, description=_RULE_FLAT)
+    constraints: Any = Field(None, description=_RULE_FLAT)
+    failover: Any = Field(None, description=_RULE_FLAT)
+    enabled: Any = Field(None, description=_RULE_FLAT)
+
     def flat(self) -> dict[str, Any]:
-        """The flat payload fields given (an explicit null included: it removes the field),
-        by their wire names."""
-        named = self.model_fields_set - {"payload", "labels", "version"}
+        """The flat fields given, by their wire names (``id``, ``version`` and ``labels``
+        included)."""
+        named = self.model_fields_set - {"meta", "payload"}
         fields = type(self).model_fields
         return {fields[name].alias or name: getattr(self, name) for name in sorted(named)}
 
-    def changes(self) -> dict[str, Any]:
-        """The payload merge patch, whichever shape it came in."""
-        return self.flat() or dict(self.payload or {})
+    def is_document(self) -> bool:
+        return "meta" in self.model_fields_set or "payload" in self.model_fields_set
+
+    def document(self) -> dict[str, Any]:
+        """The RoutingRule document to write (not validated here). A whole document gets
+        its ``meta.type`` when it has none; the flat body only the fields it gave."""
+        if self.is_document():
+            given = dict(self.meta or {})
+            given.setdefault("type", manifests.KIND_RULE)
+            return {"meta": given, "payload": dict(self.payload or {})}
+        payload = {
+            key: value
+            for key, value in self.flat().items()
+            if key not in ("id", "version", "labels")
+        }
+        meta: dict[str, Any] = {
+            "id": self.id if self.id is not None else self.task_type,
+            "type": manifests.KIND_RULE,
+            "version": self.version if self.version is not None else "1",
+        }
+        if self.labels is not None:
+            meta["labels"] = self.labels
+        return {"meta": meta, "payload": payload}
 
 
 class ExecuteBody(_Body):
@@ -179,12 +258,57 @@ class ModelDetail(ModelSummary):
     manifest: manifests.AIModel
 
 
-class WriteOut(_Out):
+class _Written(_Out):
+    """What every write answers: the commit, what changed, and whether it is applied."""
+
     revision: str
     change: str
     applied: bool
     detail: str
+
+
+class WriteOut(_Written):
     model: ModelDetail | None = None
+
+
+class RuleSummary(_Out):
+    id: str
+    task_type: str
+    version: str
+    enabled: bool
+    requires: list[str]
+    min_score: float
+    strategy: str
+    chain: list[str]
+
+    @classmethod
+    def of(cls, rule: manifests.RoutingRule) -> RuleSummary:
+        spec = rule.payload
+        return cls(
+            id=rule.id,
+            task_type=spec.task_type,
+            version=rule.meta.version,
+            enabled=spec.enabled,
+            requires=[c.value for c in spec.requires],
+            min_score=spec.min_score,
+            strategy=spec.strategy.value,
+            chain=list(spec.chain),
+        )
+
+
+class RuleDetail(RuleSummary):
+    manifest: manifests.RoutingRule
+
+
+class RulePage(_Out):
+    """One page of live rules, by id; ``nextCursor`` asks for the next (null: the last)."""
+
+    items: list[RuleDetail]
+    next_cursor: str | None
+
+
+class RuleWriteOut(_Written):
+    rule: RuleDetail | None = None
 
 
 class ExecuteOut(_Out):
