@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -31,7 +31,12 @@ class ChangeKind(StrEnum):
     REMOVE = "remove"
 
 
-SYMBOLS = {ChangeKind.CREATE: "+", ChangeKind.REMOVE: "-"}
+SYMBOLS = {ChangeKind.CREATE: "+", ChangeKind.REMOVE: "-"}  # every other kind is "~"
+# The tone of a marker, for a renderer that colours (the CLI: + green, - red, ~ yellow).
+TONES = {"+": "create", "-": "remove", "~": "change"}
+
+# ``paint(text, tone)`` -> the text as shown; tones are those of TONES and "refused"
+Paint = Callable[[str, str], str]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -224,8 +229,20 @@ def headline(change: Change) -> str:
     return f"{kind.value} ({change.state_from} -> {change.state_to})"
 
 
-def render_text(plan: Plan, *, title: str = "Plan", forced: bool = False) -> str:
-    """Terraform-like text. ``title="Diff"`` compares two revisions, not the registry."""
+def _plain(text: str, _tone: str) -> str:
+    return text
+
+
+def render_text(
+    plan: Plan, *, title: str = "Plan", forced: bool = False, paint: Paint | None = None
+) -> str:
+    """Terraform-like text. ``title="Diff"`` compares two revisions, not the registry.
+
+    Each change starts with its marker (``+`` create, ``-`` remove, ``~`` any other
+    change, also before each changed field), which says it without colour; ``paint``
+    colours a line by its tone (:data:`TONES`) and the refused verdict by ``refused``.
+    """
+    style = paint or _plain
     comparing = title == "Diff"
     head = f"{title}: {_short(plan.base_revision)} -> {_short(plan.revision)}"
     lines = [head if comparing else f"{head} (registry serial {plan.state_serial})", ""]
@@ -242,15 +259,20 @@ def render_text(plan: Plan, *, title: str = "Plan", forced: bool = False) -> str
             if change.corrects_drift and change.kind is not ChangeKind.RESTORE
             else ""
         )
-        lines.append(f"  {symbol} {change.address:<40} {headline(change)}{drift}")
+        line = f"  {symbol} {change.address:<40} {headline(change)}{drift}"
+        lines.append(style(line, TONES[symbol]))
         if change.kind not in (ChangeKind.CREATE, ChangeKind.REMOVE):
             for diff in change.fields:
-                lines.append(f"      ~ {diff.path}: {_value(diff.before)} -> {_value(diff.after)}")
+                line = f"      ~ {diff.path}: {_value(diff.before)} -> {_value(diff.after)}"
+                lines.append(style(line, TONES["~"]))
     counts = plan.counts()
     if counts:
         lines += ["", "Changes: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()) + "."]
     lines.append("")
-    lines += verdict_lines(plan, forced=forced)
+    verdict = verdict_lines(plan, forced=forced)
+    if plan.refused:
+        verdict[0] = style(verdict[0], "refused")
+    lines += verdict
     return "\n".join(lines) + "\n"
 
 

@@ -25,7 +25,7 @@ import click
 from reconciler import errors, plans
 from reconciler import status as status_module
 from reconciler.cli.common import common_options, grove, kind_option
-from reconciler.cli.output import output_option
+from reconciler.cli.output import colour_option, emit, output_option, paint
 from reconciler.diagnostics import (
     Diagnostic,
     code_span,
@@ -84,8 +84,9 @@ def db_group() -> None:
 
 @db_group.command("upgrade")
 @click.argument("revision", default="head")
+@output_option(("text", "json", "yaml"))
 @common_options
-def db_upgrade(revision: str, settings: Settings) -> int:
+def db_upgrade(revision: str, output: str, settings: Settings) -> int:
     """Migrate the registry database up to REVISION (default: head)."""
     from reconciler import reconciling
     from reconciler.store import migrating
@@ -93,7 +94,9 @@ def db_upgrade(revision: str, settings: Settings) -> int:
     database = reconciling.open_database(settings, require_schema=False)
     click.get_current_context().call_on_close(database.dispose)
     before, after = migrating.upgrade(database, revision)
-    if before == after:
+    if output != "text":
+        emit(_migration_json(before, after), output)
+    elif before == after:
         click.echo(f"database already at schema {after}")
     else:
         click.echo(f"database migrated from {before or 'empty'} to {after}")
@@ -102,8 +105,9 @@ def db_upgrade(revision: str, settings: Settings) -> int:
 
 @db_group.command("downgrade")
 @click.argument("revision")
+@output_option(("text", "json", "yaml"))
 @common_options
-def db_downgrade(revision: str, settings: Settings) -> int:
+def db_downgrade(revision: str, output: str, settings: Settings) -> int:
     """Migrate the registry database down to REVISION (``base`` removes every table)."""
     from reconciler import reconciling
     from reconciler.store import migrating
@@ -111,8 +115,16 @@ def db_downgrade(revision: str, settings: Settings) -> int:
     database = reconciling.open_database(settings, require_schema=False)
     click.get_current_context().call_on_close(database.dispose)
     before, after = migrating.downgrade(database, revision)
-    click.echo(f"database migrated from {before or 'empty'} to {after or 'empty'}")
+    if output != "text":
+        emit(_migration_json(before, after), output)
+    else:
+        click.echo(f"database migrated from {before or 'empty'} to {after or 'empty'}")
     return 0
+
+
+def _migration_json(before: str | None, after: str | None) -> dict[str, Any]:
+    """``db upgrade|downgrade -o json``: the schema revisions (None: no schema)."""
+    return {"from": before, "to": after, "changed": before != after}
 
 
 @db_group.command("check")
@@ -150,6 +162,7 @@ def db_check(output: str, settings: Settings) -> int:
 @click.argument("base")
 @click.argument("head")
 @output_option(("text", "json", "markdown"), help_text="markdown for a pull-request comment.")
+@colour_option
 @common_options
 def diff_command(
     base: str,
@@ -184,7 +197,7 @@ def diff_command(
         if warnings:  # sunsets and disabled references belong in the review too
             click.echo("\n**Warnings:**\n\n" + "\n".join(markdown_line(w) for w in warnings))
     else:
-        click.echo(plans.render_text(plan, title="Diff"), nl=False)
+        click.echo(plans.render_text(plan, title="Diff", paint=paint), nl=False)
     return _plan_exit(plan)
 
 
@@ -220,6 +233,7 @@ def _invalid_markdown(base: str, head: str, found: tuple[Diagnostic, ...]) -> st
 @click.option(
     "--out", type=click.Path(dir_okay=False), help="Also save the plan for `grove apply --plan`."
 )
+@colour_option
 @common_options
 def plan_command(
     output: str,
@@ -240,7 +254,7 @@ def plan_command(
     if output == "json":
         click.echo(plan.dumps(), nl=False)
     else:
-        click.echo(plans.render_text(plan), nl=False)
+        click.echo(plans.render_text(plan, paint=paint), nl=False)
     if out:  # on stderr with -o json, so stdout stays one JSON document
         click.echo(_saved_note(plan, out), err=output == "json")
     return _plan_exit(plan)
@@ -265,6 +279,7 @@ def _saved_note(plan: plans.Plan, out: str) -> str:
 )
 @click.option("--force", is_flag=True, help="Apply even if safety checks refuse (recorded).")
 @output_option()
+@colour_option
 @common_options
 def apply_command(
     plan_file: str | None,
@@ -280,7 +295,7 @@ def apply_command(
         except (ValueError, KeyError, TypeError) as exc:
             raise errors.UsageError(f"{plan_file}: not a Grove plan file ({exc})") from None
         if output == "text":
-            click.echo(plans.render_text(saved, forced=force), nl=False)
+            click.echo(plans.render_text(saved, forced=force, paint=paint), nl=False)
         applied = reconciler.apply_saved(saved, actor=actor(), force=force)
         return _report_applied(applied, saved, output)
     outcome = reconciler.plan()
@@ -291,7 +306,7 @@ def apply_command(
         return 1
     _warnings(outcome.diagnostics)
     if output == "text":
-        click.echo(plans.render_text(outcome.plan, forced=force), nl=False)
+        click.echo(plans.render_text(outcome.plan, forced=force, paint=paint), nl=False)
     applied = reconciler.apply(outcome.plan, actor=actor(), force=force)
     return _report_applied(applied, outcome.plan, output)
 
@@ -356,6 +371,7 @@ def parse_duration(text: str) -> float:
     help="With --watch: log lines as text or JSON [default: json unless a terminal].",
 )
 @output_option(help_text="The outcome of one cycle (not for --watch, which logs).")
+@colour_option
 @common_options
 def reconcile_command(
     force: bool,
@@ -368,7 +384,7 @@ def reconcile_command(
 ) -> int:
     """One cycle: fetch, plan, apply unless refused, record status (or --watch: forever)."""
     if now:
-        return _trigger(settings)
+        return _trigger(settings, output)
     if watch:
         if force:
             raise click.UsageError("--force applies one reviewed plan; it is not for --watch")
@@ -392,7 +408,7 @@ def reconcile_command(
             click.echo(f"grove: revision {revision} was not applied", err=True)
         return 1 if outcome.state == "refused" else 0
     if outcome.state == "refused":
-        click.echo(plans.render_text(plan), nl=False)
+        click.echo(plans.render_text(plan, paint=paint), nl=False)
         click.echo(f"grove: revision {revision} was not applied", err=True)
         return 1
     if outcome.state == "already-applied":
@@ -405,7 +421,7 @@ def reconcile_command(
         click.echo(f"Recorded revision {revision}: no changes to the registry.")
     else:
         assert outcome.applied is not None
-        click.echo(plans.render_text(plan, forced=force), nl=False)
+        click.echo(plans.render_text(plan, forced=force, paint=paint), nl=False)
         click.echo(
             f"Applied {outcome.applied.changes} change(s) at revision {revision}; "
             f"registry serial {outcome.applied.state_serial}."
@@ -436,7 +452,7 @@ def _watch(settings: Settings, interval_s: float, log_format: str | None) -> int
             signal.signal(sig, handler)
 
 
-def _trigger(settings: Settings) -> int:
+def _trigger(settings: Settings, output: str) -> int:
     from reconciler import reconciling
     from reconciler.store import coordination
 
@@ -445,26 +461,31 @@ def _trigger(settings: Settings) -> int:
     with database.transaction(write=True) as connection:
         count = coordination.trigger(connection)
         leader = coordination.current(connection)
+    if output == "json":
+        _echo_json({"trigger": count, "leader": leader.holder if leader else None})
+        return 0
     holder = f"; the leader is {leader.holder}" if leader else "; no loop holds the lease now"
     click.echo(f"Asked the reconcile loop for a cycle (trigger {count}){holder}.")
     return 0
 
 
 @grove.command("suspend")
+@output_option(("text", "json", "yaml"))
 @common_options
-def suspend_command(settings: Settings) -> int:
+def suspend_command(output: str, settings: Settings) -> int:
     """Stop reconcile loops from applying until `grove resume` (`grove status` shows it)."""
-    return _suspension(settings, True)
+    return _suspension(settings, True, output)
 
 
 @grove.command("resume")
+@output_option(("text", "json", "yaml"))
 @common_options
-def resume_command(settings: Settings) -> int:
+def resume_command(output: str, settings: Settings) -> int:
     """Resume applying after `grove suspend`."""
-    return _suspension(settings, False)
+    return _suspension(settings, False, output)
 
 
-def _suspension(settings: Settings, suspended: bool) -> int:
+def _suspension(settings: Settings, suspended: bool, output: str) -> int:
     from reconciler import reconciling
     from reconciler.store import coordination
 
@@ -472,6 +493,9 @@ def _suspension(settings: Settings, suspended: bool) -> int:
     click.get_current_context().call_on_close(database.dispose)
     with database.transaction(write=True) as connection:
         changed = coordination.set_suspended(connection, suspended, actor=actor())
+    if output != "text":
+        emit({"suspended": suspended, "changed": changed}, output)
+        return 0
     word = "suspended" if suspended else "resumed"
     click.echo(f"Reconciliation {word}." if changed else f"Reconciliation was already {word}.")
     return 0
@@ -527,32 +551,36 @@ def status_command(output: str, settings: Settings) -> int:
 @click.argument("ident", metavar="ID")
 @kind_option(help="Needed only when a model and a rule share the id.")
 @click.option("--reason", default="", help="Why; shown in the refusal.")
+@output_option(("text", "json", "yaml"))
 @common_options
 def protect_command(
     ident: str,
     kind: str | None,
     reason: str,
+    output: str,
     settings: Settings,
 ) -> int:
     """Protect a live object so that deleting its file cannot remove it."""
-    return _protection(ident, kind, reason, True, settings)
+    return _protection(ident, kind, reason, True, settings, output)
 
 
 @grove.command("unprotect")
 @click.argument("ident", metavar="ID")
 @kind_option()
+@output_option(("text", "json", "yaml"))
 @common_options
 def unprotect_command(
     ident: str,
     kind: str | None,
+    output: str,
     settings: Settings,
 ) -> int:
     """Remove the protection of a live object."""
-    return _protection(ident, kind, "", False, settings)
+    return _protection(ident, kind, "", False, settings, output)
 
 
 def _protection(
-    ident: str, kind: str | None, reason: str, protect: bool, settings: Settings
+    ident: str, kind: str | None, reason: str, protect: bool, settings: Settings, output: str
 ) -> int:
     from reconciler import reconciling
     from reconciler.store import registry
@@ -568,6 +596,10 @@ def _protection(
         changed = registry.set_protection(
             connection, kinds[0], ident, protect=protect, actor=actor(), reason=reason
         )
+    if output != "text":
+        document = {"kind": kinds[0], "id": ident, "protected": protect, "changed": changed}
+        emit(document, output)
+        return 0
     verb = "protected" if protect else "unprotected"
     click.echo(f"{kinds[0]}/{ident} {verb}" + ("" if changed else " (no change)"))
     return 0

@@ -1,4 +1,8 @@
-"""``grove token create --role viewer|operator|admin --name N`` / ``grove token revoke N``."""
+"""``grove token create --role viewer|operator|admin --name N`` / ``grove token revoke N``.
+
+``-o json`` (or ``yaml``) prints the name, the role and, for ``create``, the token: still
+once, on stdout, and never anywhere else.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import click
 
 from reconciler import errors
 from reconciler.cli.common import common_options, grove
+from reconciler.cli.output import emit, output_option
 from reconciler.cli.registry import actor
 from reconciler.settings import Settings
 
@@ -20,10 +25,12 @@ def token_group() -> None:
 @token_group.command("create")
 @click.option("--role", type=click.Choice(ROLES), required=True)
 @click.option("--name", required=True, help="A unique name, used to revoke it.")
+@output_option(("text", "json", "yaml"))
 @common_options
 def create_command(
     role: str,
     name: str,
+    output: str,
     settings: Settings,
 ) -> int:
     """Create a token and print it once on stdout. NAME: 1 to 64 of a-z, 0-9, '.', '_'
@@ -36,14 +43,18 @@ def create_command(
     click.get_current_context().call_on_close(database.dispose)
     with database.transaction(write=True) as connection:
         token = tokens.create(connection, name=name, role=role, created_by=actor())
-    click.echo(token)
+    if output != "text":
+        emit({"name": name, "role": role, "token": token}, output)
+    else:
+        click.echo(token)
     return 0
 
 
 @token_group.command("revoke")
 @click.argument("name")
+@output_option(("text", "json", "yaml"))
 @common_options
-def revoke_command(name: str, settings: Settings) -> int:
+def revoke_command(name: str, output: str, settings: Settings) -> int:
     """Revoke the token called NAME; requests with it get 401 within 5 s.
 
     A server keeps a verified token for up to 5 seconds.
@@ -56,5 +67,8 @@ def revoke_command(name: str, settings: Settings) -> int:
     with database.transaction(write=True) as connection:
         if not tokens.revoke(connection, name):
             raise errors.UsageError(f"no active token is named {name!r}")
+    if output != "text":
+        emit({"name": name, "revoked": True}, output)
+        return 0
     click.echo(f"token {name} revoked")
     return 0
