@@ -1,4 +1,4 @@
-"""``/api/models``: register, discover, read, change, enable, disable, remove, metrics.
+"""``/api/models``: list, register, discover, read, change, enable, disable, remove, metrics.
 
 Reads come from the router's in-memory snapshot; writes go through git
 (`authoring`) and answer once the commit is reconciled. Write handlers are
@@ -18,9 +18,10 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
 
-from reconciler import addresses, analysis, manifests, secretscan
+from reconciler import addresses, analysis, listings, manifests, secretscan
 from reconciler.api.bodies import ModelDetail, ModelSummary, PatchBody, RegisterBody, WriteOut
 from reconciler.api.deps import Operator, Services, ServicesDep, Viewer, allow_force, author
 from reconciler.api.problems import ApiError, FieldError
@@ -147,6 +148,50 @@ def register(
         document, author(identity), force=allow_force(identity, force)
     )
     return _written(services, result)
+
+
+class ModelPage(BaseModel):
+    """One page of ``GET /api/models``: the models by id, and the cursor of the next page
+    (null on the last). The items are built by `listings`, as ``grove get models`` does."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    items: list[ModelSummary]
+    next_cursor: str | None
+
+
+@router.get(
+    "",
+    response_model=ModelPage,
+    summary="Every live model in any state (enabled, disabled, retired), by id, paged",
+)
+async def list_models(
+    services: ServicesDep,
+    identity: Viewer,
+    state: Annotated[list[manifests.ModelState] | None, Query()] = None,
+    provider: Annotated[list[manifests.Provider] | None, Query()] = None,
+    capability: Annotated[list[manifests.CapabilityType] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=listings.MAX_LIMIT)] = listings.DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    try:
+        page = listings.page_models(
+            services.engine.table().models,
+            states=[s.value for s in state or ()],
+            providers=[p.value for p in provider or ()],
+            capabilities=[c.value for c in capability or ()],
+            limit=limit,
+            cursor=cursor or None,  # empty: from the start, as with none
+        )
+    except listings.BadCursor as exc:
+        raise ApiError(
+            422,
+            "invalid-request",
+            "Invalid request",
+            str(exc),
+            errors=[FieldError(path="query.cursor", message=str(exc))],
+        ) from None
+    return Response(json.dumps(page.to_json()).encode(), media_type="application/json")
 
 
 # Answers per snapshot (the routing table) and query: computed once, then served as bytes.

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import click
 
 from reconciler import errors
-from reconciler.cli import registry, rollback, route, schema, serve, tokens, validate
+from reconciler.cli import get, registry, rollback, route, schema, serve, tokens, validate
 from reconciler.cli.common import grove
 
 
@@ -54,6 +54,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = [
+    "get",
     "grove",
     "main",
     "registry",
