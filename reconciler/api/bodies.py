@@ -188,10 +188,14 @@ class RuleBody(_Body):
 
     def flat(self) -> dict[str, Any]:
         """The flat fields given, by their wire names (``id``, ``version`` and ``labels``
-        included)."""
-        named = self.model_fields_set - {"meta", "payload"}
-        fields = type(self).model_fields
-        return {fields[name].alias or name: getattr(self, name) for name in sorted(named)}
+        included), in the order of the manifest's fields: the file reads as one written
+        by hand."""
+        given = self.model_fields_set - {"meta", "payload"}
+        return {
+            field.alias or name: getattr(self, name)
+            for name, field in type(self).model_fields.items()
+            if name in given
+        }
 
     def is_document(self) -> bool:
         return "meta" in self.model_fields_set or "payload" in self.model_fields_set

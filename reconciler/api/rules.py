@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import re
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any
 
@@ -101,8 +102,14 @@ def _servable() -> Iterator[None]:
 # ---------------------------------------------------------------- reads
 
 
+# The cursor is the last id of a page, encoded so that clients treat it as opaque; the
+# same form as GET /api/models' (``listings``), so one client code pages both.
+_CURSOR_PREFIX = "id:"
+_ID = re.compile(manifests.ID_PATTERN)
+
+
 def _cursor(ident: str) -> str:
-    return base64.urlsafe_b64encode(ident.encode()).decode().rstrip("=")
+    return base64.urlsafe_b64encode((_CURSOR_PREFIX + ident).encode()).decode().rstrip("=")
 
 
 def _after(cursor: str | None) -> str:
@@ -111,16 +118,18 @@ def _after(cursor: str | None) -> str:
     if not cursor:  # none, or empty: from the start
         return ""
     try:
-        ident = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        ident = ""
-    if not ident or _cursor(ident) != cursor:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+        raw = ""
+    ident = raw.removeprefix(_CURSOR_PREFIX)
+    if ident == raw or not _ID.fullmatch(ident) or _cursor(ident) != cursor:
+        detail = "not a cursor of this listing: pass nextCursor as it came"
         raise ApiError(
             422,
             "invalid-request",
             "Invalid request",
-            "cursor is not one this API gave: pass nextCursor of the previous page as it is",
-            errors=[FieldError(path="query.cursor", message="not a cursor of this API")],
+            detail,
+            errors=[FieldError(path="query.cursor", message=detail)],
         )
     return ident
 

@@ -68,6 +68,10 @@ def test_create_patch_disable_and_delete_a_rule_each_one_commit(server: Server) 
         assert answer["rule"]["id"] == answer["rule"]["taskType"] == "summarize"
         assert answer["revision"] == head(server)
         assert len(server.log()) == commits + 1
+        written = server.registry.fleet.git(
+            "--git-dir", str(server.bare), "show", "HEAD:manifests/rules/summarize.yaml"
+        )
+        assert written.index("taskType") < written.index("requires") < written.index("minScore")
         live = server.registry.live()["RoutingRule/summarize"]
         assert (live["version"], live["payload"]["minScore"]) == ("1", 0.5)
         routed = client.get("/api/routing/recommend", params={"taskType": "summarize"})
