@@ -494,14 +494,22 @@ class Reconciler:
         return build_status(live, desired_revision, sync, pending, problem)
 
 
+STALLED_ERRORS = 3  # errors a Stalled condition lists; `grove validate` shows them all
+
+
 def invalid_message(found: Sequence[Diagnostic]) -> str:
-    """``N manifest error(s); first: FILE:LINE: CODE message``: what Stalled says."""
-    errors_ = [d for d in found if d.is_error]
+    """``N manifest error(s); first: FILE:LINE: CODE message; FILE:LINE: ...``: what
+    Stalled says, listing the first :data:`STALLED_ERRORS` in file and line order."""
+    errors_ = sorted((d for d in found if d.is_error), key=Diagnostic.sort_key)
     if not errors_:
         return "0 manifest error(s)"
-    first = min(errors_, key=Diagnostic.sort_key)
-    where = f"{first.file}:{first.line}: {first.code} {first.message}"
-    return f"{len(errors_)} manifest error(s); first: {diagnostics.printable(where)}"
+    listed = "; ".join(
+        diagnostics.printable(f"{d.file}:{d.line}: {d.code} {d.message}")
+        for d in errors_[:STALLED_ERRORS]
+    )
+    more = len(errors_) - STALLED_ERRORS
+    rest = f"; and {more} more (grove validate lists them all)" if more > 0 else ""
+    return f"{len(errors_)} manifest error(s); first: {listed}{rest}"
 
 
 def _keep_time(
