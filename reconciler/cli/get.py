@@ -10,15 +10,14 @@ Exit 0, or 1 with one line on stderr (an unknown id, no registry).
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconciler import errors, listings, manifests, yamlsafe
+from reconciler import errors, listings, manifests
 from reconciler.cli.common import common_options, grove, kind_option
-from reconciler.cli.output import output_option
+from reconciler.cli.output import emit, output_option
 from reconciler.diagnostics import printable
 from reconciler.settings import Settings
 
@@ -342,10 +341,7 @@ def _shown_time(iso: str | None) -> str:
 
 
 def _emit(document: Any, output: str) -> int:
-    if output == "yaml":
-        click.echo(yamlsafe.dump([document]), nl=False)
-    else:
-        click.echo(json.dumps(document, indent=2, ensure_ascii=True))
+    emit(document, output)
     return 0
 
 

@@ -135,7 +135,7 @@ def test_every_state_filters_paging_and_refusals(server: Server) -> None:
 
 
 @SQLITE
-def test_grove_get_models_json_is_the_api_items(server: Server) -> None:
+def test_grove_get_json_is_the_api_items(server: Server) -> None:
     with server.client("viewer") as client:
         for params, options in [
             ({}, []),
@@ -160,6 +160,10 @@ def test_grove_get_models_json_is_the_api_items(server: Server) -> None:
             assert printed.out == json.dumps(items, indent=2) + "\n"
         detail = server.registry.run("get", "models", "m03", "-o", "json")
         assert json.loads(detail.out) == client.get("/api/models/m03").json()
+        rules = server.registry.run("get", "rules", "-o", "json")
+        assert rules.out == json.dumps(client.get("/api/rules").json()["items"], indent=2) + "\n"
+        rule = server.registry.run("get", "rules", "think", "-o", "json")
+        assert json.loads(rule.out) == client.get("/api/rules/think").json()
 
 
 def test_items_have_the_fields_of_model_summary() -> None:
