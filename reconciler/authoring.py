@@ -407,6 +407,8 @@ class Authoring:
             return nothing.rollback
         ((bad, good, method, introduced),) = chosen
         if dry_run:
+            with self.db.transaction() as connection:
+                frozen = registry.suspension(connection).suspended
             return Rollback(
                 kind,
                 ident,
@@ -415,7 +417,8 @@ class Authoring:
                 good,
                 method,
                 introduced,
-                "dry run: nothing was committed, applied or quarantined",
+                "dry run: nothing was committed, applied or quarantined"
+                + ("; a change freeze holds: the rollback itself needs force" if frozen else ""),
                 preview=result.preview,
             )
         with self.db.transaction(write=True) as connection:

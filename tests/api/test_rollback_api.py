@@ -76,4 +76,7 @@ def test_a_change_freeze_holds_for_rollbacks_but_not_for_their_dry_run(server: S
         assert frozen.status_code == 409 and frozen.json()["code"] == "suspended", frozen.text
         dry = client.post("/api/models/beta/rollback", params={"dryRun": "true"})
         assert dry.status_code == 200 and dry.json()["change"] == "dry-run", dry.text
+        assert dry.json()["detail"].endswith(
+            "a change freeze holds: the rollback itself needs force"
+        )
         assert server.log() == before and quarantined(server) == []
