@@ -611,18 +611,16 @@ def record_failure(
 
     It is about the reconciler, not an object: kind ``Reconciler``, id ``reconcile``.
     """
-    connection.execute(
-        insert(tables.lifecycle_events).values(
-            event_type="reconcile_failed",
-            object_kind="Reconciler",
-            object_id="reconcile",
-            revision=revision,
-            state_serial=state_serial(connection),
-            forced=False,
-            actor=actor[:200],
-            details=details,
-            timestamp=now(),
-        )
+    record_event(
+        connection,
+        "reconcile_failed",
+        "Reconciler",
+        "reconcile",
+        version_from=None,
+        version_to=None,
+        revision=revision,
+        actor=actor,
+        details=details,
     )
 
 
