@@ -14,17 +14,14 @@ It is a validation error, not a safety check: ``force`` does not override it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import re
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import ValidationError
 
-from reconciler import authoring, manifests
+from reconciler import authoring, listings, manifests
 from reconciler.api.bodies import (
     RuleBody,
     RuleDetail,
@@ -39,8 +36,6 @@ from reconciler.authoring import WriteResult
 from reconciler.store import tokens
 
 router = APIRouter(prefix="/api/rules", tags=["rules"])
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
 # R006: an enabled rule no enabled model can serve; R003 and R005: chain entries that
 # are not models, or do not meet the rule's requirements, when that is why.
 UNSERVABLE = frozenset({"R006"})
@@ -102,36 +97,22 @@ def _servable() -> Iterator[None]:
 # ---------------------------------------------------------------- reads
 
 
-# The cursor is the last id of a page, encoded so that clients treat it as opaque; the
-# same form as GET /api/models' (``listings``), so one client code pages both.
-_CURSOR_PREFIX = "id:"
-_ID = re.compile(manifests.ID_PATTERN)
-
-
-def _cursor(ident: str) -> str:
-    return base64.urlsafe_b64encode((_CURSOR_PREFIX + ident).encode()).decode().rstrip("=")
-
-
 def _after(cursor: str | None) -> str:
-    """The id a cursor continues after ("" for the first page); 422 when it is not one
-    this API made."""
+    """The id a cursor continues after ("" for the first page): the cursors of
+    GET /api/models (`listings`), so one client pages both; 422 for one this API did
+    not give."""
     if not cursor:  # none, or empty: from the start
         return ""
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
-        raw = ""
-    ident = raw.removeprefix(_CURSOR_PREFIX)
-    if ident == raw or not _ID.fullmatch(ident) or _cursor(ident) != cursor:
-        detail = "not a cursor of this listing: pass nextCursor as it came"
+        return listings.decode_cursor(cursor)
+    except listings.BadCursor as exc:
         raise ApiError(
             422,
             "invalid-request",
             "Invalid request",
-            detail,
-            errors=[FieldError(path="query.cursor", message=detail)],
-        )
-    return ident
+            str(exc),
+            errors=[FieldError(path="query.cursor", message=str(exc))],
+        ) from None
 
 
 @router.get(
@@ -142,7 +123,7 @@ def _after(cursor: str | None) -> str:
 async def list_rules(
     services: ServicesDep,
     identity: Viewer,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    limit: Annotated[int, Query(ge=1, le=listings.MAX_LIMIT)] = listings.DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> RulePage:
     after = _after(cursor)
@@ -152,7 +133,7 @@ async def list_rules(
     more = len(ids) > limit
     return RulePage(
         items=[_detail(rules[ident]) for ident in page],
-        next_cursor=_cursor(page[-1]) if more else None,
+        next_cursor=listings.encode_cursor(page[-1]) if more else None,
     )
 
 
