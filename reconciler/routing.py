@@ -22,7 +22,9 @@ model (a new one, or an old one again after a revert), that version starts
 with a closed circuit and no latency history, and the state of versions the
 snapshot no longer holds is dropped.
 
-Degraded modes: ``ROUTING_OVERRIDE_MODEL`` forces one model; an unexpected
+Degraded modes: ``ROUTING_OVERRIDE_MODEL`` forces one model (resolved once per
+snapshot: one that names no enabled model is ignored, and said so in a warning when
+the snapshot is loaded, in every decision's reason and in health); an unexpected
 error inside the router falls back to round-robin over enabled models; when
 the registry database is unreachable the last snapshot keeps serving (saved
 on disk for a restart) and health reports ``degraded``.
@@ -44,6 +46,7 @@ from typing import Any, TypeVar
 
 from reconciler import (
     circuits,
+    diagnostics,
     errors,
     ids,
     logs,
@@ -211,6 +214,33 @@ class LatencyStats:
         return found[0] if found else None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Override:
+    """``ROUTING_OVERRIDE_MODEL`` against one routing table: the model it forces, or
+    why it is ignored (it names no model of the snapshot, or one that is not enabled)."""
+
+    model: manifests.AIModel | None = None
+    problem: str | None = None
+
+
+NO_OVERRIDE = Override()
+
+
+def resolve_override(name: str | None, table: ranking.RoutingTable) -> Override:
+    if not name:
+        return NO_OVERRIDE
+    model = table.models.get(name)
+    if model is not None and model.payload.state is manifests.ModelState.ENABLED:
+        return Override(model=model)
+    shown = diagnostics.printable(name)
+    why = (
+        f"no model {shown} in the registry"
+        if model is None
+        else f"{shown} is {model.payload.state.value}"
+    )
+    return Override(problem=f"{OVERRIDE_VARIABLE}={shown} is ignored: {why}; routing normally")
+
+
 class RoutingEngine:
     def __init__(
         self,
@@ -238,6 +268,9 @@ class RoutingEngine:
         # the snapshot and its routing table, swapped together in one assignment
         self._built: tuple[snapshots.Snapshot, ranking.RoutingTable] | None = None
         self._building = threading.Lock()
+        # ROUTING_OVERRIDE_MODEL resolved for a table, once per snapshot, not per decision
+        self._override: tuple[ranking.RoutingTable, Override] | None = None
+        self._override_said: Override = NO_OVERRIDE  # the last one logged
         self._round_robin = 0
         self._fixed = snapshots.Snapshot.empty()
         self.writer: LogWriter | None = None
@@ -355,8 +388,35 @@ class RoutingEngine:
                 # the model's live version (if any) starts closed; one gauge per model id
                 telemetry.CIRCUIT_OPEN.labels(model=gone.model_id).set(0)
             self.stats.retain(live)
+            self._announce(self.override_for(table))
             self._built = (current, table)
             return table
+
+    def override_for(self, table: ranking.RoutingTable) -> Override:
+        """The override resolved against ``table``, computed once per table."""
+        cached = self._override
+        if cached is not None and cached[0] is table:
+            return cached[1]
+        resolved = resolve_override(self.override, table)
+        self._override = (table, resolved)
+        return resolved
+
+    def override_problem(self) -> str | None:
+        """Why ``ROUTING_OVERRIDE_MODEL`` is ignored by the current snapshot, or None."""
+        return self.override_for(self.table()).problem
+
+    def _announce(self, override: Override) -> None:
+        """Log the override when a snapshot changes what it does (at start, for one)."""
+        said = self._override_said
+        if override.problem is not None and override.problem != said.problem:
+            logs.event(log, "override-ignored", level=logging.WARNING, reason=override.problem)
+        elif override.model is not None and (
+            said.model is None or said.model.id != override.model.id
+        ):
+            forced = override.model.id
+            reason = f"{OVERRIDE_VARIABLE}={forced} sends every request to {forced}, no failover"
+            logs.event(log, "override-active", level=logging.WARNING, reason=reason)
+        self._override_said = override
 
     def live_version(self, model_id: str) -> circuits.ModelVersion:
         """The version of ``model_id`` the snapshot serves: the key of its circuit and of
@@ -381,11 +441,15 @@ class RoutingEngine:
     def _decide(self, table: ranking.RoutingTable, request: TaskRequest) -> ranking.RoutingDecision:
         started = time.perf_counter()
         try:
-            forced = table.models.get(self.override) if self.override else None
-            if forced is not None and forced.payload.state is manifests.ModelState.ENABLED:
-                decision = self._overridden(table, forced)
+            override = self.override_for(table) if self.override else NO_OVERRIDE
+            if override.model is not None:
+                decision = self._overridden(table, override.model)
             else:
                 decision = table.decide(request, self._dynamic())
+                if override.problem is not None:  # routed normally: say why, every time
+                    decision = dataclasses.replace(
+                        decision, reason=f"{decision.reason}; {override.problem}"
+                    )
         except ranking.NoRoute:
             raise
         except Exception as exc:  # a router bug must not stop traffic
@@ -559,15 +623,12 @@ class RoutingEngine:
         )
         if open_circuits:
             reasons.append("circuits open: " + ", ".join(open_circuits))
-        if self.override:
-            model = self.table().models.get(self.override)
-            if model is None or model.payload.state is not manifests.ModelState.ENABLED:
-                reasons.append(
-                    f"{OVERRIDE_VARIABLE}={self.override} names no enabled model; routing normally"
-                )
-            else:
-                reasons.append(f"{OVERRIDE_VARIABLE} forces {self.override}")
         table = self.table()
+        override = self.override_for(table)
+        if override.problem is not None:
+            reasons.append(override.problem)
+        elif override.model is not None:
+            reasons.append(f"{OVERRIDE_VARIABLE} forces {override.model.id}")
         if not table.enabled:
             reasons.append("no enabled model in the snapshot")
         return ("degraded" if reasons else "healthy", reasons)

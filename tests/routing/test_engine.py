@@ -378,9 +378,11 @@ def test_a_misspelled_override_is_ignored_and_reported(
     engine = engine_for(model_doc("a", priority=99), model_doc("b", priority=1), rule_doc("think"))
     decision = engine.get_routing_decision(routing.TaskRequest(task_type="think"))
     assert decision.strategy == "priority" and decision.model_id == "a"
-    assert engine.health()[1] == [
-        "ROUTING_OVERRIDE_MODEL=nope names no enabled model; routing normally"
-    ]
+    ignored = (
+        "ROUTING_OVERRIDE_MODEL=nope is ignored: no model nope in the registry; routing normally"
+    )
+    assert decision.reason.endswith(f"; {ignored}")
+    assert engine.health()[1] == [ignored]
 
 
 def test_any_request_id_is_logged(tmp_path: Path) -> None:
