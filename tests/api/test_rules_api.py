@@ -184,6 +184,26 @@ def test_a_change_that_leaves_a_rule_unservable_is_a_409_and_commits_nothing(
     assert server.registry.live()["RoutingRule/think"]["version"] == "1"
 
 
+@pytest.mark.slow
+@SQLITE
+def test_a_model_change_that_leaves_rules_unservable_is_refused_by_p004(server: Server) -> None:
+    """The other side: the safety check P004 guards every enabled rule a model serves."""
+    with server.client("operator") as client:
+        for ident in ("beta", "gamma"):
+            assert client.post(f"/api/models/{ident}/disable").status_code == 200
+        before = head(server)
+        refused = [
+            client.post("/api/models/alpha/disable"),
+            client.patch("/api/models/alpha", json={"capabilities": {"reasoning": None}}),
+        ]
+    assert [(r.status_code, r.json()["code"]) for r in refused] == [(409, "refused")] * 2
+    for answer in refused:
+        violations = answer.json()["violations"]
+        assert {v["code"] for v in violations} == {"P004"}
+        assert {v["objects"][0] for v in violations} == {"RoutingRule/ask", "RoutingRule/think"}
+    assert head(server) == before
+
+
 @SQLITE
 def test_unknown_ids_are_404_and_a_viewer_only_reads(server: Server) -> None:
     before = head(server)
