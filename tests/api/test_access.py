@@ -70,6 +70,13 @@ def test_the_route_list_covers_the_design(server: Server) -> None:
         ("post", "/api/reconcile"),
         ("get", "/api/events"),
         ("get", "/metrics"),
+        ("get", "/api/models"),
+        ("post", "/api/models/{model_id}/rollback"),
+        ("get", "/api/rules"),
+        ("post", "/api/rules"),
+        ("get", "/api/rules/{rule_id}"),
+        ("patch", "/api/rules/{rule_id}"),
+        ("delete", "/api/rules/{rule_id}"),
     } <= routes
 
 
