@@ -298,9 +298,10 @@ class RoutingTable:
 
     # ---------------------------------------------------------------- deciding
 
-    def decide(self, request: TaskRequest, dynamic: Dynamic) -> RoutingDecision:
+    def decide(self, request: TaskRequest, dynamic: Dynamic, *, note: str = "") -> RoutingDecision:
         """The chain walks the route's order and stops once it holds enough models for
-        failover: the cost depends on the chain, not on the size of the fleet."""
+        failover: the cost depends on the chain, not on the size of the fleet. ``note``
+        ends the reason (the router's word on an override it ignores)."""
         route = self.route_for(request)
         wanted = route.failover.max_attempts + CHAIN_SPARE
         ahead: list[tuple[Candidate, str]] = []  # skipped before the first usable model
@@ -315,13 +316,14 @@ class RoutingTable:
             if len(chain) >= wanted:
                 break
         ids = _with_fallbacks(chain, route, self, dynamic)
+        reason = _reason(route, chain[0] if chain else None, ahead, dynamic)
         return RoutingDecision(
             model_id=ids[0] if ids else None,
             chain=tuple(ids),
             rule_id=route.rule_id,
             task_type=route.task_type,
             strategy=route.strategy.value,
-            reason=_reason(route, chain[0] if chain else None, ahead, dynamic),
+            reason=f"{reason}; {note}" if note else reason,
             revision=self.revision,
             serial=self.serial,
             max_attempts=route.failover.max_attempts,

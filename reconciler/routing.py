@@ -444,12 +444,8 @@ class RoutingEngine:
             override = self.override_for(table) if self.override else NO_OVERRIDE
             if override.model is not None:
                 decision = self._overridden(table, override.model)
-            else:
-                decision = table.decide(request, self._dynamic())
-                if override.problem is not None:  # routed normally: say why, every time
-                    decision = dataclasses.replace(
-                        decision, reason=f"{decision.reason}; {override.problem}"
-                    )
+            else:  # routed normally; an ignored override says why in every reason
+                decision = table.decide(request, self._dynamic(), note=override.problem or "")
         except ranking.NoRoute:
             raise
         except Exception as exc:  # a router bug must not stop traffic

@@ -235,7 +235,7 @@ def test_a_router_error_falls_back_to_round_robin_and_is_logged(
     engine = engine_for(model_doc("a"), model_doc("b"), rule_doc("think"))
     table = engine.table()
 
-    def broken(*_: object) -> object:
+    def broken(*_: object, **__: object) -> object:
         raise ZeroDivisionError("bug")
 
     monkeypatch.setattr(table, "decide", broken)
