@@ -4,9 +4,9 @@ FastAPI's generic handler is most of what the framework costs a routed call:
 it reads the content type through ``email.message``, decodes the JSON into
 Python objects and validates those, solves the dependency graph with its
 caches and exit stacks, and validates the returned model again before
-serializing it. bench/lean.py measured it on 2026-11-27 at a third of the
-application's CPU per call (679 against 451 us), and bench/api.py's server at
-a fifth of the whole server's (3.46 against 2.78 ms, the network included).
+serializing it. bench/lean.py measured it at a third of the application's CPU
+per call and bench/api.py at a fifth of the whole server's, the network
+included (the dated figures: bench/README.md).
 
 :class:`LeanRoute` keeps everything that makes the route what it is: its path
 and method in the router, its declared dependencies (so the token is still

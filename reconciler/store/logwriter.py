@@ -12,8 +12,8 @@ interpreter lock; a writer thread takes the lock every time the event loop makes
 a system call and keeps it until its next piece ends, so a batch stretched over
 tens of milliseconds slowed every call served meanwhile (``bench/api.py``: the
 p99 of a routed call at 1,000 calls a second). The parent's share is turning
-rows into tuples and pickling them, about 1.5 microseconds a row, in C calls
-bounded by the frame size.
+rows into tuples and pickling them, in C calls bounded by the frame size (its
+dated cost per row is in bench/README.md).
 
 Loss is bounded and counted, never silent: when ``max_rows`` are waiting (the
 child or the database is slow or away) new rows are dropped; a row the database
