@@ -46,6 +46,9 @@ _ANY = {
     "seconds": r"\d+",
 }
 TOKEN = re.compile(_ANY["token"])
+_SHORT_SHA = re.compile(
+    r"(?<![0-9A-Za-z_])(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]{7,39}(?![0-9A-Za-z_])"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +69,8 @@ class Command:
 
 
 def commands(page: str) -> list[Command]:
-    """Every command of every ``console`` block of ``page``, in order."""
+    """Every command of every ``console`` block of ``page``, in order (a block indented
+    in a list item loses the indentation of its fence)."""
     found: list[Command] = []
     inside = False
     current: tuple[int, list[str], list[Line]] | None = None
@@ -76,10 +80,13 @@ def commands(page: str) -> list[Command]:
         if current is not None:
             found.append(Command(current[0], "\n".join(current[1]), tuple(current[2])))
 
-    for number, text in enumerate(page.splitlines(), start=1):
+    indent = 0  # a block in a list item is indented like the item's text
+    for number, line in enumerate(page.splitlines(), start=1):
         if not inside:
-            inside = text.strip() == "```console"
+            inside = line.strip() == "```console"
+            indent = len(line) - len(line.lstrip(" "))
             continue
+        text = line[min(indent, len(line) - len(line.lstrip(" "))) :]
         if text.strip() == "```":
             close()
             inside, current, continued = False, None, False
@@ -119,10 +126,18 @@ class Values:
         return None
 
     def paste(self, text: str) -> str:
-        """``text`` with every value seen replaced by what it was on this run."""
+        """``text`` with every value seen replaced by what it was on this run; a short
+        commit id of the page stands for the start of the long one seen."""
         for shown in sorted(self.seen, key=len, reverse=True):
             text = text.replace(shown, self.seen[shown])
-        return text
+
+        def short(match: re.Match[str]) -> str:
+            for shown, real in self.seen.items():
+                if shown.startswith(match.group()):
+                    return real[: len(match.group())]
+            return match.group()
+
+        return _SHORT_SHA.sub(short, text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +230,9 @@ class Shell:
         """The exit status and everything printed (stdout and stderr, as on a terminal)."""
         self._state.mkdir(exist_ok=True)
         where, names = self._state / "pwd", self._state / "env"
-        script = f'{text}\n__status=$?\npwd > "{where}"; env -0 > "{names}"; exit $__status\n'
+        # set -a: a variable the page sets (T=$(...)) is exported, so it carries over
+        keep = f'__status=$?\npwd > "{where}"; env -0 > "{names}"; exit $__status\n'
+        script = f"set -a\n{text}\n{keep}"
         done = subprocess.run(  # bash, as a reader's terminal runs the page's commands
             ["bash", "-c", script],
             cwd=self.folder,
