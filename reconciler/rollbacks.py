@@ -87,7 +87,7 @@ def choose(
     for stretch in reversed(stretches[:-1]):
         if stretch.version != current and stretch.version not in quarantined:
             return Target(current, stretch.version)
-    held = ", ".join(sorted({s.version for s in stretches[:-1]}, key=_order))
+    held = ", ".join(sorted({s.version for s in stretches[:-1]} - {current}, key=_order))
     raise NoEarlierVersion(
         f"every version of {name} live before {current} is quarantined ({held}); name one "
         "with --to once an admin has lifted its quarantine, or fix forward"

@@ -15,7 +15,7 @@ import click
 
 from reconciler import manifests, plans
 from reconciler.cli.common import common_options, grove, kind_option
-from reconciler.cli.output import emit, output_option
+from reconciler.cli.output import colour_option, emit, output_option, paint
 from reconciler.cli.registry import _report_invalid, actor
 from reconciler.settings import Settings
 
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     help="Commit and apply even if safety checks refuse, or a change freeze holds.",
 )
 @output_option(("text", "json", "yaml"))
+@colour_option
 @common_options
 def rollback_command(
     ident: str,
@@ -83,7 +84,7 @@ def rollback_command(
     except authoring.Refused as exc:
         # the plan's revision names Grove's uncommitted work tree: say what it is
         shown = dataclasses.replace(exc.plan, revision="rollback")
-        click.echo(plans.render_text(shown, title="Rollback"), err=True)
+        click.echo(plans.render_text(shown, title="Rollback", paint=paint), err=True)
         click.echo("grove: the rollback was refused; nothing was committed", err=True)
         return 1
     if output != "text":
@@ -110,9 +111,9 @@ def _print(done: Rollback) -> None:
         click.echo("\nCommit message:\n")
         click.echo("\n".join(f"    {line}".rstrip() for line in done.preview.message.split("\n")))
         click.echo("\nDiff:\n")
-        click.echo(done.preview.diff or "    (none)")
+        click.echo("\n".join(_painted(line) for line in done.preview.diff.split("\n")))
         shown = dataclasses.replace(done.preview.plan, revision="rollback")
-        click.echo("\n" + plans.render_text(shown, title="Plan"))
+        click.echo("\n" + plans.render_text(shown, title="Plan", paint=paint))
         if done.preview.plan.violations:
             click.echo("grove: the rollback would be refused (--force to override)", err=True)
         click.echo(f"grove: {done.detail}", err=True)
@@ -123,3 +124,12 @@ def _print(done: Rollback) -> None:
         f"{done.result.revision[:12]} ({how}); {done.result.detail}; "
         f"version {done.from_version} is quarantined"
     )
+
+
+def _painted(line: str) -> str:
+    """A line of a unified diff in a plan's colours (added green, removed red)."""
+    if line.startswith("+") and not line.startswith("+++"):
+        return paint(line, "create")
+    if line.startswith("-") and not line.startswith("---"):
+        return paint(line, "remove")
+    return line

@@ -50,6 +50,8 @@ def test_quarantined_versions_are_passed_over() -> None:
     assert choose(("1", "2", "3"), quarantined=("2",)) == Target("3", "1")
     with pytest.raises(rollbacks.NoEarlierVersion, match=r"quarantined \(1, 2\)"):
         choose(("1", "2", "3"), quarantined=("1", "2"))
+    with pytest.raises(rollbacks.NoEarlierVersion, match=r"quarantined \(2\); name one"):
+        choose(("2", "3", "2", "3"), quarantined=("2",))
 
 
 def test_a_named_version() -> None:
