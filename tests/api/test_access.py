@@ -80,6 +80,7 @@ def test_the_route_list_covers_the_design(server: Server) -> None:
     } <= routes
 
 
+@pytest.mark.slow
 def test_every_route_method_and_role(server: Server) -> None:
     failures = []
     for method, path in _routes(server):
@@ -308,6 +309,7 @@ def test_event_streams_are_capped_per_token(server: Server) -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_plan_previews_fetch_the_remote_at_most_every_few_seconds(
     remote_server: Server, tmp_path: Path
 ) -> None:

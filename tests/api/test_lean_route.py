@@ -168,6 +168,7 @@ def execute_bodies(draw: st.DrawFn) -> dict[str, Any]:
     return {key: draw(_PLAUSIBLE.get(key, _VALUES)) for key in keys}
 
 
+@pytest.mark.slow
 @SQLITE_ONLY
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -210,6 +210,7 @@ def test_a_literal_key_in_a_register_body_is_refused_without_echo(server: Server
     assert canary not in json.dumps([[str(v) for v in row] for row in rows])
 
 
+@pytest.mark.slow
 def test_fifty_concurrent_registers_are_all_commits_and_history_is_linear(server: Server) -> None:
     def register(i: int) -> int:
         with server.client("operator") as client:

@@ -71,6 +71,7 @@ def _fleet_and_token(
     return env, token, bare
 
 
+@pytest.mark.slow
 def test_grove_up_seeds_migrates_prints_a_token_once_and_serves(tmp_path: Path) -> None:
     shutil.copytree(REPO_ROOT / "manifests", tmp_path / "manifests")
     port = free_port()
@@ -124,6 +125,7 @@ def test_grove_up_seeds_migrates_prints_a_token_once_and_serves(tmp_path: Path) 
     assert token.group(1) not in out
 
 
+@pytest.mark.slow
 def test_a_server_that_cannot_start_still_shows_what_it_was_to_announce(tmp_path: Path) -> None:
     """grove up makes its admin token once and hands the announcement to the server: a
     server that never listens (its port taken since grove up checked) must not lose it."""
@@ -166,6 +168,7 @@ def test_grove_up_on_a_port_in_use_fails_in_one_line_before_anything_starts(
     assert not (tmp_path / ".grove").exists()
 
 
+@pytest.mark.slow
 def test_a_server_killed_mid_burst_loses_no_acknowledged_write(
     registry: Registry, tmp_path: Path
 ) -> None:
@@ -287,6 +290,7 @@ def _serve_two_workers(env: dict[str, str], cwd: Path, port: int) -> subprocess.
     )
 
 
+@pytest.mark.slow
 def test_serve_with_two_workers_answers_metrics_for_the_whole_server(
     registry: Registry, tmp_path: Path
 ) -> None:
@@ -408,6 +412,7 @@ def _sockets(pid: int, port: int, state: str) -> int:
     return count
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc")
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # processes, not the database
 def test_workers_share_connections_and_a_killed_worker_is_replaced(
@@ -478,6 +483,7 @@ def _api_on(
     )
 
 
+@pytest.mark.slow
 def test_workers_on_a_port_in_use_exit_1_and_start_nothing(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
@@ -487,6 +493,7 @@ def test_workers_on_a_port_in_use_exit_1_and_start_nothing(tmp_path: Path) -> No
     assert "worker-failed-to-start" not in run.stderr  # refused before any worker started
 
 
+@pytest.mark.slow
 def test_workers_that_cannot_start_stop_the_server_with_exit_1(tmp_path: Path) -> None:
     """A worker that dies before it serves (here: an unmigrated registry) is not started
     again and again: the server stops, exit 1, and says which worker failed."""
@@ -496,6 +503,7 @@ def test_workers_that_cannot_start_stop_the_server_with_exit_1(tmp_path: Path) -
     assert run.stderr.count("worker-restarted") == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc")
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # processes, not the database
 def test_workers_stop_when_their_supervisor_is_killed(registry: Registry, tmp_path: Path) -> None:

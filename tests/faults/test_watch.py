@@ -42,6 +42,7 @@ def _is_reconcile(outcome: str, revision: str | None = None) -> object:
     )
 
 
+@pytest.mark.slow
 def test_a_commit_to_a_watched_repository_is_applied_at_once(
     registry: Registry,
     tmp_path: Path,
@@ -69,6 +70,7 @@ def test_a_commit_to_a_watched_repository_is_applied_at_once(
         )
 
 
+@pytest.mark.slow
 def test_an_unreachable_remote_keeps_the_last_state_and_recovers(
     registry: Registry, tmp_path: Path, loops: list[WatchProcess]
 ) -> None:
@@ -98,6 +100,7 @@ def test_an_unreachable_remote_keeps_the_last_state_and_recovers(
     assert loop.terminate() == 0
 
 
+@pytest.mark.slow
 def test_a_failed_revision_is_not_retried_until_a_new_commit(
     registry: Registry, tmp_path: Path, loops: list[WatchProcess]
 ) -> None:
@@ -121,6 +124,7 @@ def test_a_failed_revision_is_not_retried_until_a_new_commit(
     assert loop.terminate() == 0
 
 
+@pytest.mark.slow
 def test_suspend_stops_applying_and_resume_restarts(
     registry: Registry, tmp_path: Path, loops: list[WatchProcess]
 ) -> None:
@@ -191,6 +195,7 @@ def _terminate(registry: Registry, application_name: str) -> int:
     return len(rows)
 
 
+@pytest.mark.slow
 @postgresql_only
 def test_a_connection_killed_mid_apply_rolls_back_and_the_loop_converges(
     registry: Registry, tmp_path: Path, loops: list[WatchProcess]
@@ -221,6 +226,7 @@ def test_a_connection_killed_mid_apply_rolls_back_and_the_loop_converges(
     assert loop.terminate() == 0
 
 
+@pytest.mark.slow
 @postgresql_only
 def test_replicas_follow_by_polling_when_notifications_are_lost(
     registry: Registry, tmp_path: Path, loops: list[WatchProcess]

@@ -184,6 +184,7 @@ PROPERTY = settings(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["AIModel", "RoutingRule"])
 def test_every_schema_document_round_trips(kind: str) -> None:
     SEEN.update(valid=0, invalid=0)

@@ -291,6 +291,7 @@ def _replaced(answer: Any, where: tuple[Any, ...], value: Any) -> Any:
     return copy
 
 
+@pytest.mark.slow
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), shape=st.sampled_from(list(_VALID)), value=_JSON)
 def test_any_json_in_any_field_is_read_or_refused_as_a_bad_response(

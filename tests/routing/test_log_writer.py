@@ -251,6 +251,7 @@ def test_the_child_ignores_interrupt_and_terminate_and_its_parent_ends_it(db: Da
     assert _gone_within(child, 5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "broken",
     [
@@ -305,6 +306,7 @@ def _writes_blocked(db: Database) -> Iterator[None]:
         yield
 
 
+@pytest.mark.slow
 def test_stop_with_a_stalled_database_ends_the_child_and_counts_every_row(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -326,6 +328,7 @@ def test_stop_with_a_stalled_database_ends_the_child_and_counts_every_row(
     assert sum(r.fields["rows"] for r in dropped) == writer.dropped  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_a_terminals_ctrl_c_does_not_reach_a_child_that_is_starting(db: Database) -> None:
     """Ctrl-C goes to the terminal's whole process group: the server handles it (and
     stops the child itself), and the child, in a session of its own, never sees it,
@@ -369,6 +372,7 @@ def test_a_terminals_ctrl_c_does_not_reach_a_child_that_is_starting(db: Database
     assert after == [str(child), "1", "1", "0"]
 
 
+@pytest.mark.slow
 def test_the_child_ends_when_its_parent_is_killed(db: Database) -> None:
     script = textwrap.dedent(f"""
             import sys, time
