@@ -143,6 +143,7 @@ def test_text_of_a_forced_plan() -> None:
         ),
         ("Diff", f"Diff: {BASE[:12]} -> {HEAD[:12]}", "No changes between the two revisions."),
     ],
+    ids=["plan", "diff"],
 )
 def test_text_of_an_empty_plan(title: str, first: str, empty: str) -> None:
     plan = fleet.plan([rule("r")], fleet.live([rule("r")]), revision=HEAD)
