@@ -33,6 +33,19 @@ class Listing:
     problems: tuple[Diagnostic, ...] = ()
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delta:
+    """The manifest files that differ between two trees of the manifests folder.
+
+    ``paths`` are every changed manifest path (removed, added or modified);
+    ``entries`` the files present in the new tree among them (``size`` -1: not known
+    until read). Only files a listing would show count.
+    """
+
+    paths: tuple[str, ...]
+    entries: tuple[Entry, ...]
+
+
 class Source(Protocol):
     """Where desired state comes from."""
 
@@ -58,6 +71,13 @@ class Source(Protocol):
 
     def read(self, entry: Entry) -> bytes:
         """The bytes of one listed file."""
+        ...
+
+    def delta(self, old_tree: str, new_tree: str, path: str) -> Delta | None:
+        """The manifest files that differ between two trees of the folder at ``path``
+        (as :meth:`tree` returns them), in time proportional to the difference; None
+        when the source cannot tell or a changed entry is one a listing refuses (a
+        symbolic link, a submodule): then the caller lists everything."""
         ...
 
     def is_ancestor(self, old: str, new: str) -> bool | None:

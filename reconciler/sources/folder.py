@@ -22,7 +22,7 @@ from pathlib import Path
 from reconciler import diagnostics
 from reconciler.diagnostics import Diagnostic
 from reconciler.loading import Budget, Limits, SourceFile, check_size
-from reconciler.sources import Entry, Listing
+from reconciler.sources import Delta, Entry, Listing
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -204,6 +204,9 @@ class FolderSource:
 
     def read(self, entry: Entry) -> bytes:
         return self._data[entry.blob]
+
+    def delta(self, old_tree: str, new_tree: str, path: str) -> Delta | None:
+        return None  # a folder keeps no old trees: the reconciler lists it whole
 
     def is_ancestor(self, old: str, new: str) -> bool | None:
         return None

@@ -31,7 +31,7 @@ from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 from reconciler import addresses, childenv, diagnostics, errors
 from reconciler.diagnostics import Diagnostic
 from reconciler.loading import Limits
-from reconciler.sources import Entry, Listing
+from reconciler.sources import Delta, Entry, Listing
 from reconciler.sources.folder import SUFFIXES
 
 ALLOWED_SCHEMES = ("file", "https", "ssh")
@@ -39,6 +39,25 @@ _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)")
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 MODE_SYMLINK = "120000"
 MODE_SUBMODULE = "160000"
+
+
+_HIDDEN = ("", "")  # _admit's answer for an entry a listing skips without a word
+
+
+def _admit(relative: str, mode: str, kind: str) -> tuple[str, str] | None:
+    """Whether a listing shows a tree entry (path relative to the manifests folder):
+    None when it does, :data:`_HIDDEN` when it skips it, else the (code, message) of
+    the problem it reports (a submodule, a symbolic link)."""
+    parts = relative.split("/")
+    if any(part.startswith(".") for part in parts[:-1]):
+        return _HIDDEN
+    if mode == MODE_SUBMODULE:
+        return ("F009", "submodules are not read; commit the manifests themselves")
+    if mode == MODE_SYMLINK:
+        return ("F003", "symbolic links are not followed; commit the file itself")
+    if not relative.endswith(SUFFIXES) or parts[-1].startswith(".") or kind != "blob":
+        return _HIDDEN
+    return None
 
 
 def is_remote(location: str) -> bool:
@@ -327,28 +346,48 @@ class GitSource:
             info, name = record.split("\t", 1)
             mode, kind, blob, size = info.split()
             relative = name[len(folder) + 1 :] if folder else name
-            if any(part.startswith(".") for part in relative.split("/")[:-1]):
+            verdict = _admit(relative, mode, kind)
+            if verdict is _HIDDEN:
                 continue
-            if mode == MODE_SUBMODULE:
-                problems.append(
-                    diagnostics.error(
-                        name, 1, "F009", "submodules are not read; commit the manifests themselves"
-                    )
-                )
-                continue
-            if mode == MODE_SYMLINK:  # refused whatever its name, as `grove validate` does
-                problems.append(
-                    diagnostics.error(
-                        name, 1, "F003", "symbolic links are not followed; commit the file itself"
-                    )
-                )
-                continue
-            if not name.endswith(SUFFIXES) or relative.split("/")[-1].startswith("."):
-                continue
-            if kind != "blob":
+            if verdict is not None:  # refused whatever its name, as `grove validate` does
+                problems.append(diagnostics.error(name, 1, *verdict))
                 continue
             entries.append(Entry(name, blob, int(size) if size.isdigit() else 0))
         return Listing(revision, str(tree), tuple(entries), tuple(problems))
+
+    def delta(self, old_tree: str, new_tree: str, path: str) -> Delta | None:
+        """``git diff-tree`` of the two folder trees: git skips equal subtrees, so the
+        cost follows the change, not the fleet."""
+        if not (_SHA.match(old_tree) and _SHA.match(new_tree)):
+            return None
+        folder = path.strip("/")
+        try:
+            output = self.repo().git.diff_tree(
+                "-r", "-z", "--raw", "--no-renames", "--no-abbrev", old_tree, new_tree
+            )
+        except GitCommandError:
+            return None  # an old tree this repository no longer has
+        records = output.split("\0")
+        paths: list[str] = []
+        entries: list[Entry] = []
+        for info, relative in zip(records[0::2], records[1::2], strict=False):
+            if not info:
+                continue
+            old_mode, new_mode, _, blob, status = info.lstrip(":").split()
+            name = f"{folder}/{relative}" if folder else relative
+            present = not status.startswith("D")
+            kinds = [(new_mode, "commit" if new_mode == MODE_SUBMODULE else "blob")] * present
+            if not status.startswith("A"):
+                kinds.append((old_mode, "commit" if old_mode == MODE_SUBMODULE else "blob"))
+            verdicts = [_admit(relative, mode, kind) for mode, kind in kinds]
+            if any(v is not None and v is not _HIDDEN for v in verdicts):
+                return None  # a refused entry: the full listing reports it
+            if all(v is _HIDDEN for v in verdicts):
+                continue
+            paths.append(name)
+            if present and verdicts[0] is None:
+                entries.append(Entry(name, blob, -1))
+        return Delta(tuple(paths), tuple(entries))
 
     def read(self, entry: Entry) -> bytes:
         stream = self.repo().odb.stream(bytes.fromhex(entry.blob))
