@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 
 from reconciler import diagnostics, manifests, scoring
 from reconciler.diagnostics import Diagnostic
@@ -43,7 +43,7 @@ def check(
     known = set(models) | set(removing)
     known |= {i for kind, i in loaded.broken_ids if kind == manifests.KIND_MODEL}
     whole = loaded.complete and not loaded.broken_ids
-    found += _model_references(models, known, check_dangling=loaded.complete)
+    found += _model_references(models.items(), models, known, check_dangling=loaded.complete)
     found += _cycles(models)
     found += _rules(
         [item for item in rules if item.id not in judged_elsewhere],
@@ -52,8 +52,71 @@ def check(
         check_dangling=loaded.complete,
         check_serving=whole,
     )
-    found += _lifecycle(models, today)
+    found += _lifecycle(models.items(), today)
     return found
+
+
+class Known:
+    """The model ids a reference may name: the fleet's models and those being removed
+    (whose references are a safety violation, P005, rather than an error)."""
+
+    def __init__(self, models: Container[str], removing: Container[str]) -> None:
+        self.models = models
+        self.removing = removing
+
+    def __contains__(self, ident: object) -> bool:
+        return ident in self.models or ident in self.removing
+
+
+def check_some(
+    items: Sequence[Located],
+    models: Mapping[str, Located],
+    today: dt.date,
+    *,
+    removing: frozenset[str] = frozenset(),
+    judged_elsewhere: frozenset[str] = frozenset(),
+) -> list[Diagnostic]:
+    """What :func:`check` reports at ``items`` (some objects of a complete fleet without
+    duplicate ids, duplicate task types or fallback cycles, whose models are ``models``),
+    without looking at the rest: the reconciler's incremental check, over the objects
+    that changed and those that name them (see `reconciling`)."""
+    known = Known(models, removing)
+    mine = [(item.id, item) for item in items if item.kind == manifests.KIND_MODEL]
+    rules = [
+        item
+        for item in items
+        if item.kind == manifests.KIND_RULE and item.id not in judged_elsewhere
+    ]
+    found = _model_references(mine, models, known, check_dangling=True)
+    found += _rules(rules, models, known, check_dangling=True, check_serving=True)
+    found += _lifecycle(mine, today)
+    return found
+
+
+def has_cycle(starts: Iterable[str], models: Mapping[str, Located]) -> bool:
+    """Whether a fallback cycle passes through a model reachable from ``starts`` (a
+    fleet whose other models formed no cycle gets one only through a changed model)."""
+    reachable: dict[str, Located] = {}
+    pending = [ident for ident in starts if ident in models]
+    while pending:
+        ident = pending.pop()
+        if ident in reachable:
+            continue
+        reachable[ident] = models[ident]
+        pending.extend(t for t in _model(models[ident]).payload.fallbacks if t in models)
+    return bool(_cycles(reachable))
+
+
+def references(item: Located) -> tuple[str, ...]:
+    """The model ids an object names: a model's fallbacks and successor, a rule's chain."""
+    obj = item.obj
+    if isinstance(obj, manifests.AIModel):
+        life = obj.payload.lifecycle
+        successor = (life.successor,) if life is not None and life.successor else ()
+        return (*obj.payload.fallbacks, *successor)
+    if isinstance(obj, manifests.RoutingRule):
+        return tuple(obj.payload.chain)
+    return ()
 
 
 def _first_by_id(objects: Sequence[Located], kind: str) -> dict[str, Located]:
@@ -104,10 +167,14 @@ def _duplicates(objects: Sequence[Located]) -> list[Diagnostic]:
 
 
 def _model_references(
-    models: dict[str, Located], known: set[str], *, check_dangling: bool
+    items: Iterable[tuple[str, Located]],
+    models: Mapping[str, Located],
+    known: Container[str],
+    *,
+    check_dangling: bool,
 ) -> list[Diagnostic]:
     found: list[Diagnostic] = []
-    for ident, item in models.items():
+    for ident, item in items:
         spec = _model(item).payload
         for index, target in enumerate(spec.fallbacks):
             line = item.line_of("payload", "fallbacks", index)
@@ -148,7 +215,7 @@ def _model_references(
     return found
 
 
-def _cycles(models: dict[str, Located]) -> list[Diagnostic]:
+def _cycles(models: Mapping[str, Located]) -> list[Diagnostic]:
     """Each fallback cycle once, reported at its smallest id (iterative DFS)."""
     edges = {
         ident: [t for t in _model(item).payload.fallbacks if t in models]
@@ -188,7 +255,7 @@ def _cycles(models: dict[str, Located]) -> list[Diagnostic]:
     return found
 
 
-def _cycle_error(models: dict[str, Located], cycle: tuple[str, ...]) -> Diagnostic:
+def _cycle_error(models: Mapping[str, Located], cycle: tuple[str, ...]) -> Diagnostic:
     head = cycle[0]
     nxt = cycle[1] if len(cycle) > 1 else head
     item = models[head]
@@ -205,8 +272,8 @@ def _cycle_error(models: dict[str, Located], cycle: tuple[str, ...]) -> Diagnost
 
 def _rules(
     rules: Sequence[Located],
-    models: dict[str, Located],
-    known: set[str],
+    models: Mapping[str, Located],
+    known: Container[str],
     *,
     check_dangling: bool,
     check_serving: bool,
@@ -279,8 +346,10 @@ def eligible(spec: manifests.ModelSpec, rule: manifests.RuleSpec) -> bool:
     return scoring.rule_exclusion(spec, rule) is None
 
 
-def servers(rule: manifests.RuleSpec, models: dict[str, Located]) -> list[str]:
+def servers(rule: manifests.RuleSpec, models: Mapping[str, Located]) -> list[str]:
     """Ids of the enabled models that can serve ``rule`` on static grounds."""
+    if rule.chain:  # only the chain's models are looked at
+        models = {ident: models[ident] for ident in rule.chain if ident in models}
     return spec_servers(rule, {ident: _model(item).payload for ident, item in models.items()})
 
 
@@ -300,13 +369,19 @@ class _ServingIndex:
     """Enabled models per capability, best score first, so a rule's check stops early.
 
     Without it, checking R rules against M models costs R x M; with it a rule
-    looks only at models that reach ``minScore`` on its first capability.
+    looks only at models that reach ``minScore`` on its first capability. Built on
+    its first question, so a check that asks none (no rule without a chain) pays nothing.
     """
 
-    def __init__(self, models: dict[str, Located]) -> None:
+    def __init__(self, models: Mapping[str, Located]) -> None:
+        self.models = models
         self.by_capability: dict[manifests.CapabilityType, list[tuple[float, manifests.ModelSpec]]]
         self.by_capability = defaultdict(list)
-        for item in models.values():
+        self.built = False
+
+    def _build(self) -> None:
+        self.built = True
+        for item in self.models.values():
             spec = _model(item).payload
             if spec.state is manifests.ModelState.ENABLED:
                 for capability, score in spec.capabilities.items():
@@ -315,6 +390,8 @@ class _ServingIndex:
             entries.sort(key=lambda entry: -entry[0])
 
     def servable(self, rule: manifests.RuleSpec) -> bool:
+        if not self.built:
+            self._build()
         for score, spec in self.by_capability.get(rule.requires[0], ()):
             if score < rule.min_score:
                 return False
@@ -323,15 +400,17 @@ class _ServingIndex:
         return False
 
 
-def _servable(rule: manifests.RuleSpec, models: dict[str, Located], index: _ServingIndex) -> bool:
+def _servable(
+    rule: manifests.RuleSpec, models: Mapping[str, Located], index: _ServingIndex
+) -> bool:
     if rule.chain:
         return bool(servers(rule, models))
     return index.servable(rule)
 
 
-def _lifecycle(models: dict[str, Located], today: dt.date) -> list[Diagnostic]:
+def _lifecycle(items: Iterable[tuple[str, Located]], today: dt.date) -> list[Diagnostic]:
     found: list[Diagnostic] = []
-    for ident, item in models.items():
+    for ident, item in items:
         spec = _model(item).payload
         life = spec.lifecycle
         if life is None or spec.state is not manifests.ModelState.ENABLED:

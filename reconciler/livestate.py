@@ -94,6 +94,9 @@ class LiveState:
     # False once anybody wrote to the live tables after the last apply (see migration 0002):
     # then unchanged files are not trusted from the registry but read from git again.
     untouched: bool = True
+    # How many live objects there are, when ``objects`` holds only some of them (the
+    # incremental plan loads the objects a change touches); None: ``objects`` is all.
+    total: int | None = None
 
     @classmethod
     def empty(cls) -> LiveState:

@@ -10,7 +10,7 @@ override is recorded with every event the apply writes.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from reconciler import checking, manifests
 from reconciler.livestate import Key, LiveState
@@ -44,6 +44,29 @@ class Context:
     related: bool | None = None  # False: no commit in common with the applied revision
     revision: str = ""  # the revision planned, for messages
     source: str = ""  # the repository it comes from, for messages
+    # The desired models' specs and rules by id, when the caller keeps them (the
+    # reconciler's incremental plan); else they are taken from ``desired``.
+    model_specs: Mapping[str, manifests.ModelSpec] | None = None
+    rules: Sequence[tuple[str, manifests.RoutingRule]] | None = None
+
+    def specs(self) -> Mapping[str, manifests.ModelSpec]:
+        if self.model_specs is not None:
+            return self.model_specs
+        return {
+            ident: obj.payload
+            for (kind, ident), obj in self.desired.items()
+            if kind == manifests.KIND_MODEL and isinstance(obj, manifests.AIModel)
+        }
+
+    def sorted_rules(self) -> Sequence[tuple[str, manifests.RoutingRule]]:
+        """The desired rules, by id."""
+        if self.rules is not None:
+            return self.rules
+        return [
+            (ident, obj)
+            for (kind, ident), obj in sorted(self.desired.items())
+            if kind == manifests.KIND_RULE and isinstance(obj, manifests.RoutingRule)
+        ]
 
 
 def violation(code: str, message: str, objects: list[str], way_out: str) -> Violation:
@@ -58,10 +81,14 @@ def removed_models(changes: tuple[Change, ...]) -> frozenset[str]:
     )
 
 
-def check(context: Context) -> list[Violation]:
+def check(
+    context: Context, last: tuple[list[Violation], frozenset[str]] | None = None
+) -> list[Violation]:
+    """Every violation of a plan; ``last`` is what :func:`last_servers` answered for this
+    context, when the caller asked already (it is not asked twice)."""
     found: list[Violation] = []
     found += _versions(context)
-    found += last_servers(context)[0]
+    found += (last or last_servers(context))[0]
     found += _removals(context)
     found += _bulk(context)
     if context.descends is False and context.related is False:
@@ -171,16 +198,10 @@ def last_servers(context: Context) -> tuple[list[Violation], frozenset[str]]:
             continue  # a live row edited into nonsense served nothing
         if isinstance(parsed, manifests.AIModel):
             before[ident] = parsed.payload
-    models_after = {
-        ident: obj.payload
-        for (kind, ident), obj in context.desired.items()
-        if kind == manifests.KIND_MODEL and isinstance(obj, manifests.AIModel)
-    }
+    models_after = context.specs()
     found: list[Violation] = []
     rules: list[str] = []
-    for (kind, ident), obj in sorted(context.desired.items()):
-        if kind != manifests.KIND_RULE or not isinstance(obj, manifests.RoutingRule):
-            continue
+    for ident, obj in context.sorted_rules():
         rule = obj.payload
         culprits = checking.spec_servers(rule, before) if rule.enabled else []
         if not culprits or checking.has_server(rule, models_after):
@@ -229,7 +250,7 @@ def _removals(context: Context) -> list[Violation]:
                     "then delete the file",
                 )
             )
-    for (kind, ident), obj in sorted(context.desired.items()):
+    for (kind, ident), obj in sorted(context.desired.items()) if removed else ():
         names = (
             list(obj.payload.fallbacks)
             if isinstance(obj, manifests.AIModel)
@@ -251,7 +272,7 @@ def _removals(context: Context) -> list[Violation]:
 
 
 def _bulk(context: Context) -> list[Violation]:
-    live_count = len(context.live.objects)
+    live_count = len(context.live.objects) if context.live.total is None else context.live.total
     if not live_count:
         return []
     if not context.desired:

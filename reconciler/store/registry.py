@@ -129,6 +129,85 @@ def load_live(connection: Connection) -> LiveState:
     )
 
 
+def load_keys(connection: Connection, keys: Iterable[tuple[str, str]]) -> LiveState:
+    """The live state of some objects only (their rows, versions, protections and
+    quarantined versions) with the count of all live objects in ``total``: what a plan
+    of a change to those objects needs, at a cost that follows the change."""
+    wanted: dict[str, list[str]] = {kind: [] for kind in tables.LIVE_TABLES}
+    for kind, ident in keys:
+        wanted[kind].append(ident)
+    objects: dict[tuple[str, str], LiveObject] = {}
+    versions: dict[tuple[str, str, str], str] = {}
+    protections: dict[tuple[str, str], str] = {}
+    quarantined: set[tuple[str, str, str]] = set()
+    total = 0
+    history, protected, held = (
+        tables.object_versions,
+        tables.protections,
+        tables.quarantined_versions,
+    )
+    for kind, table in tables.LIVE_TABLES.items():
+        total += int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+        idents = sorted(set(wanted[kind]))
+        for start in range(0, len(idents), 500):
+            chunk = idents[start : start + 500]
+            for row in connection.execute(
+                select(
+                    table.c.object_id,
+                    table.c.version,
+                    table.c.meta,
+                    table.c.payload,
+                    table.c.applied_hash,
+                    table.c.source_path,
+                    table.c.source_blob,
+                ).where(table.c.object_id.in_(chunk))
+            ):
+                objects[(kind, row.object_id)] = LiveObject(
+                    kind=kind,
+                    id=row.object_id,
+                    version=row.version,
+                    meta=row.meta,
+                    payload=row.payload,
+                    applied_hash=row.applied_hash,
+                    source_path=row.source_path,
+                    source_blob=row.source_blob,
+                )
+            for found in connection.execute(
+                select(history.c.object_id, history.c.version, history.c.content_hash).where(
+                    and_(history.c.object_kind == kind, history.c.object_id.in_(chunk))
+                )
+            ):
+                versions[(kind, found.object_id, found.version)] = found.content_hash
+            for guard in connection.execute(
+                select(protected.c.object_id, protected.c.reason).where(
+                    and_(protected.c.object_kind == kind, protected.c.object_id.in_(chunk))
+                )
+            ):
+                protections[(kind, guard.object_id)] = guard.reason
+            for quarantine in connection.execute(
+                select(held.c.object_id, held.c.version).where(
+                    and_(held.c.object_kind == kind, held.c.object_id.in_(chunk))
+                )
+            ):
+                quarantined.add((kind, quarantine.object_id, quarantine.version))
+    state = read_state(connection)
+    return LiveState(
+        objects=objects,
+        versions=versions,
+        protections=protections,
+        quarantined=frozenset(quarantined),
+        applied_revision=state.applied_revision,
+        applied_tree=state.applied_tree,
+        state_serial=state.state_serial,
+        attempted_revision=state.attempted_revision,
+        suspended=state.suspended,
+        last_error=state.last_error,
+        conditions=dict(state.conditions or {}),
+        untouched=state.untouched_since_apply,
+        total=total,
+    )
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class StateRow:
     applied_revision: str | None
