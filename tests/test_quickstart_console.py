@@ -177,7 +177,10 @@ def _layout(folder: Path) -> None:
 
 @pytest.mark.slow
 def test_every_console_block_of_the_quickstart_runs_as_shown(tmp_path: Path) -> None:
+    missing = [tool for tool in ("curl", "jq", "git") if shutil.which(tool) is None]
+    assert not missing, f"the quickstart needs {', '.join(missing)}"
     page = (REPO_ROOT / PAGE).read_text(encoding="utf-8")
+    assert PAGE_FOLDER in page and PAGE_ADDRESS in page, "the page's folder and port moved"
     commands = console_blocks.commands(page)
     assert commands and commands[0].text.endswith("grove up"), "step 1 starts grove up"
     folder = tmp_path / "grove"
