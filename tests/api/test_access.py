@@ -222,6 +222,7 @@ def test_status_plan_reconcile_health_and_metrics(server: Server) -> None:
         assert "grove_routing_decision_seconds" in text
 
 
+@pytest.mark.slow
 def test_events_stream_lifecycle_changes(server: Server) -> None:
     received: list[dict[str, Any]] = []
 

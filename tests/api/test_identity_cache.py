@@ -55,6 +55,7 @@ def test_fifty_callers_on_a_cold_cache_share_one_check(db: Database) -> None:
     assert {identity.name if identity else None for identity in found} == {"ci"}
 
 
+@pytest.mark.slow
 def test_steady_traffic_refreshes_in_the_background_and_never_waits(db: Database) -> None:
     token = _token(db)
     checks = CountedChecks(db)

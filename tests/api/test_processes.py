@@ -144,6 +144,7 @@ def test_a_server_that_cannot_start_still_shows_what_it_was_to_announce(tmp_path
     assert f"grove: the server did not start; it would have said:\n{announcement}" in run.stderr
 
 
+@pytest.mark.slow
 def test_grove_up_on_a_port_in_use_fails_in_one_line_before_anything_starts(
     tmp_path: Path,
 ) -> None:

@@ -150,6 +150,7 @@ def test_suspend_stops_applying_and_resume_restarts(
     assert loop.terminate() == 0
 
 
+@pytest.mark.slow
 def test_sigterm_mid_apply_finishes_the_transaction_and_releases_the_lease(
     registry: Registry, tmp_path: Path, loops: list[WatchProcess]
 ) -> None:

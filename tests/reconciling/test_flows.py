@@ -340,6 +340,7 @@ def test_a_missing_manifests_folder_counts_as_empty(registry: Registry) -> None:
     assert "P008" in result.out
 
 
+@pytest.mark.slow
 def test_a_remote_that_never_answers_times_out(
     registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -86,6 +86,7 @@ def test_connection_refused_fails_over(
     assert elapsed < 1.0
 
 
+@pytest.mark.slow
 def test_a_connect_blackhole_is_cut_by_the_deadline(
     fake: Callable[[str], FakeProvider], engine_for: Callable[..., routing.RoutingEngine]
 ) -> None:
@@ -123,6 +124,7 @@ def test_a_connect_blackhole_is_cut_by_the_deadline(
         hole.close()
 
 
+@pytest.mark.slow
 def test_headers_never_sent_is_cut_by_the_deadline(
     pair: tuple[FakeProvider, FakeProvider, routing.RoutingEngine],
 ) -> None:
@@ -131,6 +133,7 @@ def test_headers_never_sent_is_cut_by_the_deadline(
     assert elapsed < DEADLINE_MS / 1000 + MARGIN_S
 
 
+@pytest.mark.slow
 def test_a_body_trickling_one_byte_a_second_is_cut_by_the_deadline(
     pair: tuple[FakeProvider, FakeProvider, routing.RoutingEngine],
 ) -> None:
@@ -274,6 +277,7 @@ def test_a_client_error_does_not_fail_over(
     assert engine.breakers.blocked(engine.live_version("primary")) is None  # not the model's fault
 
 
+@pytest.mark.slow
 def test_every_model_down_names_them_within_the_sum_of_deadlines(
     fake: Callable[[str], FakeProvider], engine_for: Callable[..., routing.RoutingEngine]
 ) -> None:

@@ -203,6 +203,7 @@ def test_the_database_url_is_not_on_the_childs_command_line(db: Database) -> Non
         writer.stop()
 
 
+@pytest.mark.slow
 def test_a_killed_child_is_replaced_and_what_it_held_is_counted(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -232,6 +233,7 @@ def test_a_killed_child_is_replaced_and_what_it_held_is_counted(
         writer.stop()
 
 
+@pytest.mark.slow
 def test_the_child_ignores_interrupt_and_terminate_and_its_parent_ends_it(db: Database) -> None:
     writer = LogWriter(db, every_s=0.05)
     writer.start()

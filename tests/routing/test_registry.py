@@ -17,6 +17,7 @@ from tests.routing.fakes import FakeProvider
 CANARY = "sk-canary-4f1d2a9c8b7e6d5c4b3a2f1e0d9c8b7a"
 
 
+@pytest.mark.slow
 def test_metrics_of_a_model_that_served_calls(
     registry: Registry, fake: Callable[[str], FakeProvider], local_endpoints: None
 ) -> None:
@@ -194,6 +195,7 @@ def test_grove_route_shows_the_decision(
     assert "no enabled routing rule has taskType 'nope'" in unknown.err
 
 
+@pytest.mark.slow
 def test_a_new_engine_starts_from_the_latency_the_logs_observed(
     registry: Registry, fake: Callable[[str], FakeProvider], local_endpoints: None
 ) -> None:
