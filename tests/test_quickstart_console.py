@@ -14,7 +14,7 @@ tests/console_blocks.py). What the test changes, and why:
 - the page's folder ``/tmp/grove-qs/grove`` is this run's folder, and its port 8000 a
   free one: ``grove up`` gets ``--port``, every URL the same port;
 - step 1's ``python3 -m venv .venv && .venv/bin/pip install -e .`` is not run (it needs
-  a package index): ``.venv/bin/grove`` is this interpreter's ``python -m reconciler``,
+  a package index): ``.venv/bin/grove`` is a console script run by this interpreter,
   and what ``grove up`` prints is compared from the page's last ``...`` on (which also
   stands for the server's log lines on stderr);
 - a ``grove up`` runs in the background (the page uses a second terminal) until the
@@ -171,7 +171,10 @@ def _layout(folder: Path) -> None:
         subprocess.run([*git, *args], check=True, env=console_blocks.environment())
     grove = folder / ".venv" / "bin" / "grove"
     grove.parent.mkdir(parents=True)
-    grove.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m reconciler "$@"\n')
+    # as pip writes it (grove up names the program it was run as: sys.argv[0])
+    grove.write_text(
+        f"#!{sys.executable}\nimport sys\nfrom reconciler.cli import main\nsys.exit(main())\n"
+    )
     grove.chmod(0o755)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -158,8 +160,9 @@ def up_command(host: str, port: int, seed: str) -> int:
     settings_module.write_fleet_file(settings)
     url = f"http://{host}:{port}"
     shown = engine.redact(settings.db_url)  # a PostgreSQL password is never printed
-    # the URL from GROVE_DB_URL is not repeated (it may hold one): the command names it
-    db_option = '"$GROVE_DB_URL"' if os.environ.get("GROVE_DB_URL") else settings.db_url
+    # the URL from GROVE_DB_URL is not repeated (it may hold one): the command names it;
+    # without it, the config.json written above gives a command run here the registry
+    db_option = ' --db "$GROVE_DB_URL"' if os.environ.get("GROVE_DB_URL") else ""
     lines = [
         f"Grove is up at {url}",
         f"  fleet repository: {fleet} ({'seeded from ' + seed if fresh else 'existing'})",
@@ -167,11 +170,31 @@ def up_command(host: str, port: int, seed: str) -> int:
         f"  admin token (shown once, keep it): {token}"
         if token
         else "  admin token: printed at the first run; another: "
-        f"grove token create --role admin --name NAME --db {db_option}",
+        f"{program()} token create --role admin --name NAME{db_option}",
         f"  try: curl -H 'Authorization: Bearer <token>' "
         f"'{url}/api/models/discover?capability=reasoning'",
     ]
     return _run_serve(settings, host, port, 1, "30s", True, announce="\n".join(lines) + "\n")
+
+
+def program() -> str:
+    """How to run grove again from this folder, as the user ran it: ``grove`` when that
+    is the command PATH finds, else the path they typed (relative to this folder when it
+    is below it, e.g. ``.venv/bin/grove``), or ``python -m reconciler`` for a module run."""
+    typed = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if typed is None or typed.name == "__main__.py" or not typed.is_file():
+        on_path = shutil.which("grove")
+        return "grove" if on_path else f"{shlex.quote(sys.executable)} -m reconciler"
+    found = shutil.which(typed.name)
+    if found and Path(found).samefile(typed):
+        return typed.name
+    absolute = typed.absolute()  # as typed: a symlink is not resolved
+    try:
+        relative = absolute.relative_to(Path.cwd())
+    except ValueError:
+        return shlex.quote(str(absolute))
+    shown = str(relative)
+    return shlex.quote(shown if os.sep in shown else f".{os.sep}{shown}")
 
 
 def _pipe_holding(text: str) -> int:

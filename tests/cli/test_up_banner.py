@@ -1,5 +1,6 @@
 """Issue 13: ``grove up`` on PostgreSQL never prints the database password (it did, in
-clear, twice): its banner masks it."""
+clear, twice): its banner masks it. Issue 14: the command it suggests for another admin
+token pastes as is: the program as the user ran it, no ``--db`` that config.json gives."""
 
 from __future__ import annotations
 
@@ -34,12 +35,14 @@ def _zombies(parent: int) -> set[int]:
     return found
 
 
-def _up(tmp_path: Path, url: str) -> str:
+def _up(tmp_path: Path, url: str | None, program: list[str] | None = None) -> str:
     """Everything one ``grove up`` printed, from its start to a SIGTERM once it listens;
     meanwhile, no child it started before it became the server is left a zombie."""
-    command = [sys.executable, "-m", "reconciler", "up", "--port", str(free_port())]
+    program = program or [sys.executable, "-m", "reconciler"]
+    command = [*program, "up", "--port", str(free_port())]
+    env = _env(GROVE_DB_URL=url) if url else _env()
     process = subprocess.Popen(  # unbuffered: the first line is read alone
-        command, cwd=tmp_path, env=_env(GROVE_DB_URL=url), stdout=PIPE, stderr=PIPE, bufsize=0
+        command, cwd=tmp_path, env=env, stdout=PIPE, stderr=PIPE, bufsize=0
     )
     try:
         assert process.stdout is not None
@@ -74,4 +77,79 @@ def test_grove_up_masks_the_postgresql_password(
         printed = _up(tmp_path, secret_url)
     assert PASSWORD not in printed
     assert f"registry: {secret_url.replace(PASSWORD, '***')}; " in printed
-    assert 'grove token create --role admin --name NAME --db "$GROVE_DB_URL"' in printed
+    assert ' token create --role admin --name NAME --db "$GROVE_DB_URL"\n' in printed
+
+
+def _console_script(folder: Path) -> Path:
+    """``.venv/bin/grove`` in ``folder`` as pip writes it: this interpreter runs it."""
+    script = folder / ".venv" / "bin" / "grove"
+    script.parent.mkdir(parents=True)
+    script.write_text(
+        f"#!{sys.executable}\nimport sys\nfrom reconciler.cli import main\nsys.exit(main())\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
+@pytest.mark.parametrize(
+    ("typed", "on_path", "shown"),
+    [
+        (".venv/bin/grove", False, ".venv/bin/grove"),
+        ("{folder}/.venv/bin/grove", False, ".venv/bin/grove"),
+        (".venv/bin/grove", True, "grove"),
+        ("{folder}/.venv/bin/grove", True, "grove"),
+    ],
+    ids=["relative", "absolute-below", "on-path", "on-path-absolute"],
+)
+def test_the_program_is_named_as_the_user_can_run_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, typed: str, on_path: bool, shown: str
+) -> None:
+    from reconciler.cli import serve
+
+    script = _console_script(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin:/bin" if on_path else "/usr/bin:/bin")
+    monkeypatch.setattr(sys, "argv", [typed.format(folder=tmp_path), "up"])
+    assert serve.program() == shown
+
+
+def test_a_program_outside_the_folder_is_named_by_its_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.cli import serve
+
+    script = _console_script(tmp_path / "elsewhere")
+    (tmp_path / "fleet").mkdir()
+    monkeypatch.chdir(tmp_path / "fleet")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setattr(sys, "argv", [str(script), "up"])
+    assert serve.program() == str(script)
+    monkeypatch.setattr(sys, "argv", [str(REPO_ROOT / "reconciler" / "__main__.py"), "up"])
+    assert serve.program() == f"{sys.executable} -m reconciler"
+
+
+@pytest.mark.slow
+def test_the_second_run_suggests_a_token_command_that_pastes(tmp_path: Path) -> None:
+    """Run from the folder as ``.venv/bin/grove up`` (not on PATH): the suggestion is
+    ``.venv/bin/grove token create ...`` with no --db (.grove/config.json names the
+    registry), and pasted there it makes an admin token in that registry."""
+    shutil.copytree(REPO_ROOT / "manifests", tmp_path / "manifests")
+    _console_script(tmp_path)
+    program = [".venv/bin/grove"]
+    assert "admin token (shown once, keep it): grove_" in _up(tmp_path, None, program)
+    printed = _up(tmp_path, None, program)
+    suggested = "  admin token: printed at the first run; another: "
+    line = next(line for line in printed.splitlines() if line.startswith(suggested))
+    command = line.removeprefix(suggested)
+    assert command == ".venv/bin/grove token create --role admin --name NAME"
+    made = subprocess.run(
+        ["bash", "-c", command.replace("NAME", "second-admin")],
+        check=False,
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith("grove_")
