@@ -3,12 +3,26 @@
 The service behind ``grove plan``, ``apply``, ``diff``, ``status`` and
 ``reconcile`` (and later the watch loop and the API). It wires a `sources`
 adapter, the loader and checks, `diffing`, `safety`, `applying` and the store;
-it holds no state between calls except a cache of parsed blobs.
+between calls it keeps only the last few valid fleets it checked (`Fleet`, by
+tree) and the validated live objects (`livestate`).
 
-Desired state is read incrementally: a file whose git blob is the one the
-live objects were applied from is not read or parsed again; its objects are
-taken from the registry (unless they drifted). When validation then finds an
-error, everything is re-read from git so the error can name its line.
+A plan costs what the change costs, not what the fleet does:
+
+- the revision, its tree and the registry as last applied: nothing is read;
+- the registry untouched since it applied a tree this process keeps: git lists
+  the files that differ between the two trees, only those are read, only their
+  objects' live rows are loaded, and the cross-object checks look at what
+  changed and what names it (`_plan_change`); anything unusual, any error
+  found, plans the whole fleet instead, so the answer is always the whole
+  fleet's;
+- otherwise every file is listed and a file whose git blob is the one the live
+  objects were applied from is not read or parsed again; its objects are taken
+  from the registry (unless they drifted). When validation then finds an
+  error, everything is re-read from git so the error can name its line.
+
+``plan(full=True)`` and ``reconcile(full=True)`` take none of these shortcuts:
+every file is read from git and checked against every live object (the watch
+loop runs one periodically, so a wrong shortcut cannot hide for long).
 
 An unexpected exception in a cycle (a bug, or an input no check caught) is
 recorded like the planned failures: ``Stalled`` with reason ``UnexpectedError``
@@ -19,10 +33,12 @@ caller (the loop backs off and retries; a command reports it).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Sequence
 
 from pydantic import ValidationError
 
@@ -43,7 +59,7 @@ from reconciler.diagnostics import Diagnostic
 from reconciler.livestate import Key, LiveObject, LiveState
 from reconciler.plans import Plan
 from reconciler.settings import Settings
-from reconciler.sources import Entry, Listing, Source
+from reconciler.sources import Delta, Entry, Listing, Source
 from reconciler.sources.folder import FolderSource
 from reconciler.sources.git import GitSource, is_remote
 from reconciler.store import coordination, failpoints, migrating, registry
@@ -102,6 +118,7 @@ class DesiredState:
     loaded: loading.LoadResult
     diagnostics: tuple[Diagnostic, ...]
     reused: dict[Key, LiveObject] = dataclasses.field(default_factory=dict)
+    entries: tuple[Entry, ...] = ()  # the listing's files
 
     @property
     def objects(self) -> dict[Key, manifests.GroveObject]:
@@ -175,8 +192,14 @@ class Reconciler:
             state = self._load(listing, None)  # re-read everything so errors name lines
         return state
 
-    def _load(self, listing: Listing, live: LiveState | None) -> DesiredState:
+    def _load(
+        self, listing: Listing, live: LiveState | None, reread: frozenset[str] = frozenset()
+    ) -> DesiredState:
+        """Read the listed files, but take from ``live`` those whose blob it was applied
+        from (except the files in ``reread``)."""
         reusable = _reusable(listing, live) if live is not None else {}
+        for path in reread:
+            reusable.pop(path, None)
         files: list[loading.SourceFile] = []
         problems = list(listing.problems)
         for entry in listing.entries:
@@ -208,7 +231,9 @@ class Reconciler:
             loaded.complete = False
         loaded.objects.sort(key=lambda item: (item.file, item.document.index))
         found = [*problems, *loaded.diagnostics]
-        return DesiredState(listing.revision, listing.tree, loaded, tuple(found), reused)
+        return DesiredState(
+            listing.revision, listing.tree, loaded, tuple(found), reused, listing.entries
+        )
 
     # ---------------------------------------------------------------- plan
 
@@ -223,18 +248,207 @@ class Reconciler:
         self.source.fetch()
         return self.source.resolve(ref or self.settings.ref)
 
-    def plan(self, ref: str | None = None, *, revision: str | None = None) -> PlanOutcome:
+    def plan(
+        self, ref: str | None = None, *, revision: str | None = None, full: bool = False
+    ) -> PlanOutcome:
+        """The plan from the registry to ``revision``.
+
+        Unless ``full``: nothing is read when the revision, its tree and the registry are
+        those of the last apply; a change since a fleet this process has checked is
+        planned from the files that changed (see :meth:`_plan_change`); otherwise
+        unchanged files are taken from the registry. ``full`` reads and checks every file
+        from git against every live object, whatever was kept.
+        """
         revision = revision or self.resolve(ref)
-        in_sync = self._unchanged_since_apply(revision)
-        if in_sync is not None:
-            return in_sync
+        if not full:
+            in_sync = self._unchanged_since_apply(revision)
+            if in_sync is not None:
+                return in_sync
+            try:
+                changed = self._plan_change(revision)
+            except errors.GroveError:
+                raise  # the database or git: the whole plan would meet the same
+            except Exception:  # a shortcut's bug must not stop reconciling: plan it whole
+                log.warning("the incremental plan failed; planning the whole fleet", exc_info=True)
+                changed = None
+            if changed is not None:
+                return changed
         live = self.live()
-        desired = self.desired_state(revision, live if live.untouched else None)
+        reuse = live if live.untouched and not full else None
+        listing = self.source.list(revision, self.settings.path)
+        desired = self._load(listing, reuse)
+        if reuse is not None and any(d.is_error for d in desired.diagnostics):
+            desired = self._load(listing, None)  # re-read everything so errors name lines
         descends = self._descends(live, revision)
         related = None
         if descends is False and live.applied_revision is not None:
             related = self.source.shares_history(live.applied_revision, revision)
-        return self.plan_against(desired, live, descends=descends, related=related)
+        remember = self.db is not None
+        outcome = self.plan_against(
+            desired, live, descends=descends, related=related, remember=remember
+        )
+        # A finding at an object taken from the registry is read again from git, so that
+        # it names its line as the whole fleet's plan would.
+        taken = {
+            item.file for item in desired.loaded.objects if (item.kind, item.id) in desired.reused
+        }
+        marked = frozenset(d.file for d in outcome.diagnostics) & taken
+        if marked:
+            desired = self._load(listing, reuse, reread=marked)
+            outcome = self.plan_against(
+                desired, live, descends=descends, related=related, remember=remember
+            )
+        return outcome
+
+    def _today(self) -> dt.date:
+        return self.today or dt.datetime.now(dt.UTC).date()
+
+    def _fleet_key(self) -> tuple[object, ...]:
+        """What, besides the tree, the desired state depends on."""
+        return (self.settings.path.strip("/"), self.settings.allow_local_endpoints, self.limits)
+
+    def _plan_change(self, revision: str) -> PlanOutcome | None:
+        """The plan of a change since a fleet this process checked, in time that follows the
+        change: None (plan the whole fleet) unless it gives what the whole would.
+
+        It holds when the registry is untouched since it applied a tree this process
+        kept as a `Fleet` (so every live object is that tree's, as applied) and the
+        checks' date is the same. Then git lists the files that differ between the two
+        trees; only they are read, only their objects' live rows are loaded (with the
+        count of all), and the cross-object checks look at the objects that changed
+        and at those that name a changed model; the rest keep their earlier findings.
+        Anything else (an error found, a duplicate id or task type, a fallback cycle,
+        caps exceeded, live rows that do not match the kept fleet, too large a change)
+        returns None and the whole fleet is planned, so errors are reported as always.
+        """
+        assert self.db is not None
+        today = self._today()
+        with self.db.transaction(snapshot=True) as connection:
+            state = registry.read_state(connection)
+            if (
+                state.applied_revision is None
+                or state.applied_tree is None
+                or not state.untouched_since_apply
+            ):
+                return None
+            base = _kept(self._fleet_key(), state.applied_tree)
+            if base is None or base.today != today:
+                return None
+            tree = self.source.tree(revision, self.settings.path)
+            if tree is None:
+                return None
+            delta = self.source.delta(base.tree, tree, self.settings.path)
+            if delta is None or len(delta.paths) > _MAX_DELTA + len(base.files) // 4:
+                return None
+            patched = self._patch(base, tree, today, delta)
+            if patched is None:
+                return None
+            fleet, keys = patched
+            live = registry.load_keys(connection, keys)
+        if not _agrees(base, live, keys):
+            log.warning("the registry does not hold the kept fleet; planning the whole fleet")
+            return None
+        desired = {
+            key: diffing.Desired.of(item.obj, item.file, item.blob)
+            for key in keys
+            if (item := fleet.located.get(key)) is not None
+        }
+        changes = diffing.diff(desired, live)
+        descends = self._descends(live, revision)
+        related = None
+        if descends is False and live.applied_revision is not None:
+            related = self.source.shares_history(live.applied_revision, revision)
+        context = safety.Context(
+            desired=fleet.objects,
+            live=live,
+            changes=changes,
+            max_delete_ratio=self.max_delete_ratio,
+            descends=descends,
+            related=related,
+            revision=revision,
+            source=self.source.description,
+            model_specs=fleet.specs,
+            rules=fleet.ordered_rules,
+        )
+        last = safety.last_servers(context)
+        judged = last[1]
+        affected = _affected(fleet, delta, keys, judged)
+        with_lines = self._with_lines(fleet, affected)
+        if with_lines is None:
+            return None
+        removing = safety.removed_models(changes)
+        checked = _check_change(base, with_lines, delta, keys, affected, today, removing, judged)
+        if checked is None:
+            return None
+        found, checked_fleet = checked
+        plan = Plan(
+            revision=revision,
+            base_revision=live.applied_revision,
+            state_serial=live.state_serial,
+            changes=changes,
+            violations=tuple(safety.check(context, last)),
+            tree=tree,
+        )
+        if checked_fleet is not None:
+            _keep(self._fleet_key(), checked_fleet)
+        return PlanOutcome(plan, found, live)
+
+    def _with_lines(self, fleet: Fleet, paths: set[str]) -> Fleet | None:
+        """``fleet`` with the objects of ``paths`` that were taken from the registry (a
+        fleet kept from a plan that reused them has no line numbers for them) read
+        from git again, so their findings name lines; None when one fails to load."""
+        stale = sorted(
+            path
+            for path in paths
+            if any(not item.document.lines for item in fleet.files[path].objects)
+        )
+        if not stale:
+            return fleet
+        files = []
+        for path in stale:
+            kept = fleet.files[path]
+            data = self.source.read(Entry(path, kept.blob, kept.size))
+            files.append(loading.SourceFile(path, data, kept.blob))
+        loaded = loading.load(
+            files, self.limits, allow_local_endpoints=self.settings.allow_local_endpoints
+        )
+        if loaded.diagnostics or not loaded.complete or loaded.broken_ids:
+            return None
+        patch = _Patch(fleet, fleet.tree, fleet.today)
+        for path in stale:
+            patch.drop(path)
+        by_file = _by_file(loaded.objects)
+        for file in files:
+            if not patch.add(file.name, file.blob, len(file.data), by_file.get(file.name, ())):
+                return None
+        return patch.fleet(fleet.diagnostics)
+
+    def _patch(
+        self, base: Fleet, tree: str, today: dt.date, delta: Delta
+    ) -> tuple[Fleet, set[Key]] | None:
+        """``base`` with the files of ``delta`` read again, and the keys of the objects
+        they held or hold; None when a file has any problem or a key is defined twice."""
+        files: list[loading.SourceFile] = []
+        for entry in delta.entries:
+            data = self.source.read(entry)
+            if len(data) > self.limits.max_file_bytes:
+                return None
+            files.append(loading.SourceFile(entry.path, data, entry.blob))
+        loaded = loading.load(
+            files, self.limits, allow_local_endpoints=self.settings.allow_local_endpoints
+        )
+        if loaded.diagnostics or not loaded.complete or loaded.broken_ids:
+            return None
+        patch = _Patch(base, tree, today)
+        keys = {(item.kind, item.id) for path in delta.paths for item in patch.drop(path)}
+        by_file = _by_file(loaded.objects)
+        for file in files:
+            if not patch.add(file.name, file.blob, len(file.data), by_file.get(file.name, ())):
+                return None
+        keys.update((item.kind, item.id) for item in loaded.objects)
+        if len(patch.files) > self.limits.max_files or patch.size > self.limits.max_tree_bytes:
+            return None
+        return patch.fleet(base.diagnostics), keys
 
     def _unchanged_since_apply(self, revision: str) -> PlanOutcome | None:
         """The no-op fast path: same revision, same tree, no write since the apply.
@@ -276,7 +490,11 @@ class Reconciler:
         *,
         descends: bool | None,
         related: bool | None = None,
+        remember: bool = False,
     ) -> PlanOutcome:
+        """Diff, check and judge a desired state against a live one. With ``remember``,
+        a valid fleet whose plan removes nothing and leaves no rule unserved is kept
+        for the next plan's :meth:`_plan_change`."""
         changes = diffing.diff(desired.desired(), live)
         context = safety.Context(
             desired=desired.objects,
@@ -288,23 +506,25 @@ class Reconciler:
             revision=desired.revision,
             source=self.source.description,
         )
-        _, judged = safety.last_servers(context)
+        last = safety.last_servers(context)
+        judged = last[1]
+        today = self._today()
+        removing = safety.removed_models(changes)
         found = list(desired.diagnostics)
-        found += checking.check(
-            desired.loaded,
-            self.today or dt.datetime.now(dt.UTC).date(),
-            removing=safety.removed_models(changes),
-            judged_elsewhere=judged,
-        )
+        found += checking.check(desired.loaded, today, removing=removing, judged_elsewhere=judged)
         ordered = tuple(sorted(set(found), key=Diagnostic.sort_key))
         if any(d.is_error for d in ordered):
             return PlanOutcome(None, ordered, live)
+        if remember and not removing and not judged:
+            fleet = _fleet_of(desired, today, ordered)
+            if fleet is not None:
+                _keep(self._fleet_key(), fleet)
         plan = Plan(
             revision=desired.revision,
             base_revision=live.applied_revision,
             state_serial=live.state_serial,
             changes=changes,
-            violations=tuple(safety.check(context)),
+            violations=tuple(safety.check(context, last)),
             tree=desired.tree,
         )
         return PlanOutcome(plan, ordered, live)
@@ -349,16 +569,18 @@ class Reconciler:
         force: bool = False,
         revision: str | None = None,
         fence: coordination.Lease | None = None,
+        full: bool = False,
     ) -> CycleOutcome:
         """One cycle: fetch, plan, apply unless refused, record the attempt and conditions.
 
-        A loop passes the ``revision`` it resolved and its lease as ``fence``.
+        A loop passes the ``revision`` it resolved and its lease as ``fence``; ``full``
+        plans from every file and every live object (see :meth:`plan`).
         """
         assert self.db is not None
         try:
             revision = revision or self.resolve()
             failpoints.hit("reconcile")
-            outcome = self.plan(revision=revision)
+            outcome = self.plan(revision=revision, full=full)
             if outcome.plan is None:
                 self._record(revision, "ManifestsInvalid", invalid_message(outcome.diagnostics))
                 return CycleOutcome("invalid", revision, None, outcome, None)
@@ -616,6 +838,267 @@ def _reusable(
         objects = by_source.get((entry.path, entry.blob))
         if objects and not any(obj.drifted for obj in objects):
             out[entry.path] = (entry, objects)
+    return out
+
+
+# ---------------------------------------------------------------- the fleet kept between plans
+
+_MAX_DELTA = 100  # files a change may touch, plus a quarter of the fleet, to be planned alone
+_KEPT_MAX = 3
+_KEPT: collections.OrderedDict[tuple[object, ...], Fleet] = collections.OrderedDict()
+_KEPT_LOCK = threading.Lock()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FleetFile:
+    blob: str
+    size: int
+    objects: tuple[loading.Located, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fleet:
+    """A valid tree of the manifests folder as the checks saw it, kept between plans.
+
+    Its objects by file and by key, the indexes the checks of a change need (models,
+    their specs, rules by id, task types, who names each model) and the findings of
+    the checks (warnings only) by file, with nothing removed or judged by a safety
+    check: what a plan from a registry that holds exactly this fleet reports. Never
+    changed once built: a change builds a new one (`_Patch`), sharing the objects.
+    """
+
+    tree: str
+    today: dt.date
+    files: dict[str, FleetFile]
+    where: dict[Key, str]
+    located: dict[Key, loading.Located]
+    objects: dict[Key, manifests.GroveObject]
+    models: dict[str, loading.Located]
+    specs: dict[str, manifests.ModelSpec]
+    ordered_rules: tuple[tuple[str, manifests.RoutingRule], ...]
+    tasks: dict[str, str]  # taskType -> rule id
+    referrers: dict[str, frozenset[Key]]  # model id -> objects whose references name it
+    diagnostics: dict[str, tuple[Diagnostic, ...]]
+    size: int  # bytes of all files
+
+
+class _Patch:
+    """A new `Fleet` from an old one: files dropped and added, duplicates refused."""
+
+    def __init__(self, base: Fleet | None, tree: str, today: dt.date) -> None:
+        self.tree = tree
+        self.today = today
+        self.files: dict[str, FleetFile] = dict(base.files) if base else {}
+        self.where: dict[Key, str] = dict(base.where) if base else {}
+        self.located: dict[Key, loading.Located] = dict(base.located) if base else {}
+        self.objects: dict[Key, manifests.GroveObject] = dict(base.objects) if base else {}
+        self.models: dict[str, loading.Located] = dict(base.models) if base else {}
+        self.specs: dict[str, manifests.ModelSpec] = dict(base.specs) if base else {}
+        self.rules: tuple[tuple[str, manifests.RoutingRule], ...] | None = (
+            base.ordered_rules if base else None
+        )
+        self.rule_objects: dict[str, manifests.RoutingRule] | None = None
+        self.tasks: dict[str, str] = dict(base.tasks) if base else {}
+        self.referrers: dict[str, frozenset[Key]] = dict(base.referrers) if base else {}
+        self.size = base.size if base else 0
+
+    def _rules(self) -> dict[str, manifests.RoutingRule]:
+        if self.rule_objects is None:
+            self.rule_objects = dict(self.rules or ())
+            self.rules = None
+        return self.rule_objects
+
+    def drop(self, path: str) -> tuple[loading.Located, ...]:
+        """Remove a file; returns the objects it held."""
+        file = self.files.pop(path, None)
+        if file is None:
+            return ()
+        self.size -= file.size
+        for item in file.objects:
+            key = (item.kind, item.id)
+            del self.where[key], self.located[key], self.objects[key]
+            if isinstance(item.obj, manifests.AIModel):
+                del self.models[item.id], self.specs[item.id]
+            elif isinstance(item.obj, manifests.RoutingRule):
+                del self._rules()[item.id], self.tasks[item.obj.payload.task_type]
+            for target in set(checking.references(item)):
+                left = self.referrers[target] - {key}
+                if left:
+                    self.referrers[target] = left
+                else:
+                    del self.referrers[target]
+        return file.objects
+
+    def add(self, path: str, blob: str, size: int, objects: Sequence[loading.Located]) -> bool:
+        """Add a file; False when an id or a task type it defines is defined already."""
+        self.files[path] = FleetFile(blob, size, tuple(objects))
+        self.size += size
+        for item in objects:
+            key = (item.kind, item.id)
+            if key in self.where:
+                return False
+            self.where[key] = path
+            self.located[key] = item
+            self.objects[key] = item.obj
+            if isinstance(item.obj, manifests.AIModel):
+                self.models[item.id] = item
+                self.specs[item.id] = item.obj.payload
+            elif isinstance(item.obj, manifests.RoutingRule):
+                task = item.obj.payload.task_type
+                if task in self.tasks:
+                    return False
+                self.tasks[task] = item.id
+                self._rules()[item.id] = item.obj
+            for target in set(checking.references(item)):
+                self.referrers[target] = self.referrers.get(target, frozenset()) | {key}
+        return True
+
+    def fleet(self, diagnostics: dict[str, tuple[Diagnostic, ...]]) -> Fleet:
+        rules = self.rules
+        if rules is None:
+            rules = tuple(sorted(self._rules().items()))
+        return Fleet(
+            tree=self.tree,
+            today=self.today,
+            files=self.files,
+            where=self.where,
+            located=self.located,
+            objects=self.objects,
+            models=self.models,
+            specs=self.specs,
+            ordered_rules=rules,
+            tasks=self.tasks,
+            referrers=self.referrers,
+            diagnostics=diagnostics,
+            size=self.size,
+        )
+
+
+def _by_file(objects: Iterable[loading.Located]) -> dict[str, list[loading.Located]]:
+    out: dict[str, list[loading.Located]] = {}
+    for item in objects:
+        out.setdefault(item.file, []).append(item)
+    return out
+
+
+def _fleet_of(desired: DesiredState, today: dt.date, found: Sequence[Diagnostic]) -> Fleet | None:
+    """The fleet of a valid desired state whose checks found ``found`` (no error)."""
+    loaded = desired.loaded
+    if desired.tree is None or not loaded.complete or loaded.broken_ids:
+        return None
+    patch = _Patch(None, desired.tree, today)
+    by_file = _by_file(loaded.objects)
+    for entry in desired.entries:
+        if not patch.add(entry.path, entry.blob, entry.size, by_file.get(entry.path, ())):
+            return None
+    if len(patch.where) != len(loaded.objects):
+        return None  # objects outside the listed files: not a fleet this can keep
+    findings: dict[str, list[Diagnostic]] = {}
+    for diagnostic in found:
+        if diagnostic.file not in patch.files:
+            return None
+        findings.setdefault(diagnostic.file, []).append(diagnostic)
+    return patch.fleet({path: tuple(items) for path, items in findings.items()})
+
+
+def _kept(key: tuple[object, ...], tree: str) -> Fleet | None:
+    with _KEPT_LOCK:
+        fleet = _KEPT.get((*key, tree))
+        if fleet is not None:
+            _KEPT.move_to_end((*key, tree))
+        return fleet
+
+
+def _keep(key: tuple[object, ...], fleet: Fleet) -> None:
+    with _KEPT_LOCK:
+        _KEPT[(*key, fleet.tree)] = fleet
+        _KEPT.move_to_end((*key, fleet.tree))
+        while len(_KEPT) > _KEPT_MAX:
+            _KEPT.popitem(last=False)
+
+
+def forget_fleets() -> None:
+    """Drop every kept fleet (tests; a process that wants its next plan whole)."""
+    with _KEPT_LOCK:
+        _KEPT.clear()
+
+
+def _agrees(base: Fleet, live: LiveState, keys: Iterable[Key]) -> bool:
+    """Whether the registry holds ``base`` as applied, as far as ``keys`` and the number
+    of live objects show: a cheap guard on top of the untouched applied tree."""
+    if live.total != len(base.where) or live.applied_tree != base.tree or not live.untouched:
+        return False
+    for key in keys:
+        had = base.located.get(key)
+        have = live.objects.get(key)
+        if had is None or have is None:
+            if had is not None or have is not None:
+                return False
+            continue
+        document = manifests.to_document(had.obj)
+        if (
+            have.drifted
+            or have.applied_hash != manifests.content_hash(document)
+            or have.version != had.obj.meta.version
+        ):
+            return False
+    return True
+
+
+def _affected(fleet: Fleet, delta: Delta, keys: set[Key], judged: frozenset[str]) -> set[str]:
+    """The files whose findings a change may alter: those it changed, those naming a
+    model it changed, added or removed, and those of the rules a safety check judges
+    (whose findings it takes over). Every other object's inputs are as they were."""
+    changed_models = {ident for kind, ident in keys if kind == manifests.KIND_MODEL}
+    affected = {path for path in delta.paths if path in fleet.files}
+    for ident in changed_models:
+        affected.update(fleet.where[key] for key in fleet.referrers.get(ident, ()))
+    affected.update(fleet.where[(manifests.KIND_RULE, ident)] for ident in judged)
+    return affected
+
+
+def _check_change(
+    base: Fleet,
+    fleet: Fleet,
+    delta: Delta,
+    keys: set[Key],
+    affected: set[str],
+    today: dt.date,
+    removing: frozenset[str],
+    judged: frozenset[str],
+) -> tuple[tuple[Diagnostic, ...], Fleet | None] | None:
+    """The cross-object findings of a plan of ``fleet`` (``base`` changed by ``delta``),
+    looking only at the ``affected`` files (see `_affected`); the other files keep
+    ``base``'s findings. None when there is an error (the whole fleet is checked again
+    to report it) or a fallback cycle (which can only pass through a changed model).
+
+    Returns the findings and the fleet with its own (``None`` when they hold an error:
+    a fleet that is not kept)."""
+    changed_models = {ident for kind, ident in keys if kind == manifests.KIND_MODEL}
+    if checking.has_cycle(changed_models, fleet.models):
+        return None
+    items = [item for path in sorted(affected) for item in fleet.files[path].objects]
+    found = checking.check_some(
+        items, fleet.models, today, removing=removing, judged_elsewhere=judged
+    )
+    if any(d.is_error for d in found):
+        return None
+    own = found if not (removing or judged) else checking.check_some(items, fleet.models, today)
+    gone = set(delta.paths) | affected
+    kept = [d for path, ds in base.diagnostics.items() if path not in gone for d in ds]
+    ordered = tuple(sorted({*kept, *found}, key=Diagnostic.sort_key))
+    if any(d.is_error for d in own):
+        return ordered, None
+    findings = {path: ds for path, ds in base.diagnostics.items() if path not in gone}
+    for path, items_found in _by_file_diagnostics(own).items():
+        findings[path] = tuple(items_found)
+    return ordered, dataclasses.replace(fleet, diagnostics=findings)
+
+
+def _by_file_diagnostics(found: Iterable[Diagnostic]) -> dict[str, list[Diagnostic]]:
+    out: dict[str, list[Diagnostic]] = {}
+    for diagnostic in found:
+        out.setdefault(diagnostic.file, []).append(diagnostic)
     return out
 
 
