@@ -21,6 +21,9 @@ Called by the CLI (and later by ``grove serve``). Each loop:
   same revision is retried (the cause may be transient), and a new commit of
   a local repository is tried at once. A database that cannot be read or is
   not migrated is waited for like one that is down;
+- plans a change from the files it touched (see `reconciling`), and once every
+  ``full_check_s`` (an hour) plans a cycle from every file and live object
+  instead (``reconcile(full=True)``), so nothing a shortcut missed can hide;
 - keeps a snapshot of reconciled state fresh through NOTIFY and polling;
 - stops on SIGTERM/SIGINT after the current cycle, so a transaction commits
   or rolls back and the lease is released.
@@ -66,6 +69,7 @@ class Options:
     poll_s: float = 2.0
     lease_ttl_s: float = 15.0
     jitter: float = 0.1
+    full_check_s: float = 3600.0  # how often a cycle re-reads and re-checks everything
 
 
 class Watcher:
@@ -103,6 +107,8 @@ class Watcher:
         self.database_down = False
         self.schema_checked = False
         self.cycles = 0
+        # The first cycle checks the whole fleet anyway (nothing is kept yet in this process).
+        self.last_full = time.monotonic()
         self._threads: list[threading.Thread] = []
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
 
@@ -302,10 +308,14 @@ class Watcher:
                 fields["reason"] = "this revision failed before; waiting for a new one"
             else:
                 in_reconcile = True
+                full = time.monotonic() - self.last_full >= self.options.full_check_s
                 outcome = self.reconciler.reconcile(
-                    actor=actor, revision=revision, fence=self.lease
+                    actor=actor, revision=revision, fence=self.lease, full=full
                 )
                 in_reconcile = False
+                if full:
+                    self.last_full = time.monotonic()
+                    fields["full"] = True
                 outcome_name = outcome.state
                 if outcome.plan is not None:
                     fields["changes"] = len(outcome.plan.changes)
