@@ -11,20 +11,23 @@ numbers included. Real git and a real SQLite registry.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from reconciler import reconciling
+from reconciler import reconciling, watching
 from reconciler import settings as settings_module
 from reconciler.store import migrating
 from reconciler.store.engine import Database
+from tests.conftest import Registry, model_yaml
 
 TODAY = dt.date(2026, 6, 1)
 MODELS = ("m0", "m1", "m2", "m3", "m4", "m5")
@@ -238,3 +241,28 @@ def test_a_model_named_twice_by_one_object(tmp_path: Path) -> None:
             assert compare(root, db, data)
     finally:
         db.dispose()
+
+
+def test_the_loop_plans_a_full_cycle_every_full_check_s(registry: Registry) -> None:
+    """A loop's cycle is planned whole once full_check_s has passed since the last one
+    (here at once); with the default hour, the next cycles are not."""
+    registry.fleet.commit("fleet", {"models/a.yaml": model_yaml("a")})
+    options = watching.Options(interval_s=60.0, poll_s=0.1, lease_ttl_s=5.0, full_check_s=0.0)
+    loop = watching.Watcher(settings_module.load(), options, holder=f"t-{time.monotonic_ns()}")
+    try:
+        started = loop.last_full
+        loop.tick()
+        assert "AIModel/a" in registry.live()
+        assert loop.last_full > started  # this cycle was a full one
+    finally:
+        loop._shutdown()
+    registry.fleet.commit("b", {"models/b.yaml": model_yaml("b")})
+    options = dataclasses.replace(options, full_check_s=3600.0)
+    hourly = watching.Watcher(settings_module.load(), options, holder=f"h-{time.monotonic_ns()}")
+    try:
+        started = hourly.last_full
+        hourly.tick()
+        assert "AIModel/b" in registry.live()
+        assert hourly.last_full == started
+    finally:
+        hourly._shutdown()
