@@ -16,6 +16,7 @@ import click
 from reconciler import errors
 from reconciler.cli import get, registry, rollback, route, schema, serve, tokens, validate
 from reconciler.cli.common import grove
+from reconciler.diagnostics import printable
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -36,7 +37,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         click.echo("grove: aborted", err=True)
         return 130
     except errors.GroveError as exc:
-        click.echo(f"grove: {exc}", err=True)
+        click.echo(f"grove: {printable(str(exc))}", err=True)  # one line, nothing a terminal runs
         return 1
     except KeyboardInterrupt:
         click.echo("grove: interrupted", err=True)

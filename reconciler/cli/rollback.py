@@ -17,6 +17,7 @@ from reconciler import manifests, plans
 from reconciler.cli.common import common_options, grove, kind_option
 from reconciler.cli.output import colour_option, emit, output_option, paint
 from reconciler.cli.registry import _report_invalid, actor
+from reconciler.diagnostics import printable
 from reconciler.settings import Settings
 
 if TYPE_CHECKING:
@@ -109,7 +110,8 @@ def _print(done: Rollback) -> None:
     if done.preview is not None:
         click.echo(f"{name}: version {done.from_version} -> {done.to_version}, by {how}")
         click.echo("\nCommit message:\n")
-        click.echo("\n".join(f"    {line}".rstrip() for line in done.preview.message.split("\n")))
+        message = done.preview.message.split("\n")
+        click.echo("\n".join(f"    {printable(line)}".rstrip() for line in message))
         click.echo("\nDiff:\n")
         click.echo("\n".join(_painted(line) for line in done.preview.diff.split("\n")))
         shown = dataclasses.replace(done.preview.plan, revision="rollback")
@@ -127,7 +129,9 @@ def _print(done: Rollback) -> None:
 
 
 def _painted(line: str) -> str:
-    """A line of a unified diff in a plan's colours (added green, removed red)."""
+    """A line of a unified diff in a plan's colours (added green, removed red), every
+    character a terminal would act on escaped (a manifest may hold any)."""
+    line = printable(line)
     if line.startswith("+") and not line.startswith("+++"):
         return paint(line, "create")
     if line.startswith("-") and not line.startswith("---"):

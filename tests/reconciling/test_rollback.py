@@ -286,3 +286,22 @@ def test_a_commit_where_the_file_did_not_parse_is_passed_over(
     result = registry.run("rollback", "alpha", "--to", "1")
     assert result.code == 0, result.err
     assert registry.live()["AIModel/alpha"]["version"] == "1"
+
+
+def test_what_a_rollback_prints_cannot_drive_the_terminal(registry: Registry, bare: Path) -> None:
+    """A commit subject (quoted in the rollback's message) and an id may hold escape
+    sequences; manifests cannot (validation refuses control and bidi characters). The
+    dry run and every error show them escaped, one line each."""
+    land(
+        registry,
+        bare,
+        "alpha 2 \x1b[31mred\x1b[0m \u202egnp.exe",
+        {"models/alpha.yaml": model("alpha", "2", priority="95")},
+    )
+    result = registry.run("rollback", "alpha", "--dry-run")
+    assert result.code == 0, result.err
+    assert "\x1b" not in result.out and "\u202e" not in result.out
+    assert '("alpha 2 \\x1b[31mred\\x1b[0m \\u202egnp.exe")' in result.out
+    unknown = registry.run("rollback", "\x1b[2Jx\nforged line")
+    assert unknown.code == 1 and "\x1b" not in unknown.err
+    assert unknown.err.count("\n") == 1 and "\\x1b[2Jx\\nforged line" in unknown.err
