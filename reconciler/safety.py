@@ -201,10 +201,30 @@ def last_servers(context: Context) -> tuple[list[Violation], frozenset[str]]:
     models_after = context.specs()
     found: list[Violation] = []
     rules: list[str] = []
+    # Rules without a chain or constraints that ask the same are served by the same
+    # models: their answers are computed once (fleets have many rules, few kinds of ask).
+    culprits_of: dict[tuple[object, ...], list[str]] = {}
+    served: dict[tuple[object, ...], bool] = {}
     for ident, obj in context.sorted_rules():
         rule = obj.payload
-        culprits = checking.spec_servers(rule, before) if rule.enabled else []
-        if not culprits or checking.has_server(rule, models_after):
+        if not rule.enabled:
+            continue
+        ask = None
+        if not rule.chain and rule.constraints is None:
+            ask = (tuple(rule.requires), rule.min_score)
+        culprits = culprits_of.get(ask) if ask is not None else None
+        if culprits is None:
+            culprits = checking.spec_servers(rule, before)
+            if ask is not None:
+                culprits_of[ask] = culprits
+        if not culprits:
+            continue
+        has = served.get(ask) if ask is not None else None
+        if has is None:
+            has = checking.has_server(rule, models_after)
+            if ask is not None:
+                served[ask] = has
+        if has:
             continue
         rules.append(ident)
         what = ", ".join(f"{m} ({changed[m].kind.value})" for m in culprits)

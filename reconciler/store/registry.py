@@ -597,14 +597,15 @@ def _record_versions(connection: Connection, rows: list[dict[str, Any]]) -> None
     if not rows:
         return
     table = tables.object_versions
-    existing = {
-        (r.object_kind, r.object_id, r.version): r.content_hash
+    idents = sorted({row["object_id"] for row in rows})
+    existing: dict[tuple[str, str, str], str] = {}
+    for start in range(0, len(idents), 1000):  # PostgreSQL takes at most 65,535 parameters
         for r in connection.execute(
             select(
                 table.c.object_kind, table.c.object_id, table.c.version, table.c.content_hash
-            ).where(table.c.object_id.in_({row["object_id"] for row in rows}))
-        )
-    }
+            ).where(table.c.object_id.in_(idents[start : start + 1000]))
+        ):
+            existing[(r.object_kind, r.object_id, r.version)] = r.content_hash
     fresh = [r for r in rows if (r["object_kind"], r["object_id"], r["version"]) not in existing]
     if fresh:
         connection.execute(insert(table), fresh)
