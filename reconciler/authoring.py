@@ -36,7 +36,7 @@ from reconciler import (
     rollbacks,
     yamlsafe,
 )
-from reconciler.diagnostics import Diagnostic
+from reconciler.diagnostics import Diagnostic, printable
 from reconciler.plans import Plan
 from reconciler.settings import Settings
 from reconciler.sources.folder import FolderSource
@@ -135,8 +135,10 @@ class Suspended(errors.PermanentError):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Rollback:
-    """What a rollback did or, dry, would do. ``change`` is ``rolled-back``, ``dry-run``
-    or ``nothing`` (the version to return to is live already: ``detail`` says since when).
+    """What a rollback did or, dry, would do. ``change`` is ``rolled-back`` (committed and
+    applied), ``dry-run``, ``nothing`` (the version to return to is live already:
+    ``detail`` says since when), ``pending`` (git holds it already, not applied: a revert
+    by hand), ``committed`` (not applied yet: nothing quarantined) or ``unchanged``.
     ``method`` is ``revert`` (a ``git revert`` of ``undoes``) or ``restore`` (a commit
     restoring the previous document, naming ``undoes`` when it is known)."""
 
@@ -360,9 +362,16 @@ class Authoring:
                 name=name,
             )
             in_git = str(found.document["meta"]["version"])
-            history = self._history(relative, kind, ident, until=lambda v: v != in_git)
+            history = self._history(relative, kind, ident, until=lambda v: v not in (in_git, ""))
             leading = list(itertools.takewhile(lambda entry: entry[1] == in_git, history))
-            introduced = leading[-1][0] if leading and in_git == current else None
+            # the commit that brought git's version: known when the file's history shows
+            # the version before it (not a move, not a commit that did not parse)
+            came = (
+                leading[-1][0]
+                if leading and len(history) > len(leading) and history[len(leading)][1]
+                else None
+            )
+            introduced = came if in_git == current else None
             if isinstance(decision, rollbacks.Nothing):
                 raise _NothingToRollBack(self._nothing(kind, ident, decision, introduced))
             good, bad = decision.to_version, decision.from_version
@@ -370,6 +379,24 @@ class Authoring:
             wanted = manifests.version_hash(
                 documents.normal({"meta": target["meta"], "payload": target["payload"]})
             )
+            if in_git == good and manifests.version_hash(documents.normal(found.document)) == (
+                wanted
+            ):  # reverted in git already (by hand), not applied yet
+                raise _NothingToRollBack(
+                    Rollback(
+                        kind,
+                        ident,
+                        "pending",
+                        bad,
+                        good,
+                        None,
+                        None,
+                        f"nothing to commit: git already holds version {good} of {name}"
+                        + (f" (reverted in {came[:12]})" if came else "")
+                        + f"; version {bad} is still live",
+                        reverted_in=came,
+                    )
+                )
             method = "revert"
             if introduced is None or not self._revertible(
                 introduced, relative, kind, ident, history[len(leading) :], wanted
@@ -392,9 +419,17 @@ class Authoring:
                     restored["payload"].pop(field, None)
                 documents.replace(found, restored, kind)
             chosen[:] = [(bad, good, method, introduced)]
+            pending = in_git if in_git not in (current, good) else None
             return (
                 _rollback_message(
-                    kind, ident, bad, good, method, introduced, self._subject(introduced)
+                    kind,
+                    ident,
+                    bad,
+                    good,
+                    method,
+                    introduced,
+                    printable(self._subject(introduced)),
+                    pending=pending,
                 ),
                 "rolled-back",
                 kind,
@@ -402,8 +437,10 @@ class Authoring:
             )
 
         try:
-            result = self._write(mutate, author, force=force, dry_run=dry_run)
+            result = self._write(mutate, author, force=force, dry_run=dry_run, strict=True)
         except _NothingToRollBack as nothing:
+            if nothing.rollback.change == "pending" and not dry_run:
+                return self._apply_pending(nothing.rollback, author, force=force)
             return nothing.rollback
         ((bad, good, method, introduced),) = chosen
         if dry_run:
@@ -421,6 +458,17 @@ class Authoring:
                 + ("; a change freeze holds: the rollback itself needs force" if frozen else ""),
                 preview=result.preview,
             )
+        if result.change != "rolled-back" or not result.applied:
+            # nothing committed, or committed and not applied: the version rolled back
+            # from is still live, so it is not quarantined (nor is an event recorded)
+            said = (
+                f"committed in {result.revision[:12]}, not applied yet ({result.detail}); "
+                f"version {bad} is still live and not quarantined"
+                if result.change == "rolled-back"
+                else "nothing to commit: the fleet repository holds that already"
+            )
+            change = "committed" if result.change == "rolled-back" else result.change
+            return Rollback(kind, ident, change, bad, good, method, introduced, said, result)
         with self.db.transaction(write=True) as connection:
             registry.quarantine(
                 connection, kind, ident, bad, f"rolled back to {good} by {author.name}"
@@ -440,6 +488,27 @@ class Authoring:
         return Rollback(
             kind, ident, "rolled-back", bad, good, method, introduced, result.detail, result
         )
+
+    def _apply_pending(self, pending: Rollback, author: Author, *, force: bool) -> Rollback:
+        """Git already holds the version to return to (a revert by hand, not applied yet):
+        nothing to commit; reconcile, so that the version in git is live."""
+        reconciler = reconciling.Reconciler(
+            self.settings, reconciling.open_source(self.settings), self.db
+        )
+        try:
+            outcome = reconciler.reconcile(actor=f"api:{author.name}", force=force)
+        except errors.GroveError as exc:
+            detail = f"{pending.detail}; reconciling failed: {exc}"
+            return dataclasses.replace(pending, detail=detail)
+        with self.db.transaction() as connection:
+            live = registry.live_version(connection, pending.kind, pending.ident)
+        if live == pending.to_version:
+            detail = pending.detail.replace("is still live", "was live") + (
+                f"; applied now (the reconciler said {outcome.state})"
+            )
+            return dataclasses.replace(pending, change="nothing", detail=detail)
+        detail = f"{pending.detail}; the reconciler said {outcome.state}: run `grove status`"
+        return dataclasses.replace(pending, detail=detail)
 
     def _nothing(
         self, kind: str, ident: str, decision: rollbacks.Nothing, introduced: str | None
@@ -502,7 +571,8 @@ class Authoring:
         self, relative: str, kind: str, ident: str, *, until: Callable[[str], bool]
     ) -> list[tuple[str, str, dict[str, Any]]]:
         """(commit, version, document) of the object in ``relative``, newest first, for as
-        long as that file holds it, ending with the first version ``until`` accepts."""
+        long as that file holds it, ending with the first version ``until`` accepts; a
+        commit where the file did not parse is an entry with version ``""``."""
         found: list[tuple[str, str, dict[str, Any]]] = []
         for commit in self.tree.file_history(relative):
             text = self.tree.file_at(commit, relative)
@@ -519,7 +589,8 @@ class Authoring:
                     ),
                     None,
                 )
-            except yamlsafe.YamlRefused:  # a broken commit of the file: look further back
+            except yamlsafe.YamlRefused:  # a broken commit of the file: look further back,
+                found.append((commit, "", {}))  # noted: it may be where a version came in
                 continue
             if match is None:
                 break
@@ -543,16 +614,25 @@ class Authoring:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _write(
-        self, mutate: Mutation, author: Author, *, force: bool = False, dry_run: bool = False
+        self,
+        mutate: Mutation,
+        author: Author,
+        *,
+        force: bool = False,
+        dry_run: bool = False,
+        strict: bool = False,
     ) -> WriteResult:
         """Make the change ``mutate`` makes in a fresh work tree, check it, commit, push and
         reconcile; ``dry_run`` stops after the check (a change freeze does not stop it),
-        discards the change and answers its `Preview`."""
+        discards the change and answers its `Preview`. A write is refused for the
+        violations it adds to the head's; a ``strict`` one (a rollback, which must be
+        applied at once to be worth anything) for every violation of the revision it
+        would make, the head's included, since the reconcile after it applies all."""
         with self._serialized():
             overridden = None if dry_run else self._freeze(force=force)
             for _ in range(PUSH_ATTEMPTS):
                 self.tree.prepare()
-                baseline = self._violations_at_head()
+                baseline = frozenset() if strict else self._violations_at_head()
                 index = documents.index(
                     self.tree.path / self.settings.path, max_depth=self.settings.max_depth
                 )
@@ -698,6 +778,8 @@ def _rollback_message(
     method: str,
     undoes: str | None,
     subject: str,
+    *,
+    pending: str | None = None,
 ) -> str:
     """A rollback's commit message: a ``git revert``'s own "This reverts commit" line when
     it is one, else which document it restores and which commit it undoes."""
@@ -712,11 +794,15 @@ def _rollback_message(
         undone = (
             f"It undoes {named}, which introduced version {bad}, for {ident} only"
             if undoes
-            else f"The commit that introduced version {bad} is not on this branch"
+            else f"The commit that introduced version {bad} is not known (the file's "
+            "history does not show it: a move, or a commit that did not parse)"
+        )
+        replaced = (
+            f" Git held version {pending}, never applied; it is replaced too." if pending else ""
         )
         body = (
             f"Restores {ident} as it was live at version {good}, its state as it is now. "
-            f"{undone}; version {bad} is quarantined."
+            f"{undone}; version {bad} is quarantined.{replaced}"
         )
     paragraphs = [textwrap.fill(part, width=72) for part in body.split("\n\n")]
     return "\n\n".join([head, *paragraphs])

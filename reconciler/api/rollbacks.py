@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from reconciler import manifests
 from reconciler.api.deps import Operator, ServicesDep, allow_force, author
+from reconciler.api.problems import ApiError, FieldError
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 
@@ -30,7 +31,10 @@ class RollbackOut(BaseModel):
 
     kind: str
     id: str
-    change: str = Field(description="rolled-back, dry-run or nothing (already live)")
+    change: str = Field(
+        description="rolled-back (committed and applied), dry-run, nothing (already live), "
+        "pending (git holds it already, not applied), committed (not applied yet) or unchanged"
+    )
     from_version: str
     to_version: str
     method: str | None = Field(description="revert (a git revert) or restore (a commit)")
@@ -58,12 +62,14 @@ class RollbackOut(BaseModel):
 )
 def rollback(
     model_id: str,
+    request: Request,
     services: ServicesDep,
     identity: Operator,
     dry_run: Annotated[bool, Query(alias="dryRun")] = False,
     to: Annotated[str | None, Query(max_length=64, description="A version to go to.")] = None,
     force: bool = False,
 ) -> RollbackOut:
+    _only_known(request)
     done = services.authoring.rollback(
         model_id,
         author(identity),
@@ -75,3 +81,31 @@ def rollback(
     if done.change == "rolled-back":
         services.engine.refresh()
     return RollbackOut.model_validate(done.to_json())
+
+
+_PARAMETERS = ("dryRun", "to", "force")
+
+
+def _only_known(request: Request) -> None:
+    """A rollback is not undone by a typo: an unknown query parameter (``dry_run``,
+    ``dryrun``) or one given twice (``dryRun=true&dryRun=false``) is a 422, before
+    anything happens, instead of a real rollback that ignored it."""
+    query = request.query_params
+    for name in query:
+        if name not in _PARAMETERS:
+            raise ApiError(
+                422,
+                "invalid-request",
+                "Invalid request",
+                f"unknown query parameter {name[:64]!r}; a rollback takes "
+                + ", ".join(_PARAMETERS),
+                errors=[FieldError(path=f"query.{name[:64]}", message="unknown parameter")],
+            )
+        if len(query.getlist(name)) > 1:
+            raise ApiError(
+                422,
+                "invalid-request",
+                "Invalid request",
+                f"{name} is given more than once",
+                errors=[FieldError(path=f"query.{name}", message="given more than once")],
+            )

@@ -94,12 +94,14 @@ def rollback_command(
         _print(done)
     if done.preview is not None:
         return 1 if done.preview.plan.violations and not force else 0
-    return 0 if done.result is None or done.result.applied else 1
+    if done.change == "pending":  # git holds it: fine for a dry run, not live otherwise
+        return 0 if dry_run else 1
+    return 0 if done.change in ("rolled-back", "nothing") else 1
 
 
 def _print(done: Rollback) -> None:
     name = f"{done.kind}/{done.ident}"
-    if done.change == "nothing":
+    if done.change not in ("rolled-back", "dry-run"):
         click.echo(f"{name}: {done.detail}")
         return
     how = (

@@ -22,6 +22,11 @@ def test_a_model_is_rolled_back_over_http(server: Server) -> None:
         bad_commit = bad.json()["revision"]
         before = server.log(), server.registry.content_hash(), quarantined(server)
 
+        for typo in ("dry_run=true", "dryrun=true", "dryRun=true&dryRun=false"):
+            wrong = client.post(f"/api/models/beta/rollback?{typo}")
+            assert wrong.status_code == 422, (typo, wrong.text)  # not a real rollback
+            assert wrong.json()["errors"][0]["path"].startswith("query.")
+        assert (server.log(), server.registry.content_hash(), quarantined(server)) == before
         dry = client.post("/api/models/beta/rollback", params={"dryRun": "true"})
         assert dry.status_code == 200, dry.text
         preview = dry.json()

@@ -305,3 +305,65 @@ def test_what_a_rollback_prints_cannot_drive_the_terminal(registry: Registry, ba
     unknown = registry.run("rollback", "\x1b[2Jx\nforged line")
     assert unknown.code == 1 and "\x1b" not in unknown.err
     assert unknown.err.count("\n") == 1 and "\\x1b[2Jx\\nforged line" in unknown.err
+
+
+def test_a_revert_by_hand_not_applied_yet_is_applied_not_committed_again(
+    registry: Registry, bare: Path
+) -> None:
+    """Found by the attack run: git already holds the version to return to (a revert
+    pushed, not reconciled): nothing to commit, nothing quarantined; the rollback
+    applies what git holds (a dry run only says so)."""
+    land(registry, bare, "alpha 2", {"models/alpha.yaml": model("alpha", "2", priority="95")})
+    fleet = registry.fleet
+    fleet.git("revert", "--no-edit", "HEAD")
+    fleet.git("push", "-q", str(bare), "HEAD:main")
+    reverted = fleet.head()
+    dry = registry.run("rollback", "alpha", "--dry-run")
+    assert dry.code == 0, dry.err
+    assert dry.out.strip() == (
+        "AIModel/alpha: nothing to commit: git already holds version 1 of AIModel alpha "
+        f"(reverted in {reverted[:12]}); version 2 is still live"
+    )
+    assert registry.live()["AIModel/alpha"]["version"] == "2"
+    done = registry.run("rollback", "alpha", "-o", "json")
+    assert done.code == 0, done.err
+    data = json.loads(done.out)
+    assert (data["change"], data["revertedIn"], data["quarantined"]) == ("nothing", reverted, [])
+    assert "applied now" in data["detail"]
+    assert registry.live()["AIModel/alpha"]["version"] == "1"
+    assert git_of(bare).git("rev-parse", "main") == reverted  # no commit of its own
+    assert quarantined(registry) == []
+    assert ("model_rolled_back", "alpha") not in registry.events()
+
+
+def test_a_rollback_that_could_not_be_applied_is_refused(registry: Registry, bare: Path) -> None:
+    """Found by the attack run: the head holds a change the safety checks refuse (another
+    model's content changed under the same version, P001): a rollback committed now
+    would not be applied, so it is refused, dry or not, and nothing is quarantined."""
+    land(registry, bare, "alpha 2", {"models/alpha.yaml": model("alpha", "2", priority="95")})
+    registry.fleet.push_to(bare, "beta, same version", {"models/beta.yaml": model("beta", "1")})
+    before = git_of(bare).git("rev-parse", "main")
+    dry = registry.run("rollback", "alpha", "--dry-run")
+    assert dry.code == 1 and "P001" in dry.out and "would be refused" in dry.err
+    refused = registry.run("rollback", "alpha")
+    assert refused.code == 1 and "P001" in refused.err
+    assert "nothing was committed" in refused.err
+    assert git_of(bare).git("rev-parse", "main") == before
+    assert quarantined(registry) == [] and registry.live()["AIModel/alpha"]["version"] == "2"
+
+
+def test_a_version_brought_by_a_move_is_not_pinned_on_the_move(
+    registry: Registry, bare: Path
+) -> None:
+    """Found by the attack run: the file's history ends at a move; the commit that
+    introduced the version is not known, and the message says so instead of naming
+    the move."""
+    land(registry, bare, "alpha 2", {"models/alpha.yaml": model("alpha", "2", priority="95")})
+    fleet = registry.fleet
+    fleet.git("mv", "manifests/models/alpha.yaml", "manifests/models/alpha-moved.yaml")
+    fleet.git("commit", "-q", "-m", "move alpha")
+    fleet.git("push", "-q", str(bare), "HEAD:main")
+    assert registry.run("reconcile").code == 0
+    data = json.loads(registry.run("rollback", "alpha", "--dry-run", "-o", "json").out)
+    assert (data["method"], data["undoes"]) == ("restore", None)
+    assert "is not known" in data["message"] and "move alpha" not in data["message"]
