@@ -597,15 +597,19 @@ def _record_versions(connection: Connection, rows: list[dict[str, Any]]) -> None
     if not rows:
         return
     table = tables.object_versions
-    idents = sorted({row["object_id"] for row in rows})
     existing: dict[tuple[str, str, str], str] = {}
-    for start in range(0, len(idents), 1000):  # PostgreSQL takes at most 65,535 parameters
-        for r in connection.execute(
-            select(
-                table.c.object_kind, table.c.object_id, table.c.version, table.c.content_hash
-            ).where(table.c.object_id.in_(idents[start : start + 1000]))
-        ):
-            existing[(r.object_kind, r.object_id, r.version)] = r.content_hash
+    for kind in sorted({row["object_kind"] for row in rows}):  # the key's index leads by kind
+        idents = sorted({row["object_id"] for row in rows if row["object_kind"] == kind})
+        for start in range(0, len(idents), 1000):  # PostgreSQL takes at most 65,535 parameters
+            for r in connection.execute(
+                select(table.c.object_id, table.c.version, table.c.content_hash).where(
+                    and_(
+                        table.c.object_kind == kind,
+                        table.c.object_id.in_(idents[start : start + 1000]),
+                    )
+                )
+            ):
+                existing[(kind, r.object_id, r.version)] = r.content_hash
     fresh = [r for r in rows if (r["object_kind"], r["object_id"], r["version"]) not in existing]
     if fresh:
         connection.execute(insert(table), fresh)
