@@ -112,8 +112,15 @@ def replace(found: Located, document: dict[str, Any] | None, kind: str) -> None:
 
 
 def write(target: Path, documents: list[dict[str, Any]], kind: str) -> None:
+    """Write ``documents`` to ``target``, headed by the schema line of editors' YAML
+    language server when the file sits in a manifest folder and every document is of
+    one type (a file mixing types has no one schema; ``kind`` is the changed one's)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     header = ""
-    if target.parent.name in FOLDERS.values():
-        header = f"# yaml-language-server: $schema=../../schemas/{kind}.schema.json\n"
+    kinds = {
+        document.get("meta", {}).get("type", kind) if isinstance(document, dict) else None
+        for document in documents
+    }
+    if target.parent.name in FOLDERS.values() and len(kinds) == 1 and None not in kinds:
+        header = f"# yaml-language-server: $schema=../../schemas/{kinds.pop()}.schema.json\n"
     target.write_text(header + yamlsafe.dump(documents), encoding="utf-8")
