@@ -47,6 +47,7 @@ from reconciler.store.engine import Database
 log = logging.getLogger("grove.authoring")
 
 PUSH_ATTEMPTS = 8
+HISTORY_LIMIT = 200  # commits of a file a rollback reads back through
 _INTEGER = re.compile(r"[0-9]+")
 
 
@@ -574,7 +575,9 @@ class Authoring:
         long as that file holds it, ending with the first version ``until`` accepts; a
         commit where the file did not parse is an entry with version ``""``."""
         found: list[tuple[str, str, dict[str, Any]]] = []
-        for commit in self.tree.file_history(relative):
+        # one `git show` a commit, under the write lock: a file with thousands of commits
+        # of one version is not walked to its start (the registry holds every version)
+        for commit in self.tree.file_history(relative)[:HISTORY_LIMIT]:
             text = self.tree.file_at(commit, relative)
             if text is None:
                 break

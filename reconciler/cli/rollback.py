@@ -85,6 +85,8 @@ def rollback_command(
     except authoring.Refused as exc:
         # the plan's revision names Grove's uncommitted work tree: say what it is
         shown = dataclasses.replace(exc.plan, revision="rollback")
+        if output != "text":
+            emit({"change": "refused", "id": ident, "kind": kind, "plan": shown.to_json()}, output)
         click.echo(plans.render_text(shown, title="Rollback", paint=paint), err=True)
         click.echo("grove: the rollback was refused; nothing was committed", err=True)
         return 1

@@ -348,6 +348,10 @@ def test_a_rollback_that_could_not_be_applied_is_refused(registry: Registry, bar
     refused = registry.run("rollback", "alpha")
     assert refused.code == 1 and "P001" in refused.err
     assert "nothing was committed" in refused.err
+    as_json = registry.run("rollback", "alpha", "-o", "json")
+    data = json.loads(as_json.out)
+    assert as_json.code == 1 and data["change"] == "refused"
+    assert [v["code"] for v in data["plan"]["violations"]] == ["P001"]
     assert git_of(bare).git("rev-parse", "main") == before
     assert quarantined(registry) == [] and registry.live()["AIModel/alpha"]["version"] == "2"
 
