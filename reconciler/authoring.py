@@ -96,10 +96,17 @@ class WriteResult:
 class Invalid(errors.PermanentError):
     """The change would leave invalid manifests; ``diagnostics`` say where."""
 
-    def __init__(self, diagnostics: tuple[Diagnostic, ...]) -> None:
+    def __init__(self, diagnostics: tuple[Diagnostic, ...], *, at_head: bool = False) -> None:
         errors_ = [d for d in diagnostics if d.is_error]
-        super().__init__(f"the change would leave {len(errors_)} manifest error(s)")
+        super().__init__(
+            f"the fleet repository's head has {len(errors_)} manifest error(s) already, not "
+            "this change's: fix them first (nothing can be applied until then); nothing "
+            "was committed"
+            if at_head
+            else f"the change would leave {len(errors_)} manifest error(s)"
+        )
         self.diagnostics = tuple(errors_)
+        self.at_head = at_head
 
 
 class Refused(errors.PermanentError):
@@ -635,7 +642,16 @@ class Authoring:
             overridden = None if dry_run else self._freeze(force=force)
             for _ in range(PUSH_ATTEMPTS):
                 self.tree.prepare()
-                baseline = frozenset() if strict else self._violations_at_head()
+                head = self._checker().plan()
+                if head.plan is None and strict:  # refused before any work: never applied
+                    raise Invalid(head.diagnostics, at_head=True)
+                baseline = (
+                    None
+                    if head.plan is None
+                    else frozenset()
+                    if strict
+                    else frozenset((v.code, v.message) for v in head.plan.violations)
+                )
                 index = documents.index(
                     self.tree.path / self.settings.path, max_depth=self.settings.max_depth
                 )
@@ -708,26 +724,20 @@ class Authoring:
             self.db,
         )
 
-    def _violations_at_head(self) -> frozenset[tuple[str, str]]:
-        """What the fleet repository's head is already refused for (not this change's fault)."""
-        outcome = self._checker().plan()
-        if outcome.plan is None:
-            return frozenset()
-        return frozenset((v.code, v.message) for v in outcome.plan.violations)
-
-    def _checked(self, baseline: frozenset[tuple[str, str]]) -> Plan:
+    def _checked(self, baseline: frozenset[tuple[str, str]] | None) -> Plan:
         """The plan of the edited work tree against the registry, its violations only those
-        this change adds to what the head is already refused for; `Invalid` (the work tree
-        discarded) when the edit leaves invalid manifests."""
+        this change adds to what the head is already refused for (``baseline``; None when
+        the head's manifests are invalid); `Invalid` (the work tree discarded) when the
+        edit leaves invalid manifests, saying whose errors they are."""
         outcome = self._checker().plan()
         if outcome.plan is None:
             self.tree.discard()
-            raise Invalid(outcome.diagnostics)
+            raise Invalid(outcome.diagnostics, at_head=baseline is None)
         plan = outcome.plan
-        added = tuple(v for v in plan.violations if (v.code, v.message) not in baseline)
+        added = tuple(v for v in plan.violations if (v.code, v.message) not in (baseline or ()))
         return dataclasses.replace(plan, violations=added)
 
-    def _check(self, *, force: bool, baseline: frozenset[tuple[str, str]]) -> None:
+    def _check(self, *, force: bool, baseline: frozenset[tuple[str, str]] | None) -> None:
         """Refuse what this change would add to the violations the head already has,
         unless forced; the work tree is discarded when refused."""
         plan = self._checked(baseline)

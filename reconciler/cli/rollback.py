@@ -17,7 +17,7 @@ from reconciler import manifests, plans
 from reconciler.cli.common import common_options, grove, kind_option
 from reconciler.cli.output import colour_option, emit, output_option, paint
 from reconciler.cli.registry import _report_invalid, actor
-from reconciler.diagnostics import printable
+from reconciler.diagnostics import printable, text_line
 from reconciler.settings import Settings
 
 if TYPE_CHECKING:
@@ -80,6 +80,11 @@ def rollback_command(
             dry_run=dry_run,
         )
     except authoring.Invalid as exc:
+        if exc.at_head:
+            for item in exc.diagnostics:
+                click.echo(text_line(item), err=True)
+            click.echo(f"grove: {exc}", err=True)
+            return 1
         _report_invalid(exc.diagnostics)
         return 1
     except authoring.Refused as exc:

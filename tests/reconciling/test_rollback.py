@@ -371,3 +371,17 @@ def test_a_version_brought_by_a_move_is_not_pinned_on_the_move(
     data = json.loads(registry.run("rollback", "alpha", "--dry-run", "-o", "json").out)
     assert (data["method"], data["undoes"]) == ("restore", None)
     assert "is not known" in data["message"] and "move alpha" not in data["message"]
+
+
+def test_an_invalid_head_is_named_as_the_heads_fault(registry: Registry, bare: Path) -> None:
+    """Found by the attack run: an unrelated broken file at the head blocked the rollback
+    with 'the manifests have 1 error(s)', as if the rollback had made it."""
+    land(registry, bare, "alpha 2", {"models/alpha.yaml": model("alpha", "2", priority="95")})
+    registry.fleet.push_to(bare, "broken", {"models/broken.yaml": "meta: [broken\n"})
+    before = git_of(bare).git("rev-parse", "main")
+    for args in (("alpha",), ("alpha", "--dry-run")):
+        result = registry.run("rollback", *args)
+        assert result.code == 1
+        assert "manifests/models/broken.yaml:2: Y001" in result.err
+        assert "the fleet repository's head has 1 manifest error(s) already" in result.err
+    assert git_of(bare).git("rev-parse", "main") == before and quarantined(registry) == []
