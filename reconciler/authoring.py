@@ -187,6 +187,10 @@ class Rollback:
 
 
 class _NothingToRollBack(Exception):
+    """Private control flow, outside the error tree on purpose: a rollback found the
+    version to return to live already; :meth:`Authoring.rollback` catches it and answers
+    the :class:`Rollback` it carries (a success, not an error)."""
+
     def __init__(self, rollback: Rollback) -> None:
         super().__init__(rollback.detail)
         self.rollback = rollback

@@ -7,21 +7,49 @@ the database or a lock will come back), a permanent error needs a human
 (the input is wrong and retrying will not change it).
 
     GroveError
-    ├── PermanentError                 needs a human; never retried
-    │   ├── UsageError                 a flag, path or argument the operator gave is wrong
-    │   ├── ConfigError                settings from flags or the environment are invalid
-    │   ├── ManifestsInvalid           manifests failed validation (carries the diagnostics)
-    │   ├── SchemaDrift                schemas/ differs from the manifest classes
-    │   ├── SourceError                a repository, URL or ref that can never work
-    │   ├── DatabaseNotReady           the schema is missing or newer: run a migration
-    │   │   └── DatabaseUnreadable     the database file is damaged or cannot be read: restore it
-    │   ├── PlanRefused                safety checks refused the plan (carries violations)
-    │   └── StalePlan                  a saved plan no longer matches the registry
-    └── TemporaryError                 retry with backoff
-        ├── SourceUnavailable          git fetch failed or timed out
-        ├── DatabaseUnavailable        the database cannot be reached now
-        ├── LockBusy                   another reconciler holds the apply lock
-        └── LeaseLost                  this loop is no longer the leader; stand down
+    ├── PermanentError                     needs a human; never retried
+    │   ├── UsageError                     a flag, path or argument the operator gave is wrong
+    │   │   └── listings.BadCursor         a list cursor Grove did not make, or one altered
+    │   ├── ConfigError                    settings from flags or the environment are invalid
+    │   ├── ManifestsInvalid               manifests failed validation (carries the diagnostics)
+    │   ├── SchemaDrift                    schemas/ differs from the manifest classes
+    │   ├── SourceError                    a repository, URL or ref that can never work
+    │   ├── DatabaseNotReady               the schema is missing or newer: run a migration
+    │   │   └── DatabaseUnreadable         the database file is damaged or unreadable: restore it
+    │   ├── PlanRefused                    safety checks refused the plan (carries violations)
+    │   ├── StalePlan                      a saved plan no longer matches the registry
+    │   ├── authoring.Invalid              a write would leave invalid manifests (carries them)
+    │   ├── authoring.Refused              safety checks refused a write (carries the plan)
+    │   ├── authoring.Conflict             the object exists already, or the request contradicts git
+    │   ├── authoring.NotFound             no manifest defines the object a write names
+    │   ├── authoring.Suspended            a change freeze holds (carries who and since when)
+    │   ├── rollbacks.NoEarlierVersion     a rollback has no version to return to
+    │   ├── ranking.NoRoute                a request names no rule or capability (a LookupError too)
+    │   ├── routing.NoEligibleModel        no model may serve a request (carries the decision)
+    │   ├── routing.RoutingFailed          every model of the chain failed (carries the attempts)
+    │   ├── yamlsafe.YamlRefused           a YAML text breaks the safe-YAML rules (carries where)
+    │   └── providers.transport.AddressRefused
+    │                                      a connection to an address the endpoint policy forbids
+    │                                      (an OSError too: aiohttp hands only those on)
+    ├── TemporaryError                     retry with backoff
+    │   ├── SourceUnavailable              git fetch failed or timed out
+    │   ├── DatabaseUnavailable            the database cannot be reached now
+    │   ├── LockBusy                       another reconciler holds the apply lock
+    │   ├── LeaseLost                      this loop is no longer the leader; stand down
+    │   └── api.events.TooManyStreams      no event-stream slot free; one frees when a stream ends
+    └── providers.base.ProviderError       one failed model call: its kind says whether the next
+                                           model is worth a try; the router decides, never a caller
+
+A class named with its module lives there, beside what it carries; the others live
+here. The HTTP answer of each (status, code, title) is one table,
+``api.problems.ANSWERS``, looked up along the error's class tree.
+
+Outside the tree, on purpose (``tests/unit/test_error_tree.py`` lists them):
+``api.problems.ApiError`` is an HTTP answer a route raises, not an error;
+``authoring._NothingToRollBack`` and ``store.integrity._Failed`` are private control
+flow, caught where they are raised; ``addresses.EndpointRejected`` is a ValueError
+(pydantic turns it into a field error) that cannot derive from the tree while
+``addresses`` sits beside ``errors`` in the import layers.
 
 Third-party errors are wrapped with ``raise ... from exc`` so the cause survives
 for debugging while the message shown to the operator stays one line. No error

@@ -28,7 +28,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from reconciler import circuits, manifests, scoring
+from reconciler import circuits, errors, manifests, scoring
 
 Strategy = manifests.Strategy
 MAX_CAPABILITY_ROUTES = 1024
@@ -164,8 +164,10 @@ class Dynamic:
         return self.blocked(key)
 
 
-class NoRoute(LookupError):
-    """The request names no rule and no capability, or an unknown task type."""
+class NoRoute(errors.PermanentError, LookupError):
+    """The request names no rule and no capability, or an unknown task type.
+
+    Still a ``LookupError``, as it was before the error tree."""
 
 
 class RoutingTable:

@@ -41,7 +41,7 @@ from typing import Any
 
 import yaml
 
-from reconciler import secretscan
+from reconciler import errors, secretscan
 
 try:  # LibYAML is an order of magnitude faster; PyYAML's wheels ship it.
     from yaml import CSafeDumper as _BaseDumper
@@ -148,7 +148,7 @@ class Problem:
     column: int = 0
 
 
-class YamlRefused(Exception):
+class YamlRefused(errors.PermanentError):
     """The text breaks one of the rules above; parsing stopped at ``problem``."""
 
     def __init__(self, problem: Problem) -> None:

@@ -170,8 +170,8 @@ def _put(queue: Queue, item: dict[str, Any] | None) -> None:
     queue.put_nowait(item)
 
 
-class TooManyStreams(Exception):
-    """No stream slot left for this token or this process."""
+class TooManyStreams(errors.TemporaryError):
+    """No stream slot left for this token or this process (one frees when a stream ends)."""
 
 
 class Slot:

@@ -1,7 +1,8 @@
 """Errors as ``application/problem+json`` (RFC 9457) with a stable ``code``.
 
 The only place, with the routes, that knows HTTP status codes. Every error a
-request can meet is mapped here once: Grove's own errors by class, FastAPI's
+request can meet is mapped here once: Grove's own errors by one table,
+:data:`ANSWERS`, looked up along the error's class tree (errors.py draws it), FastAPI's
 validation errors with the field path, and anything unexpected as a 500 that
 names no internals. A 401 is byte-for-byte the same whatever was wrong with
 the credentials.
@@ -13,8 +14,9 @@ counts the rest (``errorsOmitted``, ``violationsOmitted``): a body with
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reconciler import authoring, errors, logs, ranking, rollbacks, routing
+from reconciler.api.events import TooManyStreams
 
 MEDIA_TYPE = "application/problem+json"
 MAX_LISTED = 50  # field errors, and violations, listed in one answer; the rest are counted
@@ -59,6 +62,12 @@ class Problem(BaseModel):
 
 
 class ApiError(Exception):
+    """An HTTP answer a route raises when it knows its status and code already.
+
+    Outside the error tree on purpose: it is not something that went wrong in Grove
+    but the answer to give, and no service's ``except errors.GroveError`` may catch it.
+    Grove's own errors reach the client through :data:`ANSWERS` instead."""
+
     def __init__(self, status: int, code: str, title: str, detail: str = "", **extra: Any) -> None:
         super().__init__(detail or title)
         self.status = status
@@ -129,60 +138,79 @@ def _capped(extra: dict[str, Any]) -> dict[str, Any]:
     return capped
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Answer:
+    """How one class of the error tree is answered; ``fields`` adds what only that class
+    carries (violations, field errors, attempts)."""
+
+    status: int
+    code: str
+    title: str
+    fields: Callable[[Any], dict[str, Any]] | None = None
+
+
+def _violations(exc: authoring.Refused) -> dict[str, Any]:
+    return {"violations": [v.to_json() for v in exc.plan.violations]}
+
+
+def _diagnostics(exc: authoring.Invalid) -> dict[str, Any]:
+    return {
+        "errors": [
+            FieldError(path=d.path or d.file, message=f"{d.code} {d.message}")
+            for d in exc.diagnostics
+        ]
+    }
+
+
+def _attempts(exc: routing.RoutingFailed) -> dict[str, Any]:
+    return {"attempts": [a.to_json() for a in exc.attempts]}
+
+
+_MODEL_REFUSED = Answer(422, "model-refused", "The model call failed", _attempts)
+_ALL_FAILED = Answer(502, "all-models-failed", "The model call failed", _attempts)
+INTERNAL = Answer(500, "internal", "Internal error")
+HIDDEN = "the server could not handle the request"
+
+# The one table from the error tree (errors.py draws it) to HTTP answers. An error is
+# answered by the entry of the nearest class along its MRO, so an entry covers every
+# subclass without one of its own; a GroveError with no entry on the way is a 500.
+ANSWERS: dict[type[errors.GroveError], Answer | Callable[[Any], Answer]] = {
+    errors.PermanentError: Answer(400, "bad-request", "Bad request"),
+    errors.ManifestsInvalid: Answer(422, "invalid-manifest", "Invalid manifests"),
+    errors.SourceError: Answer(502, "source-error", "The fleet repository cannot be used"),
+    errors.DatabaseNotReady: Answer(503, "database-not-ready", "Database not ready"),
+    errors.PlanRefused: Answer(409, "refused", "Refused by safety checks"),
+    errors.StalePlan: Answer(409, "stale", "The registry moved"),
+    errors.TemporaryError: Answer(503, "unavailable", "Temporarily unavailable"),
+    authoring.Refused: Answer(409, "refused", "Refused by safety checks", _violations),
+    authoring.Invalid: Answer(
+        422, "invalid-manifest", "The change would leave invalid manifests", _diagnostics
+    ),
+    authoring.Suspended: Answer(409, "suspended", "Change freeze"),
+    authoring.Conflict: Answer(409, "conflict", "Conflict"),
+    authoring.NotFound: Answer(404, "not-found", "Not found"),
+    rollbacks.NoEarlierVersion: Answer(409, "no-earlier-version", "Nothing to roll back to"),
+    ranking.NoRoute: Answer(422, "no-route", "No route"),
+    routing.NoEligibleModel: Answer(422, "no-eligible-model", "No eligible model"),
+    routing.RoutingFailed: lambda exc: _MODEL_REFUSED if exc.client_error else _ALL_FAILED,
+    TooManyStreams: Answer(429, "too-many-streams", "Too many event streams"),
+}
+
+
+def answer_for(exc: errors.GroveError) -> Answer:
+    """The entry of :data:`ANSWERS` that answers ``exc``: its nearest class's."""
+    for cls in type(exc).__mro__:
+        entry = ANSWERS.get(cls)
+        if entry is not None:
+            return entry if isinstance(entry, Answer) else entry(exc)
+    return INTERNAL
+
+
 def _from_grove(exc: errors.GroveError) -> ApiError:
-    if isinstance(exc, authoring.Refused):
-        return ApiError(
-            409,
-            "refused",
-            "Refused by safety checks",
-            str(exc),
-            violations=[v.to_json() for v in exc.plan.violations],
-        )
-    if isinstance(exc, authoring.Invalid):
-        return ApiError(
-            422,
-            "invalid-manifest",
-            "The change would leave invalid manifests",
-            str(exc),
-            errors=[
-                FieldError(path=d.path or d.file, message=f"{d.code} {d.message}")
-                for d in exc.diagnostics
-            ],
-        )
-    if isinstance(exc, authoring.Suspended):
-        return ApiError(409, "suspended", "Change freeze", str(exc))
-    if isinstance(exc, authoring.Conflict):
-        return ApiError(409, "conflict", "Conflict", str(exc))
-    if isinstance(exc, rollbacks.NoEarlierVersion):
-        return ApiError(409, "no-earlier-version", "Nothing to roll back to", str(exc))
-    if isinstance(exc, authoring.NotFound):
-        return ApiError(404, "not-found", "Not found", str(exc))
-    if isinstance(exc, routing.NoEligibleModel):
-        return ApiError(422, "no-eligible-model", "No eligible model", str(exc))
-    if isinstance(exc, routing.RoutingFailed):
-        status = 422 if exc.client_error else 502
-        return ApiError(
-            status,
-            "model-refused" if exc.client_error else "all-models-failed",
-            "The model call failed",
-            str(exc),
-            attempts=[a.to_json() for a in exc.attempts],
-        )
-    if isinstance(exc, errors.PlanRefused):
-        return ApiError(409, "refused", "Refused by safety checks", str(exc))
-    if isinstance(exc, errors.StalePlan):
-        return ApiError(409, "stale", "The registry moved", str(exc))
-    if isinstance(exc, errors.DatabaseNotReady):
-        return ApiError(503, "database-not-ready", "Database not ready", str(exc))
-    if isinstance(exc, errors.TemporaryError):
-        return ApiError(503, "unavailable", "Temporarily unavailable", str(exc))
-    if isinstance(exc, errors.SourceError):
-        return ApiError(502, "source-error", "The fleet repository cannot be used", str(exc))
-    if isinstance(exc, errors.ManifestsInvalid):
-        return ApiError(422, "invalid-manifest", "Invalid manifests", str(exc))
-    if isinstance(exc, errors.PermanentError):
-        return ApiError(400, "bad-request", "Bad request", str(exc))
-    return ApiError(500, "internal", "Internal error", "the server could not handle the request")
+    answer = answer_for(exc)
+    detail = HIDDEN if answer is INTERNAL else str(exc)  # a 500 names no internals
+    fields = answer.fields(exc) if answer.fields else {}
+    return ApiError(answer.status, answer.code, answer.title, detail, **fields)
 
 
 def install(app: FastAPI) -> None:
@@ -203,10 +231,6 @@ def install(app: FastAPI) -> None:
                 reason=str(exc)[:300],
             )
         return respond(error)
-
-    @app.exception_handler(ranking.NoRoute)
-    async def _no_route(_: Request, exc: ranking.NoRoute) -> JSONResponse:
-        return respond(ApiError(422, "no-route", "No route", str(exc)))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -239,6 +263,4 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         logs.event(log, "api-error", level=logging.ERROR, error=type(exc).__name__)
-        return respond(
-            ApiError(500, "internal", "Internal error", "the server could not handle the request")
-        )
+        return respond(ApiError(INTERNAL.status, INTERNAL.code, INTERNAL.title, HIDDEN))

@@ -16,7 +16,7 @@ import math
 from enum import StrEnum
 from typing import Protocol
 
-from reconciler import manifests
+from reconciler import errors, manifests
 
 MAX_TOKENS = 10**9  # the largest token count an answer may carry (and a log column holds)
 
@@ -74,8 +74,11 @@ FAILOVER_KINDS: dict[manifests.FailureKind, frozenset[FailureKind]] = {
 }
 
 
-class ProviderError(Exception):
-    """One failed call: its kind, the HTTP status if any, and a Retry-After if given."""
+class ProviderError(errors.GroveError):
+    """One failed call: its kind, the HTTP status if any, and a Retry-After if given.
+
+    Of neither family: its ``kind`` says whether the next model is worth a try (a
+    timeout, a rate limit) or not (a client error); the router decides, never a caller."""
 
     def __init__(
         self,

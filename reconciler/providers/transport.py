@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import certifi
 
-from reconciler import addresses
+from reconciler import addresses, errors
 from reconciler.providers import answers
 from reconciler.providers.base import FailureKind, ProviderError
 
@@ -51,8 +51,11 @@ CLEANUP_CLOSED = sys.version_info < (3, 12, 7)  # aiohttp warns when it is set o
 AddrInfo = tuple[Any, ...]
 
 
-class AddressRefused(OSError):
+class AddressRefused(errors.PermanentError, OSError):
     """A connection to an address the endpoint policy forbids; never opened.
+
+    An ``OSError`` too: aiohttp's socket factory hands only those on, as the
+    ``os_error`` of its connection error.
 
     The message is the same for every address (aiohttp merges the errors of a
     host's addresses when their messages differ); ``detail`` says which and why.

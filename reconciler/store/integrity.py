@@ -118,7 +118,10 @@ class Report:
 
 
 class _Failed(Exception):
-    """A check that stops the others; carries its finding and the way to recover."""
+    """A check that stops the others; carries its finding and the way to recover.
+
+    Private control flow, outside the error tree on purpose: raised and caught inside
+    :func:`check`, which turns it into the report, so no caller ever sees it."""
 
     def __init__(self, finding: Finding, recovery: str) -> None:
         super().__init__(finding.detail)
