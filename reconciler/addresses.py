@@ -22,6 +22,8 @@ import unicodedata
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from reconciler import errors
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Names that always mean "this machine".
@@ -42,8 +44,9 @@ _METADATA_NAMES = frozenset(
 _METADATA_FIRST_LABELS = frozenset({"metadata", "instance-data"})
 
 
-class EndpointRejected(ValueError):
-    """The endpoint breaks the policy; the message says why without echoing secrets."""
+class EndpointRejected(errors.PermanentError, ValueError):
+    """The endpoint breaks the policy; the message says why without echoing secrets. A
+    ValueError too: pydantic turns it into a field error."""
 
 
 def parse_ip_literal(host: str) -> IPAddress | None:

@@ -28,6 +28,8 @@ the database or a lock will come back), a permanent error needs a human
     │   ├── routing.NoEligibleModel        no model may serve a request (carries the decision)
     │   ├── routing.RoutingFailed          every model of the chain failed (carries the attempts)
     │   ├── yamlsafe.YamlRefused           a YAML text breaks the safe-YAML rules (carries where)
+    │   ├── addresses.EndpointRejected     an endpoint breaks the address policy (a ValueError too:
+    │   │                                  pydantic makes it a field error)
     │   └── providers.transport.AddressRefused
     │                                      a connection to an address the endpoint policy forbids
     │                                      (an OSError too: aiohttp hands only those on)
@@ -47,9 +49,7 @@ here. The HTTP answer of each (status, code, title) is one table,
 Outside the tree, on purpose (``tests/unit/test_error_tree.py`` lists them):
 ``api.problems.ApiError`` is an HTTP answer a route raises, not an error;
 ``authoring._NothingToRollBack`` and ``store.integrity._Failed`` are private control
-flow, caught where they are raised; ``addresses.EndpointRejected`` is a ValueError
-(pydantic turns it into a field error) that cannot derive from the tree while
-``addresses`` sits beside ``errors`` in the import layers.
+flow, caught where they are raised.
 
 Third-party errors are wrapped with ``raise ... from exc`` so the cause survives
 for debugging while the message shown to the operator stays one line. No error

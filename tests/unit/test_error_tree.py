@@ -26,9 +26,6 @@ OUTSIDE = {
     "reconciler.authoring._NothingToRollBack",
     # private control flow: raised and caught inside store.integrity.check
     "reconciler.store.integrity._Failed",
-    # a ValueError pydantic turns into a field error; addresses sits beside errors in the
-    # import layers (independent siblings), so it cannot import errors.GroveError
-    "reconciler.addresses.EndpointRejected",
 }
 NOT_IMPORTABLE = {"reconciler.store.migrations.env"}  # an alembic script: runs under alembic
 
