@@ -38,7 +38,7 @@ import dataclasses
 import datetime as dt
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from pydantic import ValidationError
 
@@ -870,16 +870,55 @@ class Fleet:
     tree: str
     today: dt.date
     files: dict[str, FleetFile]
-    where: dict[Key, str]
-    located: dict[Key, loading.Located]
-    objects: dict[Key, manifests.GroveObject]
+    located: dict[Key, loading.Located]  # every object (its file is where it is defined)
     models: dict[str, loading.Located]
-    specs: dict[str, manifests.ModelSpec]
     ordered_rules: tuple[tuple[str, manifests.RoutingRule], ...]
     tasks: dict[str, str]  # taskType -> rule id
     referrers: dict[str, frozenset[Key]]  # model id -> objects whose references name it
     diagnostics: dict[str, tuple[Diagnostic, ...]]
     size: int  # bytes of all files
+
+    @property
+    def objects(self) -> Mapping[Key, manifests.GroveObject]:
+        return _Objects(self.located)
+
+    @property
+    def specs(self) -> Mapping[str, manifests.ModelSpec]:
+        return _Specs(self.models)
+
+
+class _Objects(Mapping[Key, manifests.GroveObject]):
+    """The objects of a fleet by key: a view, not a copy (a plan reads a few)."""
+
+    def __init__(self, located: dict[Key, loading.Located]) -> None:
+        self.located = located
+
+    def __getitem__(self, key: Key) -> manifests.GroveObject:
+        return self.located[key].obj
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self.located)
+
+    def __len__(self) -> int:
+        return len(self.located)
+
+
+class _Specs(Mapping[str, manifests.ModelSpec]):
+    """The model specs of a fleet by id: a view, not a copy."""
+
+    def __init__(self, models: dict[str, loading.Located]) -> None:
+        self.models = models
+
+    def __getitem__(self, ident: str) -> manifests.ModelSpec:
+        obj = self.models[ident].obj
+        assert isinstance(obj, manifests.AIModel)
+        return obj.payload
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.models)
+
+    def __len__(self) -> int:
+        return len(self.models)
 
 
 class _Patch:
@@ -889,11 +928,8 @@ class _Patch:
         self.tree = tree
         self.today = today
         self.files: dict[str, FleetFile] = dict(base.files) if base else {}
-        self.where: dict[Key, str] = dict(base.where) if base else {}
         self.located: dict[Key, loading.Located] = dict(base.located) if base else {}
-        self.objects: dict[Key, manifests.GroveObject] = dict(base.objects) if base else {}
         self.models: dict[str, loading.Located] = dict(base.models) if base else {}
-        self.specs: dict[str, manifests.ModelSpec] = dict(base.specs) if base else {}
         self.rules: tuple[tuple[str, manifests.RoutingRule], ...] | None = (
             base.ordered_rules if base else None
         )
@@ -916,9 +952,9 @@ class _Patch:
         self.size -= file.size
         for item in file.objects:
             key = (item.kind, item.id)
-            del self.where[key], self.located[key], self.objects[key]
+            del self.located[key]
             if isinstance(item.obj, manifests.AIModel):
-                del self.models[item.id], self.specs[item.id]
+                del self.models[item.id]
             elif isinstance(item.obj, manifests.RoutingRule):
                 del self._rules()[item.id], self.tasks[item.obj.payload.task_type]
             for target in set(checking.references(item)):
@@ -935,14 +971,11 @@ class _Patch:
         self.size += size
         for item in objects:
             key = (item.kind, item.id)
-            if key in self.where:
+            if key in self.located:
                 return False
-            self.where[key] = path
             self.located[key] = item
-            self.objects[key] = item.obj
             if isinstance(item.obj, manifests.AIModel):
                 self.models[item.id] = item
-                self.specs[item.id] = item.obj.payload
             elif isinstance(item.obj, manifests.RoutingRule):
                 task = item.obj.payload.task_type
                 if task in self.tasks:
@@ -961,11 +994,8 @@ class _Patch:
             tree=self.tree,
             today=self.today,
             files=self.files,
-            where=self.where,
             located=self.located,
-            objects=self.objects,
             models=self.models,
-            specs=self.specs,
             ordered_rules=rules,
             tasks=self.tasks,
             referrers=self.referrers,
@@ -991,7 +1021,7 @@ def _fleet_of(desired: DesiredState, today: dt.date, found: Sequence[Diagnostic]
     for entry in desired.entries:
         if not patch.add(entry.path, entry.blob, entry.size, by_file.get(entry.path, ())):
             return None
-    if len(patch.where) != len(loaded.objects):
+    if len(patch.located) != len(loaded.objects):
         return None  # objects outside the listed files: not a fleet this can keep
     findings: dict[str, list[Diagnostic]] = {}
     for diagnostic in found:
@@ -1026,7 +1056,7 @@ def forget_fleets() -> None:
 def _agrees(base: Fleet, live: LiveState, keys: Iterable[Key]) -> bool:
     """Whether the registry holds ``base`` as applied, as far as ``keys`` and the number
     of live objects show: a cheap guard on top of the untouched applied tree."""
-    if live.total != len(base.where) or live.applied_tree != base.tree or not live.untouched:
+    if live.total != len(base.located) or live.applied_tree != base.tree or not live.untouched:
         return False
     for key in keys:
         had = base.located.get(key)
@@ -1052,8 +1082,8 @@ def _affected(fleet: Fleet, delta: Delta, keys: set[Key], judged: frozenset[str]
     changed_models = {ident for kind, ident in keys if kind == manifests.KIND_MODEL}
     affected = {path for path in delta.paths if path in fleet.files}
     for ident in changed_models:
-        affected.update(fleet.where[key] for key in fleet.referrers.get(ident, ()))
-    affected.update(fleet.where[(manifests.KIND_RULE, ident)] for ident in judged)
+        affected.update(fleet.located[key].file for key in fleet.referrers.get(ident, ()))
+    affected.update(fleet.located[(manifests.KIND_RULE, ident)].file for ident in judged)
     return affected
 
 
