@@ -366,6 +366,11 @@ def parse_duration(text: str) -> float:
     "--now", "now", is_flag=True, help="Ask the running loop(s) for a cycle at once, then exit."
 )
 @click.option(
+    "--full",
+    is_flag=True,
+    help="Read and check every file and live object (no shortcut over what changed).",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     help="With --watch: log lines as text or JSON [default: json unless a terminal].",
@@ -378,11 +383,18 @@ def reconcile_command(
     watch: bool,
     interval: str,
     now: bool,
+    full: bool,
     log_format: str | None,
     output: str,
     settings: Settings,
 ) -> int:
-    """One cycle: fetch, plan, apply unless refused, record status (or --watch: forever)."""
+    """One cycle: fetch, plan, apply unless refused, record status (or --watch: forever).
+
+    A process that reconciled before plans a change from the files git says changed,
+    with the checks over what they touch; ``--full`` reads and checks everything (the
+    loop does that every hour anyway)."""
+    if full and (now or watch):
+        raise errors.UsageError("--full is for one cycle here; a loop runs a full one hourly")
     if now:
         return _trigger(settings, output)
     if watch:
@@ -391,7 +403,7 @@ def reconcile_command(
         if output != "text":
             raise errors.UsageError("--watch logs (--log-format); -o is for one cycle")
         return _watch(settings, parse_duration(interval), log_format)
-    outcome = _reconciler(settings).reconcile(actor=actor(), force=force)
+    outcome = _reconciler(settings).reconcile(actor=actor(), force=force, full=full)
     revision = (outcome.revision or "")[:12]
     if outcome.state == "invalid":
         if output == "json":
