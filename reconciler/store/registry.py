@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Select, Table, and_, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -53,29 +53,30 @@ def load_objects(connection: Connection) -> dict[tuple[str, str], LiveObject]:
     """Every live model and rule (what the router serves from)."""
     objects: dict[tuple[str, str], LiveObject] = {}
     for kind, table in tables.LIVE_TABLES.items():
-        rows = connection.execute(
-            select(
-                table.c.object_id,
-                table.c.version,
-                table.c.meta,
-                table.c.payload,
-                table.c.applied_hash,
-                table.c.source_path,
-                table.c.source_blob,
-            )
-        )
-        for row in rows:
-            objects[(kind, row.object_id)] = LiveObject(
-                kind=kind,
-                id=row.object_id,
-                version=row.version,
-                meta=row.meta,
-                payload=row.payload,
-                applied_hash=row.applied_hash,
-                source_path=row.source_path,
-                source_blob=row.source_blob,
-            )
+        for row in connection.execute(_live_rows(table)):
+            objects[(kind, row.object_id)] = _live_object(kind, row)
     return objects
+
+
+def _live_rows(table: Table) -> Select[Any]:
+    """The columns of a live table a `LiveObject` is made of."""
+    c = table.c
+    return select(
+        c.object_id, c.version, c.meta, c.payload, c.applied_hash, c.source_path, c.source_blob
+    )
+
+
+def _live_object(kind: str, row: Any) -> LiveObject:
+    return LiveObject(
+        kind=kind,
+        id=row.object_id,
+        version=row.version,
+        meta=row.meta,
+        payload=row.payload,
+        applied_hash=row.applied_hash,
+        source_path=row.source_path,
+        source_blob=row.source_blob,
+    )
 
 
 def load_live(connection: Connection) -> LiveState:
@@ -151,27 +152,8 @@ def load_keys(connection: Connection, keys: Iterable[tuple[str, str]]) -> LiveSt
         idents = sorted(set(wanted[kind]))
         for start in range(0, len(idents), 500):
             chunk = idents[start : start + 500]
-            for row in connection.execute(
-                select(
-                    table.c.object_id,
-                    table.c.version,
-                    table.c.meta,
-                    table.c.payload,
-                    table.c.applied_hash,
-                    table.c.source_path,
-                    table.c.source_blob,
-                ).where(table.c.object_id.in_(chunk))
-            ):
-                objects[(kind, row.object_id)] = LiveObject(
-                    kind=kind,
-                    id=row.object_id,
-                    version=row.version,
-                    meta=row.meta,
-                    payload=row.payload,
-                    applied_hash=row.applied_hash,
-                    source_path=row.source_path,
-                    source_blob=row.source_blob,
-                )
+            for row in connection.execute(_live_rows(table).where(table.c.object_id.in_(chunk))):
+                objects[(kind, row.object_id)] = _live_object(kind, row)
             for found in connection.execute(
                 select(history.c.object_id, history.c.version, history.c.content_hash).where(
                     and_(history.c.object_kind == kind, history.c.object_id.in_(chunk))
