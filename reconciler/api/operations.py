@@ -17,7 +17,6 @@ from reconciler import manifests, ranking, reconciling, routing, telemetry
 from reconciler.api import previews, problems
 from reconciler.api.bodies import ExecuteBody, ExecuteOut, HealthOut, RecommendOut
 from reconciler.api.deps import Operator, Services, ServicesDep, Viewer
-from reconciler.api.events import TooManyStreams
 from reconciler.api.lean import LeanRoute
 from reconciler.api.problems import ApiError
 from reconciler.providers.base import ChatRequest, Message
@@ -179,10 +178,7 @@ def reconcile(services: ServicesDep, identity: Operator) -> dict[str, Any]:
     responses={429: problems.documented_one("Too many event streams open (per token or server)")},
 )
 async def events(services: ServicesDep, identity: Viewer) -> StreamingResponse:
-    try:
-        slot = services.hub.admit(identity)
-    except TooManyStreams as exc:
-        raise ApiError(429, "too-many-streams", "Too many event streams", str(exc)) from None
+    slot = services.hub.admit(identity)  # TooManyStreams: a 429, from problems.ANSWERS
     return StreamingResponse(
         services.hub.stream(slot),
         media_type="text/event-stream",
