@@ -99,7 +99,7 @@ class RegisterBody(_Body):
 _FLAT = "A payload field, as in the brief's flat body (merge patch; not with `payload`)."
 
 
-class _PayloadPatch(_Body):
+class PayloadPatch(_Body):
     """A JSON merge patch of ``payload``, given as ``{"payload": {...}}`` or flat, as the
     product brief does (``{"priority": 95}``: the payload's own fields at the top), never
     both; ``labels`` replace the labels; ``version`` only to set one explicitly. A flat
@@ -122,7 +122,7 @@ class _PayloadPatch(_Body):
         return self.flat() or dict(self.payload or {})
 
 
-class PatchBody(_PayloadPatch):
+class PatchBody(PayloadPatch):
     """A change of a model: a merge patch of its payload, flat or under ``payload``."""
 
     # ModelSpec's fields (tests/api/test_day2_writes.py keeps the two lists equal)
@@ -145,7 +145,7 @@ class PatchBody(_PayloadPatch):
     mock: Any = Field(None, description=_FLAT)
 
 
-class RulePatchBody(_PayloadPatch):
+class RulePatchBody(PayloadPatch):
     """A change of a routing rule: a merge patch of its payload, flat
     (``{"minScore": 0.7}``) or under ``payload``."""
 

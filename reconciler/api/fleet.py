@@ -22,7 +22,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from reconciler import addresses, analysis, listings, manifests, secretscan
-from reconciler.api.bodies import ModelDetail, ModelSummary, PatchBody, RegisterBody, WriteOut
+from reconciler.api.bodies import (
+    ModelDetail,
+    ModelSummary,
+    PatchBody,
+    PayloadPatch,
+    RegisterBody,
+    WriteOut,
+)
 from reconciler.api.deps import Operator, Services, ServicesDep, Viewer, allow_force, author
 from reconciler.api.problems import ApiError, FieldError
 from reconciler.authoring import WriteResult
@@ -174,23 +181,14 @@ async def list_models(
     limit: Annotated[int, Query(ge=1, le=listings.MAX_LIMIT)] = listings.DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    try:
-        page = listings.page_models(
-            services.engine.table().models,
-            states=[s.value for s in state or ()],
-            providers=[p.value for p in provider or ()],
-            capabilities=[c.value for c in capability or ()],
-            limit=limit,
-            cursor=cursor or None,  # empty: from the start, as with none
-        )
-    except listings.BadCursor as exc:
-        raise ApiError(
-            422,
-            "invalid-request",
-            "Invalid request",
-            str(exc),
-            errors=[FieldError(path="query.cursor", message=str(exc))],
-        ) from None
+    page = listings.page_models(  # a bad cursor: 422, from problems.ANSWERS
+        services.engine.table().models,
+        states=[s.value for s in state or ()],
+        providers=[p.value for p in provider or ()],
+        capabilities=[c.value for c in capability or ()],
+        limit=limit,
+        cursor=cursor or None,  # empty: from the start, as with none
+    )
     return Response(json.dumps(page.to_json()).encode(), media_type="application/json")
 
 
@@ -242,16 +240,9 @@ def update(
     identity: Operator,
     force: bool = False,
 ) -> WriteOut:
-    payload = _patch_payload(body)
-    if isinstance(payload.get("endpoint"), str):
-        _check_resolution(services, payload["endpoint"])
-    changes: dict[str, Any] = {"payload": payload}
-    meta: dict[str, Any] = {}
-    if body.labels is not None:
-        meta["labels"] = body.labels
-    if body.version is not None:
-        meta["version"] = body.version
-    changes["meta"] = meta
+    changes = patch_changes(body)
+    if isinstance(changes["payload"].get("endpoint"), str):
+        _check_resolution(services, changes["payload"]["endpoint"])
     result = services.authoring.update(
         manifests.KIND_MODEL,
         model_id,
@@ -262,9 +253,10 @@ def update(
     return _written(services, result)
 
 
-def _patch_payload(body: PatchBody) -> dict[str, Any]:
-    """The payload merge patch of a PATCH body, flat or under ``payload``; both is a 422
-    naming the first flat field."""
+def patch_changes(body: PayloadPatch) -> dict[str, Any]:
+    """What a PATCH body of a model or a rule asks `Authoring.update` for: the payload's
+    merge patch, flat or under ``payload`` (both is a 422 naming the first flat field),
+    and ``meta``'s labels and explicit version."""
     flat = body.flat()
     if flat and body.payload is not None:
         first = next(iter(flat))
@@ -275,7 +267,12 @@ def _patch_payload(body: PatchBody) -> dict[str, Any]:
             f"give payload fields either flat ({first!r} at the top) or under 'payload', not both",
             errors=[FieldError(path=first, message="not beside 'payload': move it inside")],
         )
-    return body.changes()
+    meta: dict[str, Any] = {}
+    if body.labels is not None:
+        meta["labels"] = body.labels
+    if body.version is not None:
+        meta["version"] = body.version
+    return {"payload": body.changes(), "meta": meta}
 
 
 @router.delete(

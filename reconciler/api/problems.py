@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reconciler import authoring, errors, logs, ranking, rollbacks, routing
+from reconciler import authoring, errors, listings, logs, ranking, rollbacks, routing
 from reconciler.api.events import TooManyStreams
 
 MEDIA_TYPE = "application/problem+json"
@@ -162,6 +162,10 @@ def _diagnostics(exc: authoring.Invalid) -> dict[str, Any]:
     }
 
 
+def _cursor(exc: listings.BadCursor) -> dict[str, Any]:
+    return {"errors": [FieldError(path="query.cursor", message=str(exc))]}
+
+
 def _attempts(exc: routing.RoutingFailed) -> dict[str, Any]:
     return {"attempts": [a.to_json() for a in exc.attempts]}
 
@@ -186,6 +190,7 @@ ANSWERS: dict[type[errors.GroveError], Answer | Callable[[Any], Answer]] = {
     authoring.Invalid: Answer(
         422, "invalid-manifest", "The change would leave invalid manifests", _diagnostics
     ),
+    listings.BadCursor: Answer(422, "invalid-request", "Invalid request", _cursor),
     authoring.Suspended: Answer(409, "suspended", "Change freeze"),
     authoring.Conflict: Answer(409, "conflict", "Conflict"),
     authoring.NotFound: Answer(404, "not-found", "Not found"),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import ValidationError
@@ -31,6 +31,7 @@ from reconciler.api.bodies import (
     RuleWriteOut,
 )
 from reconciler.api.deps import Operator, Services, ServicesDep, Viewer, allow_force, author
+from reconciler.api.fleet import patch_changes
 from reconciler.api.problems import ApiError, FieldError
 from reconciler.authoring import WriteResult
 from reconciler.store import tokens
@@ -103,16 +104,7 @@ def _after(cursor: str | None) -> str:
     not give."""
     if not cursor:  # none, or empty: from the start
         return ""
-    try:
-        return listings.decode_cursor(cursor)
-    except listings.BadCursor as exc:
-        raise ApiError(
-            422,
-            "invalid-request",
-            "Invalid request",
-            str(exc),
-            errors=[FieldError(path="query.cursor", message=str(exc))],
-        ) from None
+    return listings.decode_cursor(cursor)  # BadCursor: 422, from problems.ANSWERS
 
 
 @router.get(
@@ -215,26 +207,11 @@ def update(
     identity: Operator,
     force: bool = False,
 ) -> RuleWriteOut:
-    flat = body.flat()
-    if flat and body.payload is not None:
-        first = next(iter(flat))
-        raise ApiError(
-            422,
-            "invalid-request",
-            "Invalid request",
-            f"give payload fields either flat ({first!r} at the top) or under 'payload', not both",
-            errors=[FieldError(path=first, message="not beside 'payload': move it inside")],
-        )
-    meta: dict[str, Any] = {}
-    if body.labels is not None:
-        meta["labels"] = body.labels
-    if body.version is not None:
-        meta["version"] = body.version
     with _servable():
         result = services.authoring.update(
             manifests.KIND_RULE,
             rule_id,
-            {"payload": body.changes(), "meta": meta},
+            patch_changes(body),
             author(identity),
             force=allow_force(identity, force),
         )
