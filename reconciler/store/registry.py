@@ -119,14 +119,7 @@ def load_live(connection: Connection) -> LiveState:
         versions=versions,
         protections=protections,
         quarantined=quarantined,
-        applied_revision=state.applied_revision,
-        applied_tree=state.applied_tree,
-        state_serial=state.state_serial,
-        attempted_revision=state.attempted_revision,
-        suspended=state.suspended,
-        last_error=state.last_error,
-        conditions=dict(state.conditions or {}),
-        untouched=state.untouched_since_apply,
+        **_state_fields(state),
     )
 
 
@@ -178,16 +171,23 @@ def load_keys(connection: Connection, keys: Iterable[tuple[str, str]]) -> LiveSt
         versions=versions,
         protections=protections,
         quarantined=frozenset(quarantined),
-        applied_revision=state.applied_revision,
-        applied_tree=state.applied_tree,
-        state_serial=state.state_serial,
-        attempted_revision=state.attempted_revision,
-        suspended=state.suspended,
-        last_error=state.last_error,
-        conditions=dict(state.conditions or {}),
-        untouched=state.untouched_since_apply,
+        **_state_fields(state),
         total=total,
     )
+
+
+def _state_fields(state: StateRow) -> dict[str, Any]:
+    """The fields of a `LiveState` that come from the reconciler's state row."""
+    return {
+        "applied_revision": state.applied_revision,
+        "applied_tree": state.applied_tree,
+        "state_serial": state.state_serial,
+        "attempted_revision": state.attempted_revision,
+        "suspended": state.suspended,
+        "last_error": state.last_error,
+        "conditions": dict(state.conditions or {}),
+        "untouched": state.untouched_since_apply,
+    }
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
