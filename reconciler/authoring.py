@@ -504,22 +504,14 @@ class Authoring:
     def _apply_pending(self, pending: Rollback, author: Author, *, force: bool) -> Rollback:
         """Git already holds the version to return to (a revert by hand, not applied yet):
         nothing to commit; reconcile, so that the version in git is live."""
-        reconciler = reconciling.Reconciler(
-            self.settings, reconciling.open_source(self.settings), self.db
+        done = self._reconcile(
+            pending.reverted_in or "", pending.kind, pending.ident, "pending", author, force=force
         )
-        try:
-            outcome = reconciler.reconcile(actor=f"api:{author.name}", force=force)
-        except errors.GroveError as exc:
-            detail = f"{pending.detail}; reconciling failed: {exc}"
-            return dataclasses.replace(pending, detail=detail)
-        with self.db.transaction() as connection:
-            live = registry.live_version(connection, pending.kind, pending.ident)
-        if live == pending.to_version:
-            detail = pending.detail.replace("is still live", "was live") + (
-                f"; applied now (the reconciler said {outcome.state})"
-            )
+        if done.object is not None and done.object.meta.version == pending.to_version:
+            detail = pending.detail.replace("is still live", "was live") + "; applied now"
             return dataclasses.replace(pending, change="nothing", detail=detail)
-        detail = f"{pending.detail}; the reconciler said {outcome.state}: run `grove status`"
+        said = done.detail.removeprefix("committed; ")
+        detail = f"{pending.detail}; not applied: {said}; run `grove status`"
         return dataclasses.replace(pending, detail=detail)
 
     def _nothing(
@@ -760,7 +752,7 @@ class Authoring:
             return WriteResult(sha, None, change, False, f"committed; not applied yet: {exc}")
         obj = None
         with self.db.transaction() as connection:
-            live = registry.load_objects(connection).get((kind, ident))
+            live = registry.load_object(connection, kind, ident)
         if live is not None:
             obj = manifests.parse_document(
                 live.document, allow_local_endpoints=self.settings.allow_local_endpoints

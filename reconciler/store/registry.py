@@ -58,6 +58,13 @@ def load_objects(connection: Connection) -> dict[tuple[str, str], LiveObject]:
     return objects
 
 
+def load_object(connection: Connection, kind: str, ident: str) -> LiveObject | None:
+    """One live object, or None: what a write answers with, without reading the fleet."""
+    table = tables.LIVE_TABLES[kind]
+    row = connection.execute(_live_rows(table).where(table.c.object_id == ident)).first()
+    return None if row is None else _live_object(kind, row)
+
+
 def _live_rows(table: Table) -> Select[Any]:
     """The columns of a live table a `LiveObject` is made of."""
     c = table.c
