@@ -26,7 +26,8 @@ from typing import Any
 
 import api as bench_api  # bench/api.py, beside this file (bench/ is on sys.path when run)
 
-from reconciler import api, settings
+from reconciler import api
+from reconciler.base import settings
 
 MODEL = {
     "meta": {"id": "fast", "type": "AIModel", "version": "1"},

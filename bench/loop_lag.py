@@ -6,7 +6,7 @@ rows is Python work that holds the interpreter lock, and with CPython's default
 switch interval (5 ms) the event loop, which serves every request, could wait up
 to that long each time it wanted the lock back. The API server lowers the
 interval to 0.5 ms while it runs (``reconciler.api``), and the rows are now
-written by a child process (``reconciler.store.logwriter``). This measures both,
+written by a child process (``reconciler.runtime.logwriter``). This measures both,
 in one process, alternating:
 
 - the loop runs a stand-in for requests (0.2 ms of work, then 1 ms asleep),
@@ -36,9 +36,9 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from reconciler.runtime.logwriter import LogWriter
 from reconciler.store import migrating, routing_logs
 from reconciler.store.engine import Database
-from reconciler.store.logwriter import LogWriter
 
 DECISION = {
     "modelId": "fast",

@@ -40,7 +40,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reconciler import reconciling, settings
+from reconciler.base import settings
+from reconciler.gitops import reconciling
 from reconciler.store import migrating
 from reconciler.store.engine import Database
 

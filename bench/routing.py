@@ -75,7 +75,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reconciler import routing, settings
+from reconciler.base import settings
+from reconciler.routing import engine as routing
 from tests.routing.conftest import ENV, model_doc, rule_doc, snapshot_of
 from tests.routing.fakes import KEYS
 

@@ -137,7 +137,8 @@ def alias_bomb(runs: int) -> None:
     """The billion-laughs file of the hostile corpus, refused in-process: time and memory."""
     import tracemalloc
 
-    from reconciler import settings, validating
+    from reconciler.base import settings
+    from reconciler.gitops import validating
 
     bomb = Path(__file__).resolve().parent.parent / "tests/loading/hostile/alias_bomb.yaml"
     config = settings.load()

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from reconciler.library import MultiModelRegistry
-    from reconciler.manifests import CapabilityType
-    from reconciler.ranking import TaskRequest
-    from reconciler.routing import RoutingEngine
-    from reconciler.scoring import MatchScore, match_capabilities
+    from reconciler.manifests.kinds import CapabilityType
+    from reconciler.manifests.scoring import MatchScore, match_capabilities
+    from reconciler.routing.engine import RoutingEngine
+    from reconciler.routing.ranking import TaskRequest
 
 __all__ = [
     "CapabilityType",
@@ -26,12 +26,12 @@ __all__ = [
 ]
 
 _EXPORTS = {
-    "CapabilityType": ("reconciler.manifests", "CapabilityType"),
-    "MatchScore": ("reconciler.scoring", "MatchScore"),
+    "CapabilityType": ("reconciler.manifests.kinds", "CapabilityType"),
+    "MatchScore": ("reconciler.manifests.scoring", "MatchScore"),
     "MultiModelRegistry": ("reconciler.library", "MultiModelRegistry"),
-    "RoutingEngine": ("reconciler.routing", "RoutingEngine"),
-    "TaskRequest": ("reconciler.ranking", "TaskRequest"),
-    "match_capabilities": ("reconciler.scoring", "match_capabilities"),
+    "RoutingEngine": ("reconciler.routing.engine", "RoutingEngine"),
+    "TaskRequest": ("reconciler.routing.ranking", "TaskRequest"),
+    "match_capabilities": ("reconciler.manifests.scoring", "match_capabilities"),
 }
 
 

@@ -23,8 +23,10 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from reconciler import authoring, manifests, routing
-from reconciler import settings as settings_module
+from reconciler.base import settings as settings_module
+from reconciler.gitops import authoring
+from reconciler.manifests import kinds as manifests
+from reconciler.routing import engine as routing
 from reconciler.store.engine import Database
 
 

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from reconciler import cli, manifests
+from reconciler import cli
+from reconciler.manifests import kinds as manifests
 from reconciler.store import migrating, tables
 from reconciler.store.engine import Database
 

@@ -7,8 +7,9 @@ import re
 import pytest
 from pydantic import BaseModel
 
-from reconciler import diagnostics, manifests
+from reconciler.base import diagnostics
 from reconciler.cli import grove
+from reconciler.manifests import kinds as manifests
 from tests.conftest import REPO_ROOT
 
 DOCS = REPO_ROOT / "docs"
@@ -75,7 +76,7 @@ def test_commands_shown_in_the_docs_exist() -> None:
 
 def test_the_api_route_table_and_sections_match_the_openapi_document() -> None:
     from reconciler import api
-    from reconciler import settings as grove_settings
+    from reconciler.base import settings as grove_settings
 
     document = api.create_app(grove_settings.load(db_url="sqlite://")).openapi()
     routes = sorted(

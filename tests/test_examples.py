@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler import checking, manifests, settings, validating
+from reconciler.base import settings
+from reconciler.gitops import validating
+from reconciler.manifests import checking
+from reconciler.manifests import kinds as manifests
 from tests.conftest import REPO_ROOT
 
 MANIFESTS = REPO_ROOT / "manifests"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from reconciler import ids
+from reconciler.base import ids
 
 
 def test_uuid7_layout_order_and_uniqueness() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import addresses
+from reconciler.manifests import addresses
 
 
 def test_a_free_port_can_be_listened_on() -> None:

@@ -22,8 +22,6 @@ from typing import Any, TextIO
 import uvicorn
 from fastapi import FastAPI
 
-from reconciler import authoring, logs, routing, telemetry, watching
-from reconciler import settings as settings_module
 from reconciler.api import (
     connections,
     events,
@@ -36,7 +34,11 @@ from reconciler.api import (
 )
 from reconciler.api.deps import Services
 from reconciler.api.limits import BodyLimits, Gate
-from reconciler.settings import Settings
+from reconciler.base import logs, telemetry
+from reconciler.base import settings as settings_module
+from reconciler.base.settings import Settings
+from reconciler.gitops import authoring, watching
+from reconciler.routing import engine as routing
 from reconciler.store import migrating, notifications, registry
 from reconciler.store.engine import Database
 

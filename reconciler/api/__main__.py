@@ -15,8 +15,9 @@ from pathlib import Path
 
 import uvicorn
 
-from reconciler import api, logs, settings, telemetry
+from reconciler import api
 from reconciler.api import connections, workers
+from reconciler.base import logs, settings, telemetry
 
 # Set on the re-exec below: the metrics folder this process made, and removes at exit.
 _OWNED_METRICS = "GROVE_OWNED_METRICS_DIR"

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 from pydantic.alias_generators import to_camel
 
-from reconciler import manifests
+from reconciler.manifests import kinds as manifests
 
 PROVIDERS = [p.value for p in manifests.Provider]
 DEFAULT_LISTED_SCORE = 0.8  # a capability given as a bare name

@@ -30,7 +30,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from reconciler.settings import Settings
+from reconciler.base.settings import Settings
 
 HEADER_TIMEOUT_S = 10.0
 SHUTDOWN_RECHECK_S = 0.1  # how often a connection busy at shutdown is looked at again

@@ -27,11 +27,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from reconciler import authoring, errors, logs, reconciling, routing
 from reconciler.api import events
 from reconciler.api.previews import PlanPreviews
 from reconciler.api.problems import UNAUTHORIZED, ApiError
-from reconciler.settings import Settings
+from reconciler.base import errors, logs
+from reconciler.base.settings import Settings
+from reconciler.gitops import authoring, reconciling
+from reconciler.routing import engine as routing
 from reconciler.store import integrity, tokens
 from reconciler.store.engine import Database
 

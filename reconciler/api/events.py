@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
-from reconciler import errors, logs
+from reconciler.base import errors, logs
 from reconciler.store import registry, tokens
 from reconciler.store.engine import Database
 

@@ -21,7 +21,6 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from reconciler import addresses, analysis, listings, manifests, secretscan
 from reconciler.api.bodies import (
     ModelDetail,
     ModelSummary,
@@ -32,7 +31,11 @@ from reconciler.api.bodies import (
 )
 from reconciler.api.deps import Operator, Services, ServicesDep, Viewer, allow_force, author
 from reconciler.api.problems import ApiError, FieldError
-from reconciler.authoring import WriteResult
+from reconciler.gitops.authoring import WriteResult
+from reconciler.manifests import addresses, secretscan
+from reconciler.manifests import kinds as manifests
+from reconciler.planning import listings
+from reconciler.routing import analysis
 from reconciler.store import tokens
 
 router = APIRouter(prefix="/api/models", tags=["models"])

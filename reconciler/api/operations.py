@@ -13,13 +13,17 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
-from reconciler import manifests, ranking, reconciling, routing, telemetry
 from reconciler.api import previews, problems
 from reconciler.api.bodies import ExecuteBody, ExecuteOut, HealthOut, RecommendOut
 from reconciler.api.deps import Operator, Services, ServicesDep, Viewer
 from reconciler.api.lean import LeanRoute
 from reconciler.api.problems import ApiError
+from reconciler.base import telemetry
+from reconciler.gitops import reconciling
+from reconciler.manifests import kinds as manifests
 from reconciler.providers.base import ChatRequest, Message
+from reconciler.routing import engine as routing
+from reconciler.routing import ranking
 from reconciler.store import coordination, registry, routing_logs
 
 router = APIRouter(tags=["routing and operations"])

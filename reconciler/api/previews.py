@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from reconciler import logs
+from reconciler.base import logs
 
 log = logging.getLogger("grove.api")
 

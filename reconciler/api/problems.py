@@ -25,8 +25,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reconciler import authoring, errors, listings, logs, ranking, rollbacks, routing
 from reconciler.api.events import TooManyStreams
+from reconciler.base import errors, logs
+from reconciler.gitops import authoring
+from reconciler.planning import listings, rollbacks
+from reconciler.routing import engine as routing
+from reconciler.routing import ranking
 
 MEDIA_TYPE = "application/problem+json"
 MAX_LISTED = 50  # field errors, and violations, listed in one answer; the rest are counted

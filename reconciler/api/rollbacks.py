@@ -16,9 +16,9 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from reconciler import manifests
 from reconciler.api.deps import Operator, ServicesDep, allow_force, author
 from reconciler.api.problems import ApiError, FieldError
+from reconciler.manifests import kinds as manifests
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 

@@ -21,7 +21,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import ValidationError
 
-from reconciler import authoring, listings, manifests
 from reconciler.api.bodies import (
     RuleBody,
     RuleDetail,
@@ -33,7 +32,10 @@ from reconciler.api.bodies import (
 from reconciler.api.deps import Operator, Services, ServicesDep, Viewer, allow_force, author
 from reconciler.api.fleet import patch_changes
 from reconciler.api.problems import ApiError, FieldError
-from reconciler.authoring import WriteResult
+from reconciler.gitops import authoring
+from reconciler.gitops.authoring import WriteResult
+from reconciler.manifests import kinds as manifests
+from reconciler.planning import listings
 from reconciler.store import tokens
 
 router = APIRouter(prefix="/api/rules", tags=["rules"])

@@ -31,8 +31,9 @@ from multiprocessing.synchronize import Event as EventType
 
 import uvicorn
 
-from reconciler import addresses, logs, settings
 from reconciler.api import connections
+from reconciler.base import logs, settings
+from reconciler.manifests import addresses
 
 log = logging.getLogger("grove.api")
 

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 import click
 
-from reconciler import errors
+from reconciler.base import errors
+from reconciler.base.diagnostics import printable
 from reconciler.cli import get, registry, rollback, route, schema, serve, tokens, validate
 from reconciler.cli.common import grove
-from reconciler.diagnostics import printable
 
 
 def main(argv: Sequence[str] | None = None) -> None:

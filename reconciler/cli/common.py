@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from reconciler import manifests
-from reconciler import settings as settings_module
-from reconciler.settings import Settings
+from reconciler.base import settings as settings_module
+from reconciler.base.settings import Settings
+from reconciler.manifests import kinds as manifests
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -15,14 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconciler import errors, listings, manifests
+from reconciler.base import errors
+from reconciler.base.diagnostics import printable
+from reconciler.base.settings import Settings
 from reconciler.cli.common import common_options, grove, kind_option
 from reconciler.cli.output import emit, output_option
-from reconciler.diagnostics import printable
-from reconciler.settings import Settings
+from reconciler.manifests import kinds as manifests
+from reconciler.planning import listings
 
 if TYPE_CHECKING:
-    from reconciler import snapshots
+    from reconciler.routing import snapshots
     from reconciler.store.engine import Database
 
 FORMATS = ("text", "json", "yaml")
@@ -307,7 +309,7 @@ def get_rollouts(ident: str | None, output: str, settings: Settings) -> int:
 
 def _open(settings: Settings) -> Database:
     """The registry, as `grove status` opens it: never created, a missing one named."""
-    from reconciler import reconciling
+    from reconciler.gitops import reconciling
 
     database = reconciling.open_database(settings)
     click.get_current_context().call_on_close(database.dispose)
@@ -316,7 +318,7 @@ def _open(settings: Settings) -> Database:
 
 def _snapshot(database: Database, settings: Settings) -> snapshots.Snapshot:
     """The live models and rules, read and parsed as the router's snapshot is."""
-    from reconciler import snapshots
+    from reconciler.routing import snapshots
 
     reader = snapshots.Snapshots(database, allow_local_endpoints=settings.allow_local_endpoints)
     reader.refresh(force=True)

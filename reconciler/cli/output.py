@@ -23,7 +23,8 @@ from typing import Any
 
 import click
 
-from reconciler import errors, yamlsafe
+from reconciler.base import errors
+from reconciler.manifests import yamlsafe
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 

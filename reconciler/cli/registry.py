@@ -22,22 +22,23 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconciler import errors, plans
-from reconciler import status as status_module
-from reconciler.cli.common import common_options, grove, kind_option
-from reconciler.cli.output import colour_option, emit, output_option, paint
-from reconciler.diagnostics import (
+from reconciler.base import errors
+from reconciler.base.diagnostics import (
     Diagnostic,
     code_span,
     markdown_line,
     markdown_report,
     text_line,
 )
-from reconciler.settings import Settings
-from reconciler.settings import parse_duration as _parse_seconds
+from reconciler.base.settings import Settings
+from reconciler.base.settings import parse_duration as _parse_seconds
+from reconciler.cli.common import common_options, grove, kind_option
+from reconciler.cli.output import colour_option, emit, output_option, paint
+from reconciler.planning import plans
+from reconciler.planning import status as status_module
 
 if TYPE_CHECKING:
-    from reconciler import reconciling
+    from reconciler.gitops import reconciling
     from reconciler.store import registry
 
 EXIT_CHANGES = 2
@@ -52,7 +53,7 @@ def actor() -> str:
 
 
 def _reconciler(settings: Settings, *, database: bool = True) -> reconciling.Reconciler:
-    from reconciler import reconciling
+    from reconciler.gitops import reconciling
 
     source = reconciling.open_source(settings)
     db = reconciling.open_database(settings) if database else None
@@ -88,7 +89,7 @@ def db_group() -> None:
 @common_options
 def db_upgrade(revision: str, output: str, settings: Settings) -> int:
     """Migrate the registry database up to REVISION (default: head)."""
-    from reconciler import reconciling
+    from reconciler.gitops import reconciling
     from reconciler.store import migrating
 
     database = reconciling.open_database(settings, require_schema=False)
@@ -109,7 +110,7 @@ def db_upgrade(revision: str, output: str, settings: Settings) -> int:
 @common_options
 def db_downgrade(revision: str, output: str, settings: Settings) -> int:
     """Migrate the registry database down to REVISION (``base`` removes every table)."""
-    from reconciler import reconciling
+    from reconciler.gitops import reconciling
     from reconciler.store import migrating
 
     database = reconciling.open_database(settings, require_schema=False)
@@ -171,7 +172,7 @@ def diff_command(
     settings: Settings,
 ) -> int:
     """Plan between two git revisions with the safety checks; no database (PR preview)."""
-    from reconciler import reconciling
+    from reconciler.gitops import reconciling
 
     outcome, base_errors = reconciling.diff_revisions(settings, base, head)
     if base_errors:
@@ -442,7 +443,8 @@ def reconcile_command(
 
 
 def _watch(settings: Settings, interval_s: float, log_format: str | None) -> int:
-    from reconciler import logs, watching
+    from reconciler.base import logs
+    from reconciler.gitops import watching
 
     fmt = log_format or ("text" if sys.stderr.isatty() else "json")
     logs.configure(json_lines=fmt == "json")
@@ -465,7 +467,7 @@ def _watch(settings: Settings, interval_s: float, log_format: str | None) -> int
 
 
 def _trigger(settings: Settings, output: str) -> int:
-    from reconciler import reconciling
+    from reconciler.gitops import reconciling
     from reconciler.store import coordination
 
     database = reconciling.open_database(settings)
@@ -498,7 +500,7 @@ def resume_command(output: str, settings: Settings) -> int:
 
 
 def _suspension(settings: Settings, suspended: bool, output: str) -> int:
-    from reconciler import reconciling
+    from reconciler.gitops import reconciling
     from reconciler.store import coordination
 
     database = reconciling.open_database(settings)
@@ -594,7 +596,7 @@ def unprotect_command(
 def _protection(
     ident: str, kind: str | None, reason: str, protect: bool, settings: Settings, output: str
 ) -> int:
-    from reconciler import reconciling
+    from reconciler.gitops import reconciling
     from reconciler.store import registry
 
     database = reconciling.open_database(settings)

@@ -13,15 +13,16 @@ from typing import TYPE_CHECKING
 
 import click
 
-from reconciler import manifests, plans
+from reconciler.base.diagnostics import printable, text_line
+from reconciler.base.settings import Settings
 from reconciler.cli.common import common_options, grove, kind_option
 from reconciler.cli.output import colour_option, emit, output_option, paint
 from reconciler.cli.registry import _report_invalid, actor
-from reconciler.diagnostics import printable, text_line
-from reconciler.settings import Settings
+from reconciler.manifests import kinds as manifests
+from reconciler.planning import plans
 
 if TYPE_CHECKING:
-    from reconciler.authoring import Rollback
+    from reconciler.gitops.authoring import Rollback
 
 
 @grove.command("rollback")
@@ -65,7 +66,7 @@ def rollback_command(
     remote) and applied; the version rolled back from is quarantined, and only that
     one. When the version to go back to is live already there is nothing to do.
     """
-    from reconciler import authoring, reconciling
+    from reconciler.gitops import authoring, reconciling
 
     database = reconciling.open_database(settings)
     click.get_current_context().call_on_close(database.dispose)

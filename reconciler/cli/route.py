@@ -14,11 +14,11 @@ import sys
 
 import click
 
-from reconciler import diagnostics, errors
+from reconciler.base import diagnostics, errors
+from reconciler.base.settings import Settings
 from reconciler.cli.common import common_options, grove
 from reconciler.cli.output import emit, output_option
-from reconciler.manifests import CapabilityType
-from reconciler.settings import Settings
+from reconciler.manifests.kinds import CapabilityType
 
 CAPABILITIES = [c.value for c in CapabilityType]
 
@@ -80,7 +80,8 @@ def route_command(
     settings: Settings,
 ) -> int:
     """Show which model a task would go to, the failover chain, and why."""
-    from reconciler import ranking, routing
+    from reconciler.routing import engine as routing
+    from reconciler.routing import ranking
 
     _warnings_to_stderr()
     # it only decides: no routing-log writer, no snapshot.json (a read-only command writes

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from reconciler import schemagen
 from reconciler.cli.common import grove
+from reconciler.manifests import schemagen
 
 
 @grove.group("schema")

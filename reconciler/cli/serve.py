@@ -12,11 +12,12 @@ from pathlib import Path
 
 import click
 
-from reconciler import addresses, childenv, errors
-from reconciler import settings as settings_module
+from reconciler.base import childenv, errors
+from reconciler.base import settings as settings_module
+from reconciler.base.settings import Settings
 from reconciler.cli.common import common_options, grove
 from reconciler.cli.registry import actor, parse_duration
-from reconciler.settings import Settings
+from reconciler.manifests import addresses
 
 UP_TOKEN_NAME = "grove-up-admin"  # noqa: S105 - a token name, not a token
 
@@ -105,7 +106,7 @@ def serve_command(
     settings: Settings,
 ) -> int:
     """Serve the API (and, unless --no-loop, the reconcile loop) on HOST:PORT."""
-    from reconciler import reconciling
+    from reconciler.gitops import reconciling
 
     reconciling.open_database(settings).dispose()  # fail early, in one line, if unmigrated
     return _run_serve(settings, host, port, workers, interval, not no_loop)
@@ -123,7 +124,7 @@ def serve_command(
 )
 def up_command(host: str, port: int, seed: str) -> int:
     """The embedded default: SQLite, a fleet repository under .grove/, an admin token, serve."""
-    from reconciler import reconciling
+    from reconciler.gitops import reconciling
     from reconciler.store import engine, migrating, tokens
 
     _check_port(host, port)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import click
 
-from reconciler import errors
+from reconciler.base import errors
+from reconciler.base.settings import Settings
 from reconciler.cli.common import common_options, grove
 from reconciler.cli.output import emit, output_option
 from reconciler.cli.registry import actor
-from reconciler.settings import Settings
 
 ROLES = ("viewer", "operator", "admin")
 
@@ -35,7 +35,7 @@ def create_command(
 ) -> int:
     """Create a token and print it once on stdout. NAME: 1 to 64 of a-z, 0-9, '.', '_'
     and '-', starting with a letter or digit; unique, even after a revocation."""
-    from reconciler import reconciling
+    from reconciler.gitops import reconciling
     from reconciler.store import tokens
 
     tokens.check_name(name)  # before the database is opened
@@ -59,7 +59,7 @@ def revoke_command(name: str, output: str, settings: Settings) -> int:
 
     A server keeps a verified token for up to 5 seconds.
     """
-    from reconciler import reconciling
+    from reconciler.gitops import reconciling
     from reconciler.store import tokens
 
     database = reconciling.open_database(settings)

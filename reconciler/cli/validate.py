@@ -15,11 +15,13 @@ from typing import Any
 
 import click
 
-from reconciler import errors, manifests, validating
+from reconciler.base import errors
+from reconciler.base.diagnostics import github_line, markdown_report, text_line
+from reconciler.base.settings import Settings
 from reconciler.cli.common import common_options, grove
 from reconciler.cli.output import output_option
-from reconciler.diagnostics import github_line, markdown_report, text_line
-from reconciler.settings import Settings
+from reconciler.gitops import validating
+from reconciler.manifests import kinds as manifests
 
 JSON_SHAPE_VERSION = 1
 
@@ -68,7 +70,7 @@ def validate_command(
 
 def _validate_commit(paths: tuple[str, ...], settings: Settings) -> validating.Report:
     """``--ref``: the commit's manifests folder, from git objects; PATHs are refused."""
-    from reconciler import reconciling
+    from reconciler.gitops import reconciling
     from reconciler.sources.git import GitSource
 
     if paths:

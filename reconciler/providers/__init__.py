@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 
-from reconciler import logs, manifests
+from reconciler.base import logs
+from reconciler.manifests import kinds as manifests
 from reconciler.providers.base import (
     Adapter,
     ChatRequest,

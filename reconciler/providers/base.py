@@ -16,7 +16,8 @@ import math
 from enum import StrEnum
 from typing import Protocol
 
-from reconciler import errors, manifests
+from reconciler.base import errors
+from reconciler.manifests import kinds as manifests
 
 MAX_TOKENS = 10**9  # the largest token count an answer may carry (and a log column holds)
 

@@ -10,7 +10,7 @@ import asyncio
 import random
 import time
 
-from reconciler import manifests
+from reconciler.manifests import kinds as manifests
 from reconciler.providers.base import (
     ChatRequest,
     ChatResponse,

@@ -36,7 +36,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import certifi
 
-from reconciler import addresses, errors
+from reconciler.base import errors
+from reconciler.manifests import addresses
 from reconciler.providers import answers
 from reconciler.providers.base import FailureKind, ProviderError
 

@@ -16,7 +16,7 @@ import re
 import time
 from typing import Any
 
-from reconciler import manifests
+from reconciler.manifests import kinds as manifests
 from reconciler.providers import answers
 from reconciler.providers.base import (
     ChatRequest,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Protocol
 
-from reconciler.diagnostics import Diagnostic
+from reconciler.base.diagnostics import Diagnostic
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

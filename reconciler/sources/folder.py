@@ -19,9 +19,9 @@ import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from reconciler import diagnostics
-from reconciler.diagnostics import Diagnostic
-from reconciler.loading import Budget, Limits, SourceFile, check_size
+from reconciler.base import diagnostics
+from reconciler.base.diagnostics import Diagnostic
+from reconciler.manifests.loading import Budget, Limits, SourceFile, check_size
 from reconciler.sources import Delta, Entry, Listing
 
 SUFFIXES = (".yaml", ".yml")

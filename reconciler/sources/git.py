@@ -28,9 +28,10 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import git
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
-from reconciler import addresses, childenv, diagnostics, errors
-from reconciler.diagnostics import Diagnostic
-from reconciler.loading import Limits
+from reconciler.base import childenv, diagnostics, errors
+from reconciler.base.diagnostics import Diagnostic
+from reconciler.manifests import addresses
+from reconciler.manifests.loading import Limits
 from reconciler.sources import Delta, Entry, Listing
 from reconciler.sources.folder import SUFFIXES
 

@@ -28,7 +28,7 @@ from sqlalchemy import (
     update,
 )
 
-from reconciler import errors
+from reconciler.base import errors
 from reconciler.store import tables
 
 RECONCILER_LEASE = "reconciler"

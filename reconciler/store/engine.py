@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
-from reconciler import diagnostics, errors
+from reconciler.base import diagnostics, errors
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # user:password@ up to the last @ before the path: a password typed with a raw @ is

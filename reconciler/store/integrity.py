@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, text
 
-from reconciler import errors
+from reconciler.base import errors
 from reconciler.store import engine, migrating, tables
 from reconciler.store.engine import Database
 

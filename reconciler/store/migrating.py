@@ -16,7 +16,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection
 
-from reconciler import errors
+from reconciler.base import errors
 from reconciler.store.engine import Database
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"

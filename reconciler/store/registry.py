@@ -18,9 +18,11 @@ from sqlalchemy import Connection, Select, Table, and_, delete, func, insert, se
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from reconciler import errors, manifests, rollbacks
-from reconciler.livestate import LiveObject, LiveState
-from reconciler.plans import Change, ChangeKind, Plan
+from reconciler.base import errors
+from reconciler.manifests import kinds as manifests
+from reconciler.planning import rollbacks
+from reconciler.planning.livestate import LiveObject, LiveState
+from reconciler.planning.plans import Change, ChangeKind, Plan
 from reconciler.store import coordination, failpoints, tables
 
 APPLY_LOCK_KEY = 0x67726F7665  # "grove": the advisory lock id on PostgreSQL

@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, insert, select
 
-from reconciler import ids
+from reconciler.base import ids
 from reconciler.store import tables
 
 INT_MAX = 2**31 - 1  # an Integer column on PostgreSQL (SQLite holds 64 bits)

@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from reconciler import ids
+from reconciler.base import ids
 
 metadata = MetaData(
     naming_convention={

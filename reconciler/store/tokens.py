@@ -23,7 +23,7 @@ from collections.abc import Collection
 from sqlalchemy import Connection, and_, insert, select, update
 from sqlalchemy import exc as sa_exc
 
-from reconciler import errors
+from reconciler.base import errors
 from reconciler.store import tables
 
 ROLES = ("viewer", "operator", "admin")

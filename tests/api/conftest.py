@@ -15,7 +15,8 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from reconciler import api, settings
+from reconciler import api
+from reconciler.base import settings
 from reconciler.store import tokens
 from reconciler.store.engine import Database
 from tests.conftest import FleetRepo, GroveRunner, Registry

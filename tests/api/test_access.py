@@ -358,8 +358,8 @@ def test_callers_waiting_on_a_failing_plan_fetch_share_its_failure() -> None:
     """Ten viewers asking while the git host hangs: one fetch, one wait, ten answers."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from reconciler import errors
     from reconciler.api.deps import PreviewFetches
+    from reconciler.base import errors
 
     class HangingSource:  # stands in for a git host that times out
         fetches = 0

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler import childenv
+from reconciler.base import childenv
 from tests.api.conftest import free_port
 from tests.api.test_processes import _fleet_and_token, _wait_for
 from tests.conftest import Registry
@@ -94,7 +94,7 @@ def test_no_child_of_a_running_server_has_a_provider_key(
         while True:  # the writer starts with the first batch; cat-file with the first read
             children = _descendants(server.pid)
             commands = " | ".join(command for command, _ in children.values())
-            if "reconciler.store.logwriter" in commands and "cat-file --batch" in commands:
+            if "reconciler.runtime.logwriter" in commands and "cat-file --batch" in commands:
                 break
             assert time.monotonic() < deadline, f"not all children started: {commands}"
             time.sleep(0.1)

@@ -11,8 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler import MultiModelRegistry, authoring, manifests
+from reconciler import MultiModelRegistry
 from reconciler.api import bodies
+from reconciler.gitops import authoring
+from reconciler.manifests import kinds as manifests
 from reconciler.store import registry as queries
 from reconciler.store.engine import Database
 from tests.api.conftest import Server

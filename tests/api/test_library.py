@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import reconciler
-from reconciler import CapabilityType, MultiModelRegistry, RoutingEngine, TaskRequest, authoring
+from reconciler import CapabilityType, MultiModelRegistry, RoutingEngine, TaskRequest
+from reconciler.gitops import authoring
 from tests.conftest import GroveRunner, Registry
 
 

@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler import listings, manifests
 from reconciler.api.bodies import ModelSummary
+from reconciler.manifests import kinds as manifests
+from reconciler.planning import listings
 from tests.api.conftest import Server
 from tests.conftest import FleetRepo, model_yaml, rule_yaml
 

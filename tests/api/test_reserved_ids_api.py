@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from starlette.routing import BaseRoute
 
-from reconciler import api, manifests, settings
+from reconciler import api
+from reconciler.base import settings
+from reconciler.manifests import kinds as manifests
 from tests.api.conftest import Server
 
 PREFIXES = ("/api/models/", "/api/rules/", "/models/", "/rules/")

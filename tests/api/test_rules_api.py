@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler import manifests
 from reconciler.api import bodies
+from reconciler.manifests import kinds as manifests
 from tests.api.conftest import Server
 from tests.conftest import FleetRepo, rule_yaml
 from tests.reconciling.conftest import small_fleet

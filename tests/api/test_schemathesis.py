@@ -20,7 +20,7 @@ from schemathesis.checks import (
 )
 
 from reconciler import api
-from reconciler import settings as grove_settings
+from reconciler.base import settings as grove_settings
 from tests.api.conftest import Server
 
 EXAMPLES = 200

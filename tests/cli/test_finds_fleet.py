@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reconciler import errors, settings
+from reconciler.base import errors, settings
 from reconciler.store import coordination
 from reconciler.store.engine import Database
 from tests.api.conftest import free_port

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import diagnostics
+from reconciler.base import diagnostics
 from tests.cli.test_validate import GITHUB_LINE
 from tests.conftest import FleetRepo, GroveRunner, model_yaml, write_tree
 

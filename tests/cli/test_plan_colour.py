@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from reconciler import plans
 from reconciler.cli.common import grove
 from reconciler.cli.output import colour_wanted
+from reconciler.planning import plans
 from tests.conftest import model_yaml
 from tests.reconciling.conftest import Registry, small_fleet
 

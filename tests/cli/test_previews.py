@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import diagnostics, plans
+from reconciler.base import diagnostics
+from reconciler.planning import plans
 from tests.conftest import FleetRepo, GroveRunner, model_yaml
 from tests.reconciling.conftest import Registry, small_fleet
 

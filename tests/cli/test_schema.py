@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import schemagen
+from reconciler.manifests import schemagen
 from tests.conftest import REPO_ROOT, GroveRunner
 
 
@@ -76,7 +76,7 @@ def test_adding_a_field_without_exporting_fails_the_check(tmp_path: Path) -> Non
     package = tmp_path / "src" / "reconciler"
     shutil.copytree(REPO_ROOT / "reconciler", package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO_ROOT / "schemas", tmp_path / "schemas")
-    source = package / "manifests.py"
+    source = package / "manifests" / "kinds.py"
     text = source.read_text()
     anchor = "    max_retries: int = Field(1, ge=0, le=10)\n"
     assert anchor in text

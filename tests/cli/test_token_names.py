@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler import authoring
+from reconciler.gitops import authoring
 from tests.conftest import Registry
 
 BAD_NAMES = [

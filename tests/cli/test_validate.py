@@ -180,7 +180,7 @@ def test_a_bad_setting_is_one_line_and_exit_1(
 def test_an_internal_error_is_one_line_unless_debugging(
     grove: GroveRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from reconciler import validating
+    from reconciler.gitops import validating
 
     def broken(*_: object, **__: object) -> None:
         raise RuntimeError("boom")

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from reconciler import checking, loading
-from reconciler.diagnostics import Diagnostic
+from reconciler.base.diagnostics import Diagnostic
+from reconciler.manifests import checking, loading
 from tests.conftest import model_yaml, rule_yaml
 
 LIMITS = loading.Limits(max_file_bytes=1 << 20, max_tree_bytes=1 << 24, max_files=100, max_depth=32)

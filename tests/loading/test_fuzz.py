@@ -31,8 +31,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler import cli, diagnostics, watching
-from reconciler import settings as grove_settings
+from reconciler import cli
+from reconciler.base import diagnostics
+from reconciler.base import settings as grove_settings
+from reconciler.gitops import watching
 from tests.conftest import Registry, model_yaml, rule_yaml
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import settings, validating
+from reconciler.base import settings
+from reconciler.gitops import validating
 from tests.conftest import GroveRunner, model_yaml, write_tree
 
 HOSTILE = Path(__file__).parent / "hostile"

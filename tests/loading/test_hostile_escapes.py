@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from reconciler import yamlsafe
+from reconciler.manifests import yamlsafe
 from tests.conftest import Registry, model_yaml
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import yamlsafe
+from reconciler.manifests import yamlsafe
 from tests.conftest import GroveRunner, Registry, model_yaml, rule_yaml, write_tree
 
 HUGE = "1" * 5000

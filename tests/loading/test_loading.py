@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import loading, manifests, settings, validating
+from reconciler.base import settings
+from reconciler.gitops import validating
+from reconciler.manifests import kinds as manifests
+from reconciler.manifests import loading
 from tests.conftest import model_yaml, rule_yaml, write_tree
 
 LIMITS = loading.Limits(max_file_bytes=1 << 20, max_tree_bytes=1 << 24, max_files=100, max_depth=32)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import manifests
+from reconciler.manifests import kinds as manifests
 from tests.conftest import GroveRunner, model_yaml, rule_yaml, write_tree
 
 

@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from reconciler import loading, manifests, yamlsafe
+from reconciler.manifests import kinds as manifests
+from reconciler.manifests import loading, yamlsafe
 from tests.conftest import REPO_ROOT
 
 LIMITS = loading.Limits(max_file_bytes=1 << 20, max_tree_bytes=1 << 24, max_files=10, max_depth=32)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from reconciler import yamlsafe
+from reconciler.manifests import yamlsafe
 
 
 @pytest.mark.parametrize(

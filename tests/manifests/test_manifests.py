@@ -10,7 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 import reconciler
-from reconciler import addresses, errors, manifests, scoring, settings
+from reconciler.base import errors, settings
+from reconciler.manifests import addresses, scoring
+from reconciler.manifests import kinds as manifests
 
 
 def _model(**payload: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler import documents
+from reconciler.manifests import documents
 
 
 def doc(kind: str, ident: str) -> dict[str, object]:

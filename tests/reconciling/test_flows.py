@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import applying, errors, reconciling, settings
+from reconciler.base import errors, settings
+from reconciler.gitops import applying, reconciling
 from tests.conftest import FleetRepo, GroveRunner, model_yaml, rule_yaml
 from tests.reconciling.conftest import Registry, small_fleet
 

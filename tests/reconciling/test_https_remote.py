@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from reconciler import errors
-from reconciler.loading import Limits
+from reconciler.base import errors
+from reconciler.manifests.loading import Limits
 from reconciler.sources.git import GitSource, WorkTree, split_credentials
 from tests.conftest import FleetRepo
 

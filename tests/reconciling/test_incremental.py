@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from reconciler import reconciling, watching
-from reconciler import settings as settings_module
+from reconciler.base import settings as settings_module
+from reconciler.gitops import reconciling, watching
 from reconciler.store import migrating
 from reconciler.store.engine import Database
 from tests.conftest import Registry, model_yaml

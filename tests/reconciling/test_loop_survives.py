@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from reconciler import settings, watching
+from reconciler.base import settings
+from reconciler.gitops import watching
 from tests.conftest import Registry, model_yaml
 
 HUGE = "1" * 5000

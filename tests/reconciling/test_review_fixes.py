@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import loading, settings
+from reconciler.base import settings
+from reconciler.manifests import loading
 from tests.conftest import FleetRepo, GroveRunner, model_yaml
 from tests.reconciling.conftest import Registry, small_fleet
 
@@ -190,7 +191,7 @@ def test_every_reconciler_takes_the_delete_ratio_from_the_settings(
 ) -> None:
     """`grove up` and the API's writes built their reconcilers without it, so they refused
     at the default 50% whatever GROVE_MAX_DELETE_RATIO said."""
-    from reconciler import reconciling
+    from reconciler.gitops import reconciling
     from reconciler.sources.folder import FolderSource
 
     monkeypatch.setenv("GROVE_MAX_DELETE_RATIO", "0.9")

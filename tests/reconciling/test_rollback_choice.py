@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler import rollbacks
-from reconciler.rollbacks import Nothing, Stretch, Target
+from reconciler.planning import rollbacks
+from reconciler.planning.rollbacks import Nothing, Stretch, Target
 
 
 def lived(*versions: str) -> list[Stretch]:

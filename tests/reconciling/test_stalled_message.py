@@ -3,8 +3,8 @@ errors in file and line order with file:line, then how many more (issue 14)."""
 
 from __future__ import annotations
 
-from reconciler import reconciling
-from reconciler.diagnostics import Diagnostic, Severity
+from reconciler.base.diagnostics import Diagnostic, Severity
+from reconciler.gitops import reconciling
 
 
 def test_the_first_three_errors_in_order_and_a_count_of_the_rest() -> None:

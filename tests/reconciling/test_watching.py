@@ -10,8 +10,10 @@ import time
 import pytest
 from sqlalchemy import update
 
-from reconciler import errors, logs, settings, snapshots, watching
+from reconciler.base import errors, logs, settings
 from reconciler.cli.registry import parse_duration
+from reconciler.gitops import watching
+from reconciler.routing import snapshots
 from reconciler.store import coordination, tables
 from tests.conftest import Registry, model_yaml
 

@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler import manifests, routing, settings, snapshots
+from reconciler.base import settings
+from reconciler.manifests import kinds as manifests
+from reconciler.routing import engine as routing
+from reconciler.routing import snapshots
 from tests.conftest import Registry
 from tests.routing.fakes import KEYS, FakeProvider
 

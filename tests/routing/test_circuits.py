@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler import circuits
+from reconciler.routing import circuits
 
 M = circuits.ModelVersion("m", "1")
 

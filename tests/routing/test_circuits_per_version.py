@@ -16,7 +16,9 @@ from typing import Any
 import prometheus_client
 import pytest
 
-from reconciler import circuits, routing, settings, snapshots
+from reconciler.base import settings
+from reconciler.routing import circuits, snapshots
+from reconciler.routing import engine as routing
 from tests.conftest import Registry
 from tests.routing.conftest import ask, commit_documents, model_doc, rule_doc, snapshot_of
 from tests.routing.fakes import FakeProvider

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import circuits, ranking, routing, settings
-from reconciler.manifests import CapabilityType
+from reconciler.base import settings
+from reconciler.manifests.kinds import CapabilityType
+from reconciler.routing import circuits, ranking
+from reconciler.routing import engine as routing
 from tests.routing.conftest import ask, model_doc, rule_doc, snapshot_of
 from tests.routing.fakes import FakeProvider
 
@@ -273,7 +275,7 @@ def test_the_table_is_rebuilt_only_when_the_snapshot_changes(engine_for: Engine)
 def test_an_unreachable_registry_serves_the_snapshot_saved_on_disk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from reconciler import snapshots
+    from reconciler.routing import snapshots
     from reconciler.store.engine import Database
 
     monkeypatch.setenv("GROVE_DATA_DIR", str(tmp_path))
@@ -416,7 +418,7 @@ def test_any_request_id_is_logged(tmp_path: Path) -> None:
 
 
 def test_opening_an_unmigrated_registry_says_what_to_run(tmp_path: Path) -> None:
-    from reconciler import errors
+    from reconciler.base import errors
 
     with pytest.raises(errors.DatabaseNotReady, match="run `grove db upgrade`"):
         routing.RoutingEngine.open(db=f"sqlite:///{tmp_path}/empty.db")

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from reconciler import routing
 from reconciler.providers import transport
+from reconciler.routing import engine as routing
 from tests.routing.conftest import ask, model_doc, rule_doc
 from tests.routing.fakes import FakeProvider
 
@@ -307,7 +307,7 @@ def test_a_host_resolving_to_a_private_address_is_refused_at_connect_time(
     doc = model_doc("m", server)
     doc["payload"]["endpoint"] = f"https://localhost.localdomain.example:{server.port}/v1"
     engine = routing.RoutingEngine(
-        __import__("reconciler.settings", fromlist=["load"]).load(), None, write_logs=False
+        __import__("reconciler.base.settings", fromlist=["load"]).load(), None, write_logs=False
     )
     from tests.routing.conftest import snapshot_of
 

@@ -19,10 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler import circuits, manifests, routing
-from reconciler import settings as settings_module
+from reconciler.base import settings as settings_module
+from reconciler.manifests import kinds as manifests
 from reconciler.providers import answers
 from reconciler.providers.base import MAX_TOKENS, FailureKind, ProviderError, cost_of
+from reconciler.routing import circuits
+from reconciler.routing import engine as routing
 from reconciler.store.engine import Database
 from tests.conftest import Registry
 from tests.routing.conftest import ask, commit_documents, model_doc, rule_doc

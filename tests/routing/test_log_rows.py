@@ -20,10 +20,12 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from reconciler import analysis, routing, settings
+from reconciler.base import settings
+from reconciler.routing import analysis
+from reconciler.routing import engine as routing
+from reconciler.runtime.logwriter import LogWriter
 from reconciler.store import routing_logs, tables
 from reconciler.store.engine import Database
-from reconciler.store.logwriter import LogWriter
 from tests.conftest import Registry
 from tests.routing.conftest import commit_documents, model_doc, rule_doc
 from tests.routing.fakes import FakeProvider

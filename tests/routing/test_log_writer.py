@@ -26,9 +26,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, make_url, select
 
-from reconciler.store import logwriter, routing_logs, tables
+from reconciler.runtime import logwriter
+from reconciler.runtime.logwriter import CHILD, LogWriter
+from reconciler.store import routing_logs, tables
 from reconciler.store.engine import Database
-from reconciler.store.logwriter import CHILD, LogWriter
 from tests.conftest import REPO_ROOT, running
 
 
@@ -198,7 +199,7 @@ def test_the_database_url_is_not_on_the_childs_command_line(db: Database) -> Non
         command = Path(f"/proc/{writer.child_pid}/cmdline").read_bytes().decode()
         target = db.sqlite_file() or make_url(db.url).database
         assert str(target) not in command and db.url not in command
-        assert "reconciler.store.logwriter" in command
+        assert "reconciler.runtime.logwriter" in command
     finally:
         writer.stop()
 
@@ -339,7 +340,7 @@ def test_a_terminals_ctrl_c_does_not_reach_a_child_that_is_starting(db: Database
         import signal, sys, time
         from tests.routing.test_log_writer import _attempt
         from reconciler.store.engine import Database
-        from reconciler.store.logwriter import LogWriter
+        from reconciler.runtime.logwriter import LogWriter
         signal.signal(signal.SIGINT, lambda *_: None)  # the server's own handler
         writer = LogWriter(Database({db.url!r}), every_s=0.01)
         writer.start()
@@ -380,7 +381,7 @@ def test_the_child_ends_when_its_parent_is_killed(db: Database) -> None:
             import sys, time
             from tests.routing.test_log_writer import _attempt
             from reconciler.store.engine import Database
-            from reconciler.store.logwriter import LogWriter
+            from reconciler.runtime.logwriter import LogWriter
             writer = LogWriter(Database({db.url!r}))
             writer.start()
             writer.put(_attempt())

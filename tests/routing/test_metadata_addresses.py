@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from reconciler import addresses
+from reconciler.manifests import addresses
 from reconciler.providers import transport
 
 METADATA_V4 = ("169.254.169.254", "169.254.170.2", "192.0.0.192", "100.100.100.200")

@@ -43,7 +43,7 @@ def test_a_call_reaches_the_provider_in_its_format_and_is_normalized(
 def test_system_prompts_go_where_each_provider_wants_them(
     kind: str, fake: Callable[[str], FakeProvider], engine_for: Callable[..., object]
 ) -> None:
-    from reconciler import routing
+    from reconciler.routing import engine as routing
 
     server = fake(kind)
     engine = engine_for(model_doc("m", server), rule_doc("think"))
@@ -76,7 +76,7 @@ def test_a_missing_key_is_a_configuration_failure_naming_the_variable(
     engine_for: Callable[..., object],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from reconciler import routing
+    from reconciler.routing import engine as routing
 
     server = fake("anthropic")
     monkeypatch.delenv("FAKE_ANTHROPIC_KEY")

@@ -9,7 +9,9 @@ from collections.abc import Callable
 
 import pytest
 
-from reconciler import analysis, routing, settings
+from reconciler.base import settings
+from reconciler.routing import analysis
+from reconciler.routing import engine as routing
 from tests.conftest import Registry
 from tests.routing.conftest import commit_documents, model_doc, rule_doc
 from tests.routing.fakes import FakeProvider

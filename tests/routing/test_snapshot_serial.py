@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import snapshots
+from reconciler.routing import snapshots
 from reconciler.store.engine import Database
 from tests.conftest import Registry, model_yaml
 from tests.reconciling.conftest import small_fleet

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from reconciler import routing
+from reconciler.routing import engine as routing
 from tests.routing.conftest import ask, model_doc, rule_doc
 from tests.routing.fakes import FakeProvider
 

@@ -10,8 +10,9 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from reconciler import diffing, manifests, plans, safety
-from reconciler.livestate import Key, LiveObject, LiveState, VersionKey
+from reconciler.manifests import kinds as manifests
+from reconciler.planning import diffing, plans, safety
+from reconciler.planning.livestate import Key, LiveObject, LiveState, VersionKey
 
 Document = dict[str, Any]
 

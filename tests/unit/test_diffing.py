@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from reconciler import diffing
-from reconciler.plans import ChangeKind, FieldDiff
+from reconciler.planning import diffing
+from reconciler.planning.plans import ChangeKind, FieldDiff
 from tests.unit import fleet
 from tests.unit.fleet import model, rule
 

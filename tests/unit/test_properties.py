@@ -16,9 +16,12 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import inspect
 
-from reconciler import applying, diffing, errors, manifests, plans, safety
-from reconciler.livestate import LiveState
-from reconciler.plans import ChangeKind
+from reconciler.base import errors
+from reconciler.gitops import applying
+from reconciler.manifests import kinds as manifests
+from reconciler.planning import diffing, plans, safety
+from reconciler.planning.livestate import LiveState
+from reconciler.planning.plans import ChangeKind
 from reconciler.store.engine import Database
 from tests.unit import fleet
 

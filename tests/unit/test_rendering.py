@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from reconciler import plans
-from reconciler.plans import ChangeKind, Plan
+from reconciler.planning import plans
+from reconciler.planning.plans import ChangeKind, Plan
 from tests.unit import fleet
 from tests.unit.fleet import model, rule
 

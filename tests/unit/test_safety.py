@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from reconciler import safety
+from reconciler.planning import safety
 from tests.unit import fleet
 from tests.unit.fleet import model, rule
 

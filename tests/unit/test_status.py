@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from reconciler import reconciling, status
-from reconciler.diagnostics import Diagnostic
-from reconciler.status import Health, Sync
+from reconciler.base.diagnostics import Diagnostic
+from reconciler.gitops import reconciling
+from reconciler.planning import status
+from reconciler.planning.status import Health, Sync
 from tests.unit import fleet
 from tests.unit.fleet import model, rule
 

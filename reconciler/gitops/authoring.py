@@ -1,0 +1,842 @@
+"""Write-back through git: register, update, enable, disable and remove become commits.
+
+The service behind the API's writes and the Python API's ``MultiModelRegistry``.
+Every write edits manifest files in Grove's own clone of the fleet repository
+(`sources.git.WorkTree`, never a user's working tree), checks the result the
+way the reconciler will (validation, plan, safety) *before* committing, so a
+refused change commits nothing, then commits with the caller as author, pushes,
+and reconciles. Writes are serialized (a thread lock plus a file lock across
+processes), so history stays linear and none is lost; a push rejected because
+the remote moved is redone on the new head.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import fcntl
+import hashlib
+import itertools
+import logging
+import re
+import textwrap
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from reconciler.base import errors, logs
+from reconciler.base.diagnostics import Diagnostic, printable
+from reconciler.base.settings import Settings
+from reconciler.gitops import reconciling
+from reconciler.manifests import documents, loading, yamlsafe
+from reconciler.manifests import kinds as manifests
+from reconciler.planning import rollbacks
+from reconciler.planning.plans import Plan
+from reconciler.sources.folder import FolderSource
+from reconciler.sources.git import WorkTree
+from reconciler.store import registry, tokens
+from reconciler.store.engine import Database
+
+log = logging.getLogger("grove.authoring")
+
+PUSH_ATTEMPTS = 8
+HISTORY_LIMIT = 200  # commits of a file a rollback reads back through
+_INTEGER = re.compile(r"[0-9]+")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Author:
+    name: str
+    email: str
+
+    @classmethod
+    def of(cls, name: str) -> Author:
+        """The git identity of a token's holder or a command's user. A token name (they
+        match ``tokens.NAME``) is used as it is. Anything else (``cli:user@host``, a token
+        named before names were checked) is reduced to the same characters and marked
+        with a hash of the whole name after a ``~``, which no token name has: two callers
+        never share an author (``rt operator`` and ``rt-operator`` once did)."""
+        if tokens.NAME.fullmatch(name):
+            safe = name
+        else:
+            digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+            safe = f"{re.sub(r'[^A-Za-z0-9._-]', '-', name)[:55]}~{digest}"
+        return cls(name=safe, email=f"{safe}@users.grove.invalid")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Preview:
+    """What a write would commit and apply (a dry run): the commit message, the diff of
+    the fleet repository, and the plan of applying it to the registry."""
+
+    message: str
+    diff: str
+    plan: Plan
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WriteResult:
+    revision: str
+    object: manifests.GroveObject | None
+    change: (
+        str  # "created" | "updated" | "enabled" | "disabled" | "retired" | "removed" | "unchanged"
+    )
+    applied: bool
+    detail: str
+    preview: Preview | None = None
+
+
+class Invalid(errors.PermanentError):
+    """The change would leave invalid manifests; ``diagnostics`` say where."""
+
+    def __init__(self, diagnostics: tuple[Diagnostic, ...], *, at_head: bool = False) -> None:
+        errors_ = [d for d in diagnostics if d.is_error]
+        super().__init__(
+            f"the fleet repository's head has {len(errors_)} manifest error(s) already, not "
+            "this change's: fix them first (nothing can be applied until then); nothing "
+            "was committed"
+            if at_head
+            else f"the change would leave {len(errors_)} manifest error(s)"
+        )
+        self.diagnostics = tuple(errors_)
+        self.at_head = at_head
+
+
+class Refused(errors.PermanentError):
+    """Safety checks refused the change; nothing was committed."""
+
+    def __init__(self, plan: Plan) -> None:
+        codes = ", ".join(sorted({v.code for v in plan.violations}))
+        super().__init__(f"safety checks refused the change ({codes}); nothing was committed")
+        self.plan = plan
+
+
+class Conflict(errors.PermanentError):
+    """The object already exists (register) or the request contradicts the repository."""
+
+
+class NotFound(errors.PermanentError):
+    """No manifest defines that object."""
+
+
+class Suspended(errors.PermanentError):
+    """A change freeze (``grove suspend``) holds: nothing is committed until
+    ``grove resume``, unless an admin forces the write."""
+
+    def __init__(self, freeze: registry.Suspension) -> None:
+        since = f" since {freeze.since}" if freeze.since else ""
+        by = f" (by {freeze.by})" if freeze.by else ""
+        super().__init__(
+            f"a change freeze holds: the registry is suspended{since}{by}; nothing was "
+            "committed. Lift it with `grove resume`, or force this one change (an "
+            "admin's ?force=true over the API, --force on the command line)"
+        )
+        self.freeze = freeze
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rollback:
+    """What a rollback did or, dry, would do. ``change`` is ``rolled-back`` (committed and
+    applied), ``dry-run``, ``nothing`` (the version to return to is live already:
+    ``detail`` says since when), ``pending`` (git holds it already, not applied: a revert
+    by hand), ``committed`` (not applied yet: nothing quarantined) or ``unchanged``.
+    ``method`` is ``revert`` (a ``git revert`` of ``undoes``) or ``restore`` (a commit
+    restoring the previous document, naming ``undoes`` when it is known)."""
+
+    kind: str
+    ident: str
+    change: str
+    from_version: str
+    to_version: str
+    method: str | None
+    undoes: str | None
+    detail: str
+    result: WriteResult | None = None
+    preview: Preview | None = None
+    live_since: str | None = None  # nothing to roll back: the apply that made it live
+    reverted_in: str | None = None  # ... and the commit that brought it back
+
+    def to_json(self) -> dict[str, Any]:
+        result, preview = self.result, self.preview
+        return {
+            "kind": self.kind,
+            "id": self.ident,
+            "change": self.change,
+            "fromVersion": self.from_version,
+            "toVersion": self.to_version,
+            "method": self.method,
+            "undoes": self.undoes,
+            "detail": self.detail,
+            "revision": result.revision if result else None,
+            "applied": result.applied if result else False,
+            "quarantined": [self.from_version] if self.change == "rolled-back" else [],
+            "refused": bool(preview and preview.plan.violations),
+            "message": preview.message if preview else None,
+            "diff": preview.diff if preview else None,
+            "plan": preview.plan.to_json() if preview else None,
+            "liveSince": self.live_since,
+            "revertedIn": self.reverted_in,
+        }
+
+
+class _NothingToRollBack(Exception):
+    """Private control flow, outside the error tree on purpose: a rollback found the
+    version to return to live already; :meth:`Authoring.rollback` catches it and answers
+    the :class:`Rollback` it carries (a success, not an error)."""
+
+    def __init__(self, rollback: Rollback) -> None:
+        super().__init__(rollback.detail)
+        self.rollback = rollback
+
+
+Mutation = Callable[[Path, documents.Index], tuple[str, str, str, str]]
+
+
+def _is_branch(ref: str) -> bool:
+    return ref != "HEAD" and not re.fullmatch(r"[0-9a-f]{7,40}", ref) and "~" not in ref
+
+
+def bump(version: str, used: Iterable[str] = ()) -> str:
+    """The next version, never one of ``used`` (every version the object ever had applied
+    or quarantined). An integer goes above every integer used: ``4`` -> ``5``, or ``3``
+    after a revert from ``3`` to ``1``. Anything else steps until unused: ``1.10`` ->
+    ``1.11``, ``beta`` -> ``beta-2`` -> ``beta-3``."""
+    taken = set(used) | {version}
+    if _INTEGER.fullmatch(version):
+        return str(max(int(v) for v in taken if _INTEGER.fullmatch(v)) + 1)
+    candidate = version
+    while candidate in taken:
+        match = re.match(r"^(.*?)(\d+)$", candidate)
+        candidate = f"{match.group(1)}{int(match.group(2)) + 1}" if match else f"{candidate}-2"
+    return candidate
+
+
+class Authoring:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        digest = hashlib.sha256(settings.repo.encode()).hexdigest()[:12]
+        self.tree = WorkTree(
+            settings.repo,
+            Path(settings.data_dir) / "authoring" / digest,
+            timeout_s=settings.fetch_timeout_s,
+        )
+        if _is_branch(settings.ref):  # write where the reconciler reads
+            self.tree.branch = settings.ref.removeprefix("refs/heads/")
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- operations
+
+    def register(
+        self, document: dict[str, Any], author: Author, *, force: bool = False
+    ) -> WriteResult:
+        kind, ident = document["meta"]["type"], document["meta"]["id"]
+
+        def mutate(root: Path, index: documents.Index) -> tuple[str, str, str, str]:
+            if (kind, ident) in index:
+                raise Conflict(f"{kind} {ident} already exists in {index[(kind, ident)].file.name}")
+            target = root / self.settings.path / documents.FOLDERS[kind] / f"{ident}.yaml"
+            if target.exists():
+                raise Conflict(f"{target.name} already exists in the fleet repository")
+            documents.write(target, [document], kind)
+            version = document["meta"]["version"]
+            return f"grove: register {kind} {ident} (version {version})", "created", kind, ident
+
+        return self._write(mutate, author, force=force)
+
+    def update(
+        self, kind: str, ident: str, changes: dict[str, Any], author: Author, *, force: bool = False
+    ) -> WriteResult:
+        """Merge ``changes`` (``payload`` fields, ``meta.labels``/``meta.version``) and bump
+        the version when the content changed and no version was given."""
+
+        def mutate(root: Path, index: documents.Index) -> tuple[str, str, str, str]:
+            found = _find(index, kind, ident)
+            before = copy.deepcopy(found.document)
+            after = copy.deepcopy(found.document)
+            meta_changes = dict(changes.get("meta") or {})
+            documents.merge(after["payload"], changes.get("payload") or {})
+            if "labels" in meta_changes:
+                after["meta"]["labels"] = meta_changes["labels"]
+            explicit = meta_changes.get("version")
+            if explicit is not None:
+                after["meta"]["version"] = explicit
+            elif manifests.version_hash(documents.normal(after)) != manifests.version_hash(
+                documents.normal(before)
+            ):
+                with self.db.transaction() as connection:
+                    used = registry.versions_ever_used(connection, kind, ident)
+                after["meta"]["version"] = bump(str(before["meta"]["version"]), used)
+            if after == before:
+                return "", "unchanged", kind, ident
+            documents.replace(found, after, kind)
+            version = after["meta"]["version"]
+            return f"grove: update {kind} {ident} (version {version})", "updated", kind, ident
+
+        return self._write(mutate, author, force=force)
+
+    def set_state(
+        self,
+        ident: str,
+        state: str,
+        author: Author,
+        *,
+        kind: str | None = None,
+        force: bool = False,
+    ) -> WriteResult:
+        """enable / disable / retire a model, or enable / disable a rule (``state`` names it);
+        ``kind`` limits it to one object type."""
+
+        def mutate(root: Path, index: documents.Index) -> tuple[str, str, str, str]:
+            if kind is not None:
+                found = _find(index, kind, ident)
+                model = found if kind == manifests.KIND_MODEL else None
+            else:
+                model = index.get((manifests.KIND_MODEL, ident))
+                found = model or _find(index, manifests.KIND_RULE, ident)
+            object_kind = manifests.KIND_MODEL if model else manifests.KIND_RULE
+            after = copy.deepcopy(found.document)
+            if object_kind == manifests.KIND_MODEL:
+                after["payload"]["state"] = state
+            elif state == "retired":
+                raise Conflict("routing rules are enabled or disabled, not retired")
+            else:
+                after["payload"]["enabled"] = state == "enabled"
+            if (
+                after == found.document
+                or manifests.state_of(documents.normal(found.document)) == state
+            ):
+                return "", "unchanged", object_kind, ident
+            documents.replace(found, after, object_kind)
+            verb = {"enabled": "enable", "disabled": "disable", "retired": "retire"}[state]
+            return f"grove: {verb} {object_kind} {ident}", state, object_kind, ident
+
+        return self._write(mutate, author, force=force)
+
+    def remove(self, kind: str, ident: str, author: Author, *, force: bool = False) -> WriteResult:
+        def mutate(root: Path, index: documents.Index) -> tuple[str, str, str, str]:
+            found = _find(index, kind, ident)
+            documents.replace(found, None, kind)
+            return f"grove: remove {kind} {ident}", "removed", kind, ident
+
+        return self._write(mutate, author, force=force)
+
+    def rollback(
+        self,
+        ident: str,
+        author: Author,
+        *,
+        kind: str = manifests.KIND_MODEL,
+        to_version: str | None = None,
+        force: bool = False,
+        dry_run: bool = False,
+    ) -> Rollback:
+        """Return an object to the version live before the current one, as the registry
+        applied them (`rollbacks.choose`), or to ``to_version``; then quarantine the
+        version it returned from, and only that one.
+
+        When the commit that introduced the current version touched only this object
+        (one file, no other document in it) and reverts cleanly to the version to return
+        to with the state as it is now, the commit is a real ``git revert`` of it.
+        Otherwise it is a commit restoring the object's document as it was live at that
+        version, its state as it is now, naming the commit it undoes. Checked, committed,
+        pushed and reconciled like every other write; ``dry_run`` stops before the commit,
+        changes nothing and answers the message, the diff and the plan.
+        """
+        name = f"{kind} {ident}"
+        chosen: list[tuple[str, str, str, str | None]] = []
+
+        def mutate(root: Path, index: documents.Index) -> tuple[str, str, str, str]:
+            found = _find(index, kind, ident)
+            relative = found.file.relative_to(root).as_posix()
+            with self.db.transaction() as connection:
+                current = registry.live_version(connection, kind, ident)
+                if current is None:
+                    raise NotFound(f"{name} is not live in the registry; nothing to roll back")
+                stretches = registry.live_versions(connection, kind, ident)
+                applied = {
+                    row["version"]: row for row in registry.version_history(connection, kind, ident)
+                }
+                quarantined = registry.quarantined_of(connection, kind, ident)
+            decision = rollbacks.choose(
+                stretches,
+                current,
+                to_version=to_version,
+                applied=set(applied),
+                quarantined=quarantined,
+                name=name,
+            )
+            in_git = str(found.document["meta"]["version"])
+            history = self._history(relative, kind, ident, until=lambda v: v not in (in_git, ""))
+            leading = list(itertools.takewhile(lambda entry: entry[1] == in_git, history))
+            # the commit that brought git's version: known when the file's history shows
+            # the version before it (not a move, not a commit that did not parse)
+            came = (
+                leading[-1][0]
+                if leading and len(history) > len(leading) and history[len(leading)][1]
+                else None
+            )
+            introduced = came if in_git == current else None
+            if isinstance(decision, rollbacks.Nothing):
+                raise _NothingToRollBack(self._nothing(kind, ident, decision, introduced))
+            good, bad = decision.to_version, decision.from_version
+            target = applied[good]
+            wanted = manifests.version_hash(
+                documents.normal({"meta": target["meta"], "payload": target["payload"]})
+            )
+            if in_git == good and manifests.version_hash(documents.normal(found.document)) == (
+                wanted
+            ):  # reverted in git already (by hand), not applied yet
+                raise _NothingToRollBack(
+                    Rollback(
+                        kind,
+                        ident,
+                        "pending",
+                        bad,
+                        good,
+                        None,
+                        None,
+                        f"nothing to commit: git already holds version {good} of {name}"
+                        + (f" (reverted in {came[:12]})" if came else "")
+                        + f"; version {bad} is still live",
+                        reverted_in=came,
+                    )
+                )
+            method = "revert"
+            if introduced is None or not self._revertible(
+                introduced, relative, kind, ident, history[len(leading) :], wanted
+            ):
+                method = "restore"
+            elif not self.tree.revert(introduced) or _version_in(
+                self.tree.path / relative, kind, ident, self.settings.max_depth
+            ) != (good, wanted, manifests.state_of(documents.normal(found.document))):
+                self.tree.discard()
+                method = "restore"
+            if method == "restore":
+                restored = self._document_at(relative, kind, ident, good, wanted) or {
+                    "meta": copy.deepcopy(target["meta"]),
+                    "payload": copy.deepcopy(target["payload"]),
+                }
+                field = manifests.STATE_FIELDS[kind]
+                if field in found.document["payload"]:  # the state stays as it is now
+                    restored["payload"][field] = found.document["payload"][field]
+                else:
+                    restored["payload"].pop(field, None)
+                documents.replace(found, restored, kind)
+            chosen[:] = [(bad, good, method, introduced)]
+            pending = in_git if in_git not in (current, good) else None
+            return (
+                _rollback_message(
+                    kind,
+                    ident,
+                    bad,
+                    good,
+                    method,
+                    introduced,
+                    printable(self._subject(introduced)),
+                    pending=pending,
+                ),
+                "rolled-back",
+                kind,
+                ident,
+            )
+
+        try:
+            result = self._write(mutate, author, force=force, dry_run=dry_run, strict=True)
+        except _NothingToRollBack as nothing:
+            if nothing.rollback.change == "pending" and not dry_run:
+                return self._apply_pending(nothing.rollback, author, force=force)
+            return nothing.rollback
+        ((bad, good, method, introduced),) = chosen
+        if dry_run:
+            with self.db.transaction() as connection:
+                frozen = registry.suspension(connection).suspended
+            return Rollback(
+                kind,
+                ident,
+                "dry-run",
+                bad,
+                good,
+                method,
+                introduced,
+                "dry run: nothing was committed, applied or quarantined"
+                + ("; a change freeze holds: the rollback itself needs force" if frozen else ""),
+                preview=result.preview,
+            )
+        if result.change != "rolled-back" or not result.applied:
+            # nothing committed, or committed and not applied: the version rolled back
+            # from is still live, so it is not quarantined (nor is an event recorded)
+            said = (
+                f"committed in {result.revision[:12]}, not applied yet ({result.detail}); "
+                f"version {bad} is still live and not quarantined"
+                if result.change == "rolled-back"
+                else "nothing to commit: the fleet repository holds that already"
+            )
+            change = "committed" if result.change == "rolled-back" else result.change
+            return Rollback(kind, ident, change, bad, good, method, introduced, said, result)
+        with self.db.transaction(write=True) as connection:
+            registry.quarantine(
+                connection, kind, ident, bad, f"rolled back to {good} by {author.name}"
+            )
+            registry.record_event(
+                connection,
+                f"{_EVENT_PREFIX[kind]}_rolled_back",
+                kind,
+                ident,
+                version_from=bad,
+                version_to=good,
+                revision=result.revision,
+                actor=author.name,
+                details={"method": method, "undoes": introduced, "quarantined": bad},
+            )
+        logs.event(log, "rolled-back", kind=kind, id=ident, version=good, quarantined=bad)
+        return Rollback(
+            kind, ident, "rolled-back", bad, good, method, introduced, result.detail, result
+        )
+
+    def _apply_pending(self, pending: Rollback, author: Author, *, force: bool) -> Rollback:
+        """Git already holds the version to return to (a revert by hand, not applied yet):
+        nothing to commit; reconcile, so that the version in git is live."""
+        done = self._reconcile(
+            pending.reverted_in or "", pending.kind, pending.ident, "pending", author, force=force
+        )
+        if done.object is not None and done.object.meta.version == pending.to_version:
+            detail = pending.detail.replace("is still live", "was live") + "; applied now"
+            return dataclasses.replace(pending, change="nothing", detail=detail)
+        said = done.detail.removeprefix("committed; ")
+        detail = f"{pending.detail}; not applied: {said}; run `grove status`"
+        return dataclasses.replace(pending, detail=detail)
+
+    def _nothing(
+        self, kind: str, ident: str, decision: rollbacks.Nothing, introduced: str | None
+    ) -> Rollback:
+        since = f" since {decision.revision[:12]}" if decision.revision else ""
+        how = ""
+        if decision.returned and introduced is not None:
+            how = f" (reverted in {introduced[:12]})"
+        elif decision.returned:
+            how = " (returned to by an earlier change)"
+        detail = f"nothing to roll back: version {decision.version} is live{since}{how}"
+        return Rollback(
+            kind,
+            ident,
+            "nothing",
+            decision.version,
+            decision.version,
+            None,
+            None,
+            detail,
+            live_since=decision.revision,
+            reverted_in=introduced if decision.returned else None,
+        )
+
+    def _subject(self, commit: str | None) -> str:
+        return self.tree.subject(commit) if commit else ""
+
+    def _revertible(
+        self,
+        commit: str,
+        relative: str,
+        kind: str,
+        ident: str,
+        before: list[tuple[str, str, dict[str, Any]]],
+        wanted: str,
+    ) -> bool:
+        """Whether reverting ``commit`` is exactly the rollback: it has one parent, changed
+        only ``relative``, and in it only this object, which it had at the version to
+        return to (``before`` is the file's history before ``commit``)."""
+        if len(self.tree.parents(commit)) != 1 or self.tree.changed_files(commit) != [relative]:
+            return False
+        if not before or manifests.version_hash(documents.normal(before[0][2])) != wanted:
+            return False
+        return _others(self.tree.file_at(commit, relative), kind, ident, self.settings) == (
+            _others(self.tree.file_at(before[0][0], relative), kind, ident, self.settings)
+        )
+
+    def _document_at(
+        self, relative: str, kind: str, ident: str, version: str, wanted: str
+    ) -> dict[str, Any] | None:
+        """The object's document as git last held it with the content live at ``version``
+        (the author's own fields, not the registry's filled-in ones), or None."""
+        history = self._history(relative, kind, ident, until=lambda v: v == version)
+        for _, found, document in history:
+            if found == version and manifests.version_hash(documents.normal(document)) == wanted:
+                return copy.deepcopy(document)
+        return None
+
+    def _history(
+        self, relative: str, kind: str, ident: str, *, until: Callable[[str], bool]
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """(commit, version, document) of the object in ``relative``, newest first, for as
+        long as that file holds it, ending with the first version ``until`` accepts; a
+        commit where the file did not parse is an entry with version ``""``."""
+        found: list[tuple[str, str, dict[str, Any]]] = []
+        # one `git show` a commit, under the write lock: a file with thousands of commits
+        # of one version is not walked to its start (the registry holds every version)
+        for commit in self.tree.file_history(relative)[:HISTORY_LIMIT]:
+            text = self.tree.file_at(commit, relative)
+            if text is None:
+                break
+            try:
+                match = next(
+                    (
+                        value
+                        for _, key, value in documents.objects(
+                            text, max_depth=self.settings.max_depth
+                        )
+                        if key == (kind, ident)
+                    ),
+                    None,
+                )
+            except yamlsafe.YamlRefused:  # a broken commit of the file: look further back,
+                found.append((commit, "", {}))  # noted: it may be where a version came in
+                continue
+            if match is None:
+                break
+            version = str(match["meta"].get("version"))
+            found.append((commit, version, match))
+            if until(version):
+                break
+        return found
+
+    # ---------------------------------------------------------------- the write path
+
+    @contextlib.contextmanager
+    def _serialized(self) -> Iterator[None]:
+        lock_path = self.tree.path.parent / f"{self.tree.path.name}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock, lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _write(
+        self,
+        mutate: Mutation,
+        author: Author,
+        *,
+        force: bool = False,
+        dry_run: bool = False,
+        strict: bool = False,
+    ) -> WriteResult:
+        """Make the change ``mutate`` makes in a fresh work tree, check it, commit, push and
+        reconcile; ``dry_run`` stops after the check (a change freeze does not stop it),
+        discards the change and answers its `Preview`. A write is refused for the
+        violations it adds to the head's; a ``strict`` one (a rollback, which must be
+        applied at once to be worth anything) for every violation of the revision it
+        would make, the head's included, since the reconcile after it applies all."""
+        with self._serialized():
+            overridden = None if dry_run else self._freeze(force=force)
+            for _ in range(PUSH_ATTEMPTS):
+                self.tree.prepare()
+                head = self._checker().plan()
+                if head.plan is None and strict:  # refused before any work: never applied
+                    raise Invalid(head.diagnostics, at_head=True)
+                baseline = (
+                    None
+                    if head.plan is None
+                    else frozenset()
+                    if strict
+                    else frozenset((v.code, v.message) for v in head.plan.violations)
+                )
+                index = documents.index(
+                    self.tree.path / self.settings.path, max_depth=self.settings.max_depth
+                )
+                message, change, kind, ident = mutate(self.tree.path, index)
+                if change == "unchanged":
+                    self.tree.discard()
+                    return WriteResult(
+                        self.tree.head(),
+                        documents.current(index, kind, ident),
+                        change,
+                        True,
+                        "nothing to change",
+                    )
+                if dry_run:
+                    preview = Preview(message, self.tree.staged_diff(), self._checked(baseline))
+                    self.tree.discard()
+                    return WriteResult(
+                        self.tree.head(), None, change, False, "dry run", preview=preview
+                    )
+                self._check(force=force, baseline=baseline)
+                if overridden is not None:
+                    message += _override_note(message, overridden, author)
+                sha = self.tree.commit(message, author=author.name, email=author.email)
+                if sha is None:
+                    return WriteResult(
+                        self.tree.head(), None, "unchanged", True, "nothing to change"
+                    )
+                if self.tree.push():
+                    logs.event(
+                        log,
+                        "committed",
+                        revision=sha[:12],
+                        change=change,
+                        kind=kind,
+                        id=ident,
+                        author=author.name,
+                    )
+                    if overridden is not None:
+                        logs.event(
+                            log,
+                            "freeze-overridden",
+                            level=logging.WARNING,
+                            revision=sha[:12],
+                            kind=kind,
+                            id=ident,
+                            author=author.name,
+                            since=overridden.since,
+                        )
+                    return self._reconcile(sha, kind, ident, change, author, force=force)
+                logs.event(log, "push-rejected", revision=sha[:12], reason="the remote moved")
+            raise errors.SourceUnavailable(
+                f"could not push after {PUSH_ATTEMPTS} attempts: the remote keeps moving"
+            )
+
+    def _freeze(self, *, force: bool) -> registry.Suspension | None:
+        """Refuse the write while a change freeze holds (`Suspended`), unless forced;
+        the freeze a forced write overrides, or None when there is none."""
+        with self.db.transaction() as connection:
+            freeze = registry.suspension(connection)
+        if not freeze.suspended:
+            return None
+        if not force:
+            raise Suspended(freeze)
+        return freeze
+
+    def _checker(self) -> reconciling.Reconciler:
+        return reconciling.Reconciler(
+            self.settings,
+            FolderSource(str(self.tree.path), loading.Limits.of(self.settings)),
+            self.db,
+        )
+
+    def _checked(self, baseline: frozenset[tuple[str, str]] | None) -> Plan:
+        """The plan of the edited work tree against the registry, its violations only those
+        this change adds to what the head is already refused for (``baseline``; None when
+        the head's manifests are invalid); `Invalid` (the work tree discarded) when the
+        edit leaves invalid manifests, saying whose errors they are."""
+        outcome = self._checker().plan()
+        if outcome.plan is None:
+            self.tree.discard()
+            raise Invalid(outcome.diagnostics, at_head=baseline is None)
+        plan = outcome.plan
+        added = tuple(v for v in plan.violations if (v.code, v.message) not in (baseline or ()))
+        return dataclasses.replace(plan, violations=added)
+
+    def _check(self, *, force: bool, baseline: frozenset[tuple[str, str]] | None) -> None:
+        """Refuse what this change would add to the violations the head already has,
+        unless forced; the work tree is discarded when refused."""
+        plan = self._checked(baseline)
+        if plan.violations and not force:
+            self.tree.discard()
+            raise Refused(plan)
+
+    def _reconcile(
+        self, sha: str, kind: str, ident: str, change: str, author: Author, *, force: bool
+    ) -> WriteResult:
+        source = reconciling.open_source(self.settings)
+        reconciler = reconciling.Reconciler(self.settings, source, self.db)
+        try:
+            outcome = reconciler.reconcile(actor=f"api:{author.name}", force=force)
+        except errors.GroveError as exc:
+            return WriteResult(sha, None, change, False, f"committed; not applied yet: {exc}")
+        obj = None
+        with self.db.transaction() as connection:
+            live = registry.load_object(connection, kind, ident)
+        if live is not None:
+            obj = manifests.parse_document(
+                live.document, allow_local_endpoints=self.settings.allow_local_endpoints
+            )
+        applied = outcome.state in ("applied", "already-applied", "in-sync")
+        detail = "applied" if applied else f"committed; the reconciler said {outcome.state}"
+        return WriteResult(sha, obj, change, applied, detail)
+
+
+def _override_note(message: str, freeze: registry.Suspension, author: Author) -> str:
+    """What a forced commit during a change freeze says about it, in its message."""
+    since = f" (suspended since {freeze.since})" if freeze.since else ""
+    separator = "\n" if "\n\n" in message else "\n\n"
+    return f"{separator}Change freeze overridden by {author.name} with force{since}."
+
+
+def _find(index: documents.Index, kind: str, ident: str) -> documents.Located:
+    found = index.get((kind, ident))
+    if found is None:
+        raise NotFound(f"no manifest defines {kind} {ident}")
+    return found
+
+
+_EVENT_PREFIX = {manifests.KIND_MODEL: "model", manifests.KIND_RULE: "rule"}
+
+
+def _rollback_message(
+    kind: str,
+    ident: str,
+    bad: str,
+    good: str,
+    method: str,
+    undoes: str | None,
+    subject: str,
+    *,
+    pending: str | None = None,
+) -> str:
+    """A rollback's commit message: a ``git revert``'s own "This reverts commit" line when
+    it is one, else which document it restores and which commit it undoes."""
+    head = f"grove: rollback {kind} {ident} to version {good} (from {bad})"
+    named = f'{undoes[:12]} ("{subject}")' if undoes else ""
+    if method == "revert" and undoes:
+        body = (
+            f"This reverts commit {undoes}.\n\n{named} introduced version {bad} and "
+            f"touched nothing else; version {bad} is quarantined."
+        )
+    else:
+        undone = (
+            f"It undoes {named}, which introduced version {bad}, for {ident} only"
+            if undoes
+            else f"The commit that introduced version {bad} is not known (the file's "
+            "history does not show it: a move, or a commit that did not parse)"
+        )
+        replaced = (
+            f" Git held version {pending}, never applied; it is replaced too." if pending else ""
+        )
+        body = (
+            f"Restores {ident} as it was live at version {good}, its state as it is now. "
+            f"{undone}; version {bad} is quarantined.{replaced}"
+        )
+    paragraphs = [textwrap.fill(part, width=72) for part in body.split("\n\n")]
+    return "\n\n".join([head, *paragraphs])
+
+
+def _others(text: str | None, kind: str, ident: str, settings: Settings) -> object:
+    """Every other object document of a file's text, to tell whether a commit changed
+    only one; a text that does not parse is unlike every other."""
+    if text is None:
+        return None
+    try:
+        found = documents.objects(text, max_depth=settings.max_depth)
+    except yamlsafe.YamlRefused:
+        return object()
+    return [(key, value) for _, key, value in found if key != (kind, ident)]
+
+
+def _version_in(path: Path, kind: str, ident: str, max_depth: int) -> tuple[str, str, str] | None:
+    """(version, content hash, state) of the object in the file at ``path`` now, or None."""
+    try:
+        found = documents.objects(path.read_text(encoding="utf-8"), max_depth=max_depth)
+    except (OSError, UnicodeDecodeError, yamlsafe.YamlRefused):
+        return None
+    for _, key, value in found:
+        if key == (kind, ident):
+            meta = value.get("meta") or {}
+            normal = documents.normal(value)
+            return (
+                str(meta.get("version")),
+                manifests.version_hash(normal),
+                manifests.state_of(normal),
+            )
+    return None

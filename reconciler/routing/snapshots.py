@@ -1,0 +1,152 @@
+"""An immutable in-memory view of reconciled state, swapped atomically when it changes.
+
+Consumers (the router, the API, a watching replica) read ``Snapshots.current``
+and get a frozen :class:`Snapshot` without touching the database. A refresh
+reads the state serial (one row) and, only when it moved, loads the live
+objects in one consistent read and replaces the reference in a single
+assignment, so a reader sees the old view or the new one, never a mix.
+
+What wakes a refresh is up to the owner: PostgreSQL NOTIFY through
+`store.notifications`, a poll timer, or both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import ValidationError
+
+from reconciler.base import logs, telemetry
+from reconciler.manifests import kinds as manifests
+from reconciler.planning import livestate
+from reconciler.store import registry
+from reconciler.store.engine import Database
+
+log = logging.getLogger("grove.snapshots")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Snapshot:
+    serial: int
+    revision: str | None
+    models: Mapping[str, manifests.AIModel]
+    rules: Mapping[str, manifests.RoutingRule]
+    loaded_at: float  # time.monotonic() of the swap
+
+    @classmethod
+    def empty(cls) -> Snapshot:
+        return cls(-1, None, MappingProxyType({}), MappingProxyType({}), 0.0)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "serial": self.serial,
+            "revision": self.revision,
+            "objects": [manifests.to_document(m) for m in self.models.values()]
+            + [manifests.to_document(r) for r in self.rules.values()],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, allow_local_endpoints: bool) -> Snapshot:
+        models: dict[str, manifests.AIModel] = {}
+        rules: dict[str, manifests.RoutingRule] = {}
+        for document in data["objects"]:
+            obj = manifests.parse_document(document, allow_local_endpoints=allow_local_endpoints)
+            if isinstance(obj, manifests.AIModel):
+                models[obj.id] = obj
+            else:
+                rules[obj.id] = obj
+        return cls(
+            int(data["serial"]),
+            data.get("revision"),
+            MappingProxyType(models),
+            MappingProxyType(rules),
+            time.monotonic(),
+        )
+
+
+def save(snapshot: Snapshot, path: Path) -> None:
+    """Write the snapshot for a restart without the database (atomically: temp + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(snapshot.to_json()), encoding="utf-8")
+    temporary.replace(path)
+
+
+def load_saved(path: Path, *, allow_local_endpoints: bool) -> Snapshot | None:
+    """The snapshot a previous run saved, or None when there is none or it is unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Snapshot.from_json(data, allow_local_endpoints=allow_local_endpoints)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class Snapshots:
+    def __init__(self, db: Database, *, allow_local_endpoints: bool) -> None:
+        self.db = db
+        self.allow_local_endpoints = allow_local_endpoints
+        self._current = Snapshot.empty()
+        self._refreshing = threading.Lock()
+
+    @property
+    def current(self) -> Snapshot:
+        return self._current
+
+    def adopt(self, snapshot: Snapshot) -> None:
+        """Serve ``snapshot`` (a saved one) until the database answers again."""
+        self._current = snapshot
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Load a new snapshot if the state serial moved; return whether it swapped."""
+        with self._refreshing, self.db.transaction(snapshot=True) as connection:
+            state = registry.read_state(connection)
+            if state.state_serial == self._current.serial and not force:
+                return False
+            if 0 <= state.state_serial < self._current.serial:
+                # A serial only grows: the registry was restored from an older backup (or
+                # replaced). Serve what it holds, and say so: the loop re-applies git.
+                logs.event(
+                    log,
+                    "registry-went-back",
+                    level=logging.WARNING,
+                    serial=state.state_serial,
+                    was=self._current.serial,
+                )
+            objects = registry.load_objects(connection)
+        models: dict[str, manifests.AIModel] = {}
+        rules: dict[str, manifests.RoutingRule] = {}
+        for (kind, ident), live in objects.items():
+            try:
+                obj = livestate.parsed(live, allow_local_endpoints=self.allow_local_endpoints)
+            except ValidationError:
+                logs.event(
+                    log,
+                    "snapshot-skipped-object",
+                    level=logging.WARNING,
+                    kind=kind,
+                    id=ident,
+                    reason="live row is not a valid manifest",
+                )
+                continue
+            if isinstance(obj, manifests.AIModel):
+                models[ident] = obj
+            elif isinstance(obj, manifests.RoutingRule):
+                rules[ident] = obj
+        self._current = Snapshot(
+            serial=state.state_serial,
+            revision=state.applied_revision,
+            models=MappingProxyType(models),
+            rules=MappingProxyType(rules),
+            loaded_at=time.monotonic(),
+        )
+        telemetry.SNAPSHOT_SWAPS.inc()
+        telemetry.STATE_SERIAL.set(state.state_serial)
+        return True
