@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any
 
-from reconciler.base import diagnostics
+from pydantic import computed_field
+
+from reconciler.base import diagnostics, serial
 
 FORMAT_VERSION = 1
 
@@ -48,11 +50,13 @@ class FieldDiff:
     after: Any
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "before": self.before, "after": self.after}
+        return serial.dump(self)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Change:
+    __pydantic_config__ = serial.CAMEL
+
     kind: ChangeKind
     object_kind: str
     object_id: str
@@ -75,42 +79,18 @@ class Change:
         return f"{self.object_kind}/{self.object_id}"
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind.value,
-            "objectKind": self.object_kind,
-            "objectId": self.object_id,
-            "versionFrom": self.version_from,
-            "versionTo": self.version_to,
-            "stateFrom": self.state_from,
-            "stateTo": self.state_to,
-            "fields": [f.to_json() for f in self.fields],
-            "document": self.document,
-            "sourcePath": self.source_path,
-            "sourceBlob": self.source_blob,
-            "correctsDrift": self.corrects_drift,
-        }
+        return serial.dump(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Change:
-        return cls(
-            kind=ChangeKind(data["kind"]),
-            object_kind=str(data["objectKind"]),
-            object_id=str(data["objectId"]),
-            version_from=data.get("versionFrom"),
-            version_to=data.get("versionTo"),
-            state_from=data.get("stateFrom"),
-            state_to=data.get("stateTo"),
-            fields=tuple(FieldDiff(f["path"], f["before"], f["after"]) for f in data["fields"]),
-            document=data.get("document"),
-            source_path=str(data.get("sourcePath", "")),
-            source_blob=str(data.get("sourceBlob", "")),
-            corrects_drift=bool(data.get("correctsDrift", False)),
-        )
+        return serial.load(cls, data)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Violation:
     """A safety rule the plan breaks: code, the objects involved, and the way out."""
+
+    __pydantic_config__ = serial.CAMEL
 
     code: str
     name: str
@@ -119,29 +99,30 @@ class Violation:
     way_out: str
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "name": self.name,
-            "message": self.message,
-            "objects": list(self.objects),
-            "wayOut": self.way_out,
-        }
+        return serial.dump(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Violation:
-        return cls(
-            code=str(data["code"]),
-            name=str(data["name"]),
-            message=str(data["message"]),
-            objects=tuple(data["objects"]),
-            way_out=str(data["wayOut"]),
-        )
+        return serial.load(cls, data)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Plan:
     """Changes that turn the live registry (at ``base_revision``/``state_serial``) into
     git at ``revision``, and the safety verdict on them."""
+
+    __pydantic_config__ = serial.CAMEL
+    _json_order = serial.key_order(
+        "formatVersion",
+        "revision",
+        "baseRevision",
+        "stateSerial",
+        "tree",
+        "counts",
+        "changes",
+        "refused",
+        "violations",
+    )
 
     revision: str
     base_revision: str | None
@@ -150,6 +131,12 @@ class Plan:
     violations: tuple[Violation, ...] = ()
     tree: str | None = None
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def format_version(self) -> int:
+        return FORMAT_VERSION
+
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def refused(self) -> bool:
         return bool(self.violations)
@@ -162,34 +149,25 @@ class Plan:
         counted = Counter(change.kind.value for change in self.changes)
         return {kind.value: counted[kind.value] for kind in ChangeKind if counted[kind.value]}
 
+    @computed_field(alias="counts")  # type: ignore[prop-decorator]
+    @property
+    def kind_counts(self) -> dict[str, int]:
+        """:meth:`counts`, as the plan's JSON writes it."""
+        return self.counts()
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "formatVersion": FORMAT_VERSION,
-            "revision": self.revision,
-            "baseRevision": self.base_revision,
-            "stateSerial": self.state_serial,
-            "tree": self.tree,
-            "counts": self.counts(),
-            "changes": [change.to_json() for change in self.changes],
-            "refused": self.refused,
-            "violations": [v.to_json() for v in self.violations],
-        }
+        return serial.dump(self)
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Plan:
+        """A saved plan; a plain ValueError names a format this version does not read
+        (the one check that is not the type's shape)."""
         if data.get("formatVersion") != FORMAT_VERSION:
             raise ValueError(f"plan format {data.get('formatVersion')!r} is not {FORMAT_VERSION}")
-        return cls(
-            revision=str(data["revision"]),
-            base_revision=data.get("baseRevision"),
-            state_serial=int(data["stateSerial"]),
-            changes=tuple(Change.from_json(c) for c in data["changes"]),
-            violations=tuple(Violation.from_json(v) for v in data["violations"]),
-            tree=data.get("tree"),
-        )
+        return serial.load(cls, data)
 
     def same_changes(self, other: Plan) -> bool:
         return [c.to_json() for c in self.changes] == [c.to_json() for c in other.changes]

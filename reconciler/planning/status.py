@@ -6,7 +6,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from reconciler.base import serial
 
 
 class Sync(StrEnum):
@@ -27,30 +31,21 @@ CONDITION_TYPES = ("Ready", "Reconciling", "Stalled", "Drifted")
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Condition:
+    """One condition as ``GET /api/status`` and the state row hold it; a stored one
+    may lack its reason, message or time (read as "")."""
+
     type: str
     status: str  # "True" | "False" | "Unknown"
-    reason: str
-    message: str
-    time: str
+    reason: str = ""
+    message: str = ""
+    time: Annotated[str, Field(alias="lastTransitionTime")] = ""
 
     def to_json(self) -> dict[str, str]:
-        return {
-            "type": self.type,
-            "status": self.status,
-            "reason": self.reason,
-            "message": self.message,
-            "lastTransitionTime": self.time,
-        }
+        return serial.dump(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Condition:
-        return cls(
-            type=str(data["type"]),
-            status=str(data["status"]),
-            reason=str(data.get("reason", "")),
-            message=str(data.get("message", "")),
-            time=str(data.get("lastTransitionTime", "")),
-        )
+        return serial.load(cls, data)
 
 
 def condition(kind: str, status: bool | None, reason: str, message: str = "") -> Condition:
@@ -60,6 +55,8 @@ def condition(kind: str, status: bool | None, reason: str, message: str = "") ->
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Status:
+    __pydantic_config__ = serial.CAMEL
+
     sync: Sync
     health: Health
     conditions: tuple[Condition, ...]
@@ -77,17 +74,4 @@ class Status:
         return next((c for c in self.conditions if c.type == kind), None)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "sync": self.sync.value,
-            "health": self.health.value,
-            "conditions": [c.to_json() for c in self.conditions],
-            "desiredRevision": self.desired_revision,
-            "lastAppliedRevision": self.last_applied_revision,
-            "lastAttemptedRevision": self.last_attempted_revision,
-            "stateSerial": self.state_serial,
-            "objects": self.objects,
-            "pendingChanges": self.pending_changes,
-            "drifted": list(self.drifted),
-            "suspended": self.suspended,
-            "lastError": self.last_error,
-        }
+        return serial.dump(self)
