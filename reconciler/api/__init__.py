@@ -22,16 +22,7 @@ from typing import Any, TextIO
 import uvicorn
 from fastapi import FastAPI
 
-from reconciler.api import (
-    connections,
-    events,
-    fleet,
-    operations,
-    probes,
-    problems,
-    rollbacks,
-    rules,
-)
+from reconciler.api import connections, hub, problems, routes
 from reconciler.api.deps import Services
 from reconciler.api.limits import BodyLimits, Gate
 from reconciler.base import logs, telemetry
@@ -58,7 +49,7 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
         db=db,
         engine=engine,
         authoring=authoring.Authoring(settings, db),
-        hub=events.Hub(db),
+        hub=hub.Hub(db),
     )
     every = refresh_s if refresh_s is not None else settings.poll_interval_s
 
@@ -108,12 +99,8 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
     app.state.services = services
     app.state.lean_routes = True  # set, not defaulted: an unset State attribute raises inside
     problems.install(app)
-    app.include_router(operations.hot)
-    app.include_router(operations.router)  # first: /api/models/health before /api/models/{id}
-    app.include_router(fleet.router)
-    app.include_router(rollbacks.router)
-    app.include_router(rules.router)
-    app.include_router(probes.router)
+    for router in routes.ROUTERS:
+        app.include_router(router)
     return app
 
 
@@ -152,7 +139,7 @@ async def _follow(
             await asyncio.to_thread(engine.refresh)
         except Exception as exc:  # a bug must not end the following: log it, go on
             log.error("snapshot-follow-failed", exc_info=exc, extra={"fields": {}})
-        await events.pause(stop, wake, every_s)
+        await hub.pause(stop, wake, every_s)
 
 
 def _listen(

@@ -352,3 +352,35 @@ class HealthOut(_Out):
     reasons: list[str]
     serial: int
     revision: str | None
+
+
+class RollbackOut(BaseModel):
+    """What the rollback did or, dry, would do (the same document as
+    ``grove rollback -o json``)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    kind: str
+    id: str
+    change: str = Field(
+        description="rolled-back (committed and applied), dry-run, nothing (already live), "
+        "pending (git holds it already, not applied), committed (not applied yet) or unchanged"
+    )
+    from_version: str
+    to_version: str
+    method: str | None = Field(description="revert (a git revert) or restore (a commit)")
+    undoes: str | None = Field(description="The commit that introduced the version undone.")
+    detail: str
+    revision: str | None = Field(description="The rollback's commit, when one was made.")
+    applied: bool
+    quarantined: list[str]
+    refused: bool = Field(description="A dry run the safety checks would refuse.")
+    message: str | None = Field(description="A dry run's commit message.")
+    diff: str | None = Field(description="A dry run's diff of the fleet repository.")
+    plan: dict[str, Any] | None = Field(description="A dry run's plan of the apply.")
+    live_since: str | None = Field(
+        description="Nothing to roll back: the revision whose apply made the version live."
+    )
+    reverted_in: str | None = Field(
+        description="Nothing to roll back: the commit that brought the version back."
+    )

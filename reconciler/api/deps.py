@@ -27,7 +27,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from reconciler.api import events
+from reconciler.api import hub
 from reconciler.api.previews import PlanPreviews
 from reconciler.api.problems import UNAUTHORIZED, ApiError
 from reconciler.base import errors, logs
@@ -48,7 +48,7 @@ class Services:
     db: Database
     engine: routing.RoutingEngine
     authoring: authoring.Authoring
-    hub: events.Hub
+    hub: hub.Hub
     previews: PreviewFetches = dataclasses.field(default_factory=lambda: PreviewFetches())  # noqa: PLW0108 - defined below
     database: DatabaseProbe = dataclasses.field(default_factory=lambda: DatabaseProbe())  # noqa: PLW0108 - defined below
     plans: PlanPreviews = dataclasses.field(default_factory=PlanPreviews)

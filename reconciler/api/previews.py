@@ -9,7 +9,7 @@ concurrent callers of a new key share one computation (single flight); and one
 computation starts at most every ``min_interval_s`` per server: a caller of a new
 key waits for its turn rather than start another.
 
-Called by `api.operations`; runs the computation in a thread, never on the event
+Called by `api.routes.operations`; runs the computation in a thread, never on the event
 loop. A failed computation is not kept: its callers get the error, the next call
 tries again (after the interval).
 """

@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reconciler.api.events import TooManyStreams
+from reconciler.api.hub import TooManyStreams
 from reconciler.base import errors, logs
 from reconciler.gitops import authoring
 from reconciler.planning import listings, rollbacks

@@ -41,7 +41,7 @@ the database or a lock will come back), a permanent error needs a human
     │   ├── DatabaseUnavailable            the database cannot be reached now
     │   ├── LockBusy                       another reconciler holds the apply lock
     │   ├── LeaseLost                      this loop is no longer the leader; stand down
-    │   └── api.events.TooManyStreams      no event-stream slot free; one frees when a stream ends
+    │   └── api.hub.TooManyStreams         no event-stream slot free; one frees when a stream ends
     └── providers.base.ProviderError       one failed model call: its kind says whether the next
                                            model is worth a try; the router decides, never a caller
 

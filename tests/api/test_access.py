@@ -251,7 +251,7 @@ def test_event_streams_are_capped_per_token(server: Server) -> None:
     import asyncio
     import contextlib
 
-    from reconciler.api.events import MAX_STREAMS_PER_TOKEN
+    from reconciler.api.hub import MAX_STREAMS_PER_TOKEN
 
     def headers(role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {server.tokens[role]}"}

@@ -335,7 +335,7 @@ def test_a_resolver_that_hangs_does_not_hold_registration(
     import threading
     import time
 
-    from reconciler.api import fleet
+    from reconciler.api.routes import models as fleet
 
     released = threading.Event()
     real = socket.getaddrinfo

@@ -1,4 +1,5 @@
-"""``/api/models``: list, register, discover, read, change, enable, disable, remove, metrics.
+"""``/api/models``: list, register, discover, health, read, change, enable, disable, remove,
+metrics, rollback.
 
 Reads come from the router's in-memory snapshot; writes go through git
 (`authoring`) and answer once the commit is reconciled. Write handlers are
@@ -8,6 +9,7 @@ and database work belongs.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import ipaddress
 import json
@@ -17,16 +19,18 @@ import weakref
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from reconciler.api.bodies import (
+    HealthOut,
     ModelDetail,
     ModelSummary,
     PatchBody,
     PayloadPatch,
     RegisterBody,
+    RollbackOut,
     WriteOut,
 )
 from reconciler.api.deps import Operator, Services, ServicesDep, Viewer, allow_force, author
@@ -226,6 +230,34 @@ async def discover(
     return Response(body, media_type="application/json")
 
 
+@router.get(
+    "/health",
+    response_model=HealthOut,
+    summary="healthy, or degraded with reasons",
+)
+async def health(services: ServicesDep, identity: Viewer) -> HealthOut:
+    # A reachable registry is read at once; an unreachable one is retried by the
+    # snapshot follower every poll interval, not here: a health check must not wait out
+    # a connect timeout (10 s to a PostgreSQL that drops packets) on every call.
+    if not services.engine.degraded_reasons:
+        await asyncio.to_thread(services.engine.refresh)
+    _, reasons = services.engine.health()
+    # The reconciler's Stalled condition, from the probe /readyz reads (one read a second
+    # at most): a router serving a fleet that git can no longer change is not healthy.
+    probe = await services.database.result(services.db)
+    if probe.readable and probe.stalled is not None:
+        stalled = probe.stalled
+        said = f"{stalled.get('reason', '')}: {stalled.get('message', '')}"
+        reasons.append(f"reconciler stalled, git changes are not applied: {said}"[:500])
+    table = services.engine.table()
+    return HealthOut(
+        status="degraded" if reasons else "healthy",
+        reasons=reasons,
+        serial=table.serial,
+        revision=table.revision,
+    )
+
+
 @router.get("/{model_id}", response_model=ModelDetail, summary="One live model")
 async def read(model_id: str, services: ServicesDep, identity: Viewer) -> ModelDetail:
     return _detail(_model(services, model_id))
@@ -341,3 +373,59 @@ def metrics(
         )
     _model(services, model_id)
     return analysis.model_metrics(services.db, model_id, window_s=seconds).to_json()
+
+
+@router.post(
+    "/{model_id}/rollback",
+    response_model=RollbackOut,
+    summary="Return a model to the version live before the current one (a git commit)",
+)
+def rollback(
+    model_id: str,
+    request: Request,
+    services: ServicesDep,
+    identity: Operator,
+    dry_run: Annotated[bool, Query(alias="dryRun")] = False,
+    to: Annotated[str | None, Query(max_length=64, description="A version to go to.")] = None,
+    force: bool = False,
+) -> RollbackOut:
+    _only_known(request)
+    done = services.authoring.rollback(
+        model_id,
+        author(identity),
+        kind=manifests.KIND_MODEL,
+        to_version=to,
+        force=allow_force(identity, force),
+        dry_run=dry_run,
+    )
+    if done.change == "rolled-back":
+        services.engine.refresh()
+    return RollbackOut.model_validate(done.to_json())
+
+
+_PARAMETERS = ("dryRun", "to", "force")
+
+
+def _only_known(request: Request) -> None:
+    """A rollback is not undone by a typo: an unknown query parameter (``dry_run``,
+    ``dryrun``) or one given twice (``dryRun=true&dryRun=false``) is a 422, before
+    anything happens, instead of a real rollback that ignored it."""
+    query = request.query_params
+    for name in query:
+        if name not in _PARAMETERS:
+            raise ApiError(
+                422,
+                "invalid-request",
+                "Invalid request",
+                f"unknown query parameter {name[:64]!r}; a rollback takes "
+                + ", ".join(_PARAMETERS),
+                errors=[FieldError(path=f"query.{name[:64]}", message="unknown parameter")],
+            )
+        if len(query.getlist(name)) > 1:
+            raise ApiError(
+                422,
+                "invalid-request",
+                "Invalid request",
+                f"{name} is given more than once",
+                errors=[FieldError(path=f"query.{name}", message="given more than once")],
+            )

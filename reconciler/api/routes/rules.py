@@ -30,8 +30,8 @@ from reconciler.api.bodies import (
     RuleWriteOut,
 )
 from reconciler.api.deps import Operator, Services, ServicesDep, Viewer, allow_force, author
-from reconciler.api.fleet import patch_changes
 from reconciler.api.problems import ApiError, FieldError
+from reconciler.api.routes.models import patch_changes
 from reconciler.gitops import authoring
 from reconciler.gitops.authoring import WriteResult
 from reconciler.manifests import kinds as manifests
