@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
+from fastapi.sse import ServerSentEvent
+
 from reconciler.base import errors, logs
 from reconciler.store import registry, tokens
 from reconciler.store.engine import Database
 
-KEEPALIVE_S = 15.0
 MAX_STREAMS = 100  # per process
 MAX_STREAMS_PER_TOKEN = 10
 TOKEN_RECHECK_S = 2.0  # a revoked token's streams end within this and one read
@@ -139,23 +139,17 @@ class Hub:
             self._last_id = rows[-1]["id"]
         return rows
 
-    async def stream(self, slot: Slot) -> AsyncIterator[str]:
-        """The stream's text: events as they come, a comment every ``KEEPALIVE_S``; it
-        ends, with a comment saying so, once its token is revoked."""
+    async def stream(self, slot: Slot) -> AsyncIterator[ServerSentEvent]:
+        """The stream's events as they come (FastAPI's server-sent events encode them and
+        add a ``: ping`` comment after 15 s of quiet); it ends, with a comment saying so,
+        once its token is revoked."""
         queue: Queue = asyncio.Queue(maxsize=1000)
         self._subscribers[queue] = slot.owner
         try:
-            yield ": connected\n\n"
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_S)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
-                if item is None:  # the token was revoked
-                    yield ": token revoked\n\n"
-                    return
-                yield f"event: {item['event']}\ndata: {json.dumps(item['data'])}\n\n"
+            yield ServerSentEvent(comment="connected")
+            while (item := await queue.get()) is not None:  # None: the token was revoked
+                yield ServerSentEvent(event=item["event"], data=item["data"])
+            yield ServerSentEvent(comment="token revoked")
         finally:
             self._subscribers.pop(queue, None)
             slot.release()

@@ -23,6 +23,13 @@ In this order, for every HTTP request:
 The body is buffered (it is capped) and replayed to the application. Refusals
 are the same problem documents as every other error. Nothing here checks a
 token or touches the database.
+
+Why not FastAPI's own ``max_body_size`` (FastAPI 0.165, Starlette 1.10): its
+limiter answers a fixed ``Content Too Large`` in plain text, and replaces any
+answer to a request whose declared Content-Length is over the cap with that
+text, so the 413 could not be the problem document (``too-large``) every other
+error is; and it has no deadline for a trickled body nor a nesting bound, which
+need the buffered body anyway. The cap is enforced where the body is buffered.
 """
 
 from __future__ import annotations

@@ -1,31 +1,42 @@
 """``GET /api/events``: lifecycle, reconcile and failover events as server-sent events.
 
-The stream's machinery (subscribers, slots, revocation) is `api.hub`.
+FastAPI's own server-sent events (``fastapi.sse``) encode the events and keep the
+stream alive; the machinery behind it (subscribers, slots, revocation) is `api.hub`.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
-from starlette.background import BackgroundTask
+from collections.abc import AsyncIterator
+from typing import Annotated
 
-from reconciler.api import problems
+from fastapi import APIRouter, Depends
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from reconciler.api import hub, problems
 from reconciler.api.deps import ServicesDep, Viewer
 
 router = APIRouter(tags=["routing and operations"])
 
 
+async def stream_slot(services: ServicesDep, identity: Viewer) -> AsyncIterator[hub.Slot]:
+    """A stream slot for the caller's token, taken before the answer starts (so a burst
+    cannot all pass the check; none left: a 429, from problems.ANSWERS) and given back
+    when the answer ends, however it ends."""
+    slot = services.hub.admit(identity)
+    try:
+        yield slot
+    finally:
+        slot.release()
+
+
 @router.get(
     "/api/events",
     summary="Server-sent events: lifecycle, reconcile, failover",
-    response_class=StreamingResponse,
+    response_class=EventSourceResponse,
     responses={429: problems.documented_one("Too many event streams open (per token or server)")},
 )
-async def events(services: ServicesDep, identity: Viewer) -> StreamingResponse:
-    slot = services.hub.admit(identity)  # TooManyStreams: a 429, from problems.ANSWERS
-    return StreamingResponse(
-        services.hub.stream(slot),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store"},
-        background=BackgroundTask(slot.release),
-    )
+async def events(
+    services: ServicesDep, slot: Annotated[hub.Slot, Depends(stream_slot)]
+) -> AsyncIterator[ServerSentEvent]:
+    async for event in services.hub.stream(slot):
+        yield event
