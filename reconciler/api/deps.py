@@ -86,15 +86,18 @@ class PreviewFetches:
     trying (and waiting for the timeout) again.
     """
 
-    def __init__(self, min_interval_s: float = 5.0) -> None:
+    def __init__(
+        self, min_interval_s: float = 5.0, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.min_interval_s = min_interval_s
+        self.clock = clock  # injected: tests drive the interval with a fake clock
         self._lock = threading.Lock()
         self._last = -float("inf")
         self._failure: errors.GroveError | None = None
 
     def revision(self, reconciler: reconciling.Reconciler, ref: str) -> str:
         with self._lock:
-            now = time.monotonic()
+            now = self.clock()
             if now - self._last >= self.min_interval_s:
                 self._last = now
                 try:

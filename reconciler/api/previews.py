@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from reconciler.base import logs
@@ -31,8 +31,16 @@ Plan = dict[str, Any]
 
 
 class PlanPreviews:
-    def __init__(self, min_interval_s: float = 3.0) -> None:
+    def __init__(
+        self,
+        min_interval_s: float = 3.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.min_interval_s = min_interval_s
+        self.clock = clock  # injected: tests drive the interval with a fake clock
+        self.sleep = sleep
         self.computations = 0
         self._kept: tuple[Key, Plan] | None = None
         self._running: dict[Key, asyncio.Future[Plan]] = {}
@@ -63,10 +71,10 @@ class PlanPreviews:
             kept = self._kept
             if kept is not None and kept[0] == key:
                 return kept[1]
-            wait = self._last_start + self.min_interval_s - time.monotonic()
+            wait = self._last_start + self.min_interval_s - self.clock()
             if wait > 0:
-                await asyncio.sleep(wait)
-            self._last_start = started = time.monotonic()
+                await self.sleep(wait)
+            self._last_start = started = self.clock()
             plan = await asyncio.to_thread(compute)
             self.computations += 1
             self._kept = (key, plan)
@@ -75,6 +83,6 @@ class PlanPreviews:
                 "plan-preview-computed",
                 revision=key[0][:12],
                 serial=key[1],
-                duration_ms=round((time.monotonic() - started) * 1000, 1),
+                duration_ms=round((self.clock() - started) * 1000, 1),
             )
             return plan
