@@ -25,6 +25,10 @@ from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import Any
 
+from pydantic import computed_field
+
+from reconciler.base import serial
+
 
 class Severity(StrEnum):
     ERROR = "error"
@@ -88,7 +92,12 @@ CATALOG: dict[str, tuple[str, str]] = {
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Diagnostic:
-    """One problem, pinned to a place in a file."""
+    """One problem, pinned to a place in a file. Its JSON is the shape every JSON output
+    uses (``grove validate``, ``diff`` and ``plan``)."""
+
+    _json_order = serial.key_order(
+        "file", "line", "column", "code", "name", "severity", "path", "message"
+    )
 
     file: str
     line: int
@@ -106,6 +115,7 @@ class Diagnostic:
     def is_error(self) -> bool:
         return self.severity is Severity.ERROR
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def name(self) -> str:
         return CATALOG[self.code][0]
@@ -114,17 +124,7 @@ class Diagnostic:
         return (self.file, self.line, self.column, self.code, self.message)
 
     def to_json(self) -> dict[str, Any]:
-        """The shape every JSON output uses (``grove validate``, ``diff`` and ``plan``)."""
-        return {
-            "file": self.file,
-            "line": self.line,
-            "column": self.column,
-            "code": self.code,
-            "name": self.name,
-            "severity": self.severity.value,
-            "path": self.path,
-            "message": self.message,
-        }
+        return serial.dump(self)
 
 
 def error(file: str, line: int, code: str, message: str, *, path: str = "") -> Diagnostic:

@@ -20,8 +20,7 @@ that delegate here.
 
 from __future__ import annotations
 
-import functools
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from pydantic import (
     ConfigDict,
@@ -51,7 +50,9 @@ def adapter(cls: type[T]) -> TypeAdapter[T]:
 
 def dump(obj: object) -> dict[str, Any]:
     """``obj`` as JSON-ready data: what ``json.dumps`` writes as the type's JSON."""
-    return cast(dict[str, Any], adapter(type(obj)).dump_python(obj, mode="json", by_alias=True))
+    found = _ADAPTERS.get(type(obj)) or adapter(type(obj))
+    data: dict[str, Any] = found.dump_python(obj, mode="json", by_alias=True)
+    return data
 
 
 def load(cls: type[T], data: Any, *, context: dict[str, Any] | None = None) -> T:
@@ -62,7 +63,11 @@ def load(cls: type[T], data: Any, *, context: dict[str, Any] | None = None) -> T
 
 def rounded(ndigits: int) -> PlainSerializer:
     """A float written rounded to ``ndigits`` digits (the value kept is not rounded)."""
-    return PlainSerializer(functools.partial(round, ndigits=ndigits), return_type=float)
+
+    def rounding(value: float) -> float:
+        return round(value, ndigits)
+
+    return PlainSerializer(rounding, return_type=float)
 
 
 def key_order(*keys: str) -> Any:

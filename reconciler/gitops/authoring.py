@@ -24,9 +24,11 @@ import textwrap
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from reconciler.base import errors, logs
+from pydantic import Field, computed_field
+
+from reconciler.base import errors, logs, serial
 from reconciler.base.diagnostics import Diagnostic, printable
 from reconciler.base.settings import Settings
 from reconciler.gitops import reconciling
@@ -145,40 +147,80 @@ class Rollback:
     ``method`` is ``revert`` (a ``git revert`` of ``undoes``) or ``restore`` (a commit
     restoring the previous document, naming ``undoes`` when it is known)."""
 
+    __pydantic_config__ = serial.CAMEL
+    _json_order = serial.key_order(
+        "kind",
+        "id",
+        "change",
+        "fromVersion",
+        "toVersion",
+        "method",
+        "undoes",
+        "detail",
+        "revision",
+        "applied",
+        "quarantined",
+        "refused",
+        "message",
+        "diff",
+        "plan",
+        "liveSince",
+        "revertedIn",
+    )
+
     kind: str
-    ident: str
+    ident: Annotated[str, Field(alias="id")]
     change: str
     from_version: str
     to_version: str
     method: str | None
     undoes: str | None
     detail: str
-    result: WriteResult | None = None
-    preview: Preview | None = None
+    result: Annotated[WriteResult | None, Field(exclude=True)] = None
+    preview: Annotated[Preview | None, Field(exclude=True)] = None
     live_since: str | None = None  # nothing to roll back: the apply that made it live
     reverted_in: str | None = None  # ... and the commit that brought it back
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def revision(self) -> str | None:
+        """The commit that rolled back, if one was made."""
+        return self.result.revision if self.result else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def applied(self) -> bool:
+        return self.result.applied if self.result else False
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def quarantined(self) -> list[str]:
+        """The version a committed and applied rollback quarantined."""
+        return [self.from_version] if self.change == "rolled-back" else []
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def refused(self) -> bool:
+        return bool(self.preview and self.preview.plan.violations)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def message(self) -> str | None:
+        """The commit message the preview shows."""
+        return self.preview.message if self.preview else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def diff(self) -> str | None:
+        return self.preview.diff if self.preview else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def plan(self) -> Plan | None:
+        return self.preview.plan if self.preview else None
+
     def to_json(self) -> dict[str, Any]:
-        result, preview = self.result, self.preview
-        return {
-            "kind": self.kind,
-            "id": self.ident,
-            "change": self.change,
-            "fromVersion": self.from_version,
-            "toVersion": self.to_version,
-            "method": self.method,
-            "undoes": self.undoes,
-            "detail": self.detail,
-            "revision": result.revision if result else None,
-            "applied": result.applied if result else False,
-            "quarantined": [self.from_version] if self.change == "rolled-back" else [],
-            "refused": bool(preview and preview.plan.violations),
-            "message": preview.message if preview else None,
-            "diff": preview.diff if preview else None,
-            "plan": preview.plan.to_json() if preview else None,
-            "liveSince": self.live_since,
-            "revertedIn": self.reverted_in,
-        }
+        return serial.dump(self)
 
 
 class _NothingToRollBack(Exception):

@@ -10,8 +10,11 @@ import dataclasses
 import datetime as dt
 import math
 from collections import Counter
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field, PlainSerializer, computed_field
+
+from reconciler.base import serial
 from reconciler.manifests.scoring import percentile
 from reconciler.store import routing_logs
 from reconciler.store.engine import Database
@@ -19,38 +22,45 @@ from reconciler.store.engine import Database
 SERIES_POINTS = 30
 
 
+def _seconds(window_s: int) -> str:
+    return f"{window_s}s"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ModelMetrics:
+    __pydantic_config__ = serial.CAMEL
+    _json_order = serial.key_order(
+        "modelId", "window", "requests", "successRate", "latency", "costUsd", "errors", "series"
+    )
+
     model_id: str
-    window_s: int
+    window_s: Annotated[int, Field(alias="window"), PlainSerializer(_seconds)]
     requests: int
-    successes: int
-    latency_p50_ms: float
-    latency_p95_ms: float
-    latency_p99_ms: float
-    cost_usd: float
+    successes: Annotated[int, Field(exclude=True)]
+    latency_p50_ms: Annotated[float, Field(exclude=True)]
+    latency_p95_ms: Annotated[float, Field(exclude=True)]
+    latency_p99_ms: Annotated[float, Field(exclude=True)]
+    cost_usd: Annotated[float, serial.rounded(8)]
     errors: dict[str, int]
     series: list[dict[str, Any]]
 
+    @computed_field(alias="successRate")  # type: ignore[prop-decorator]
     @property
-    def success_rate(self) -> float:
+    def success_rate(self) -> Annotated[float, serial.rounded(6)]:
         return self.successes / self.requests if self.requests else 0.0
 
-    def to_json(self) -> dict[str, Any]:
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def latency(self) -> dict[str, float]:
+        """The percentiles as the JSON writes them: ``p50``, ``p95``, ``p99``, rounded."""
         return {
-            "modelId": self.model_id,
-            "window": f"{self.window_s}s",
-            "requests": self.requests,
-            "successRate": round(self.success_rate, 6),
-            "latency": {
-                "p50": round(self.latency_p50_ms, 1),
-                "p95": round(self.latency_p95_ms, 1),
-                "p99": round(self.latency_p99_ms, 1),
-            },
-            "costUsd": round(self.cost_usd, 8),
-            "errors": self.errors,
-            "series": self.series,
+            "p50": round(self.latency_p50_ms, 1),
+            "p95": round(self.latency_p95_ms, 1),
+            "p99": round(self.latency_p99_ms, 1),
         }
+
+    def to_json(self) -> dict[str, Any]:
+        return serial.dump(self)
 
 
 def _cost(value: float | None) -> float:

@@ -20,11 +20,11 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, computed_field
 
-from reconciler.base import logs, telemetry
+from reconciler.base import logs, serial, telemetry
 from reconciler.manifests import kinds as manifests
 from reconciler.planning import livestate
 from reconciler.store import registry
@@ -37,24 +37,30 @@ log = logging.getLogger("grove.snapshots")
 class Snapshot:
     serial: int
     revision: str | None
-    models: Mapping[str, manifests.AIModel]
-    rules: Mapping[str, manifests.RoutingRule]
-    loaded_at: float  # time.monotonic() of the swap
+    models: Annotated[Mapping[str, manifests.AIModel], Field(exclude=True)]
+    rules: Annotated[Mapping[str, manifests.RoutingRule], Field(exclude=True)]
+    loaded_at: Annotated[float, Field(exclude=True)]  # time.monotonic() of the swap
 
     @classmethod
     def empty(cls) -> Snapshot:
         return cls(-1, None, MappingProxyType({}), MappingProxyType({}), 0.0)
 
+    @computed_field(alias="objects")  # type: ignore[prop-decorator]
+    @property
+    def documents(self) -> list[dict[str, Any]]:
+        """Every live object as its document: the models, then the rules."""
+        return [manifests.to_document(m) for m in self.models.values()] + [
+            manifests.to_document(r) for r in self.rules.values()
+        ]
+
     def to_json(self) -> dict[str, object]:
-        return {
-            "serial": self.serial,
-            "revision": self.revision,
-            "objects": [manifests.to_document(m) for m in self.models.values()]
-            + [manifests.to_document(r) for r in self.rules.values()],
-        }
+        return serial.dump(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any], *, allow_local_endpoints: bool) -> Snapshot:
+        """The one reader not declared through `base.serial`: each document is validated
+        as a manifest with the endpoint policy of this run, split by kind into read-only
+        maps, and ``loaded_at`` is now, none of which is a field's shape."""
         models: dict[str, manifests.AIModel] = {}
         rules: dict[str, manifests.RoutingRule] = {}
         for document in data["objects"]:

@@ -19,11 +19,12 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field, computed_field
 from sqlalchemy import Connection, select, text
 
-from reconciler.base import errors
+from reconciler.base import errors, serial
 from reconciler.store import engine, migrating, tables
 from reconciler.store.engine import Database
 
@@ -88,16 +89,19 @@ class Finding:
     detail: str
 
     def to_json(self) -> dict[str, object]:
-        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+        return serial.dump(self)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Report:
+    _json_order = serial.key_order("healthy", "backend", "location", "checks", "recovery")
+
     backend: str  # sqlite | postgresql
     location: str  # the SQLite file; "PostgreSQL" (never its host or name)
-    findings: tuple[Finding, ...]
+    findings: Annotated[tuple[Finding, ...], Field(alias="checks")]
     recovery: str  # "" when healthy
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def healthy(self) -> bool:
         return all(f.ok for f in self.findings)
@@ -108,13 +112,7 @@ class Report:
         return next((f"{f.name}: {f.detail}" for f in self.findings if not f.ok), "")
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "healthy": self.healthy,
-            "backend": self.backend,
-            "location": self.location,
-            "checks": [f.to_json() for f in self.findings],
-            "recovery": self.recovery,
-        }
+        return serial.dump(self)
 
 
 class _Failed(Exception):
