@@ -15,7 +15,7 @@ import click
 
 from reconciler.base import errors
 from reconciler.base.diagnostics import printable
-from reconciler.cli import get, registry, rollback, route, schema, serve, tokens, validate
+from reconciler.cli import db, get, registry, rollback, route, schema, serve, tokens, validate
 from reconciler.cli.common import grove
 
 
@@ -55,6 +55,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = [
+    "db",
     "get",
     "grove",
     "main",
