@@ -2,9 +2,11 @@
 
 The router queues one row per attempt (:meth:`LogWriter.put`, one deque append on
 the event loop). A sender thread wakes every ``every_s``, or as soon as a full
-batch is waiting, and sends the rows down a pipe, pickled in frames of at most
-``batch`` rows, to a child process (``python -m reconciler.runtime.logwriter``)
-that writes each frame in one transaction and acknowledges it.
+batch is waiting, and sends the rows down a pipe, in frames of at most ``batch``
+rows, to a child process (``python -m reconciler.runtime.logwriter``) that writes
+each frame in one transaction and acknowledges it. Both ends of each pipe are
+``multiprocessing.connection.Connection`` objects, which frame the messages (a
+length, then the bytes); the bytes are ``pickle.dumps`` of a frame (``_send``).
 
 Why a process and not a thread: writing rows is Python work (SQLAlchemy's
 parameter processing) cut into many pieces by SQLite calls that give up the
@@ -14,6 +16,22 @@ tens of milliseconds slowed every call served meanwhile (``bench/api.py``: the
 p99 of a routed call at 1,000 calls a second). The parent's share is turning
 rows into tuples and pickling them, in C calls bounded by the frame size (its
 dated cost per row is in bench/README.md).
+
+Why ``subprocess.Popen`` and a Connection on its pipes, not a ``multiprocessing``
+``Process`` with a ``Pipe`` or a ``Queue`` (issue 15 asked for the standard
+library's machinery unless it costs more): the framing is the standard library's,
+and so would the rest be, but a ``Process`` (started by "spawn" or "forkserver")
+inherits the server's whole environment, provider keys included, and so does the
+resource tracker process started beside it, whereas this child gets
+:func:`childenv.build`'s allow-list (``tests/api/test_child_env.py``); it cannot be
+started in a session of its own, so a terminal's Ctrl-C would reach it while it
+starts up; and its command line would no longer say what it is. The cost is not
+the reason: the parent's CPU per row is the same, within the noise of a busy
+machine, for the hand-written framing this replaced, for this and for a spawned
+``Process`` with a ``Pipe``; a ``Queue`` costs about twice as much (a feeder thread
+pickles and writes). The dated figures are in bench/README.md, measured by
+``bench/logwriter.py``. ``Connection.send`` would pickle with multiprocessing's
+``ForkingPickler``, a little more a row for nothing this child needs.
 
 Loss is bounded and counted, never silent: when ``max_rows`` are waiting (the
 child or the database is slow or away) new rows are dropped; a row the database
@@ -35,14 +53,15 @@ import contextlib
 import dataclasses
 import logging
 import operator
+import os
 import pickle
 import signal
-import struct
 import subprocess
 import sys
 import threading
 import time
-from typing import IO, Any
+from multiprocessing.connection import Connection
+from typing import Any
 
 from reconciler.base import childenv, errors, logs, telemetry
 from reconciler.store import routing_logs
@@ -50,7 +69,6 @@ from reconciler.store.engine import Database
 
 log = logging.getLogger("grove.router")
 
-_HEADER = struct.Struct("!I")
 _READY = "ready"
 _FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(routing_logs.Attempt)))
 CHILD = [sys.executable, "-m", "reconciler.runtime.logwriter"]
@@ -58,22 +76,21 @@ _WRITTEN = telemetry.ROUTING_LOG_ROWS.labels(outcome="written")
 _DROPPED = telemetry.ROUTING_LOG_ROWS.labels(outcome="dropped")
 
 
-def _send(stream: IO[bytes], value: Any) -> None:
-    frame = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(frame)) + frame)
-    stream.flush()
+def _send(connection: Connection, value: Any) -> None:
+    """One message: ``Connection`` writes its length and bytes; ``pickle.dumps`` makes
+    them (``Connection.send`` would pickle with multiprocessing's ``ForkingPickler``,
+    whose dispatch table is looked up, and missed, for every datetime of every row)."""
+    connection.send_bytes(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def _receive(stream: IO[bytes]) -> Any:
-    """The next frame, or None at the end of the stream."""
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
+def _receive(connection: Connection) -> Any:
+    """The next message, or None at the end of the stream (a message cut short by the
+    other side's death ends it too)."""
+    try:
+        message = connection.recv_bytes()
+    except (EOFError, OSError):
         return None
-    size = _HEADER.unpack(header)[0]
-    frame = stream.read(size)
-    if len(frame) < size:
-        return None
-    return pickle.loads(frame)  # noqa: S301 - written by our own parent or child only
+    return pickle.loads(message)  # noqa: S301 - written by our own parent or child only
 
 
 class _Child:
@@ -83,23 +100,46 @@ class _Child:
 
     def __init__(self, url: str) -> None:
         env = childenv.build(childenv.PYTHON)  # never the API keys
-        self.process = subprocess.Popen(  # it keeps no metrics: the parent counts its answers
-            CHILD, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True
-        )
+        # its stdin and stdout: pipes made here (closed on exec, so no other child inherits
+        # them) whose parent's ends become multiprocessing Connections
+        child_stdin, to_child = os.pipe()
+        from_child, child_stdout = os.pipe()
+        try:
+            self.process = subprocess.Popen(  # it keeps no metrics: the parent counts its answers
+                CHILD, stdin=child_stdin, stdout=child_stdout, env=env, start_new_session=True
+            )
+        except BaseException:
+            os.close(to_child)
+            os.close(from_child)
+            raise
+        finally:
+            os.close(child_stdin)
+            os.close(child_stdout)
+        self.outbox = Connection(to_child, readable=False)
+        self.inbox = Connection(from_child, writable=False)
+        self._outbox_lock = threading.Lock()  # a send and the close of the outbox
         self.unacknowledged: dict[int, int] = {}  # frame number -> rows
         self.ready = False  # it said so: rows are sent to it only then
         self.broken = False  # a send to it failed: it is ended, its reader counts the loss
         self.gone = False  # its reader saw it end and counted what it held
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.stdin: IO[bytes] = self.process.stdin
-        self.stdout: IO[bytes] = self.process.stdout
         try:
-            _send(self.stdin, {"url": url})
+            self.send({"url": url})
         except OSError:
             self.process.kill()
             self.reap(10.0)
-            self.stdout.close()
+            self.inbox.close()
             raise
+
+    def send(self, value: Any) -> None:
+        """One message to its stdin; OSError when it is gone or its stdin closed."""
+        with self._outbox_lock:
+            _send(self.outbox, value)
+
+    def close_input(self) -> None:
+        """Close its stdin: it writes what it was sent and exits. A send under way
+        finishes first (it fails at once when the child is dead)."""
+        with self._outbox_lock, contextlib.suppress(OSError):
+            self.outbox.close()
 
     def reap(self, timeout: float) -> int:
         """Wait for it to exit (killing it after ``timeout``); its exit code. Closes
@@ -109,8 +149,7 @@ class _Child:
         except subprocess.TimeoutExpired:
             self.process.kill()
             code = self.process.wait()
-        with contextlib.suppress(OSError, ValueError):
-            self.stdin.close()  # flushing into a closed pipe fails: nothing was waiting
+        self.close_input()
         return code
 
 
@@ -240,7 +279,7 @@ class LogWriter:
             number = self._frames
             child.unacknowledged[number] = len(rows)
         try:
-            _send(child.stdin, (number, [_FIELDS(row) for row in rows]))
+            child.send((number, [_FIELDS(row) for row in rows]))
         except (OSError, ValueError):
             # it died, or was ended: make sure it is gone; its reader reads every answer
             # it gave, then counts the rest (this frame too) as lost
@@ -280,7 +319,7 @@ class LogWriter:
     def _read(self, child: _Child) -> None:
         """Count the child's answers until it ends, then what it took along."""
         try:
-            while (answer := _receive(child.stdout)) is not None:
+            while (answer := _receive(child.inbox)) is not None:
                 if answer == _READY:
                     child.ready = True
                     self._failures = 0
@@ -302,7 +341,7 @@ class LogWriter:
             )
             child.process.kill()
         finally:
-            child.stdout.close()
+            child.inbox.close()
             code = child.reap(10.0)
             if not self._stopping or code != 0:
                 logs.event(log, "routing-log-writer-exited", level=logging.WARNING, code=code)
@@ -332,8 +371,7 @@ class LogWriter:
         child = self._child
         if child is None:
             return
-        with contextlib.suppress(OSError, ValueError):
-            child.stdin.close()
+        child.close_input()
         try:
             child.process.wait(max(0.0, self._deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
@@ -364,7 +402,7 @@ def _write(db: Database, rows: list[tuple[Any, ...]]) -> tuple[int, str | None]:
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent ends us by closing stdin
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    source, answers = sys.stdin.buffer, sys.stdout.buffer
+    source, answers = Connection(0, writable=False), Connection(1, readable=False)
     config = _receive(source)
     if config is None:
         return 0
