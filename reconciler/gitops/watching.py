@@ -29,6 +29,11 @@ Called by the CLI (and later by ``grove serve``). Each loop:
   or rolls back and the lease is released.
 
 Each cycle logs one structured line: revision, plan size, duration, outcome.
+
+Every deadline (the next fetch, the backoff, the lease's renewal, the full check)
+is read from ``clock``, ``time.monotonic`` unless the caller gives another: a test
+drives ticks with a fake clock and advances it past a backoff instead of waiting
+it out (``tests/unit/test_clocks.py``). Only ``run`` waits in real time.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +88,10 @@ class Watcher:
         *,
         stop: threading.Event | None = None,
         holder: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        self.clock = clock  # seconds, monotonic: every deadline, backoff and interval
         self.options = options
         self.stop = stop or threading.Event()
         self.holder = holder or identity()
@@ -110,7 +118,7 @@ class Watcher:
         self.schema_checked = False
         self.cycles = 0
         # The first cycle checks the whole fleet anyway (nothing is kept yet in this process).
-        self.last_full = time.monotonic()
+        self.last_full = self.clock()
         self._threads: list[threading.Thread] = []
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
 
@@ -201,7 +209,7 @@ class Watcher:
             self.wake.set()
 
     def _sleep_s(self) -> float:
-        now = time.monotonic()
+        now = self.clock()
         if self.database_down:  # nothing to do until the backoff ends (or a wake-up)
             return max(0.05, self.backoff_until - now)
         deadlines = [now + self.options.poll_s]
@@ -218,7 +226,7 @@ class Watcher:
 
         Never raises: whatever goes wrong becomes a log line, a metric and a backoff.
         """
-        now = time.monotonic()
+        now = self.clock()
         if self.database_down and now < self.backoff_until:
             return
         try:
@@ -295,7 +303,7 @@ class Watcher:
             )
 
     def _cycle(self, triggered: bool) -> None:
-        started = time.monotonic()
+        started = time.monotonic()  # how long it took: real time, whatever the clock
         self.cycles += 1
         revision: str | None = None
         in_reconcile = False  # reconcile() records its own unexpected errors
@@ -310,13 +318,13 @@ class Watcher:
                 fields["reason"] = "this revision failed before; waiting for a new one"
             else:
                 in_reconcile = True
-                full = time.monotonic() - self.last_full >= self.options.full_check_s
+                full = self.clock() - self.last_full >= self.options.full_check_s
                 outcome = self.reconciler.reconcile(
                     actor=actor, revision=revision, fence=self.lease, full=full
                 )
                 in_reconcile = False
                 if full:
-                    self.last_full = time.monotonic()
+                    self.last_full = self.clock()
                     fields["full"] = True
                 outcome_name = outcome.state
                 if outcome.plan is not None:
@@ -365,11 +373,11 @@ class Watcher:
             self.failed_revision = None  # not skipped: the cause may be transient
             self.failed_unexpectedly = True
             self._unexpected("cycle", exc, revision=revision)
-        self.next_fetch = time.monotonic() + self._jittered(self.options.interval_s)
+        self.next_fetch = self.clock() + self._jittered(self.options.interval_s)
         if outcome_name in ("error", "failed"):
             self.next_fetch = self.backoff_until  # retry after the backoff, not the interval
         elif outcome_name == "stale":
-            self.next_fetch = time.monotonic()
+            self.next_fetch = self.clock()
         duration = time.monotonic() - started
         telemetry.RECONCILE_CYCLES.labels(outcome=outcome_name).inc()
         telemetry.RECONCILE_DURATION.observe(duration)
@@ -390,7 +398,7 @@ class Watcher:
     def _back_off(self, reason: str, *, cap: float | None = None) -> None:
         self.backoff_s = min(BACKOFF_MAX_S, max(BACKOFF_MIN_S, self.backoff_s * 2))
         delay = min(self._jittered(self.backoff_s), BACKOFF_MAX_S, cap or BACKOFF_MAX_S)
-        self.backoff_until = time.monotonic() + delay
+        self.backoff_until = self.clock() + delay
         telemetry.BACKOFF.set(delay)
         logs.event(log, "backoff", level=logging.WARNING, seconds=round(delay, 2), reason=reason)
 

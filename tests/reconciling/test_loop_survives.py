@@ -25,6 +25,7 @@ from prometheus_client import REGISTRY
 
 from reconciler.base import settings
 from reconciler.gitops import watching
+from tests.clocks import FakeClock
 from tests.conftest import Registry, model_yaml
 
 HUGE = "1" * 5000
@@ -148,8 +149,12 @@ def test_an_unexpected_error_in_a_tick_backs_off_and_the_tick_recovers(
     registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     registry.fleet.commit("good", {"models/a.yaml": model_yaml("a")})
+    clock = FakeClock()
     loop = watching.Watcher(
-        settings.load(), watching.Options(interval_s=INTERVAL_S, poll_s=0.05), holder="ticker"
+        settings.load(),
+        watching.Options(interval_s=INTERVAL_S, poll_s=0.05),
+        holder="ticker",
+        clock=clock,
     )
     before = _count("grove_reconcile_loop_errors_total", stage="tick")
     try:
@@ -161,7 +166,7 @@ def test_an_unexpected_error_in_a_tick_backs_off_and_the_tick_recovers(
         loop.tick()  # inside the backoff: no new attempt
         assert loop.backoff_until == waiting_until
         monkeypatch.delenv("GROVE_FAILPOINT_TICK_RAISE")
-        loop.backoff_until = 0.0  # as if the backoff had passed
+        clock.advance_to(loop.backoff_until)  # the backoff has passed
         loop.tick()
         assert not loop.database_down
         assert "AIModel/a" in registry.live()
@@ -196,8 +201,12 @@ def test_an_unreadable_registry_is_waited_for_and_the_loop_recovers(
     if not registry.url.startswith("sqlite"):
         pytest.skip("a damaged file is a SQLite matter")
     registry.fleet.commit("good", {"models/a.yaml": model_yaml("a")})
+    clock = FakeClock()
     loop = watching.Watcher(
-        settings.load(), watching.Options(interval_s=INTERVAL_S, poll_s=0.05), holder="damaged"
+        settings.load(),
+        watching.Options(interval_s=INTERVAL_S, poll_s=0.05),
+        holder="damaged",
+        clock=clock,
     )
     database = Path(registry.url.removeprefix("sqlite:///"))
     try:
@@ -210,7 +219,7 @@ def test_an_unreadable_registry_is_waited_for_and_the_loop_recovers(
         assert loop.database_down and loop.backoff_s == 1.0
         database.write_bytes(saved)  # restored from the backup
         registry.fleet.commit("next", {"models/b.yaml": model_yaml("b")})
-        loop.backoff_until = 0.0  # as if the backoff had passed
+        clock.advance_to(loop.backoff_until)  # the backoff has passed
         loop.tick()
         assert not loop.database_down
         assert {"AIModel/a", "AIModel/b"} <= set(registry.live())

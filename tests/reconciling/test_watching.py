@@ -15,14 +15,22 @@ from reconciler.cli.registry import parse_duration
 from reconciler.gitops import watching
 from reconciler.routing import snapshots
 from reconciler.store import coordination, tables
+from tests.clocks import FakeClock
 from tests.conftest import Registry, model_yaml
 
 
-def _watcher(registry: Registry, **overrides: float) -> watching.Watcher:
+def _watcher(
+    registry: Registry, clock: FakeClock | None = None, **overrides: float
+) -> watching.Watcher:
     options = watching.Options(
         interval_s=overrides.get("interval_s", 60.0), poll_s=0.1, lease_ttl_s=5.0
     )
-    return watching.Watcher(settings.load(), options, holder=f"test-{time.monotonic_ns()}")
+    return watching.Watcher(
+        settings.load(),
+        options,
+        holder=f"test-{time.monotonic_ns()}",
+        clock=clock or time.monotonic,
+    )
 
 
 def _due_now(watcher: watching.Watcher) -> None:
@@ -97,17 +105,18 @@ def test_temporary_errors_back_off_exponentially_and_retry_after_the_backoff(
     registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GROVE_REPO", "file:///nonexistent/fleet")
-    loop = _watcher(registry, interval_s=600.0)
+    clock = FakeClock()
+    loop = _watcher(registry, clock, interval_s=600.0)
     try:
         delays = []
         for _ in range(4):
-            loop.backoff_until = 0.0
+            clock.advance_to(loop.backoff_until)  # the backoff has passed
             _due_now(loop)
             loop.tick()
             delays.append(loop.backoff_s)
             assert loop.next_fetch == loop.backoff_until  # retried after the backoff
         assert delays == [1.0, 2.0, 4.0, 8.0]
-        assert loop.backoff_until - time.monotonic() <= 8.0 * 1.1
+        assert loop.backoff_until - clock() <= 8.0 * 1.1
     finally:
         loop._shutdown()
 
@@ -224,12 +233,16 @@ def test_a_loop_started_while_the_database_is_down_waits_and_backs_off(
 ) -> None:
     monkeypatch.setenv("GROVE_DB_URL", "postgresql+psycopg://postgres@127.0.0.1:9/nowhere")
     monkeypatch.setenv("GROVE_REPO", str(tmp_path))
-    loop = watching.Watcher(settings.load(), watching.Options(poll_s=0.1), holder="down")
+    clock = FakeClock()
+    loop = watching.Watcher(
+        settings.load(), watching.Options(poll_s=0.1), holder="down", clock=clock
+    )
     try:
         loop.tick()
         assert loop.database_down
         first = loop.backoff_until
         assert 0.5 < loop._sleep_s() <= 1.2
+        clock.advance(0.5)
         loop.tick()  # still inside the backoff: no new attempt, no new backoff
         assert loop.backoff_until == first
         assert loop.backoff_s == 1.0
