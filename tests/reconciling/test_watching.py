@@ -121,6 +121,44 @@ def test_temporary_errors_back_off_exponentially_and_retry_after_the_backoff(
         loop._shutdown()
 
 
+def test_a_leader_fetches_again_after_the_interval_and_not_before(registry: Registry) -> None:
+    registry.fleet.commit("fleet", {"models/a.yaml": model_yaml("a")})
+    clock = FakeClock()
+    loop = _watcher(registry, clock, interval_s=30.0)
+    try:
+        loop.tick()
+        assert loop.cycles == 1
+        assert 27.0 <= loop.next_fetch - clock() <= 33.0  # the interval, jittered by a tenth
+        registry.fleet.commit("b", {"models/b.yaml": model_yaml("b")})  # no ref watcher here
+        clock.advance_to(loop.next_fetch - 0.01)
+        loop.tick()
+        assert loop.cycles == 1 and "AIModel/b" not in registry.live()
+        clock.advance(0.01)
+        loop.tick()
+        assert loop.cycles == 2 and "AIModel/b" in registry.live()
+    finally:
+        loop._shutdown()
+
+
+def test_an_unreachable_source_is_retried_at_least_once_an_interval(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GROVE_REPO", "file:///nonexistent/fleet")
+    clock = FakeClock()
+    loop = _watcher(registry, clock, interval_s=3.0)
+    try:
+        delays = []
+        for _ in range(5):
+            clock.advance_to(loop.backoff_until)  # the retry is due when the backoff ends
+            loop.tick()
+            delays.append(loop.backoff_until - clock())
+        assert loop.backoff_s == 16.0  # the backoff doubles on...
+        assert 0.9 <= delays[0] <= 1.1 and 1.8 <= delays[1] <= 2.2
+        assert delays[2:] == pytest.approx([3.0, 3.0, 3.0])  # ...but waits stop at the interval
+    finally:
+        loop._shutdown()
+
+
 def test_a_loop_whose_lease_was_taken_stands_down_without_applying(registry: Registry) -> None:
     registry.fleet.commit("fleet", {"models/a.yaml": model_yaml("a")})
     first = _watcher(registry)
