@@ -133,7 +133,7 @@ def test_a_leader_fetches_again_after_the_interval_and_not_before(registry: Regi
         clock.advance_to(loop.next_fetch - 0.01)
         loop.tick()
         assert loop.cycles == 1 and "AIModel/b" not in registry.live()
-        clock.advance(0.01)
+        clock.advance_to(loop.next_fetch)
         loop.tick()
         assert loop.cycles == 2 and "AIModel/b" in registry.live()
     finally:
