@@ -23,6 +23,7 @@ import re
 import textwrap
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -78,13 +79,44 @@ class Preview:
     plan: Plan
 
 
+class WriteChange(StrEnum):
+    """What a write changed: the ``change`` of every write's answer."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+    RETIRED = "retired"
+    REMOVED = "removed"
+    UNCHANGED = "unchanged"
+    ROLLED_BACK = "rolled-back"  # a rollback's commit
+    PENDING = "pending"  # git held a rollback already: only reconciled
+
+
+class RollbackMethod(StrEnum):
+    """How a rollback commits: a ``git revert`` of the commit it undoes, or a commit
+    restoring the previous document."""
+
+    REVERT = "revert"
+    RESTORE = "restore"
+
+
+class RollbackChange(StrEnum):
+    """What a rollback did (see :class:`Rollback`): its answer's ``change``."""
+
+    ROLLED_BACK = "rolled-back"
+    DRY_RUN = "dry-run"
+    NOTHING = "nothing"
+    PENDING = "pending"
+    COMMITTED = "committed"
+    UNCHANGED = "unchanged"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class WriteResult:
     revision: str
     object: manifests.GroveObject | None
-    change: (
-        str  # "created" | "updated" | "enabled" | "disabled" | "retired" | "removed" | "unchanged"
-    )
+    change: WriteChange
     applied: bool
     detail: str
     preview: Preview | None = None
@@ -170,10 +202,10 @@ class Rollback:
 
     kind: str
     ident: Annotated[str, Field(alias="id")]
-    change: str
+    change: RollbackChange
     from_version: str
     to_version: str
-    method: str | None
+    method: RollbackMethod | None
     undoes: str | None
     detail: str
     result: Annotated[WriteResult | None, Field(exclude=True)] = None
@@ -196,7 +228,7 @@ class Rollback:
     @property
     def quarantined(self) -> list[str]:
         """The version a committed and applied rollback quarantined."""
-        return [self.from_version] if self.change == "rolled-back" else []
+        return [self.from_version] if self.change is RollbackChange.ROLLED_BACK else []
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -233,7 +265,7 @@ class _NothingToRollBack(Exception):
         self.rollback = rollback
 
 
-Mutation = Callable[[Path, documents.Index], tuple[str, str, str, str]]
+Mutation = Callable[[Path, documents.Index], tuple[str, WriteChange, str, str]]
 
 
 def _is_branch(ref: str) -> bool:
@@ -276,7 +308,7 @@ class Authoring:
     ) -> WriteResult:
         kind, ident = document["meta"]["type"], document["meta"]["id"]
 
-        def mutate(root: Path, index: documents.Index) -> tuple[str, str, str, str]:
+        def mutate(root: Path, index: documents.Index) -> tuple[str, WriteChange, str, str]:
             if (kind, ident) in index:
                 raise Conflict(f"{kind} {ident} already exists in {index[(kind, ident)].file.name}")
             target = root / self.settings.path / documents.FOLDERS[kind] / f"{ident}.yaml"
@@ -284,7 +316,12 @@ class Authoring:
                 raise Conflict(f"{target.name} already exists in the fleet repository")
             documents.write(target, [document], kind)
             version = document["meta"]["version"]
-            return f"grove: register {kind} {ident} (version {version})", "created", kind, ident
+            return (
+                f"grove: register {kind} {ident} (version {version})",
+                WriteChange.CREATED,
+                kind,
+                ident,
+            )
 
         return self._write(mutate, author, force=force)
 
@@ -294,7 +331,7 @@ class Authoring:
         """Merge ``changes`` (``payload`` fields, ``meta.labels``/``meta.version``) and bump
         the version when the content changed and no version was given."""
 
-        def mutate(root: Path, index: documents.Index) -> tuple[str, str, str, str]:
+        def mutate(root: Path, index: documents.Index) -> tuple[str, WriteChange, str, str]:
             found = _find(index, kind, ident)
             before = copy.deepcopy(found.document)
             after = copy.deepcopy(found.document)
@@ -312,10 +349,15 @@ class Authoring:
                     used = registry.versions_ever_used(connection, kind, ident)
                 after["meta"]["version"] = bump(str(before["meta"]["version"]), used)
             if after == before:
-                return "", "unchanged", kind, ident
+                return "", WriteChange.UNCHANGED, kind, ident
             documents.replace(found, after, kind)
             version = after["meta"]["version"]
-            return f"grove: update {kind} {ident} (version {version})", "updated", kind, ident
+            return (
+                f"grove: update {kind} {ident} (version {version})",
+                WriteChange.UPDATED,
+                kind,
+                ident,
+            )
 
         return self._write(mutate, author, force=force)
 
@@ -331,7 +373,7 @@ class Authoring:
         """enable / disable / retire a model, or enable / disable a rule (``state`` names it);
         ``kind`` limits it to one object type."""
 
-        def mutate(root: Path, index: documents.Index) -> tuple[str, str, str, str]:
+        def mutate(root: Path, index: documents.Index) -> tuple[str, WriteChange, str, str]:
             if kind is not None:
                 found = _find(index, kind, ident)
                 model = found if kind == manifests.KIND_MODEL else None
@@ -350,18 +392,18 @@ class Authoring:
                 after == found.document
                 or manifests.state_of(documents.normal(found.document)) == state
             ):
-                return "", "unchanged", object_kind, ident
+                return "", WriteChange.UNCHANGED, object_kind, ident
             documents.replace(found, after, object_kind)
             verb = {"enabled": "enable", "disabled": "disable", "retired": "retire"}[state]
-            return f"grove: {verb} {object_kind} {ident}", state, object_kind, ident
+            return f"grove: {verb} {object_kind} {ident}", WriteChange(state), object_kind, ident
 
         return self._write(mutate, author, force=force)
 
     def remove(self, kind: str, ident: str, author: Author, *, force: bool = False) -> WriteResult:
-        def mutate(root: Path, index: documents.Index) -> tuple[str, str, str, str]:
+        def mutate(root: Path, index: documents.Index) -> tuple[str, WriteChange, str, str]:
             found = _find(index, kind, ident)
             documents.replace(found, None, kind)
-            return f"grove: remove {kind} {ident}", "removed", kind, ident
+            return f"grove: remove {kind} {ident}", WriteChange.REMOVED, kind, ident
 
         return self._write(mutate, author, force=force)
 
@@ -388,9 +430,9 @@ class Authoring:
         changes nothing and answers the message, the diff and the plan.
         """
         name = f"{kind} {ident}"
-        chosen: list[tuple[str, str, str, str | None]] = []
+        chosen: list[tuple[str, str, RollbackMethod, str | None]] = []
 
-        def mutate(root: Path, index: documents.Index) -> tuple[str, str, str, str]:
+        def mutate(root: Path, index: documents.Index) -> tuple[str, WriteChange, str, str]:
             found = _find(index, kind, ident)
             relative = found.file.relative_to(root).as_posix()
             with self.db.transaction() as connection:
@@ -435,7 +477,7 @@ class Authoring:
                     Rollback(
                         kind,
                         ident,
-                        "pending",
+                        RollbackChange.PENDING,
                         bad,
                         good,
                         None,
@@ -446,17 +488,17 @@ class Authoring:
                         reverted_in=came,
                     )
                 )
-            method = "revert"
+            method = RollbackMethod.REVERT
             if introduced is None or not self._revertible(
                 introduced, relative, kind, ident, history[len(leading) :], wanted
             ):
-                method = "restore"
+                method = RollbackMethod.RESTORE
             elif not self.tree.revert(introduced) or _version_in(
                 self.tree.path / relative, kind, ident, self.settings.max_depth
             ) != (good, wanted, manifests.state_of(documents.normal(found.document))):
                 self.tree.discard()
-                method = "restore"
-            if method == "restore":
+                method = RollbackMethod.RESTORE
+            if method is RollbackMethod.RESTORE:
                 restored = self._document_at(relative, kind, ident, good, wanted) or {
                     "meta": copy.deepcopy(target["meta"]),
                     "payload": copy.deepcopy(target["payload"]),
@@ -480,7 +522,7 @@ class Authoring:
                     printable(self._subject(introduced)),
                     pending=pending,
                 ),
-                "rolled-back",
+                WriteChange.ROLLED_BACK,
                 kind,
                 ident,
             )
@@ -488,7 +530,7 @@ class Authoring:
         try:
             result = self._write(mutate, author, force=force, dry_run=dry_run, strict=True)
         except _NothingToRollBack as nothing:
-            if nothing.rollback.change == "pending" and not dry_run:
+            if nothing.rollback.change is RollbackChange.PENDING and not dry_run:
                 return self._apply_pending(nothing.rollback, author, force=force)
             return nothing.rollback
         ((bad, good, method, introduced),) = chosen
@@ -498,7 +540,7 @@ class Authoring:
             return Rollback(
                 kind,
                 ident,
-                "dry-run",
+                RollbackChange.DRY_RUN,
                 bad,
                 good,
                 method,
@@ -507,16 +549,20 @@ class Authoring:
                 + ("; a change freeze holds: the rollback itself needs force" if frozen else ""),
                 preview=result.preview,
             )
-        if result.change != "rolled-back" or not result.applied:
+        if result.change is not WriteChange.ROLLED_BACK or not result.applied:
             # nothing committed, or committed and not applied: the version rolled back
             # from is still live, so it is not quarantined (nor is an event recorded)
             said = (
                 f"committed in {result.revision[:12]}, not applied yet ({result.detail}); "
                 f"version {bad} is still live and not quarantined"
-                if result.change == "rolled-back"
+                if result.change is WriteChange.ROLLED_BACK
                 else "nothing to commit: the fleet repository holds that already"
             )
-            change = "committed" if result.change == "rolled-back" else result.change
+            change = (
+                RollbackChange.COMMITTED
+                if result.change is WriteChange.ROLLED_BACK
+                else RollbackChange(result.change)  # unchanged
+            )
             return Rollback(kind, ident, change, bad, good, method, introduced, said, result)
         with self.db.transaction(write=True) as connection:
             registry.quarantine(
@@ -535,18 +581,31 @@ class Authoring:
             )
         logs.event(log, "rolled-back", kind=kind, id=ident, version=good, quarantined=bad)
         return Rollback(
-            kind, ident, "rolled-back", bad, good, method, introduced, result.detail, result
+            kind,
+            ident,
+            RollbackChange.ROLLED_BACK,
+            bad,
+            good,
+            method,
+            introduced,
+            result.detail,
+            result,
         )
 
     def _apply_pending(self, pending: Rollback, author: Author, *, force: bool) -> Rollback:
         """Git already holds the version to return to (a revert by hand, not applied yet):
         nothing to commit; reconcile, so that the version in git is live."""
         done = self._reconcile(
-            pending.reverted_in or "", pending.kind, pending.ident, "pending", author, force=force
+            pending.reverted_in or "",
+            pending.kind,
+            pending.ident,
+            WriteChange.PENDING,
+            author,
+            force=force,
         )
         if done.object is not None and done.object.meta.version == pending.to_version:
             detail = pending.detail.replace("is still live", "was live") + "; applied now"
-            return dataclasses.replace(pending, change="nothing", detail=detail)
+            return dataclasses.replace(pending, change=RollbackChange.NOTHING, detail=detail)
         said = done.detail.removeprefix("committed; ")
         detail = f"{pending.detail}; not applied: {said}; run `grove status`"
         return dataclasses.replace(pending, detail=detail)
@@ -564,7 +623,7 @@ class Authoring:
         return Rollback(
             kind,
             ident,
-            "nothing",
+            RollbackChange.NOTHING,
             decision.version,
             decision.version,
             None,
@@ -689,7 +748,7 @@ class Authoring:
                     self.tree.path / self.settings.path, max_depth=self.settings.max_depth
                 )
                 message, change, kind, ident = mutate(self.tree.path, index)
-                if change == "unchanged":
+                if change is WriteChange.UNCHANGED:
                     self.tree.discard()
                     return WriteResult(
                         self.tree.head(),
@@ -710,7 +769,7 @@ class Authoring:
                 sha = self.tree.commit(message, author=author.name, email=author.email)
                 if sha is None:
                     return WriteResult(
-                        self.tree.head(), None, "unchanged", True, "nothing to change"
+                        self.tree.head(), None, WriteChange.UNCHANGED, True, "nothing to change"
                     )
                 if self.tree.push():
                     logs.event(
@@ -779,7 +838,7 @@ class Authoring:
             raise Refused(plan)
 
     def _reconcile(
-        self, sha: str, kind: str, ident: str, change: str, author: Author, *, force: bool
+        self, sha: str, kind: str, ident: str, change: WriteChange, author: Author, *, force: bool
     ) -> WriteResult:
         source = reconciling.open_source(self.settings)
         reconciler = reconciling.Reconciler(self.settings, source, self.db)
@@ -794,7 +853,7 @@ class Authoring:
             obj = manifests.parse_document(
                 live.document, allow_local_endpoints=self.settings.allow_local_endpoints
             )
-        applied = outcome.state in ("applied", "already-applied", "in-sync")
+        applied = outcome.state.live
         detail = "applied" if applied else f"committed; the reconciler said {outcome.state}"
         return WriteResult(sha, obj, change, applied, detail)
 
@@ -821,7 +880,7 @@ def _rollback_message(
     ident: str,
     bad: str,
     good: str,
-    method: str,
+    method: RollbackMethod,
     undoes: str | None,
     subject: str,
     *,
@@ -831,7 +890,7 @@ def _rollback_message(
     it is one, else which document it restores and which commit it undoes."""
     head = f"grove: rollback {kind} {ident} to version {good} (from {bad})"
     named = f'{undoes[:12]} ("{subject}")' if undoes else ""
-    if method == "revert" and undoes:
+    if method is RollbackMethod.REVERT and undoes:
         body = (
             f"This reverts commit {undoes}.\n\n{named} introduced version {bad} and "
             f"touched nothing else; version {bad} is quarantined."

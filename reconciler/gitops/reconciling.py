@@ -39,6 +39,7 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from enum import StrEnum
 
 from pydantic import ValidationError
 
@@ -576,17 +577,17 @@ class Reconciler:
             outcome = self.plan(revision=revision, full=full)
             if outcome.plan is None:
                 self._record(revision, "ManifestsInvalid", invalid_message(outcome.diagnostics))
-                return CycleOutcome("invalid", revision, None, outcome, None)
+                return CycleOutcome(CycleState.INVALID, revision, None, outcome, None)
             plan = outcome.plan
             if plan.refused and not force:
                 codes = ", ".join(sorted({v.code for v in plan.violations}))
                 self._record(revision, "PlanRefused", f"safety checks refused the plan: {codes}")
-                return CycleOutcome("refused", revision, plan, outcome, None)
+                return CycleOutcome(CycleState.REFUSED, revision, plan, outcome, None)
             if plan.empty and plan.revision == outcome.live.applied_revision:  # nothing new
                 self._record(revision, None, "")
-                return CycleOutcome("in-sync", revision, plan, outcome, None)
+                return CycleOutcome(CycleState.IN_SYNC, revision, plan, outcome, None)
             applied = self.apply(plan, actor=actor, force=force, fence=fence)
-            state = "already-applied" if applied.already_applied else "applied"
+            state = CycleState.ALREADY_APPLIED if applied.already_applied else CycleState.APPLIED
             return CycleOutcome(state, revision, plan, outcome, applied)
         except errors.LeaseLost:
             raise  # the new leader reports status; a stood-down loop must not overwrite it
@@ -753,7 +754,7 @@ def build_status(
         if isinstance(value, dict)
     }
     stalled = stored.get("Stalled")
-    is_stalled = stalled is not None and stalled.status == "True"
+    is_stalled = stalled is not None and stalled.status == status_module.ConditionStatus.TRUE
     conditions = [
         status_module.condition(
             "Drifted",
@@ -805,11 +806,25 @@ def build_status(
     )
 
 
+class CycleState(StrEnum):
+    """How a reconcile cycle ended: the ``outcome`` of ``POST /api/reconcile``, the
+    ``state`` of ``grove reconcile -o json`` and the loop's log."""
+
+    APPLIED = "applied"
+    ALREADY_APPLIED = "already-applied"  # the registry held that revision already
+    IN_SYNC = "in-sync"  # nothing new: git at the applied revision, no change
+    REFUSED = "refused"  # safety checks refused the plan
+    INVALID = "invalid"  # the manifests are invalid: no plan
+
+    @property
+    def live(self) -> bool:
+        """Whether git's revision is live after this cycle."""
+        return self in (CycleState.APPLIED, CycleState.ALREADY_APPLIED, CycleState.IN_SYNC)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class CycleOutcome:
-    """``applied`` | ``already-applied`` | ``in-sync`` | ``refused`` | ``invalid``."""
-
-    state: str
+    state: CycleState
     revision: str | None
     plan: Plan | None
     planned: PlanOutcome

@@ -29,16 +29,28 @@ class Health(StrEnum):
 CONDITION_TYPES = ("Ready", "Reconciling", "Stalled", "Drifted")
 
 
+class ConditionStatus(StrEnum):
+    """A condition's ``status``, as Kubernetes writes it."""
+
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Condition:
     """One condition as ``GET /api/status`` and the state row hold it; a stored one
     may lack its reason, message or time (read as "")."""
 
     type: str
-    status: str  # "True" | "False" | "Unknown"
+    status: ConditionStatus
     reason: str = ""
     message: str = ""
     time: Annotated[str, Field(alias="lastTransitionTime")] = ""
+
+    def __post_init__(self) -> None:
+        # the word itself ("True") is accepted as well as the member, and kept as the member
+        object.__setattr__(self, "status", ConditionStatus(self.status))
 
     def to_json(self) -> dict[str, str]:
         return serial.dump(self)
@@ -49,7 +61,11 @@ class Condition:
 
 
 def condition(kind: str, status: bool | None, reason: str, message: str = "") -> Condition:
-    text = "Unknown" if status is None else ("True" if status else "False")
+    text = (
+        ConditionStatus.UNKNOWN
+        if status is None
+        else (ConditionStatus.TRUE if status else ConditionStatus.FALSE)
+    )
     return Condition(kind, text, reason, message, dt.datetime.now(dt.UTC).isoformat())
 
 

@@ -41,6 +41,7 @@ import os
 import threading
 import time
 from collections.abc import Collection, Coroutine, Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -73,10 +74,17 @@ class NoEligibleModel(errors.PermanentError):
         self.decision = decision
 
 
+class AttemptOutcome(StrEnum):
+    """An attempt that did not fail; a failed one's outcome is its :class:`FailureKind`."""
+
+    SUCCESS = "success"
+    SKIPPED = "skipped"  # its circuit is open: not called
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class AttemptReport:
     model_id: str
-    outcome: str  # "success" | a FailureKind value | "skipped"
+    outcome: AttemptOutcome | FailureKind
     latency_ms: float
     message: str = ""
 
@@ -85,7 +93,7 @@ class AttemptReport:
         # attempts, and a TypeAdapter costs about 3x this (0.6 vs 2.0 us).
         return {
             "modelId": self.model_id,
-            "outcome": self.outcome,
+            "outcome": self.outcome.value,
             "latencyMs": round(self.latency_ms, 1),
             "message": self.message,
         }
@@ -497,7 +505,9 @@ class RoutingEngine:
                 break
             key = table.versions[model_id]  # made once per snapshot
             if not self.breakers.acquire(key):
-                attempts.append(AttemptReport(model_id, "skipped", 0.0, "circuit open"))
+                attempts.append(
+                    AttemptReport(model_id, AttemptOutcome.SKIPPED, 0.0, "circuit open")
+                )
                 continue
             tried += 1
             model = table.models[model_id]
@@ -506,7 +516,7 @@ class RoutingEngine:
                 response = await self.providers.complete(model, chat)
             except ProviderError as exc:
                 latency = (time.perf_counter() - started) * 1000
-                attempts.append(AttemptReport(model_id, exc.kind.value, latency, str(exc)))
+                attempts.append(AttemptReport(model_id, exc.kind, latency, str(exc)))
                 self._record(request_id, request, decision, key, tried, latency, exc, None)
                 if exc.kind is FailureKind.CLIENT_ERROR:
                     self.breakers.release(key)
@@ -544,8 +554,8 @@ class RoutingEngine:
                 raise
             if self.breakers.success(key):  # a gauge write per call costs, with --workers
                 telemetry.CIRCUIT_OPEN.labels(model=model_id).set(0)
-            attempts.append(AttemptReport(model_id, "success", response.latency_ms))
-            failed = [a for a in attempts if a.outcome not in ("success", "skipped")]
+            attempts.append(AttemptReport(model_id, AttemptOutcome.SUCCESS, response.latency_ms))
+            failed = [a for a in attempts if isinstance(a.outcome, FailureKind)]
             if failed:
                 why = ", ".join(f"{a.model_id}: {a.outcome}" for a in failed)
                 decision = dataclasses.replace(
@@ -572,7 +582,7 @@ class RoutingEngine:
         model_id = key.model_id
         if error is None:  # a fast failure is not a fast model
             self.stats.add(key, latency_ms)
-        outcome = "success" if error is None else error.kind.value
+        outcome = AttemptOutcome.SUCCESS if error is None else error.kind
         telemetry.model_requests(model_id, outcome).inc()
         telemetry.model_latency(model_id).observe(latency_ms / 1000)
         if self.writer is None:

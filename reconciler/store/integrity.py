@@ -25,6 +25,7 @@ from pydantic import Field, computed_field
 from sqlalchemy import Connection, select, text
 
 from reconciler.base import errors, serial
+from reconciler.planning.status import ConditionStatus
 from reconciler.store import engine, migrating, tables
 from reconciler.store.engine import Database
 
@@ -74,7 +75,7 @@ def probe(db: Database) -> Probe:
     if row is None:
         return Probe(False, f"the registry database has no state row; {RECOVER_UPGRADE}")
     stalled = (row.conditions or {}).get("Stalled")
-    if not (isinstance(stalled, dict) and stalled.get("status") == "True"):
+    if not (isinstance(stalled, dict) and stalled.get("status") == ConditionStatus.TRUE):
         stalled = None
     return Probe(True, state_serial=int(row.state_serial), stalled=stalled)
 

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from reconciler.base import diagnostics, serial
-from reconciler.gitops import authoring
+from reconciler.gitops import authoring, reconciling
 from reconciler.planning import listings, status
 from reconciler.planning.plans import Change, ChangeKind, FieldDiff, Plan, Violation
+from reconciler.providers.base import FailureKind
 from reconciler.routing import analysis, ranking, snapshots
 from reconciler.routing import engine as routing
 from reconciler.store import integrity
@@ -69,7 +70,9 @@ def plan() -> Plan:
 
 
 def condition() -> status.Condition:
-    return status.Condition("Ready", "True", "Applied", "applied bbbb", "2026-01-01T00:00:00Z")
+    return status.Condition(
+        "Ready", status.ConditionStatus.TRUE, "Applied", "applied bbbb", "2026-01-01T00:00:00Z"
+    )
 
 
 def preview() -> authoring.Preview:
@@ -77,15 +80,35 @@ def preview() -> authoring.Preview:
 
 
 def rolled_back() -> authoring.Rollback:
-    result = authoring.WriteResult(C, None, "updated", True, "rolled back", preview())
+    result = authoring.WriteResult(
+        C, None, authoring.WriteChange.ROLLED_BACK, True, "rolled back", preview()
+    )
     return authoring.Rollback(
-        "AIModel", "a", "rolled-back", "2", "1", "revert", A, "undone", result, preview()
+        "AIModel",
+        "a",
+        authoring.RollbackChange.ROLLED_BACK,
+        "2",
+        "1",
+        authoring.RollbackMethod.REVERT,
+        A,
+        "undone",
+        result,
+        preview(),
     )
 
 
 def nothing_to_roll_back() -> authoring.Rollback:
     return authoring.Rollback(
-        "AIModel", "a", "nothing", "2", "1", None, None, "live since", live_since=A, reverted_in=B
+        "AIModel",
+        "a",
+        authoring.RollbackChange.NOTHING,
+        "2",
+        "1",
+        None,
+        None,
+        "live since",
+        live_since=A,
+        reverted_in=B,
     )
 
 
@@ -370,7 +393,7 @@ def test_routing_decision_and_candidates() -> None:
 
 def test_attempt() -> None:
     same(
-        routing.AttemptReport("a", "timeout", 12.3456, "slow").to_json(),
+        routing.AttemptReport("a", FailureKind.TIMEOUT, 12.3456, "slow").to_json(),
         {"modelId": "a", "outcome": "timeout", "latencyMs": 12.3, "message": "slow"},
     )
 
@@ -414,7 +437,7 @@ def test_a_plan_of_another_format_is_refused() -> None:
 
 def test_a_stored_condition_may_lack_its_reason_message_and_time() -> None:
     assert status.Condition.from_json({"type": "Stalled", "status": "False"}) == (
-        status.Condition("Stalled", "False", "", "", "")
+        status.Condition("Stalled", status.ConditionStatus.FALSE, "", "", "")
     )
 
 
@@ -426,3 +449,66 @@ def test_snapshot_round_trip() -> None:
     assert (loaded.serial, loaded.revision) == (saved.serial, saved.revision)
     assert dict(loaded.models) == dict(saved.models)
     assert dict(loaded.rules) == dict(saved.rules)
+
+
+# ---------------------------------------------------------------- outcome words
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(lambda: rolled_back().to_json(), id="Rollback"),
+        pytest.param(lambda: condition().to_json(), id="Condition"),
+        pytest.param(lambda: plan().to_json(), id="Plan"),
+        pytest.param(
+            lambda: routing.AttemptReport("a", routing.AttemptOutcome.SUCCESS, 1.0).to_json(),
+            id="AttemptReport",
+        ),
+    ],
+)
+def test_outcome_words_are_written_as_plain_strings(data: Any) -> None:
+    """Not StrEnum members: equal in JSON, but YAML's safe dumper (``-o yaml``) refuses one."""
+    assert _types(data()) <= {dict, list, str, int, float, bool, type(None)}
+
+
+def _types(data: Any) -> set[type]:
+    if isinstance(data, dict):
+        return {dict}.union(*(_types(v) for v in data.values()))
+    if isinstance(data, list):
+        return {list}.union(*(_types(v) for v in data))
+    return {type(data)}
+
+
+def test_the_words_keep_their_values() -> None:
+    assert [s.value for s in reconciling.CycleState] == [
+        "applied",
+        "already-applied",
+        "in-sync",
+        "refused",
+        "invalid",
+    ]
+    assert [c.value for c in authoring.RollbackChange] == [
+        "rolled-back",
+        "dry-run",
+        "nothing",
+        "pending",
+        "committed",
+        "unchanged",
+    ]
+    assert [m.value for m in authoring.RollbackMethod] == ["revert", "restore"]
+    assert [s.value for s in status.ConditionStatus] == ["True", "False", "Unknown"]
+    assert {o.value for o in routing.AttemptOutcome} == {"success", "skipped"}
+    assert {c.value for c in authoring.WriteChange} >= {
+        "created",
+        "updated",
+        "enabled",
+        "disabled",
+        "retired",
+        "removed",
+        "unchanged",
+    }
+    assert [s for s in reconciling.CycleState if s.live] == [
+        reconciling.CycleState.APPLIED,
+        reconciling.CycleState.ALREADY_APPLIED,
+        reconciling.CycleState.IN_SYNC,
+    ]
