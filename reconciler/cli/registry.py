@@ -323,9 +323,11 @@ def reconcile_command(
         if output != "text":
             raise errors.UsageError("--watch logs (--log-format); -o is for one cycle")
         return _watch(settings, parse_duration(interval), log_format)
+    from reconciler.gitops.reconciling import CycleState
+
     outcome = _reconciler(settings).reconcile(actor=actor(), force=force, full=full)
     revision = (outcome.revision or "")[:12]
-    if outcome.state == "invalid":
+    if outcome.state == CycleState.INVALID:
         if output == "json":
             found = outcome.planned.diagnostics
             _echo_json({"state": "invalid", "revision": outcome.revision, **_invalid_json(found)})
@@ -336,18 +338,18 @@ def reconcile_command(
     assert plan is not None
     if output == "json":
         _echo_json(_outcome_json(outcome.state, plan, outcome.applied))
-        if outcome.state == "refused":
+        if outcome.state == CycleState.REFUSED:
             click.echo(f"grove: revision {revision} was not applied", err=True)
-        return 1 if outcome.state == "refused" else 0
-    if outcome.state == "refused":
+        return 1 if outcome.state == CycleState.REFUSED else 0
+    if outcome.state == CycleState.REFUSED:
         click.echo(plans.render_text(plan, paint=paint), nl=False)
         click.echo(f"grove: revision {revision} was not applied", err=True)
         return 1
-    if outcome.state == "already-applied":
+    if outcome.state == CycleState.ALREADY_APPLIED:
         click.echo(
             f"Revision {revision} is already applied (by another reconciler); nothing to do."
         )
-    elif outcome.state == "in-sync":
+    elif outcome.state == CycleState.IN_SYNC:
         click.echo(f"In sync at revision {revision}; no changes.")
     elif plan.empty:
         click.echo(f"Recorded revision {revision}: no changes to the registry.")

@@ -332,7 +332,7 @@ class Watcher:
                     fields["serial"] = outcome.plan.state_serial
                 if outcome.applied is not None:
                     fields["serial"] = outcome.applied.state_serial
-                if outcome.state in ("refused", "invalid"):
+                if not outcome.state.live:  # refused or invalid
                     self.failed_revision = revision
                     fields["reason"] = _reason(outcome)
                 else:

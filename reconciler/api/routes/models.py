@@ -35,7 +35,7 @@ from reconciler.api.bodies import (
 )
 from reconciler.api.deps import Operator, Services, ServicesDep, Viewer, allow_force, author
 from reconciler.api.problems import ApiError, FieldError
-from reconciler.gitops.authoring import WriteResult
+from reconciler.gitops.authoring import RollbackChange, WriteResult
 from reconciler.manifests import addresses, secretscan
 from reconciler.manifests import kinds as manifests
 from reconciler.planning import listings
@@ -398,7 +398,7 @@ def rollback(
         force=allow_force(identity, force),
         dry_run=dry_run,
     )
-    if done.change == "rolled-back":
+    if done.change == RollbackChange.ROLLED_BACK:
         services.engine.refresh()
     return RollbackOut.model_validate(done.to_json())
 
