@@ -40,7 +40,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Collection, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -136,9 +136,16 @@ class LatencyStats:
     versions only, as :meth:`circuits.Breakers.retain` does.
     """
 
-    def __init__(self, *, size: int = 1024, window_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        *,
+        size: int = 1024,
+        window_s: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.size = size
         self.window_s = window_s
+        self.clock = clock  # injected: tests age samples out with a fake clock
         # when each sample was taken, and its latency: two deques side by side, so the
         # p95 sorts plain floats (in C) instead of unpacking pairs in Python
         self._times: dict[Key, collections.deque[float]] = {}
@@ -170,7 +177,7 @@ class LatencyStats:
                     self.epoch += 1
 
     def add(self, key: Key, latency_ms: float) -> None:
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             if self._live is not None and key not in self._live:
                 return  # a call to a version no longer live: its history is gone
@@ -206,7 +213,7 @@ class LatencyStats:
         found = self._p95.get(key)
         if found is None:
             return None
-        now = time.monotonic()
+        now = self.clock()
         if now - found[1] > 1.0:
             with self._lock:
                 self._compute(key, now)

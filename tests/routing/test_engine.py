@@ -12,6 +12,7 @@ from reconciler.base import settings
 from reconciler.manifests.kinds import CapabilityType
 from reconciler.routing import circuits, ranking
 from reconciler.routing import engine as routing
+from tests.clocks import FakeClock
 from tests.routing.conftest import ask, model_doc, rule_doc, snapshot_of
 from tests.routing.fakes import FakeProvider
 
@@ -327,32 +328,30 @@ def test_failed_attempts_do_not_make_a_model_look_fast(
     assert engine.stats.p95(engine.live_version("ok")) is not None
 
 
-def test_observed_latency_ages_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = [1000.0]
-    monkeypatch.setattr(routing.time, "monotonic", lambda: clock[0])
-    stats = routing.LatencyStats(window_s=60)
+def test_observed_latency_ages_out() -> None:
+    clock = FakeClock()
+    stats = routing.LatencyStats(window_s=60, clock=clock)
     stats.add(M, 500.0)
     assert stats.p95(M) == 500.0
-    clock[0] += 120
+    clock.advance(120)
     assert stats.p95(M) is None
 
 
-def test_only_the_samples_inside_the_window_make_the_p95(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_the_samples_inside_the_window_make_the_p95() -> None:
     """Old samples age out together with their times: after the window passes the slow
     ones, the p95 is of the fast ones alone, recomputed as new samples come."""
-    clock = [1000.0]
-    monkeypatch.setattr(routing.time, "monotonic", lambda: clock[0])
-    stats = routing.LatencyStats(window_s=60)
+    clock = FakeClock()
+    stats = routing.LatencyStats(window_s=60, clock=clock)
     for value in range(1, 101):  # 1..100 ms, slow ones last
         stats.add(M, float(value) * 10)
-    clock[0] += 2  # a p95 older than a second is computed again when read
+    clock.advance(2)  # a p95 older than a second is computed again when read
     assert stats.p95(M) == 950.0  # nearest rank of 100 samples: the 95th
-    clock[0] += 28
+    clock.advance(28)
     for value in range(1, 33):  # 32 fast samples: two recomputations
         stats.add(M, float(value))
-    clock[0] += 45  # the first hundred are 75 s old, the fast ones 45 s
+    clock.advance(45)  # the first hundred are 75 s old, the fast ones 45 s
     assert stats.p95(M) == 30.0  # round(0.95 * 31) = 29: the 30th of 1..32
-    clock[0] += 60
+    clock.advance(60)
     assert stats.p95(M) is None
 
 
