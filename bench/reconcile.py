@@ -41,7 +41,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reconciler.base import settings
-from reconciler.gitops import reconciling
+from reconciler.gitops import fleets, reconciling
 from reconciler.store import migrating
 from reconciler.store.engine import Database
 
@@ -120,7 +120,7 @@ def run_size(root: Path, models: int, url: str, repeats: int) -> dict[str, float
     config = settings.load(repo=str(root), db_url=url, data_dir=str(root.parent / "data"), **caps)
     db = Database(url)
     migrating.upgrade(db)
-    reconciling.forget_fleets()  # nothing kept from another size or backend
+    fleets.forget()  # nothing kept from another size or backend
     cold = timed(lambda: cycle(config, db))
     noop = [timed(lambda: cycle(config, db)) for _ in range(repeats)]
     ones = []

@@ -33,12 +33,10 @@ caller (the loop backs off and retries; a command reports it).
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import datetime as dt
 import logging
-import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from enum import StrEnum
 
 from pydantic import ValidationError
@@ -46,6 +44,7 @@ from pydantic import ValidationError
 from reconciler.base import diagnostics, errors
 from reconciler.base.diagnostics import Diagnostic
 from reconciler.base.settings import Settings
+from reconciler.gitops import fleets
 from reconciler.gitops.applying import apply as apply_plan
 from reconciler.manifests import checking, loading, yamlsafe
 from reconciler.manifests import kinds as manifests
@@ -325,7 +324,7 @@ class Reconciler:
                 or not state.untouched_since_apply
             ):
                 return None
-            base = _kept(self._fleet_key(), state.applied_tree)
+            base = fleets.kept(self._fleet_key(), state.applied_tree)
             if base is None or base.today != today:
                 return None
             tree = self.source.tree(revision, self.settings.path)
@@ -339,7 +338,7 @@ class Reconciler:
                 return None
             fleet, keys = patched
             live = registry.load_keys(connection, keys)
-        if not _agrees(base, live, keys):
+        if not fleets.agrees(base, live, keys):
             log.warning("the registry does not hold the kept fleet; planning the whole fleet")
             return None
         desired = {
@@ -366,12 +365,14 @@ class Reconciler:
         )
         last = safety.last_servers(context)
         judged = last[1]
-        affected = _affected(fleet, delta, keys, judged)
+        affected = fleets.affected(fleet, delta, keys, judged)
         with_lines = self._with_lines(fleet, affected)
         if with_lines is None:
             return None
         removing = safety.removed_models(changes)
-        checked = _check_change(base, with_lines, delta, keys, affected, today, removing, judged)
+        checked = fleets.check_change(
+            base, with_lines, delta, keys, affected, today, removing, judged
+        )
         if checked is None:
             return None
         found, checked_fleet = checked
@@ -384,10 +385,10 @@ class Reconciler:
             tree=tree,
         )
         if checked_fleet is not None:
-            _keep(self._fleet_key(), checked_fleet)
+            fleets.keep(self._fleet_key(), checked_fleet)
         return PlanOutcome(plan, found, live)
 
-    def _with_lines(self, fleet: Fleet, paths: set[str]) -> Fleet | None:
+    def _with_lines(self, fleet: fleets.Fleet, paths: set[str]) -> fleets.Fleet | None:
         """``fleet`` with the objects of ``paths`` that were taken from the registry (a
         fleet kept from a plan that reused them has no line numbers for them) read
         from git again, so their findings name lines; None when one fails to load."""
@@ -408,18 +409,18 @@ class Reconciler:
         )
         if loaded.diagnostics or not loaded.complete or loaded.broken_ids:
             return None
-        patch = _Patch(fleet, fleet.tree, fleet.today)
+        patch = fleets.Patch(fleet, fleet.tree, fleet.today)
         for path in stale:
             patch.drop(path)
-        by_file = _by_file(loaded.objects)
+        by_file = fleets.by_file(loaded.objects)
         for file in files:
             if not patch.add(file.name, file.blob, len(file.data), by_file.get(file.name, ())):
                 return None
         return patch.fleet(fleet.diagnostics)
 
     def _patch(
-        self, base: Fleet, tree: str, today: dt.date, delta: Delta
-    ) -> tuple[Fleet, set[Key]] | None:
+        self, base: fleets.Fleet, tree: str, today: dt.date, delta: Delta
+    ) -> tuple[fleets.Fleet, set[Key]] | None:
         """``base`` with the files of ``delta`` read again, and the keys of the objects
         they held or hold; None when a file has any problem or a key is defined twice."""
         files: list[loading.SourceFile] = []
@@ -433,9 +434,9 @@ class Reconciler:
         )
         if loaded.diagnostics or not loaded.complete or loaded.broken_ids:
             return None
-        patch = _Patch(base, tree, today)
+        patch = fleets.Patch(base, tree, today)
         keys = {(item.kind, item.id) for path in delta.paths for item in patch.drop(path)}
-        by_file = _by_file(loaded.objects)
+        by_file = fleets.by_file(loaded.objects)
         for file in files:
             if not patch.add(file.name, file.blob, len(file.data), by_file.get(file.name, ())):
                 return None
@@ -510,9 +511,9 @@ class Reconciler:
         if any(d.is_error for d in ordered):
             return PlanOutcome(None, ordered, live)
         if remember and not removing and not judged:
-            fleet = _fleet_of(desired, today, ordered)
+            fleet = fleets.fleet_of(desired, today, ordered)
             if fleet is not None:
-                _keep(self._fleet_key(), fleet)
+                fleets.keep(self._fleet_key(), fleet)
         plan = Plan(
             revision=desired.revision,
             base_revision=live.applied_revision,
@@ -849,295 +850,7 @@ def _reusable(
     return out
 
 
-# ---------------------------------------------------------------- the fleet kept between plans
-
 _MAX_DELTA = 100  # files a change may touch, plus a quarter of the fleet, to be planned alone
-_KEPT_MAX = 3
-_KEPT: collections.OrderedDict[tuple[object, ...], Fleet] = collections.OrderedDict()
-_KEPT_LOCK = threading.Lock()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class FleetFile:
-    blob: str
-    size: int
-    objects: tuple[loading.Located, ...]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Fleet:
-    """A valid tree of the manifests folder as the checks saw it, kept between plans.
-
-    Its objects by file and by key, the indexes the checks of a change need (models,
-    their specs, rules by id, task types, who names each model) and the findings of
-    the checks (warnings only) by file, with nothing removed or judged by a safety
-    check: what a plan from a registry that holds exactly this fleet reports. Never
-    changed once built: a change builds a new one (`_Patch`), sharing the objects.
-    """
-
-    tree: str
-    today: dt.date
-    files: dict[str, FleetFile]
-    located: dict[Key, loading.Located]  # every object (its file is where it is defined)
-    models: dict[str, loading.Located]
-    ordered_rules: tuple[tuple[str, manifests.RoutingRule], ...]
-    tasks: dict[str, str]  # taskType -> rule id
-    referrers: dict[str, frozenset[Key]]  # model id -> objects whose references name it
-    diagnostics: dict[str, tuple[Diagnostic, ...]]
-    size: int  # bytes of all files
-
-    @property
-    def objects(self) -> Mapping[Key, manifests.GroveObject]:
-        return _Objects(self.located)
-
-    @property
-    def specs(self) -> Mapping[str, manifests.ModelSpec]:
-        return _Specs(self.models)
-
-
-class _Objects(Mapping[Key, manifests.GroveObject]):
-    """The objects of a fleet by key: a view, not a copy (a plan reads a few)."""
-
-    def __init__(self, located: dict[Key, loading.Located]) -> None:
-        self.located = located
-
-    def __getitem__(self, key: Key) -> manifests.GroveObject:
-        return self.located[key].obj
-
-    def __iter__(self) -> Iterator[Key]:
-        return iter(self.located)
-
-    def __len__(self) -> int:
-        return len(self.located)
-
-
-class _Specs(Mapping[str, manifests.ModelSpec]):
-    """The model specs of a fleet by id: a view, not a copy."""
-
-    def __init__(self, models: dict[str, loading.Located]) -> None:
-        self.models = models
-
-    def __getitem__(self, ident: str) -> manifests.ModelSpec:
-        obj = self.models[ident].obj
-        assert isinstance(obj, manifests.AIModel)
-        return obj.payload
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.models)
-
-    def __len__(self) -> int:
-        return len(self.models)
-
-
-class _Patch:
-    """A new `Fleet` from an old one: files dropped and added, duplicates refused."""
-
-    def __init__(self, base: Fleet | None, tree: str, today: dt.date) -> None:
-        self.tree = tree
-        self.today = today
-        self.files: dict[str, FleetFile] = dict(base.files) if base else {}
-        self.located: dict[Key, loading.Located] = dict(base.located) if base else {}
-        self.models: dict[str, loading.Located] = dict(base.models) if base else {}
-        self.rules: tuple[tuple[str, manifests.RoutingRule], ...] | None = (
-            base.ordered_rules if base else None
-        )
-        self.rule_objects: dict[str, manifests.RoutingRule] | None = None
-        self.tasks: dict[str, str] = dict(base.tasks) if base else {}
-        self.referrers: dict[str, frozenset[Key]] = dict(base.referrers) if base else {}
-        self.size = base.size if base else 0
-
-    def _rules(self) -> dict[str, manifests.RoutingRule]:
-        if self.rule_objects is None:
-            self.rule_objects = dict(self.rules or ())
-            self.rules = None
-        return self.rule_objects
-
-    def drop(self, path: str) -> tuple[loading.Located, ...]:
-        """Remove a file; returns the objects it held."""
-        file = self.files.pop(path, None)
-        if file is None:
-            return ()
-        self.size -= file.size
-        for item in file.objects:
-            key = (item.kind, item.id)
-            del self.located[key]
-            if isinstance(item.obj, manifests.AIModel):
-                del self.models[item.id]
-            elif isinstance(item.obj, manifests.RoutingRule):
-                del self._rules()[item.id], self.tasks[item.obj.payload.task_type]
-            for target in set(checking.references(item)):
-                left = self.referrers[target] - {key}
-                if left:
-                    self.referrers[target] = left
-                else:
-                    del self.referrers[target]
-        return file.objects
-
-    def add(self, path: str, blob: str, size: int, objects: Sequence[loading.Located]) -> bool:
-        """Add a file; False when an id or a task type it defines is defined already."""
-        self.files[path] = FleetFile(blob, size, tuple(objects))
-        self.size += size
-        for item in objects:
-            key = (item.kind, item.id)
-            if key in self.located:
-                return False
-            self.located[key] = item
-            if isinstance(item.obj, manifests.AIModel):
-                self.models[item.id] = item
-            elif isinstance(item.obj, manifests.RoutingRule):
-                task = item.obj.payload.task_type
-                if task in self.tasks:
-                    return False
-                self.tasks[task] = item.id
-                self._rules()[item.id] = item.obj
-            for target in set(checking.references(item)):
-                self.referrers[target] = self.referrers.get(target, frozenset()) | {key}
-        return True
-
-    def fleet(self, diagnostics: dict[str, tuple[Diagnostic, ...]]) -> Fleet:
-        rules = self.rules
-        if rules is None:
-            rules = tuple(sorted(self._rules().items()))
-        return Fleet(
-            tree=self.tree,
-            today=self.today,
-            files=self.files,
-            located=self.located,
-            models=self.models,
-            ordered_rules=rules,
-            tasks=self.tasks,
-            referrers=self.referrers,
-            diagnostics=diagnostics,
-            size=self.size,
-        )
-
-
-def _by_file(objects: Iterable[loading.Located]) -> dict[str, list[loading.Located]]:
-    out: dict[str, list[loading.Located]] = {}
-    for item in objects:
-        out.setdefault(item.file, []).append(item)
-    return out
-
-
-def _fleet_of(desired: DesiredState, today: dt.date, found: Sequence[Diagnostic]) -> Fleet | None:
-    """The fleet of a valid desired state whose checks found ``found`` (no error)."""
-    loaded = desired.loaded
-    if desired.tree is None or not loaded.complete or loaded.broken_ids:
-        return None
-    patch = _Patch(None, desired.tree, today)
-    by_file = _by_file(loaded.objects)
-    for entry in desired.entries:
-        if not patch.add(entry.path, entry.blob, entry.size, by_file.get(entry.path, ())):
-            return None
-    if len(patch.located) != len(loaded.objects):
-        return None  # objects outside the listed files: not a fleet this can keep
-    findings: dict[str, list[Diagnostic]] = {}
-    for diagnostic in found:
-        if diagnostic.file not in patch.files:
-            return None
-        findings.setdefault(diagnostic.file, []).append(diagnostic)
-    return patch.fleet({path: tuple(items) for path, items in findings.items()})
-
-
-def _kept(key: tuple[object, ...], tree: str) -> Fleet | None:
-    with _KEPT_LOCK:
-        fleet = _KEPT.get((*key, tree))
-        if fleet is not None:
-            _KEPT.move_to_end((*key, tree))
-        return fleet
-
-
-def _keep(key: tuple[object, ...], fleet: Fleet) -> None:
-    with _KEPT_LOCK:
-        _KEPT[(*key, fleet.tree)] = fleet
-        _KEPT.move_to_end((*key, fleet.tree))
-        while len(_KEPT) > _KEPT_MAX:
-            _KEPT.popitem(last=False)
-
-
-def forget_fleets() -> None:
-    """Drop every kept fleet (tests; a process that wants its next plan whole)."""
-    with _KEPT_LOCK:
-        _KEPT.clear()
-
-
-def _agrees(base: Fleet, live: LiveState, keys: Iterable[Key]) -> bool:
-    """Whether the registry holds ``base`` as applied, as far as ``keys`` and the number
-    of live objects show: a cheap guard on top of the untouched applied tree."""
-    if live.total != len(base.located) or live.applied_tree != base.tree or not live.untouched:
-        return False
-    for key in keys:
-        had = base.located.get(key)
-        have = live.objects.get(key)
-        if had is None or have is None:
-            if had is not None or have is not None:
-                return False
-            continue
-        document = manifests.to_document(had.obj)
-        if (
-            have.drifted
-            or have.applied_hash != manifests.content_hash(document)
-            or have.version != had.obj.meta.version
-        ):
-            return False
-    return True
-
-
-def _affected(fleet: Fleet, delta: Delta, keys: set[Key], judged: frozenset[str]) -> set[str]:
-    """The files whose findings a change may alter: those it changed, those naming a
-    model it changed, added or removed, and those of the rules a safety check judges
-    (whose findings it takes over). Every other object's inputs are as they were."""
-    changed_models = {ident for kind, ident in keys if kind == manifests.KIND_MODEL}
-    affected = {path for path in delta.paths if path in fleet.files}
-    for ident in changed_models:
-        affected.update(fleet.located[key].file for key in fleet.referrers.get(ident, ()))
-    affected.update(fleet.located[(manifests.KIND_RULE, ident)].file for ident in judged)
-    return affected
-
-
-def _check_change(
-    base: Fleet,
-    fleet: Fleet,
-    delta: Delta,
-    keys: set[Key],
-    affected: set[str],
-    today: dt.date,
-    removing: frozenset[str],
-    judged: frozenset[str],
-) -> tuple[tuple[Diagnostic, ...], Fleet | None] | None:
-    """The cross-object findings of a plan of ``fleet`` (``base`` changed by ``delta``),
-    looking only at the ``affected`` files (see `_affected`); the other files keep
-    ``base``'s findings. None when there is an error (the whole fleet is checked again
-    to report it) or a fallback cycle (which can only pass through a changed model).
-
-    Returns the findings and the fleet with its own (``None`` when they hold an error:
-    a fleet that is not kept)."""
-    changed_models = {ident for kind, ident in keys if kind == manifests.KIND_MODEL}
-    if checking.has_cycle(changed_models, fleet.models):
-        return None
-    items = [item for path in sorted(affected) for item in fleet.files[path].objects]
-    found = checking.check_some(
-        items, fleet.models, today, removing=removing, judged_elsewhere=judged
-    )
-    if any(d.is_error for d in found):
-        return None
-    own = found if not (removing or judged) else checking.check_some(items, fleet.models, today)
-    gone = set(delta.paths) | affected
-    kept = [d for path, ds in base.diagnostics.items() if path not in gone for d in ds]
-    ordered = tuple(sorted({*kept, *found}, key=Diagnostic.sort_key))
-    if any(d.is_error for d in own):
-        return ordered, None
-    findings = {path: ds for path, ds in base.diagnostics.items() if path not in gone}
-    for path, items_found in _by_file_diagnostics(own).items():
-        findings[path] = tuple(items_found)
-    return ordered, dataclasses.replace(fleet, diagnostics=findings)
-
-
-def _by_file_diagnostics(found: Iterable[Diagnostic]) -> dict[str, list[Diagnostic]]:
-    out: dict[str, list[Diagnostic]] = {}
-    for diagnostic in found:
-        out.setdefault(diagnostic.file, []).append(diagnostic)
-    return out
 
 
 # ---------------------------------------------------------------- diff (no database)

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from reconciler.base import settings as settings_module
-from reconciler.gitops import reconciling, watching
+from reconciler.gitops import fleets, reconciling, watching
 from reconciler.store import migrating
 from reconciler.store.engine import Database
 from tests.conftest import Registry, model_yaml
@@ -172,7 +172,7 @@ def compare(root: Path, db: Database, data: Path) -> bool:
 )
 @given(st.data())
 def test_incremental_plans_equal_full_plans(data: st.DataObject) -> None:
-    reconciling.forget_fleets()  # each example starts from what it applies itself
+    fleets.forget()  # each example starts from what it applies itself
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "fleet"
         root.mkdir()
