@@ -27,6 +27,7 @@ from pydantic import (
     PlainSerializer,
     SerializerFunctionWrapHandler,
     TypeAdapter,
+    ValidationError,
     model_serializer,
 )
 from pydantic.alias_generators import to_camel
@@ -55,10 +56,28 @@ def dump(obj: object) -> dict[str, Any]:
     return data
 
 
+class Invalid(ValueError):
+    """Data that does not fit its type, said in one line: where and what, for at most
+    three problems, never the value found (a saved plan holds manifest documents)."""
+
+
 def load(cls: type[T], data: Any, *, context: dict[str, Any] | None = None) -> T:
-    """``data`` (as :func:`dump` made it) validated back into a ``cls``; pydantic's
-    ValidationError (a ValueError) when it does not fit."""
-    return adapter(cls).validate_python(data, context=context)
+    """``data`` (as :func:`dump` made it) validated back into a ``cls``; :class:`Invalid`
+    when it does not fit."""
+    try:
+        return adapter(cls).validate_python(data, context=context)
+    except ValidationError as exc:
+        raise Invalid(_one_line(exc)) from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    problems = exc.errors(include_url=False, include_input=False, include_context=False)
+    said = [
+        f"{'.'.join(str(part) for part in problem['loc']) or 'the document'}: {problem['msg']}"
+        for problem in problems[:3]
+    ]
+    more = len(problems) - len(said)
+    return "; ".join(said) + (f" (and {more} more)" if more > 0 else "")
 
 
 def rounded(ndigits: int) -> PlainSerializer:

@@ -165,6 +165,8 @@ class Plan:
     def from_json(cls, data: dict[str, Any]) -> Plan:
         """A saved plan; a plain ValueError names a format this version does not read
         (the one check that is not the type's shape)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a plan is a JSON object, not {type(data).__name__}")
         if data.get("formatVersion") != FORMAT_VERSION:
             raise ValueError(f"plan format {data.get('formatVersion')!r} is not {FORMAT_VERSION}")
         return serial.load(cls, data)

@@ -14,6 +14,9 @@ from reconciler.gitops import applying, reconciling
 from tests.conftest import FleetRepo, GroveRunner, model_yaml, rule_yaml
 from tests.reconciling.conftest import Registry, small_fleet
 
+# the same flows on PostgreSQL: in CI, not in the inner loop (`pytest -m "not slow"`)
+pytestmark = pytest.mark.slow_on_postgresql
+
 
 def test_commit_version_bump_then_revert_rolls_back(registry: Registry) -> None:
     registry.fleet.commit("fleet", small_fleet())
@@ -210,6 +213,17 @@ def test_a_tampered_plan_file_is_refused(registry: Registry, tmp_path: Path) -> 
     assert "no longer matches" in result.err
     plan_file.write_text("{}")
     assert "not a Grove plan file" in registry.run("apply", "--plan", str(plan_file)).err
+    # not a plan's shape: one line naming where, never the values found in the file
+    for text in ("[1]", "null", '"plan"'):
+        plan_file.write_text(text)
+        said = registry.run("apply", "--plan", str(plan_file))
+        assert said.code == 1 and "not a Grove plan file" in said.err, said.err
+    plan["stateSerial"] = "sk-ant-api03-secret"
+    plan["changes"][0]["objectKind"] = {"key": "sk-ant-api03-secret"}
+    plan_file.write_text(json.dumps(plan))
+    said = registry.run("apply", "--plan", str(plan_file))
+    assert said.code == 1 and "not a Grove plan file (stateSerial: " in said.err, said.err
+    assert "sk-ant" not in said.err and len(said.err.strip().splitlines()) == 1
     assert registry.live() == {}
 
 
