@@ -19,6 +19,7 @@ the database or a lock will come back), a permanent error needs a human
     │   │   └── DatabaseUnreadable         the database file is damaged or unreadable: restore it
     │   ├── PlanRefused                    safety checks refused the plan (carries violations)
     │   ├── StalePlan                      a saved plan no longer matches the registry
+    │   ├── base.serial.Invalid            JSON data that does not fit its type (a ValueError too)
     │   ├── gitops.authoring.Invalid       a write would leave invalid manifests (carries them)
     │   ├── gitops.authoring.Refused       safety checks refused a write (carries the plan)
     │   ├── gitops.authoring.Conflict      the object exists already, or the request contradicts git

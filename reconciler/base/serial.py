@@ -32,6 +32,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from reconciler.base import errors
+
 T = TypeVar("T")
 
 CAMEL = ConfigDict(alias_generator=to_camel, serialize_by_alias=True, validate_by_alias=True)
@@ -56,7 +58,7 @@ def dump(obj: object) -> dict[str, Any]:
     return data
 
 
-class Invalid(ValueError):
+class Invalid(errors.PermanentError, ValueError):
     """Data that does not fit its type, said in one line: where and what, for at most
     three problems, never the value found (a saved plan holds manifest documents)."""
 
