@@ -36,6 +36,31 @@ class Run:
 GroveRunner = Callable[..., Run]
 
 
+# ---------------------------------------------------------------- the inner loop
+
+# Fixtures that start a Grove server in the test process (tests/api/conftest.py). On
+# PostgreSQL its NOTIFY listener takes up to a second to stop (it waits for
+# notifications with a 1 s timeout): the same test on SQLite stays in the inner loop.
+SERVER_FIXTURES = frozenset({"server", "remote_server", "resolving_server"})
+
+
+def on_postgresql(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and callspec.params.get("db_url") == "postgresql"
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m "not slow" deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``slow`` on the PostgreSQL variant of a test that runs a server or is marked
+    ``slow_on_postgresql``: ``pytest -m "not slow"`` runs it on SQLite, CI on both."""
+    for item in items:
+        if not on_postgresql(item):
+            continue
+        serves = SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if serves or item.get_closest_marker("slow_on_postgresql"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Tests see Grove's defaults, not whatever GROVE_* the developer has exported."""

@@ -226,6 +226,7 @@ def test_routing_goes_on_through_a_postgresql_outage_and_recovers(
             assert not leaked, f"{secret!r} in {place}: {leaked[0][:500]}"
 
 
+@pytest.mark.slow  # PostgreSQL taken down and brought back through a proxy
 def test_a_bogus_token_gets_401_not_503_while_postgresql_is_down(
     server: Server, proxy: Proxy, tmp_path: Path
 ) -> None:

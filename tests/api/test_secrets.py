@@ -44,6 +44,7 @@ def _assert_nowhere(server: Server, seen: list[str], caplog: pytest.LogCaptureFi
         assert not [t for t in text if CANARY in t], f"the canary leaked into {place}"
 
 
+@pytest.mark.slow  # about two seconds: every route, log and row searched
 def test_a_canary_key_is_in_no_answer_log_or_row(
     canary_env: None,
     server: Server,

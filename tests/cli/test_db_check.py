@@ -184,6 +184,7 @@ def test_an_unreachable_postgresql_is_named_by_reason_only(grove: GroveRunner) -
             assert secret not in text, (secret, text)
 
 
+@pytest.mark.slow  # about two seconds: a PostgreSQL database of its own, migrated by the CLI
 def test_an_unmigrated_postgresql_database_says_to_upgrade(
     grove: GroveRunner, postgres_admin: str
 ) -> None:

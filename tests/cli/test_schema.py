@@ -71,6 +71,7 @@ def test_schemas_describe_the_manifest_contract() -> None:
     }
 
 
+@pytest.mark.slow  # three grove processes on a copy of the package
 def test_adding_a_field_without_exporting_fails_the_check(tmp_path: Path) -> None:
     """The real workflow: edit the class, forget to export, CI's --check fails."""
     package = tmp_path / "src" / "reconciler"

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import model_yaml, rule_yaml
 from tests.reconciling.conftest import Registry, small_fleet
+
+# the same flows on PostgreSQL: in CI, not in the inner loop (`pytest -m "not slow"`)
+pytestmark = pytest.mark.slow_on_postgresql
 
 
 def _start(registry: Registry) -> str:

@@ -12,6 +12,9 @@ from reconciler.manifests import loading
 from tests.conftest import FleetRepo, GroveRunner, model_yaml
 from tests.reconciling.conftest import Registry, small_fleet
 
+# the same flows on PostgreSQL: in CI, not in the inner loop (`pytest -m "not slow"`)
+pytestmark = pytest.mark.slow_on_postgresql
+
 
 def _start(registry: Registry) -> str:
     revision = registry.fleet.commit("fleet", small_fleet())

@@ -10,6 +10,9 @@ import pytest
 
 from tests.conftest import FleetRepo, Registry, model_yaml, rule_yaml
 
+# about two seconds each on PostgreSQL: many commits and reconciles
+pytestmark = pytest.mark.slow_on_postgresql
+
 
 def model(ident: str, version: str, **payload: str) -> str:
     return model_yaml(ident, **payload).replace('version: "1"', f'version: "{version}"')
@@ -214,6 +217,7 @@ def test_the_state_stays_and_other_objects_of_the_commit_are_left_alone(
     assert quarantined(registry) == [("alpha", "2")]
 
 
+@pytest.mark.slow  # two to five seconds: a dozen commits, rollbacks and reconciles
 def test_back_one_version_at_a_time_or_to_a_named_one(registry: Registry, bare: Path) -> None:
     land(registry, bare, "alpha 2", {"models/alpha.yaml": model("alpha", "2", priority="91")})
     land(registry, bare, "alpha 3", {"models/alpha.yaml": model("alpha", "3", priority="92")})

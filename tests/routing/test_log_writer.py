@@ -32,6 +32,9 @@ from reconciler.store import routing_logs, tables
 from reconciler.store.engine import Database
 from tests.conftest import REPO_ROOT, running
 
+# each starts the writer child process: the SQLite variant stays in the inner loop
+pytestmark = pytest.mark.slow_on_postgresql
+
 
 @pytest.fixture
 def db(database: Database) -> Database:

@@ -128,6 +128,7 @@ def test_ten_thousand_calls_with_one_dead_and_one_flaky_endpoint(
         )
 
 
+@pytest.mark.slow  # about two seconds: calls through failing providers, the log writer child
 def test_a_canary_key_appears_in_no_log_row_error_or_decision(
     registry: Registry,
     fake: Callable[[str], FakeProvider],
