@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from reconciler.web import charts
+from reconciler.web import buckets, charts
 
 END = dt.datetime(2026, 12, 5, 14, 7, tzinfo=dt.UTC)
 
@@ -77,7 +77,7 @@ def main() -> None:
         return json.dumps([{"times": iso, "values": values} for values in cards])
 
     samples = [
-        charts.Sample(
+        buckets.Sample(
             END - dt.timedelta(seconds=rng.uniform(0, 7 * 86400)),
             rng.lognormvariate(5, 0.6),
             rng.random() > 0.01,
@@ -89,16 +89,16 @@ def main() -> None:
     def samples_json() -> str:
         return json.dumps([[s.at.isoformat(), s.latency_ms, s.ok, s.cost] for s in samples])
 
-    bucketing, buckets = timed(args.runs, lambda: charts.time_buckets(samples, "7d", end=END))
+    bucketing, cut = timed(args.runs, lambda: buckets.time_buckets(samples, "7d", end=END))
 
     def model_page() -> dict[str, Any]:
-        return charts.window_charts(buckets, id_prefix="model", title="gpt-4o")
+        return charts.window_charts(cut, id_prefix="model", title="gpt-4o")
 
     rows = [
         ("sparklines with tables", *timed(args.runs, lambda: sparklines(True))),
         ("sparklines without tables", *timed(args.runs, lambda: sparklines(False))),
         ("  baseline: json.dumps", *timed(args.runs, cards_json)),
-        (f"time_buckets of {args.samples:,} samples (7d)", bucketing, buckets),
+        (f"time_buckets of {args.samples:,} samples (7d)", bucketing, cut),
         ("window_charts of its 84 buckets", *timed(args.runs, model_page)),
         ("  baseline: json.dumps of the samples", *timed(args.runs, samples_json)),
     ]

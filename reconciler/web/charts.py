@@ -1,13 +1,8 @@
-"""Charts as SVG markup written by hand, and the time buckets that feed them (issue 16).
+"""Charts as SVG markup written by hand (issue 16), of numbers from ``buckets``.
 
 Pure functions of numbers to ``markupsafe.Markup``: no I/O, no clock, no randomness, so the
 same numbers give the same bytes and golden tests need no browser.
 
-- ``percentiles(samples)``: nearest-rank percentiles of raw samples (``scoring.percentile``, the
-  definition the router and the metrics endpoint use), with n; under ``MIN_SAMPLES`` samples a
-  percentile is ``None`` and ``insufficient`` is set. Percentiles are never averaged.
-- ``time_buckets(samples, window, end=...)``: per bucket of a window (``1h``, ``24h``, ``7d``)
-  p50/p95/p99 from that bucket's raw samples, success rate, requests and cost.
 - ``line_chart(...)``, ``sparkline(...)`` and ``window_charts(buckets, ...)``: each chart is a
   ``<figure>`` holding ``<svg role="img" aria-labelledby="<title id> <desc id>">`` with a
   ``<title>`` and a one-sentence ``<desc>`` summary, one ``<path>`` per series told apart by
@@ -20,170 +15,38 @@ presentation attributes and class names. Every text is escaped. A missing or non
 chart without a drawable value is a figure with its title and "no data in this window" (or
 "insufficient data (n = 42)").
 
-Downsampling: a series of more than ``MAX_POINTS`` points is cut into ``MAX_POINTS // 2`` runs
-of consecutive points and each run keeps its lowest and its highest point, in order (min/max per
-bucket). Unlike LTTB, every spike survives: a p99 peak is what an operator looks for. A run that
-holds a gap is drawn apart from its neighbours, so the gap stays visible. The table keeps every
-point given; callers pass buckets (at most 168 for a week), not raw samples.
+A series of more than 300 points is downsampled by min/max per bucket (``scales.downsample``:
+every spike survives). The table keeps every point given; callers pass buckets (84 for the
+7d window), not raw samples.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import hashlib
 import math
 import re
-from collections.abc import Iterable, Sequence
-from typing import Literal, NamedTuple
+from collections.abc import Sequence
+from typing import Literal
 
 from markupsafe import Markup, escape
 
-from reconciler.manifests.scoring import percentile
-
-MIN_SAMPLES = 100
-"""A percentile from fewer raw samples than this is "insufficient data"."""
-
-MAX_POINTS = 300
-"""At most this many points in one ``<path>``."""
-
-QUANTILES = (0.5, 0.95, 0.99)
+from reconciler.web import scales
+from reconciler.web.buckets import MIN_SAMPLES, QUANTILES, Bucket
+from reconciler.web.scales import Unit
 
 DASHES = ("none", "6 3", "2 3", "8 3 2 3", "1 4", "10 4")
 """The dash pattern of the n-th series; colour comes from its ``series-N`` class."""
 
+
 NO_DATA = "no data in this window"
 
+
 Value = float | int | None
-Unit = Literal["ms", "%", "requests", "USD", ""]
+
 
 _ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
-
-
-# ---------------------------------------------------------------- numbers
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Percentiles:
-    """Percentiles of ``n`` finite samples; each value is None when ``insufficient``."""
-
-    n: int
-    values: dict[float, float | None]
-    insufficient: bool
-
-
-def percentiles(
-    samples: Iterable[float | None],
-    quantiles: Sequence[float] = QUANTILES,
-    *,
-    min_samples: int = MIN_SAMPLES,
-) -> Percentiles:
-    """Nearest-rank percentiles (``scoring.percentile``) of the finite samples.
-
-    Missing and non-finite samples are left out of n. Fewer than ``min_samples`` gives None
-    for every quantile and ``insufficient=True``.
-    """
-    finite = sorted(float(s) for s in samples if s is not None and math.isfinite(s))
-    n = len(finite)
-    if n < min_samples:
-        return Percentiles(n, dict.fromkeys(quantiles), insufficient=True)
-    return Percentiles(n, {q: percentile(finite, q) for q in quantiles}, insufficient=False)
-
-
-class Sample(NamedTuple):
-    """One raw attempt, as the routing log keeps it (``store.routing_logs.Observation``)."""
-
-    at: dt.datetime
-    latency_ms: float | None
-    ok: bool
-    cost: float | None = None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Window:
-    """A time window cut into ``span / step`` buckets aligned on multiples of ``step``."""
-
-    name: str
-    span: dt.timedelta
-    step: dt.timedelta
-
-    @property
-    def count(self) -> int:
-        return int(self.span / self.step)
-
-
-WINDOWS = {
-    w.name: w
-    for w in (
-        Window("1h", dt.timedelta(hours=1), dt.timedelta(minutes=5)),
-        Window("24h", dt.timedelta(hours=24), dt.timedelta(minutes=30)),
-        Window("7d", dt.timedelta(days=7), dt.timedelta(hours=2)),
-    )
-}
-"""Coarse enough that a bucket often holds the 100 samples a p99 needs."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Bucket:
-    """The samples with ``start <= at < end``."""
-
-    start: dt.datetime
-    end: dt.datetime
-    requests: int
-    ok: int
-    cost: float
-    latency: Percentiles
-
-    @property
-    def success_rate(self) -> float | None:
-        return self.ok / self.requests if self.requests else None
-
-
-def time_buckets(
-    samples: Iterable[Sample | tuple[dt.datetime, float | None, bool, float | None]],
-    window: Window | str,
-    *,
-    end: dt.datetime,
-    quantiles: Sequence[float] = QUANTILES,
-) -> list[Bucket]:
-    """``window.count`` buckets, the last one holding ``end``; samples outside are ignored.
-
-    Buckets are half-open, ``[start, start + step)``, on multiples of ``step`` since the epoch
-    (UTC), so a page reloaded a minute later shows the same buckets. Each bucket's
-    percentiles come from its own raw latencies (every attempt's, failures included: a timeout
-    is latency a caller felt); its cost is the sum of the known costs. Naive datetimes are UTC.
-    """
-    w = WINDOWS[window] if isinstance(window, str) else window
-    step = w.step.total_seconds()
-    first = (math.floor(_epoch(end) / step) - (w.count - 1)) * step
-    latencies: list[list[float | None]] = [[] for _ in range(w.count)]
-    requests = [0] * w.count
-    oks = [0] * w.count
-    costs = [0.0] * w.count
-    for at, latency_ms, ok, cost in samples:
-        index = math.floor((_epoch(at) - first) / step)
-        if not 0 <= index < w.count:
-            continue
-        latencies[index].append(latency_ms)
-        requests[index] += 1
-        oks[index] += bool(ok)
-        if cost is not None and math.isfinite(cost):
-            costs[index] += cost
-    return [
-        Bucket(
-            start=_utc(first + i * step),
-            end=_utc(first + (i + 1) * step),
-            requests=requests[i],
-            ok=oks[i],
-            cost=costs[i],
-            latency=percentiles(latencies[i], quantiles),
-        )
-        for i in range(w.count)
-    ]
-
-
-# ---------------------------------------------------------------- charts
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -229,7 +92,7 @@ def line_chart(
     _check(id_prefix, times, series)
     if len(series) > len(DASHES):
         raise ValueError(f"at most {len(DASHES)} series, got {len(series)}")
-    xs = [_epoch(t) for t in times]
+    xs = [scales.epoch(t) for t in times]
     lines = [_finite(s.values) for s in series]
     n = sum(requests) if requests is not None else None
     if not any(v is not None for line in lines for v in line):
@@ -237,13 +100,13 @@ def line_chart(
     width, height = 640.0, 260.0
     left, right, top, bottom = 64.0, 16.0, 28.0, 52.0
     plot_w, plot_h = width - left - right, height - top - bottom
-    lo, hi = y_range or _value_range(lines)
-    ticks = _nice_ticks(lo, hi) if y_range is None else _ticks_between(lo, hi)
+    lo, hi = y_range or scales.value_range(lines)
+    ticks = scales.nice_ticks(lo, hi) if y_range is None else scales.ticks_between(lo, hi)
     lo, hi = min(lo, ticks[0]), max(hi, ticks[-1])
     x0, x1 = xs[0], xs[-1]
 
-    x_scale = _scale(x0, x1, left, left + plot_w)
-    y_scale = _scale(lo, hi, top + plot_h, top)
+    x_scale = scales.linear(x0, x1, left, left + plot_w)
+    y_scale = scales.linear(lo, hi, top + plot_h, top)
 
     def sx(x: float) -> float:
         return x_scale[1] + x_scale[2] * (x - x0)
@@ -260,7 +123,7 @@ def line_chart(
         f"{escape(_summary(times, series, lines, unit, peak, headline, n))}</desc>",
         '<g class="axis axis-y">',
         f'<text class="axis-unit" x="{left - 8:.1f}" y="{top - 14:.1f}" '
-        f'text-anchor="end">{escape(_axis_unit(unit, ticks[-1]))}</text>',
+        f'text-anchor="end">{escape(scales.axis_unit(unit, ticks[-1]))}</text>',
     ]
     for tick in ticks:
         y = sy(tick)
@@ -268,7 +131,7 @@ def line_chart(
             f'<line class="grid" x1="{left:.1f}" y1="{y:.1f}" x2="{left + plot_w:.1f}" '
             f'y2="{y:.1f}" stroke="currentColor" stroke-opacity="0.15"/>'
             f'<text x="{left - 8:.1f}" y="{y + 4:.1f}" text-anchor="end">'
-            f"{escape(_tick_label(tick, unit, ticks[-1]))}</text>"
+            f"{escape(scales.tick_label(tick, unit, ticks[-1]))}</text>"
         )
     out += [
         "</g>",
@@ -277,11 +140,11 @@ def line_chart(
         f'y2="{top + plot_h:.1f}" stroke="currentColor"/>',
     ]
     span = x1 - x0
-    ticks_x = _time_ticks(x0, x1)
+    ticks_x = scales.time_ticks(x0, x1)
     days = len(ticks_x) > 1 and ticks_x[1] - ticks_x[0] >= 86400
     for x in ticks_x:
         px = sx(x)
-        label = _utc(x).strftime("%b %d") if days else _time_label(x, span)
+        label = scales.utc(x).strftime("%b %d") if days else scales.time_label(x, span)
         out.append(
             f'<line x1="{px:.1f}" y1="{top + plot_h:.1f}" x2="{px:.1f}" '
             f'y2="{top + plot_h + 4:.1f}" stroke="currentColor"/>'
@@ -294,7 +157,7 @@ def line_chart(
     )
     out.append('<g class="lines">')
     for i, line in enumerate(lines):
-        d = _path_d(downsample(xs, line), x_scale, y_scale)
+        d = scales.path_d(scales.downsample(xs, line), x_scale, y_scale)
         out.append(_path(i, d))
     out.append("</g>")
     out.append('<g class="legend">')
@@ -335,14 +198,14 @@ def sparkline(
     if not any(v is not None for v in line):
         return _empty(id_prefix, title, _why_empty(series, None), css="sparkline")
     width, height, pad = 120.0, 32.0, 2.0
-    xs = [_epoch(t) for t in times]
+    xs = [scales.epoch(t) for t in times]
     known = [v for v in line if v is not None]
     lo, hi = min(known), max(known)  # the shape: the numbers are in the summary and table
     x0, x1 = xs[0], xs[-1]
-    d = _path_d(
-        downsample(xs, line),
-        _scale(x0, x1, pad, width - pad),
-        _scale(lo, hi, height - pad, pad),
+    d = scales.path_d(
+        scales.downsample(xs, line),
+        scales.linear(x0, x1, pad, width - pad),
+        scales.linear(lo, hi, height - pad, pad),
     )
     finite = [(v, t) for v, t in zip(line, times, strict=True) if v is not None]
     last = finite[-1][0]
@@ -350,8 +213,9 @@ def sparkline(
     high = max(finite, key=lambda p: p[0])
     span = x1 - x0
     summary = (
-        f"{title}: last {_fmt(last, unit)}, lowest {_fmt(low[0], unit)}, highest "
-        f"{_fmt(high[0], unit)} at {_time_label(_epoch(high[1]), span)}"
+        f"{title}: last {scales.in_words(last, unit)}, lowest {scales.in_words(low[0], unit)}, "
+        f"highest {scales.in_words(high[0], unit)} at "
+        f"{scales.time_label(scales.epoch(high[1]), span)}"
         f"{_insufficient_note(series)}."
     )
     out = [
@@ -429,55 +293,6 @@ def window_charts(
     }
 
 
-def downsample(
-    xs: Sequence[float], ys: Sequence[float | None], max_points: int = MAX_POINTS
-) -> list[list[tuple[float, float]]]:
-    """The line's segments (runs between gaps), at most ``max_points`` points in all.
-
-    Up to ``max_points`` points are kept as they are. Beyond, min/max per bucket: the points
-    are cut into ``max_points // 2`` runs of consecutive points and each keeps its lowest and
-    highest, in order; a run with a gap in it is a segment of its own.
-    """
-    segments: list[list[tuple[float, float]]] = []
-    current: list[tuple[float, float]] = []
-
-    def close() -> None:
-        nonlocal current
-        if current:
-            segments.append(current)
-            current = []
-
-    count = len(ys)
-    if count <= max_points:
-        for x, y in zip(xs, ys, strict=True):
-            if y is None:
-                close()
-            else:
-                current.append((x, y))
-        close()
-        return segments
-    buckets = max_points // 2
-    for b in range(buckets):
-        run = range(b * count // buckets, (b + 1) * count // buckets)
-        known = [(i, y) for i in run if (y := ys[i]) is not None]
-        if not known:
-            close()
-            continue
-        low = min(known, key=lambda p: p[1])
-        high = max(known, key=lambda p: p[1])
-        points = [(xs[i], y) for i, y in sorted({low, high})]
-        if len(known) < len(run):
-            close()
-            segments.append(points)
-        else:
-            current.extend(points)
-    close()
-    return segments
-
-
-# ---------------------------------------------------------------- helpers
-
-
 def _check(id_prefix: str, times: Sequence[dt.datetime], series: Sequence[Series]) -> None:
     if not _ID.match(id_prefix):
         raise ValueError(f"id prefix {id_prefix!r} is not an id: use chart_id()")
@@ -490,14 +305,6 @@ def _check(id_prefix: str, times: Sequence[dt.datetime], series: Sequence[Series
 
 def _finite(values: Sequence[Value]) -> list[float | None]:
     return [float(v) if v is not None and math.isfinite(v) else None for v in values]
-
-
-def _epoch(t: dt.datetime) -> float:
-    return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
-
-
-def _utc(seconds: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
 def _svg_open(id_prefix: str, width: float, height: float, css: str) -> str:
@@ -515,27 +322,6 @@ def _path(index: int, d: str) -> str:
         f'stroke-width="1.5" stroke-linecap="round" stroke-linejoin="round" '
         f'stroke-dasharray="{DASHES[index]}"/>'
     )
-
-
-Scale = tuple[float, float, float]
-"""``(d0, r0, k)``: a value v is drawn at ``r0 + k * (v - d0)``."""
-
-
-def _scale(d0: float, d1: float, r0: float, r1: float) -> Scale:
-    """The linear map of d0..d1 onto r0..r1; the middle of r0..r1 when d0 == d1."""
-    if d1 == d0:
-        return d0, (r0 + r1) / 2, 0.0
-    return d0, r0, (r1 - r0) / (d1 - d0)
-
-
-def _path_d(segments: list[list[tuple[float, float]]], sx: Scale, sy: Scale) -> str:
-    """Path data, one ``M`` per segment; a lone point is ``h0``, a dot with the round cap."""
-    (x0, rx, kx), (y0, ry, ky) = sx, sy
-    parts = []
-    for seg in segments:
-        coords = [f"{rx + kx * (x - x0):.1f} {ry + ky * (y - y0):.1f}" for x, y in seg]
-        parts.append("M" + "L".join(coords) + ("h0" if len(coords) == 1 else ""))
-    return "".join(parts)
 
 
 def _empty(id_prefix: str, title: str, why: str, css: str = "") -> Markup:
@@ -597,9 +383,10 @@ def _summary(
     known = [(v, t) for v, t in zip(lines[index], times, strict=True) if v is not None]
     pick = max if peak == "high" else min
     value, at = pick(known, key=lambda p: p[0])
-    span = _epoch(times[-1]) - _epoch(times[0])
+    span = scales.epoch(times[-1]) - scales.epoch(times[0])
     verb = "peaked at" if peak == "high" else "was lowest at"
-    text = f"{series[index].name} {verb} {_fmt(value, unit)} at {_time_label(_epoch(at), span)}"
+    when = scales.time_label(scales.epoch(at), span)
+    text = f"{series[index].name} {verb} {scales.in_words(value, unit)} at {when}"
     text += _insufficient_note([series[index]])
     if n is not None:
         text += f"; n = {n:,}"
@@ -616,7 +403,7 @@ def _table(
 ) -> str:
     """The chart's numbers. Only names and the title need escaping: the cells are times and
     numbers formatted here."""
-    suffix = f" ({_unit_name(unit)})" if unit else ""
+    suffix = f" ({scales.unit_name(unit)})" if unit else ""
     head = ['<th scope="col">time (UTC)</th>']
     head += [f'<th scope="col">{escape(s.name)}{escape(suffix)}</th>' for s in series]
     if requests is not None:
@@ -631,7 +418,7 @@ def _table(
     if requests is not None:
         columns.append([f"{r:,}" for r in requests])
     rows = [
-        f'<tr><th scope="row">{_row_label(x)}</th><td>{"</td><td>".join(cells)}</td></tr>'
+        f'<tr><th scope="row">{scales.row_label(x)}</th><td>{"</td><td>".join(cells)}</td></tr>'
         for x, *cells in zip(xs, *columns, strict=True)
     ]
     return (
@@ -642,100 +429,9 @@ def _table(
     )
 
 
-@functools.lru_cache(maxsize=4096)
-def _row_label(seconds: float) -> str:
-    """A row's time, date included (cached: a fleet page's cards share their times)."""
-    return _utc(seconds).strftime("%Y-%m-%d %H:%M")
-
-
-def format_value(value: float, unit: Unit) -> str:
-    """A table cell's number, in the unit its column header names."""
-    if unit == "%":
-        return f"{value * 100:.1f}"
-    if unit == "requests":
-        return f"{value:,.0f}"
-    if unit == "USD":
-        return f"{value:,.4f}"
-    if unit == "ms":
-        return f"{value:,.1f}"
-    return f"{value:.4g}"
-
-
 def _cell(value: Value, count: int | None, unit: Unit) -> str:
     if value is not None and math.isfinite(value):
-        return format_value(float(value), unit)
+        return scales.format_value(float(value), unit)
     if _insufficient(value, count):
         return f"insufficient data (n = {count})"
     return "no value"
-
-
-def _fmt(value: float, unit: Unit) -> str:
-    """A value in words, for summaries: ``1.4 s``, ``99.5 %``, ``$0.0123``."""
-    if unit == "ms":
-        return f"{value / 1000:.3g} s" if value >= 1000 else f"{value:.3g} ms"
-    if unit == "%":
-        return f"{value * 100:.1f} %"
-    if unit == "USD":
-        return f"${value:,.4f}"
-    if unit == "requests":
-        return f"{value:,.0f} requests"
-    return f"{value:.4g}"
-
-
-def _unit_name(unit: Unit) -> str:
-    return {"ms": "ms", "%": "%", "USD": "USD", "requests": "requests", "": ""}[unit]
-
-
-def _axis_unit(unit: Unit, top: float) -> str:
-    return "s" if unit == "ms" and top >= 2000 else _unit_name(unit)
-
-
-def _tick_label(value: float, unit: Unit, top: float) -> str:
-    """A tick in the unit of the axis: seconds for the whole axis once it reaches 2 s."""
-    if unit == "ms":
-        return f"{value / 1000:g} s" if top >= 2000 else f"{value:g} ms"
-    if unit == "%":
-        return f"{value * 100:g} %"
-    if unit == "USD":
-        return f"${value:g}"
-    return f"{value:,g}"
-
-
-def _value_range(lines: list[list[float | None]]) -> tuple[float, float]:
-    known = [v for line in lines for v in line if v is not None]
-    return min(0.0, *known), max(0.0, *known)
-
-
-def _nice_ticks(lo: float, hi: float, count: int = 4) -> list[float]:
-    """About ``count`` round ticks (1, 2, 2.5 or 5 times a power of ten) covering lo..hi."""
-    if hi <= lo:
-        hi = lo + 1.0
-    raw = (hi - lo) / count
-    power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
-    first = math.floor(lo / step)
-    last = math.ceil(hi / step)
-    return [round(k * step, 12) for k in range(first, last + 1)]
-
-
-def _ticks_between(lo: float, hi: float) -> list[float]:
-    return [lo + (hi - lo) * k / 4 for k in range(5)]
-
-
-_TIME_STEPS = [60 * m for m in (1, 5, 10, 15, 30)] + [3600 * h for h in (1, 2, 3, 6, 12, 24)]
-
-
-def _time_ticks(x0: float, x1: float, most: int = 6) -> list[float]:
-    """Times on round steps of UTC (minutes, hours, days) between x0 and x1, at most ``most``."""
-    if x1 <= x0:
-        return [x0]
-    span = x1 - x0
-    days = 86400 * math.ceil(span / 86400 / most)
-    step = next((s for s in _TIME_STEPS if span / s <= most), days)
-    first = math.ceil(x0 / step) * step
-    return [float(t) for t in range(int(first), int(x1) + 1, int(step))]
-
-
-def _time_label(seconds: float, span: float) -> str:
-    t = _utc(seconds)
-    return t.strftime("%H:%M") if span <= 86400 else t.strftime("%b %d %H:%M")

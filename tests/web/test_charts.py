@@ -1,4 +1,5 @@
-"""The console's charts (reconciler/web/charts.py): SVG markup checked with an XML parser.
+"""The console's charts (reconciler/web/charts.py, buckets.py, scales.py): SVG markup checked
+with an XML parser.
 
 Structure, not pixels: the accessible name points at a title and a summary, one path per
 series with a dash pattern of its own, at most 300 points a path, a table of the same numbers,
@@ -26,8 +27,9 @@ from pathlib import Path
 import pytest
 from markupsafe import Markup
 
-from reconciler.web import charts
-from reconciler.web.charts import Sample, Series
+from reconciler.web import charts, scales
+from reconciler.web.buckets import Percentiles, Sample, percentiles, time_buckets
+from reconciler.web.charts import Series
 
 GOLDEN = Path(__file__).parent / "golden"
 END = dt.datetime(2026, 12, 5, 14, 7, 30, tzinfo=dt.UTC)
@@ -180,7 +182,7 @@ def test_a_low_peak_and_seconds_in_the_summary() -> None:
     ],
 )
 def test_the_table_rows_are_the_data(
-    unit: charts.Unit, values: list[float], cells: list[str]
+    unit: scales.Unit, values: list[float], cells: list[str]
 ) -> None:
     times = minutes(3)
     figure = parse(
@@ -227,7 +229,7 @@ def test_10000_points_become_at_most_300_a_path_and_keep_the_spikes() -> None:
     # 5,000 ms is at 28 + 180 * (1 - 5 / 6) = 58, its half at 133, the dip to 0 at 208
     for path, spike in zip(paths, (58.0, 133.0), strict=True):
         d = path.get("d") or ""
-        assert 2 <= path_points(d) <= charts.MAX_POINTS
+        assert 2 <= path_points(d) <= scales.MAX_POINTS
         ys = [float(y) for y in re.findall(r"[ML][\d.]+ ([\d.]+)", d)]
         assert min(ys) == spike
         assert max(ys) == 208.0
@@ -238,8 +240,8 @@ def test_10000_points_become_at_most_300_a_path_and_keep_the_spikes() -> None:
 def test_downsampling_never_exceeds_the_budget(count: int) -> None:
     xs = [float(i) for i in range(count)]
     ys: list[float | None] = [None if i % 13 == 5 else float(i % 17) for i in range(count)]
-    segments = charts.downsample(xs, ys)
-    assert sum(len(s) for s in segments) <= charts.MAX_POINTS
+    segments = scales.downsample(xs, ys)
+    assert sum(len(s) for s in segments) <= scales.MAX_POINTS
     assert all(segments)
     points = [p for s in segments for p in s]
     assert [x for x, _ in points] == sorted(x for x, _ in points)
@@ -315,9 +317,9 @@ def test_a_missing_or_non_finite_value_is_a_gap(gap: float | None) -> None:
             id_prefix="e", title="Empty", times=minutes(2), values=[None, None], unit="ms"
         ),
         lambda: charts.window_charts([], id_prefix="e", title="Empty")["latency"],
-        lambda: charts.window_charts(
-            charts.time_buckets([], "1h", end=END), id_prefix="e", title="Empty"
-        )["cost"],
+        lambda: charts.window_charts(time_buckets([], "1h", end=END), id_prefix="e", title="Empty")[
+            "cost"
+        ],
     ],
 )
 def test_no_data_is_a_figure_saying_so(build: Callable[[], Markup]) -> None:
@@ -342,19 +344,19 @@ def test_no_data_is_a_figure_saying_so(build: Callable[[], Markup]) -> None:
     ],
 )
 def test_percentiles_are_nearest_rank(samples: list[float], expected: dict[float, float]) -> None:
-    result = charts.percentiles(samples)
+    result = percentiles(samples)
     assert result.n == len(samples) and not result.insufficient
     assert result.values == expected
 
 
 def test_percentiles_leave_out_missing_samples_and_say_when_too_few() -> None:
     clean = [float(i) for i in range(1, 101)]
-    result = charts.percentiles([*clean, None, math.nan, math.inf])
+    result = percentiles([*clean, None, math.nan, math.inf])
     assert result.n == 100 and result.values[0.99] == 99.0
-    short = charts.percentiles([*clean[:99], None])
+    short = percentiles([*clean[:99], None])
     assert short.n == 99 and short.insufficient
     assert short.values == {0.5: None, 0.95: None, 0.99: None}
-    assert charts.percentiles([], (0.5,)) == charts.Percentiles(0, {0.5: None}, insufficient=True)
+    assert percentiles([], (0.5,)) == Percentiles(0, {0.5: None}, insufficient=True)
 
 
 def at(hh: int, mm: int, ss: float = 0.0) -> dt.datetime:
@@ -372,7 +374,7 @@ def at(hh: int, mm: int, ss: float = 0.0) -> dt.datetime:
 def test_windows_cut_into_aligned_buckets_ending_with_the_one_holding_end(
     window: str, count: int, first: dt.datetime, last_end: dt.datetime
 ) -> None:
-    buckets = charts.time_buckets([], window, end=END)
+    buckets = time_buckets([], window, end=END)
     assert len(buckets) == count
     assert buckets[0].start == first and buckets[-1].end == last_end
     assert all(a.end == b.start for a, b in itertools.pairwise(buckets))
@@ -394,7 +396,7 @@ def test_windows_cut_into_aligned_buckets_ending_with_the_one_holding_end(
     ],
 )
 def test_bucket_boundaries(when: dt.datetime, index: int | None) -> None:
-    buckets = charts.time_buckets([Sample(when, 10.0, True, 0.5)], "1h", end=END)
+    buckets = time_buckets([Sample(when, 10.0, True, 0.5)], "1h", end=END)
     counts = [b.requests for b in buckets]
     assert counts == [int(i == index) for i in range(12)]
 
@@ -403,7 +405,7 @@ def test_each_bucket_has_its_own_percentiles_rate_requests_and_cost() -> None:
     early = [Sample(at(13, 10, i), float(i + 1), i % 10 != 0, 0.01) for i in range(100)]
     late = [Sample(at(14, 5, i), 1000.0 + i, True, None) for i in range(150)]
     few = [Sample(at(13, 30, i), 5.0, True, 0.25) for i in range(42)]
-    buckets = charts.time_buckets(
+    buckets = time_buckets(
         [*late, *early, *few, (at(13, 31), math.nan, False, math.nan)], "1h", end=END
     )
     first, middle, last = buckets[0], buckets[4], buckets[11]
@@ -418,7 +420,7 @@ def test_each_bucket_has_its_own_percentiles_rate_requests_and_cost() -> None:
 
 
 def test_insufficient_data_under_100_samples_and_a_value_at_100() -> None:
-    buckets = charts.time_buckets(
+    buckets = time_buckets(
         [Sample(at(13, 10, i), 20.0, True) for i in range(42)]
         + [Sample(at(13, 15, i), 30.0, True) for i in range(100)],
         "1h",
@@ -433,9 +435,7 @@ def test_insufficient_data_under_100_samples_and_a_value_at_100() -> None:
     assert desc == (
         "p95 peaked at 30 ms at 13:15; 1 of 12 points insufficient data (n < 100); n = 142."
     )
-    only_few = charts.time_buckets(
-        [Sample(at(13, 10, i), 20.0, True) for i in range(42)], "1h", end=END
-    )
+    only_few = time_buckets([Sample(at(13, 10, i), 20.0, True) for i in range(42)], "1h", end=END)
     alone = charts.window_charts(only_few, id_prefix="m", title="m")
     figure = parse(str(alone["latency"]))
     assert figure.find("svg") is None
@@ -463,7 +463,7 @@ def test_window_charts_are_four_figures_with_distinct_ids() -> None:
         )
         for _ in range(20_000)
     ]
-    result = charts.window_charts(charts.time_buckets(samples, "7d", end=END), id_prefix="m1")
+    result = charts.window_charts(time_buckets(samples, "7d", end=END), id_prefix="m1")
     assert list(result) == ["latency", "success", "requests", "cost"]
     ids = [e.get("id") for m in result.values() for e in parse(str(m)).iter() if e.get("id")]
     assert len(ids) == len(set(ids))
