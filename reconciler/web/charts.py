@@ -42,6 +42,10 @@ DASHES = ("none", "6 3", "2 3", "8 3 2 3", "1 4", "10 4")
 
 NO_DATA = "no data in this window"
 
+DRAWN = 1e15
+"""Values beyond plus or minus this are not drawn (the table keeps them): the axis arithmetic
+of two such values could overflow to inf and NaN. 1e15 ms is 31,000 years."""
+
 
 Value = float | int | None
 
@@ -304,7 +308,8 @@ def _check(id_prefix: str, times: Sequence[dt.datetime], series: Sequence[Series
 
 
 def _finite(values: Sequence[Value]) -> list[float | None]:
-    return [float(v) if v is not None and math.isfinite(v) else None for v in values]
+    """The drawable values: None for a gap (missing, non-finite, or beyond ``DRAWN``)."""
+    return [float(v) if v is not None and -DRAWN <= v <= DRAWN else None for v in values]
 
 
 def _svg_open(id_prefix: str, width: float, height: float, css: str) -> str:

@@ -298,6 +298,20 @@ def test_a_missing_or_non_finite_value_is_a_gap(gap: float | None) -> None:
     assert parse(spark).find("svg/path").get("d").count("M") == 3  # type: ignore[union-attr]
 
 
+def test_values_too_large_to_draw_are_gaps_and_stay_in_the_table() -> None:
+    values = [1.0, 1e308, -1e308, 2.0, 1e16]
+    markup = str(
+        charts.line_chart(
+            id_prefix="h", title="H", times=minutes(5), series=[Series("a", values)], unit=""
+        )
+    )
+    assert not re.search(r"nan|inf", markup, re.IGNORECASE)
+    figure = parse(markup)
+    assert path_points(figure.find("svg//path").get("d") or "") == 2  # type: ignore[union-attr]
+    cells = [text_of(r.findall("td")[0]) for r in figure.findall("details/table/tbody/tr")]
+    assert cells == ["1", "1e+308", "-1e+308", "2", "1e+16"]
+
+
 @pytest.mark.parametrize(
     "build",
     [
