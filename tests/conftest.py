@@ -52,12 +52,12 @@ def on_postgresql(item: pytest.Item) -> bool:
 @pytest.hookimpl(tryfirst=True)  # before -m "not slow" deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """``slow`` on the PostgreSQL variant of a test that runs a server or is marked
-    ``slow_on_postgresql``: ``pytest -m "not slow"`` runs it on SQLite, CI on both."""
+    ``slow_on_pg``: ``pytest -m "not slow"`` runs it on SQLite, CI on both."""
     for item in items:
         if not on_postgresql(item):
             continue
         serves = SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
-        if serves or item.get_closest_marker("slow_on_postgresql"):
+        if serves or item.get_closest_marker("slow_on_pg"):
             item.add_marker(pytest.mark.slow)
 
 

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import FleetRepo, Registry, model_yaml, rule_yaml
 
 # about two seconds each on PostgreSQL: many commits and reconciles
-pytestmark = pytest.mark.slow_on_postgresql
+pytestmark = pytest.mark.slow_on_pg
 
 
 def model(ident: str, version: str, **payload: str) -> str:

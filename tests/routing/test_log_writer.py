@@ -33,7 +33,7 @@ from reconciler.store.engine import Database
 from tests.conftest import REPO_ROOT, running
 
 # each starts the writer child process: the SQLite variant stays in the inner loop
-pytestmark = pytest.mark.slow_on_postgresql
+pytestmark = pytest.mark.slow_on_pg
 
 
 @pytest.fixture
