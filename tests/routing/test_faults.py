@@ -218,7 +218,8 @@ def test_429_retry_after_opens_the_circuit_for_that_long(
 
     primary, _, engine = pair
     value = (
-        email.utils.formatdate(time.time() + 10, usegmt=True) if header == "http-date" else header
+        # 11 s ahead, in whole seconds (formatdate truncates): 10 to 11 s when sent
+        email.utils.formatdate(time.time() + 11, usegmt=True) if header == "http-date" else header
     )
     primary.behaviour = f"429:{value}"
     result, _ = _timed(engine)
