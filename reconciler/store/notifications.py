@@ -23,6 +23,10 @@ from watchfiles import watch
 
 from reconciler.store.engine import Database
 
+# How often the listener looks at its stop event between notifications: a server stops
+# within this (it was 1 s, a second of every PostgreSQL server's stop; an idle wake-up is one
+# poll of one socket).
+STOP_CHECK_S = 0.25
 log = logging.getLogger("grove.notify")
 
 APPLICATION_NAME = f"grove-listen:{os.getpid()}"
@@ -66,7 +70,7 @@ class Listener(threading.Thread):
                     if self.on_connect is not None:
                         self.on_connect()
                     while not self.stop.is_set():
-                        for note in connection.notifies(timeout=1.0):
+                        for note in connection.notifies(timeout=STOP_CHECK_S):
                             self.on_notify(note.channel, note.payload)
             except psycopg.Error as exc:
                 log.warning("listener connection lost (%s); reconnecting", type(exc).__name__)
