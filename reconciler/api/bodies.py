@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 from pydantic.alias_generators import to_camel
 
+from reconciler.api.problems import ApiError, FieldError
 from reconciler.manifests import kinds as manifests
 
 PROVIDERS = [p.value for p in manifests.Provider]
@@ -120,6 +121,28 @@ class PayloadPatch(_Body):
     def changes(self) -> dict[str, Any]:
         """The payload merge patch, whichever shape it came in."""
         return self.flat() or dict(self.payload or {})
+
+    def update(self) -> dict[str, Any]:
+        """What this PATCH asks `Authoring.update` for, for a model or a rule: the payload's
+        merge patch, flat or under ``payload`` (both is a 422 naming the first flat field),
+        and ``meta``'s labels and explicit version."""
+        flat = self.flat()
+        if flat and self.payload is not None:
+            first = next(iter(flat))
+            raise ApiError(
+                422,
+                "invalid-request",
+                "Invalid request",
+                f"give payload fields either flat ({first!r} at the top) or under 'payload', "
+                "not both",
+                errors=[FieldError(path=first, message="not beside 'payload': move it inside")],
+            )
+        meta: dict[str, Any] = {}
+        if self.labels is not None:
+            meta["labels"] = self.labels
+        if self.version is not None:
+            meta["version"] = self.version
+        return {"payload": self.changes(), "meta": meta}
 
 
 class PatchBody(PayloadPatch):

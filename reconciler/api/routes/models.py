@@ -28,7 +28,6 @@ from reconciler.api.bodies import (
     ModelDetail,
     ModelSummary,
     PatchBody,
-    PayloadPatch,
     RegisterBody,
     RollbackOut,
     WriteOut,
@@ -275,7 +274,7 @@ def update(
     identity: Operator,
     force: bool = False,
 ) -> WriteOut:
-    changes = patch_changes(body)
+    changes = body.update()
     if isinstance(changes["payload"].get("endpoint"), str):
         _check_resolution(services, changes["payload"]["endpoint"])
     result = services.authoring.update(
@@ -286,28 +285,6 @@ def update(
         force=allow_force(identity, force),
     )
     return _written(services, result)
-
-
-def patch_changes(body: PayloadPatch) -> dict[str, Any]:
-    """What a PATCH body of a model or a rule asks `Authoring.update` for: the payload's
-    merge patch, flat or under ``payload`` (both is a 422 naming the first flat field),
-    and ``meta``'s labels and explicit version."""
-    flat = body.flat()
-    if flat and body.payload is not None:
-        first = next(iter(flat))
-        raise ApiError(
-            422,
-            "invalid-request",
-            "Invalid request",
-            f"give payload fields either flat ({first!r} at the top) or under 'payload', not both",
-            errors=[FieldError(path=first, message="not beside 'payload': move it inside")],
-        )
-    meta: dict[str, Any] = {}
-    if body.labels is not None:
-        meta["labels"] = body.labels
-    if body.version is not None:
-        meta["version"] = body.version
-    return {"payload": body.changes(), "meta": meta}
 
 
 @router.delete(

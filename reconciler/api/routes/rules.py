@@ -31,7 +31,6 @@ from reconciler.api.bodies import (
 )
 from reconciler.api.deps import Operator, Services, ServicesDep, Viewer, allow_force, author
 from reconciler.api.problems import ApiError, FieldError
-from reconciler.api.routes.models import patch_changes
 from reconciler.gitops import authoring
 from reconciler.gitops.authoring import WriteResult
 from reconciler.manifests import kinds as manifests
@@ -213,7 +212,7 @@ def update(
         result = services.authoring.update(
             manifests.KIND_RULE,
             rule_id,
-            patch_changes(body),
+            body.update(),
             author(identity),
             force=allow_force(identity, force),
         )
