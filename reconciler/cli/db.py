@@ -7,7 +7,7 @@ starts. ``db check`` never creates a database; it exits 0 healthy, 1 otherwise.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -27,12 +27,7 @@ def db_group() -> None:
 @common_options
 def db_upgrade(revision: str, output: str, settings: Settings) -> int:
     """Migrate the registry database up to REVISION (default: head)."""
-    from reconciler.gitops import reconciling
-    from reconciler.store import migrating
-
-    database = reconciling.open_database(settings, require_schema=False)
-    click.get_current_context().call_on_close(database.dispose)
-    before, after = migrating.upgrade(database, revision)
+    before, after = _migrate(settings, "upgrade", revision)
     if output != "text":
         emit(_migration_json(before, after), output)
     elif before == after:
@@ -48,17 +43,25 @@ def db_upgrade(revision: str, output: str, settings: Settings) -> int:
 @common_options
 def db_downgrade(revision: str, output: str, settings: Settings) -> int:
     """Migrate the registry database down to REVISION (``base`` removes every table)."""
-    from reconciler.gitops import reconciling
-    from reconciler.store import migrating
-
-    database = reconciling.open_database(settings, require_schema=False)
-    click.get_current_context().call_on_close(database.dispose)
-    before, after = migrating.downgrade(database, revision)
+    before, after = _migrate(settings, "downgrade", revision)
     if output != "text":
         emit(_migration_json(before, after), output)
     else:
         click.echo(f"database migrated from {before or 'empty'} to {after or 'empty'}")
     return 0
+
+
+def _migrate(
+    settings: Settings, direction: Literal["upgrade", "downgrade"], revision: str
+) -> tuple[str | None, str | None]:
+    """Move the registry's schema to ``revision``; its revisions before and after."""
+    from reconciler.gitops import reconciling
+    from reconciler.store import migrating
+
+    database = reconciling.open_database(settings, require_schema=False)
+    click.get_current_context().call_on_close(database.dispose)
+    step = migrating.upgrade if direction == "upgrade" else migrating.downgrade
+    return step(database, revision)
 
 
 def _migration_json(before: str | None, after: str | None) -> dict[str, Any]:
