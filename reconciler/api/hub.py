@@ -169,8 +169,9 @@ class TooManyStreams(errors.TemporaryError):
 
 
 class Slot:
-    """One admitted stream. Released when the stream ends, or after the response if the
-    stream never started (a client gone before the first byte): whichever comes first."""
+    """One admitted stream. Released when its events end (:meth:`Hub.stream`) or when the
+    answer ends (the route's dependency, also when a client left before the first byte),
+    whichever comes first; a second release does nothing."""
 
     def __init__(self, hub: Hub, owner: str) -> None:
         self.hub = hub
