@@ -676,7 +676,7 @@ class Authoring:
         found: list[tuple[str, str, dict[str, Any]]] = []
         # one `git show` a commit, under the write lock: a file with thousands of commits
         # of one version is not walked to its start (the registry holds every version)
-        for commit in self.tree.file_history(relative)[:HISTORY_LIMIT]:
+        for commit in self.tree.file_history(relative, limit=HISTORY_LIMIT):
             text = self.tree.file_at(commit, relative)
             if text is None:
                 break

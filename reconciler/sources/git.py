@@ -520,9 +520,12 @@ class WorkTree:
         _, out = self._git("rev-parse", "HEAD")
         return out.strip()
 
-    def file_history(self, relative: str) -> list[str]:
-        """Commits of the branch that changed ``relative``, newest first (first parents)."""
-        _, out = self._git("log", "--first-parent", "--format=%H", "--", relative)
+    def file_history(self, relative: str, *, limit: int) -> list[str]:
+        """The newest ``limit`` commits of the branch that changed ``relative``, newest
+        first (first parents); git stops reading history there."""
+        _, out = self._git(
+            "log", "--first-parent", f"--max-count={limit}", "--format=%H", "--", relative
+        )
         return [line for line in out.split() if _SHA.match(line)]
 
     def file_at(self, commit: str, relative: str) -> str | None:
