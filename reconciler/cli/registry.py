@@ -212,7 +212,7 @@ def apply_command(
     if plan_file:
         try:
             saved = plans.Plan.from_json(json.loads(Path(plan_file).read_text(encoding="utf-8")))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise errors.UsageError(f"{plan_file}: not a Grove plan file ({exc})") from None
         if output == "text":
             click.echo(plans.render_text(saved, forced=force, paint=paint), nl=False)

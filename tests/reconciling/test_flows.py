@@ -214,7 +214,7 @@ def test_a_tampered_plan_file_is_refused(registry: Registry, tmp_path: Path) -> 
     plan_file.write_text("{}")
     assert "not a Grove plan file" in registry.run("apply", "--plan", str(plan_file)).err
     # not a plan's shape: one line naming where, never the values found in the file
-    for text in ("[1]", "null", '"plan"'):
+    for text in ("[1]", "null", '"plan"', "[" * 100_000 + "]" * 100_000):
         plan_file.write_text(text)
         said = registry.run("apply", "--plan", str(plan_file))
         assert said.code == 1 and "not a Grove plan file" in said.err, said.err
