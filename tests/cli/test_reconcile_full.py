@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import pytest
+
+from reconciler.gitops import reconciling
 from tests.conftest import Registry, model_yaml
 
 
-def test_a_full_cycle_applies_like_any_other(registry: Registry) -> None:
+def test_a_full_cycle_applies_like_any_other(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--full plans from every file: the two shortcuts of an incremental cycle (nothing
+    changed since the apply; plan only the files a commit touched) are never taken."""
+
+    def shortcut(*_: object, **__: object) -> None:
+        pytest.fail("grove reconcile --full took an incremental shortcut")
+
+    monkeypatch.setattr(reconciling.Reconciler, "_unchanged_since_apply", shortcut)
+    monkeypatch.setattr(reconciling.Reconciler, "_plan_change", shortcut)
     registry.fleet.commit("fleet", {"models/a.yaml": model_yaml("a")})
     result = registry.run("reconcile", "--full")
     assert result.code == 0, result.err
