@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -27,22 +28,17 @@ from reconciler.base import settings as settings_module
 from reconciler.gitops import fleets, reconciling, watching
 from reconciler.store import migrating
 from reconciler.store.engine import Database
-from tests.conftest import Registry, model_yaml
+from tests.conftest import GIT_ENV, Registry, model_yaml
 
 TODAY = dt.date(2026, 6, 1)
 MODELS = ("m0", "m1", "m2", "m3", "m4", "m5")
 RULES = ("r0", "r1", "r2")
-GIT_ENV = {
-    **os.environ,
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@grove.invalid",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@grove.invalid",
-}
 
 
 def git(root: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=root, env=GIT_ENV, check=True, capture_output=True)
+    """git with the suite's environment (no global config, no gc: tests/conftest.GIT_ENV)."""
+    env = {**os.environ, **GIT_ENV}
+    subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True)
 
 
 def model(ident: str, version: int, draw: st.DrawFn) -> str:
@@ -251,9 +247,11 @@ def test_the_loop_plans_a_full_cycle_every_full_check_s(registry: Registry) -> N
     loop = watching.Watcher(settings_module.load(), options, holder=f"t-{time.monotonic_ns()}")
     try:
         started = loop.last_full
+        fulls = _spy_full(loop)
         loop.tick()
         assert "AIModel/a" in registry.live()
-        assert loop.last_full > started  # this cycle was a full one
+        assert fulls == [True]  # this cycle was planned whole
+        assert loop.last_full > started
     finally:
         loop._shutdown()
     registry.fleet.commit("b", {"models/b.yaml": model_yaml("b")})
@@ -261,8 +259,23 @@ def test_the_loop_plans_a_full_cycle_every_full_check_s(registry: Registry) -> N
     hourly = watching.Watcher(settings_module.load(), options, holder=f"h-{time.monotonic_ns()}")
     try:
         started = hourly.last_full
+        fulls = _spy_full(hourly)
         hourly.tick()
         assert "AIModel/b" in registry.live()
+        assert fulls == [False]
         assert hourly.last_full == started
     finally:
         hourly._shutdown()
+
+
+def _spy_full(loop: watching.Watcher) -> list[bool]:
+    """The ``full`` of every reconcile the loop asks its reconciler for."""
+    seen: list[bool] = []
+    real = loop.reconciler.reconcile
+
+    def reconcile(**options: Any) -> reconciling.CycleOutcome:
+        seen.append(options["full"])
+        return real(**options)
+
+    loop.reconciler.reconcile = reconcile  # type: ignore[method-assign]
+    return seen
