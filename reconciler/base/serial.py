@@ -20,7 +20,6 @@ that delegate here.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, TypeVar
 
 from pydantic import (
@@ -40,19 +39,22 @@ T = TypeVar("T")
 CAMEL = ConfigDict(alias_generator=to_camel, serialize_by_alias=True, validate_by_alias=True)
 
 
-@functools.cache
-def _adapter(cls: Any) -> TypeAdapter[Any]:
-    return TypeAdapter(cls)
+_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
 
 
 def adapter(cls: type[T]) -> TypeAdapter[T]:
-    """The TypeAdapter of ``cls``, built on first use (building one costs milliseconds)."""
-    return _adapter(cls)
+    """The TypeAdapter of ``cls``, built on first use (building one costs milliseconds;
+    two threads racing on the first use build it twice, harmlessly)."""
+    found = _ADAPTERS.get(cls)
+    if found is None:
+        found = _ADAPTERS[cls] = TypeAdapter(cls)
+    return found
 
 
 def dump(obj: object) -> dict[str, Any]:
     """``obj`` as JSON-ready data: what ``json.dumps`` writes as the type's JSON."""
-    data: dict[str, Any] = _adapter(type(obj)).dump_python(obj, mode="json", by_alias=True)
+    found = _ADAPTERS.get(type(obj)) or adapter(type(obj))
+    data: dict[str, Any] = found.dump_python(obj, mode="json", by_alias=True)
     return data
 
 
