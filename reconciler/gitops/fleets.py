@@ -16,16 +16,12 @@ import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from reconciler.base.diagnostics import Diagnostic
 from reconciler.manifests import checking, loading
 from reconciler.manifests import kinds as manifests
 from reconciler.planning.livestate import Key, LiveState
-from reconciler.sources import Delta
-
-if TYPE_CHECKING:
-    from reconciler.gitops.reconciling import DesiredState
+from reconciler.sources import Delta, Entry
 
 _KEPT_MAX = 3
 _KEPT: collections.OrderedDict[tuple[object, ...], Fleet] = collections.OrderedDict()
@@ -194,14 +190,20 @@ def by_file(objects: Iterable[loading.Located]) -> dict[str, list[loading.Locate
     return out
 
 
-def fleet_of(desired: DesiredState, today: dt.date, found: Sequence[Diagnostic]) -> Fleet | None:
-    """The fleet of a valid desired state whose checks found ``found`` (no error)."""
-    loaded = desired.loaded
-    if desired.tree is None or not loaded.complete or loaded.broken_ids:
+def fleet_of(
+    tree: str | None,
+    loaded: loading.LoadResult,
+    entries: Sequence[Entry],
+    today: dt.date,
+    found: Sequence[Diagnostic],
+) -> Fleet | None:
+    """The fleet of a valid desired state (``loaded`` from the files ``entries`` of
+    ``tree``) whose checks found ``found`` (no error)."""
+    if tree is None or not loaded.complete or loaded.broken_ids:
         return None
-    patch = Patch(None, desired.tree, today)
+    patch = Patch(None, tree, today)
     objects = by_file(loaded.objects)
-    for entry in desired.entries:
+    for entry in entries:
         if not patch.add(entry.path, entry.blob, entry.size, objects.get(entry.path, ())):
             return None
     if len(patch.located) != len(loaded.objects):

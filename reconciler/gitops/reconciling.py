@@ -511,7 +511,7 @@ class Reconciler:
         if any(d.is_error for d in ordered):
             return PlanOutcome(None, ordered, live)
         if remember and not removing and not judged:
-            fleet = fleets.fleet_of(desired, today, ordered)
+            fleet = fleets.fleet_of(desired.tree, desired.loaded, desired.entries, today, ordered)
             if fleet is not None:
                 fleets.keep(self._fleet_key(), fleet)
         plan = Plan(
