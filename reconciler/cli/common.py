@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from reconciler.base import settings as settings_module
 from reconciler.base.settings import Settings
 from reconciler.manifests import kinds as manifests
+
+if TYPE_CHECKING:
+    from reconciler.store.engine import Database
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -72,3 +75,14 @@ def load_settings(
     repo: str | None, ref: str | None, manifests_path: str | None, db: str | None
 ) -> Settings:
     return settings_module.load(repo=repo, ref=ref, path=manifests_path, db_url=db)
+
+
+def open_registry(settings: Settings, *, require_schema: bool = True) -> Database:
+    """The registry database for this command, disposed of when the command ends; never
+    created, a missing one named (``require_schema=False``: for ``grove db``). The store
+    is imported here, when a command runs, not when the CLI starts."""
+    from reconciler.gitops import reconciling
+
+    database = reconciling.open_database(settings, require_schema=require_schema)
+    click.get_current_context().call_on_close(database.dispose)
+    return database

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import click
 
 from reconciler.base.settings import Settings
-from reconciler.cli.common import common_options, grove
+from reconciler.cli.common import common_options, grove, open_registry
 from reconciler.cli.output import emit, output_option
 
 
@@ -55,13 +55,10 @@ def _migrate(
     settings: Settings, direction: Literal["upgrade", "downgrade"], revision: str
 ) -> tuple[str | None, str | None]:
     """Move the registry's schema to ``revision``; its revisions before and after."""
-    from reconciler.gitops import reconciling
     from reconciler.store import migrating
 
-    database = reconciling.open_database(settings, require_schema=False)
-    click.get_current_context().call_on_close(database.dispose)
     step = migrating.upgrade if direction == "upgrade" else migrating.downgrade
-    return step(database, revision)
+    return step(open_registry(settings, require_schema=False), revision)
 
 
 def _migration_json(before: str | None, after: str | None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import click
 from reconciler.base import errors
 from reconciler.base.diagnostics import printable
 from reconciler.base.settings import Settings
-from reconciler.cli.common import common_options, grove, kind_option
+from reconciler.cli.common import common_options, grove, kind_option, open_registry
 from reconciler.cli.output import emit, output_option
 from reconciler.manifests import kinds as manifests
 from reconciler.planning import listings
@@ -75,7 +75,7 @@ def get_models(
     """
     if ident is not None and (states or providers or capabilities):
         raise errors.UsageError("--state, --provider and --capability filter a list, not an ID")
-    database = _open(settings)
+    database = open_registry(settings)
     live = _snapshot(database, settings)
     if ident is not None:
         model = live.models.get(ident)
@@ -130,7 +130,7 @@ def _capabilities(model: manifests.AIModel) -> str:
 def get_rules(ident: str | None, output: str, settings: Settings) -> int:
     """Every live routing rule, by id (or the one rule ID), each with its manifest in
     -o json and -o yaml."""
-    database = _open(settings)
+    database = open_registry(settings)
     live = _snapshot(database, settings)
     if ident is not None:
         rule = live.rules.get(ident)
@@ -179,7 +179,7 @@ def get_versions(ident: str, kind: str | None, output: str, settings: Settings) 
     and which are quarantined (kept from being applied again)."""
     from reconciler.store import registry
 
-    database = _open(settings)
+    database = open_registry(settings)
     with database.transaction(snapshot=True) as connection:
         kinds = [kind] if kind else list(manifests.KINDS)
         found = {k: registry.version_history(connection, k, ident) for k in kinds}
@@ -255,7 +255,7 @@ def get_events(limit: int, output: str, settings: Settings) -> int:
     newest first."""
     from reconciler.store import registry
 
-    database = _open(settings)
+    database = open_registry(settings)
     with database.transaction() as connection:
         found = registry.events(connection, limit=limit)
     if output != "text":
@@ -295,7 +295,7 @@ def _versions(before: str | None, after: str | None) -> str:
 @common_options
 def get_rollouts(ident: str | None, output: str, settings: Settings) -> int:
     """Progressive rollouts (DESIGN section 11): none yet, this grove has no canaries."""
-    _open(settings)  # the same answer as every get when there is no registry
+    open_registry(settings)  # the same answer as every get when there is no registry
     if ident is not None:
         raise errors.UsageError(f"no rollout has the id {ident!r}: {NO_ROLLOUTS}")
     if output != "text":
@@ -305,15 +305,6 @@ def get_rollouts(ident: str | None, output: str, settings: Settings) -> int:
 
 
 # ---------------------------------------------------------------- reading and printing
-
-
-def _open(settings: Settings) -> Database:
-    """The registry, as `grove status` opens it: never created, a missing one named."""
-    from reconciler.gitops import reconciling
-
-    database = reconciling.open_database(settings)
-    click.get_current_context().call_on_close(database.dispose)
-    return database
 
 
 def _snapshot(database: Database, settings: Settings) -> snapshots.Snapshot:

@@ -32,7 +32,7 @@ from reconciler.base.diagnostics import (
 )
 from reconciler.base.settings import Settings
 from reconciler.base.settings import parse_duration as _parse_seconds
-from reconciler.cli.common import common_options, grove, kind_option
+from reconciler.cli.common import common_options, grove, kind_option, open_registry
 from reconciler.cli.output import colour_option, emit, output_option, paint
 from reconciler.planning import plans
 from reconciler.planning import status as status_module
@@ -56,10 +56,7 @@ def _reconciler(settings: Settings, *, database: bool = True) -> reconciling.Rec
     from reconciler.gitops import reconciling
 
     source = reconciling.open_source(settings)
-    db = reconciling.open_database(settings) if database else None
-    if db is not None:
-        click.get_current_context().call_on_close(db.dispose)
-    return reconciling.Reconciler(settings, source, db)
+    return reconciling.Reconciler(settings, source, open_registry(settings) if database else None)
 
 
 def _report_invalid(diagnostics: tuple[Diagnostic, ...] | list[Diagnostic]) -> None:
@@ -388,11 +385,9 @@ def _watch(settings: Settings, interval_s: float, log_format: str | None) -> int
 
 
 def _trigger(settings: Settings, output: str) -> int:
-    from reconciler.gitops import reconciling
     from reconciler.store import coordination
 
-    database = reconciling.open_database(settings)
-    click.get_current_context().call_on_close(database.dispose)
+    database = open_registry(settings)
     with database.transaction(write=True) as connection:
         count = coordination.trigger(connection)
         leader = coordination.current(connection)
@@ -421,11 +416,9 @@ def resume_command(output: str, settings: Settings) -> int:
 
 
 def _suspension(settings: Settings, suspended: bool, output: str) -> int:
-    from reconciler.gitops import reconciling
     from reconciler.store import coordination
 
-    database = reconciling.open_database(settings)
-    click.get_current_context().call_on_close(database.dispose)
+    database = open_registry(settings)
     with database.transaction(write=True) as connection:
         changed = coordination.set_suspended(connection, suspended, actor=actor())
     if output != "text":
@@ -517,11 +510,9 @@ def unprotect_command(
 def _protection(
     ident: str, kind: str | None, reason: str, protect: bool, settings: Settings, output: str
 ) -> int:
-    from reconciler.gitops import reconciling
     from reconciler.store import registry
 
-    database = reconciling.open_database(settings)
-    click.get_current_context().call_on_close(database.dispose)
+    database = open_registry(settings)
     with database.transaction(write=True) as connection:
         kinds = [kind] if kind else registry.live_kinds_of(connection, ident)
         if not kinds:

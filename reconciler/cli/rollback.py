@@ -15,7 +15,7 @@ import click
 
 from reconciler.base.diagnostics import printable, text_line
 from reconciler.base.settings import Settings
-from reconciler.cli.common import common_options, grove, kind_option
+from reconciler.cli.common import common_options, grove, kind_option, open_registry
 from reconciler.cli.output import colour_option, emit, output_option, paint
 from reconciler.cli.registry import _report_invalid, actor
 from reconciler.manifests import kinds as manifests
@@ -66,10 +66,9 @@ def rollback_command(
     remote) and applied; the version rolled back from is quarantined, and only that
     one. When the version to go back to is live already there is nothing to do.
     """
-    from reconciler.gitops import authoring, reconciling
+    from reconciler.gitops import authoring
 
-    database = reconciling.open_database(settings)
-    click.get_current_context().call_on_close(database.dispose)
+    database = open_registry(settings)
     service = authoring.Authoring(settings, database)
     try:
         done = service.rollback(

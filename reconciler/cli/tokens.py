@@ -10,7 +10,7 @@ import click
 
 from reconciler.base import errors
 from reconciler.base.settings import Settings
-from reconciler.cli.common import common_options, grove
+from reconciler.cli.common import common_options, grove, open_registry
 from reconciler.cli.output import emit, output_option
 from reconciler.cli.registry import actor
 
@@ -35,12 +35,10 @@ def create_command(
 ) -> int:
     """Create a token and print it once on stdout. NAME: 1 to 64 of a-z, 0-9, '.', '_'
     and '-', starting with a letter or digit; unique, even after a revocation."""
-    from reconciler.gitops import reconciling
     from reconciler.store import tokens
 
     tokens.check_name(name)  # before the database is opened
-    database = reconciling.open_database(settings)
-    click.get_current_context().call_on_close(database.dispose)
+    database = open_registry(settings)
     with database.transaction(write=True) as connection:
         token = tokens.create(connection, name=name, role=role, created_by=actor())
     if output != "text":
@@ -59,11 +57,9 @@ def revoke_command(name: str, output: str, settings: Settings) -> int:
 
     A server keeps a verified token for up to 5 seconds.
     """
-    from reconciler.gitops import reconciling
     from reconciler.store import tokens
 
-    database = reconciling.open_database(settings)
-    click.get_current_context().call_on_close(database.dispose)
+    database = open_registry(settings)
     with database.transaction(write=True) as connection:
         if not tokens.revoke(connection, name):
             raise errors.UsageError(f"no active token is named {name!r}")
