@@ -11,6 +11,12 @@ class FakeClock:
 
     def __init__(self, now: float = 1000.0) -> None:
         self.now = now
+        self.slept: list[float] = []  # what :meth:`sleep` was asked to wait
+
+    async def sleep(self, seconds: float) -> None:
+        """An ``asyncio.sleep`` that returns at once, the clock advanced by ``seconds``."""
+        self.slept.append(seconds)
+        self.advance(seconds)
 
     def __call__(self) -> float:
         return self.now

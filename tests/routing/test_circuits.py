@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 from reconciler.routing import circuits
+from tests.clocks import FakeClock
 
 M = circuits.ModelVersion("m", "1")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_opens_after_the_threshold_and_half_opens_for_one_probe() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     breakers = circuits.Breakers(failure_threshold=3, clock=clock)
     for _ in range(2):
         assert breakers.acquire(M)
@@ -25,7 +18,7 @@ def test_opens_after_the_threshold_and_half_opens_for_one_probe() -> None:
     breakers.failure(M, cooldown_s=30, retry_after_s=None, why="server_error")
     assert breakers.blocked(M) == "circuit open for 30.0s (server_error, version 1)"
     assert not breakers.acquire(M)
-    clock.now += 30
+    clock.advance(30)
     assert breakers.states() == {M: circuits.State.HALF_OPEN}
     assert breakers.acquire(M)  # the probe
     assert not breakers.acquire(M)  # only one
@@ -35,21 +28,21 @@ def test_opens_after_the_threshold_and_half_opens_for_one_probe() -> None:
 
 
 def test_a_failed_probe_opens_again_and_retry_after_sets_the_time() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     breakers = circuits.Breakers(failure_threshold=3, clock=clock)
     breakers.failure(M, cooldown_s=30, retry_after_s=7, why="rate_limit")  # a 429 trips at once
     assert breakers.blocked(M) == "circuit open for 7.0s (rate_limit, version 1)"
-    clock.now += 7
+    clock.advance(7)
     assert breakers.acquire(M)
     breakers.failure(M, cooldown_s=30, retry_after_s=None, why="timeout")
     assert breakers.blocked(M) == "circuit open for 30.0s (timeout, version 1)"
 
 
 def test_a_released_probe_lets_another_caller_probe() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     breakers = circuits.Breakers(failure_threshold=1, clock=clock)
     breakers.failure(M, cooldown_s=1, retry_after_s=None, why="x")
-    clock.now += 1
+    clock.advance(1)
     assert breakers.acquire(M)
     breakers.release(M)
     assert breakers.acquire(M)
@@ -58,7 +51,7 @@ def test_a_released_probe_lets_another_caller_probe() -> None:
 def test_a_success_forgets_the_circuit_and_says_whether_there_was_one() -> None:
     """The router writes the circuit gauge only when success reports a circuit, so a
     healthy model costs no gauge write per call; failures start counting afresh."""
-    breakers = circuits.Breakers(failure_threshold=3, clock=Clock())
+    breakers = circuits.Breakers(failure_threshold=3, clock=FakeClock(100.0))
     assert breakers.success(M) is False  # never failed: nothing to close
     breakers.failure(M, cooldown_s=30, retry_after_s=None, why="timeout")
     breakers.failure(M, cooldown_s=30, retry_after_s=None, why="timeout")

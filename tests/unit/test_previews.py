@@ -17,21 +17,7 @@ import pytest
 from reconciler.api.deps import PreviewFetches
 from reconciler.api.previews import PlanPreviews
 from reconciler.base import errors
-
-
-class Clock:
-    """A monotonic clock that moves only when told (or when a fake sleep waits)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+from tests.clocks import FakeClock
 
 
 class Source:
@@ -55,8 +41,8 @@ class Reconciler:
         self.source = source
 
 
-def _fetches(interval: float = 5.0) -> tuple[PreviewFetches, Clock, Source, Any]:
-    clock, source = Clock(), Source()
+def _fetches(interval: float = 5.0) -> tuple[PreviewFetches, FakeClock, Source, Any]:
+    clock, source = FakeClock(), Source()
     previews = PreviewFetches(min_interval_s=interval, clock=clock)
     reconciler: Any = Reconciler(source)
     return previews, clock, source, reconciler
@@ -67,10 +53,10 @@ def test_a_fetch_at_most_once_per_interval() -> None:
     for _ in range(5):
         assert previews.revision(reconciler, "main") == "commit-of-main"
     assert source.fetches == 1
-    clock.now += 4.9
+    clock.advance(4.9)
     previews.revision(reconciler, "main")
     assert source.fetches == 1
-    clock.now += 0.1  # the interval is over: the next call fetches
+    clock.advance(0.1)  # the interval is over: the next call fetches
     previews.revision(reconciler, "main")
     assert source.fetches == 2
 
@@ -87,15 +73,15 @@ def test_a_failed_fetch_is_repeated_without_fetching_until_the_interval_is_over(
         assert again.value is not first.value  # a copy: tracebacks do not pile up
     assert source.fetches == 1
     source.failing = False
-    clock.now += 5.0
+    clock.advance(5.0)
     assert previews.revision(reconciler, "main") == "commit-of-main"
     assert source.fetches == 2
     previews.revision(reconciler, "main")  # a success clears the failure at once
     assert source.fetches == 2
 
 
-def _plans(interval: float = 3.0) -> tuple[PlanPreviews, Clock]:
-    clock = Clock()
+def _plans(interval: float = 3.0) -> tuple[PlanPreviews, FakeClock]:
+    clock = FakeClock()
     return PlanPreviews(min_interval_s=interval, clock=clock, sleep=clock.sleep), clock
 
 
@@ -122,12 +108,12 @@ def test_a_new_key_waits_for_the_interval_then_computes() -> None:
 
     async def scenario() -> None:
         await plans.plan(("rev-a", 1, 0), lambda: {"revision": "rev-a"})
-        clock.now += 1.0
+        clock.advance(1.0)
         assert await plans.plan(("rev-b", 1, 0), lambda: {"revision": "rev-b"}) == {
             "revision": "rev-b"
         }
         assert clock.slept == [pytest.approx(2.0)]  # the rest of the 3 s interval
-        clock.now += 10.0
+        clock.advance(10.0)
         await plans.plan(("rev-c", 2, 0), lambda: {"revision": "rev-c"})
         assert clock.slept == [pytest.approx(2.0)]  # the interval was over: no wait
         # the key kept answers from memory, without a computation or a wait
