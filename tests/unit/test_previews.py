@@ -10,6 +10,7 @@ behaviour through HTTP with short real intervals.
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import pytest
@@ -140,3 +141,32 @@ def test_a_failed_computation_is_not_kept() -> None:
     assert asyncio.run(scenario()) == {"revision": "rev-a"}
     assert plans.computations == 1
     assert clock.slept == [pytest.approx(3.0)]  # the retry waited its turn
+
+
+def test_a_caller_that_goes_away_does_not_cancel_the_computation_others_wait_for() -> None:
+    """One computation per key however many ask; the first caller giving up (a client
+    that hangs up) leaves it running for the second, which gets the plan."""
+    plans, _ = _plans()
+    started, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def compute() -> dict[str, Any]:
+        calls.append("x")
+        started.set()
+        release.wait(5)
+        return {"revision": "rev-a"}
+
+    async def scenario() -> dict[str, Any]:
+        key = ("rev-a", 1, 0)
+        first = asyncio.create_task(plans.plan(key, compute))
+        await asyncio.to_thread(started.wait, 5)  # the computation is under way
+        second = asyncio.create_task(plans.plan(key, compute))
+        await asyncio.sleep(0)
+        first.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        return await second
+
+    assert asyncio.run(scenario()) == {"revision": "rev-a"}
+    assert calls == ["x"]
