@@ -208,6 +208,7 @@ class PostgresPool:
             self._stopping = True
             self._changed.notify_all()
         self._thread.join(timeout=120)
+        assert not self._thread.is_alive(), "the postgres-pool thread is still making a database"
         # each DROP DATABASE waits for a checkpoint; drops at once share one
         names = [*self._used, *self._ready, self.template]
         with concurrent.futures.ThreadPoolExecutor(4) as dropping:
@@ -244,11 +245,14 @@ class PostgresPool:
                         admin.execute(f'DROP DATABASE IF EXISTS "{drop}" WITH (FORCE)')
                         continue
                     name = f"grove_test_{uuid.uuid4().hex[:12]}"
+                    with self._changed:  # named before it exists: close() drops it whatever happens
+                        self._used.append(name)
                     admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
                     # a test database need not survive a crash: commits do not wait for the
                     # WAL to reach the disk (a setting of this database only, not of the server)
                     admin.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
                     with self._changed:
+                        self._used.remove(name)
                         self._ready.append(name)
                         self._changed.notify_all()
         except BaseException as exc:  # handed to the test that waits for a database
