@@ -482,9 +482,7 @@ class Authoring:
                         good,
                         None,
                         None,
-                        f"nothing to commit: git already holds version {good} of {name}"
-                        + (f" (reverted in {came[:12]})" if came else "")
-                        + f"; version {bad} is still live",
+                        _held(good, name, came) + f"; version {bad} is still live",
                         reverted_in=came,
                     )
                 )
@@ -595,19 +593,13 @@ class Authoring:
     def _apply_pending(self, pending: Rollback, author: Author, *, force: bool) -> Rollback:
         """Git already holds the version to return to (a revert by hand, not applied yet):
         nothing to commit; reconcile, so that the version in git is live."""
-        done = self._reconcile(
-            pending.reverted_in or "",
-            pending.kind,
-            pending.ident,
-            WriteChange.PENDING,
-            author,
-            force=force,
-        )
-        if done.object is not None and done.object.meta.version == pending.to_version:
-            detail = pending.detail.replace("is still live", "was live") + "; applied now"
+        live, reason = self._reconciled(pending.kind, pending.ident, author, force=force)
+        if live is not None and live.meta.version == pending.to_version:
+            held = _held(pending.to_version, f"{pending.kind} {pending.ident}", pending.reverted_in)
+            detail = f"{held}; version {pending.from_version} was live; applied now"
             return dataclasses.replace(pending, change=RollbackChange.NOTHING, detail=detail)
-        said = done.detail.removeprefix("committed; ")
-        detail = f"{pending.detail}; not applied: {said}; run `grove status`"
+        why = reason or f"version {pending.to_version} is not live"
+        detail = f"{pending.detail}; not applied: {why}; run `grove status`"
         return dataclasses.replace(pending, detail=detail)
 
     def _nothing(
@@ -840,12 +832,22 @@ class Authoring:
     def _reconcile(
         self, sha: str, kind: str, ident: str, change: WriteChange, author: Author, *, force: bool
     ) -> WriteResult:
+        obj, reason = self._reconciled(kind, ident, author, force=force)
+        if reason is None:
+            return WriteResult(sha, obj, change, True, "applied")
+        return WriteResult(sha, obj, change, False, f"committed; {reason}")
+
+    def _reconciled(
+        self, kind: str, ident: str, author: Author, *, force: bool
+    ) -> tuple[manifests.GroveObject | None, str | None]:
+        """Reconcile now: the object as live afterwards, and why git is not live (None:
+        it is)."""
         source = reconciling.open_source(self.settings)
         reconciler = reconciling.Reconciler(self.settings, source, self.db)
         try:
             outcome = reconciler.reconcile(actor=f"api:{author.name}", force=force)
         except errors.GroveError as exc:
-            return WriteResult(sha, None, change, False, f"committed; not applied yet: {exc}")
+            return None, f"not applied yet: {exc}"
         obj = None
         with self.db.transaction() as connection:
             live = registry.load_object(connection, kind, ident)
@@ -853,9 +855,13 @@ class Authoring:
             obj = manifests.parse_document(
                 live.document, allow_local_endpoints=self.settings.allow_local_endpoints
             )
-        applied = outcome.state.live
-        detail = "applied" if applied else f"committed; the reconciler said {outcome.state}"
-        return WriteResult(sha, obj, change, applied, detail)
+        return obj, None if outcome.state.live else f"the reconciler said {outcome.state}"
+
+
+def _held(version: str, name: str, reverted_in: str | None) -> str:
+    """A rollback with nothing to commit: git already holds the version to return to."""
+    came = f" (reverted in {reverted_in[:12]})" if reverted_in else ""
+    return f"nothing to commit: git already holds version {version} of {name}{came}"
 
 
 def _override_note(message: str, freeze: registry.Suspension, author: Author) -> str:
