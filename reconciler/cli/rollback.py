@@ -101,19 +101,22 @@ def rollback_command(
         _print(done)
     if done.preview is not None:
         return 1 if done.preview.plan.violations and not force else 0
-    if done.change == "pending":  # git holds it: fine for a dry run, not live otherwise
+    if done.change == authoring.RollbackChange.PENDING:  # fine dry, not live otherwise
         return 0 if dry_run else 1
-    return 0 if done.change in ("rolled-back", "nothing") else 1
+    live = (authoring.RollbackChange.ROLLED_BACK, authoring.RollbackChange.NOTHING)
+    return 0 if done.change in live else 1
 
 
 def _print(done: Rollback) -> None:
+    from reconciler.gitops.authoring import RollbackChange, RollbackMethod
+
     name = f"{done.kind}/{done.ident}"
-    if done.change not in ("rolled-back", "dry-run"):
+    if done.change not in (RollbackChange.ROLLED_BACK, RollbackChange.DRY_RUN):
         click.echo(f"{name}: {done.detail}")
         return
     how = (
         f"a git revert of {done.undoes[:12]}"
-        if done.method == "revert" and done.undoes
+        if done.method == RollbackMethod.REVERT and done.undoes
         else "a commit restoring its previous document"
     )
     if done.preview is not None:
