@@ -408,7 +408,7 @@ def _table(
 ) -> str:
     """The chart's numbers. Only names and the title need escaping: the cells are times and
     numbers formatted here."""
-    suffix = f" ({scales.unit_name(unit)})" if unit else ""
+    suffix = f" ({unit})" if unit else ""
     head = ['<th scope="col">time (UTC)</th>']
     head += [f'<th scope="col">{escape(s.name)}{escape(suffix)}</th>' for s in series]
     if requests is not None:

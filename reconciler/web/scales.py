@@ -172,12 +172,8 @@ def in_words(value: float, unit: Unit) -> str:
     return f"{value:.4g}"
 
 
-def unit_name(unit: Unit) -> str:
-    return {"ms": "ms", "%": "%", "USD": "USD", "requests": "requests", "": ""}[unit]
-
-
 def axis_unit(unit: Unit, top: float) -> str:
-    return "s" if unit == "ms" and top >= 2000 else unit_name(unit)
+    return "s" if unit == "ms" and top >= 2000 else unit
 
 
 def tick_label(value: float, unit: Unit, top: float) -> str:
