@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Protocol, TypeVar
 
 from reconciler.base.diagnostics import Diagnostic
 from reconciler.manifests import checking, loading
@@ -183,9 +184,18 @@ class Patch:
         )
 
 
-def by_file(objects: Iterable[loading.Located]) -> dict[str, list[loading.Located]]:
-    out: dict[str, list[loading.Located]] = {}
-    for item in objects:
+class _InFile(Protocol):
+    @property
+    def file(self) -> str: ...
+
+
+InFile = TypeVar("InFile", bound=_InFile)
+
+
+def by_file(items: Iterable[InFile]) -> dict[str, list[InFile]]:
+    """Objects or diagnostics grouped by the file they are in, in their order."""
+    out: dict[str, list[InFile]] = {}
+    for item in items:
         out.setdefault(item.file, []).append(item)
     return out
 
@@ -208,11 +218,9 @@ def fleet_of(
             return None
     if len(patch.located) != len(loaded.objects):
         return None  # objects outside the listed files: not a fleet this can keep
-    findings: dict[str, list[Diagnostic]] = {}
-    for diagnostic in found:
-        if diagnostic.file not in patch.files:
-            return None
-        findings.setdefault(diagnostic.file, []).append(diagnostic)
+    findings = by_file(found)
+    if not findings.keys() <= patch.files.keys():
+        return None
     return patch.fleet({path: tuple(items) for path, items in findings.items()})
 
 
@@ -305,13 +313,6 @@ def check_change(
     if any(d.is_error for d in own):
         return ordered, None
     findings = {path: ds for path, ds in base.diagnostics.items() if path not in gone}
-    for path, items_found in by_file_diagnostics(own).items():
+    for path, items_found in by_file(own).items():
         findings[path] = tuple(items_found)
     return ordered, dataclasses.replace(fleet, diagnostics=findings)
-
-
-def by_file_diagnostics(found: Iterable[Diagnostic]) -> dict[str, list[Diagnostic]]:
-    out: dict[str, list[Diagnostic]] = {}
-    for diagnostic in found:
-        out.setdefault(diagnostic.file, []).append(diagnostic)
-    return out
