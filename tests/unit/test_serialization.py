@@ -464,6 +464,11 @@ def test_snapshot_round_trip() -> None:
             lambda: routing.AttemptReport("a", routing.AttemptOutcome.SUCCESS, 1.0).to_json(),
             id="AttemptReport",
         ),
+        pytest.param(
+            lambda: routing.AttemptReport("a", FailureKind.TIMEOUT, 1.0).to_json(),
+            id="AttemptReport-failed",
+        ),
+        pytest.param(lambda: snapshot().to_json(), id="Snapshot"),
     ],
 )
 def test_outcome_words_are_written_as_plain_strings(data: Any) -> None:
@@ -473,7 +478,7 @@ def test_outcome_words_are_written_as_plain_strings(data: Any) -> None:
 
 def _types(data: Any) -> set[type]:
     if isinstance(data, dict):
-        return {dict}.union(*(_types(v) for v in data.values()))
+        return {dict}.union(*(_types(k) | _types(v) for k, v in data.items()))
     if isinstance(data, list):
         return {list}.union(*(_types(v) for v in data))
     return {type(data)}
