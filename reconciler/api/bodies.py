@@ -286,12 +286,15 @@ class ModelDetail(ModelSummary):
 
 
 class _Written(_Out):
-    """What every write answers: the commit, what changed, and whether it is applied."""
+    """What every write answers: the commit, what changed, and whether it is applied.
+    ``branch`` names the branch the commit was pushed to for review (a server started
+    with ``--review-branches``), null when it was committed on the fleet branch."""
 
     revision: str
     change: str
     applied: bool
     detail: str
+    branch: str | None = None
 
 
 class WriteOut(_Written):

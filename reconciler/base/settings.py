@@ -115,6 +115,13 @@ class Settings(BaseSettings):
     max_delete_ratio: float = Field(
         0.5, ge=0, le=1, description="Refuse plans removing more than this share of live objects."
     )
+    review_branches: bool = Field(
+        False,
+        description="Writes through the API and the console (register, update, state changes, "
+        "remove) push a branch of their own for review instead of committing on the fleet "
+        "branch, and apply nothing; a rollback still commits and applies at once "
+        "(GROVE_REVIEW_BRANCHES, grove serve/up --review-branches).",
+    )
 
 
 def _with_defaults(settings: Settings) -> Settings:

@@ -21,6 +21,21 @@ from reconciler.manifests import addresses
 
 UP_TOKEN_NAME = "grove-up-admin"  # noqa: S105 - a token name, not a token
 
+review_branches_option = click.option(
+    "--review-branches",
+    is_flag=True,
+    help="Writes through the API and the console push a branch grove/review/... for "
+    "review instead of committing on the fleet branch, and apply nothing until it is "
+    "merged; rollbacks still apply at once [env GROVE_REVIEW_BRANCHES].",
+)
+
+
+def _with_review_branches(settings: Settings, review_branches: bool) -> Settings:
+    """The flag turns review branches on; without it GROVE_REVIEW_BRANCHES decides."""
+    if review_branches:
+        return settings.model_copy(update={"review_branches": True})
+    return settings
+
 
 def _check_port(host: str, port: int) -> None:
     """Fail in one line, before anything is started or printed, when HOST:PORT cannot be
@@ -96,6 +111,7 @@ def _run_serve(
     help="How often the reconcile loop fetches a remote source.",
 )
 @click.option("--no-loop", is_flag=True, help="Serve only; run the reconcile loop elsewhere.")
+@review_branches_option
 @common_options
 def serve_command(
     host: str,
@@ -103,11 +119,13 @@ def serve_command(
     workers: int,
     interval: str,
     no_loop: bool,
+    review_branches: bool,
     settings: Settings,
 ) -> int:
     """Serve the API (and, unless --no-loop, the reconcile loop) on HOST:PORT."""
     from reconciler.gitops import reconciling
 
+    settings = _with_review_branches(settings, review_branches)
     reconciling.open_database(settings).dispose()  # fail early, in one line, if unmigrated
     return _run_serve(settings, host, port, workers, interval, not no_loop)
 
@@ -122,7 +140,8 @@ def serve_command(
     type=click.Path(),
     help="Folder to seed the fleet repository from on the first run.",
 )
-def up_command(host: str, port: int, seed: str) -> int:
+@review_branches_option
+def up_command(host: str, port: int, seed: str, review_branches: bool) -> int:
     """The embedded default: SQLite, a fleet repository under .grove/, an admin token, serve."""
     from reconciler.gitops import reconciling
     from reconciler.store import engine, migrating, tokens
@@ -135,6 +154,7 @@ def up_command(host: str, port: int, seed: str) -> int:
         _seed(fleet, Path(seed))
     # its own fleet, not one a .grove/ further up records (flags and GROVE_* still count)
     settings = settings_module.load(discover=False, repo=str(fleet), ref="HEAD")
+    settings = _with_review_branches(settings, review_branches)
     settings = settings.model_copy(update={"data_dir": str(data)})
     if not os.environ.get("GROVE_DB_URL"):
         settings = settings.model_copy(update={"db_url": f"sqlite:///{data}/registry.db"})

@@ -8,6 +8,13 @@ refused change commits nothing, then commits with the caller as author, pushes,
 and reconciles. Writes are serialized (a thread lock plus a file lock across
 processes), so history stays linear and none is lost; a push rejected because
 the remote moved is redone on the new head.
+
+With review branches on (``Settings.review_branches``, ``grove serve
+--review-branches``), a write passes the same checks but its commit goes to a
+branch of its own, ``grove/review/<kind>-<id>-<sha>``, made from the fleet
+branch's head and pushed for someone to review and merge; the fleet branch and
+the registry stay as they were. A rollback is the exception: it exists to undo a
+bad version now, so it always commits on the fleet branch and applies.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ log = logging.getLogger("grove.authoring")
 
 PUSH_ATTEMPTS = 8
 HISTORY_LIMIT = 200  # commits of a file a rollback reads back through
+REVIEW_PREFIX = "grove/review/"  # branches of writes pushed for review
 _INTEGER = re.compile(r"[0-9]+")
 
 
@@ -114,12 +122,17 @@ class RollbackChange(StrEnum):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class WriteResult:
+    """What a write did. ``revision`` is its commit (or the head, when nothing changed);
+    ``branch`` names the branch it was pushed to for review, None when it was committed
+    on the fleet branch (review branches off, or a rollback)."""
+
     revision: str
     object: manifests.GroveObject | None
     change: WriteChange
     applied: bool
     detail: str
     preview: Preview | None = None
+    branch: str | None = None
 
 
 class Invalid(errors.PermanentError):
@@ -323,7 +336,7 @@ class Authoring:
                 ident,
             )
 
-        return self._write(mutate, author, force=force)
+        return self._write(mutate, author, force=force, review=self.settings.review_branches)
 
     def update(
         self, kind: str, ident: str, changes: dict[str, Any], author: Author, *, force: bool = False
@@ -359,7 +372,7 @@ class Authoring:
                 ident,
             )
 
-        return self._write(mutate, author, force=force)
+        return self._write(mutate, author, force=force, review=self.settings.review_branches)
 
     def set_state(
         self,
@@ -397,7 +410,7 @@ class Authoring:
             verb = {"enabled": "enable", "disabled": "disable", "retired": "retire"}[state]
             return f"grove: {verb} {object_kind} {ident}", WriteChange(state), object_kind, ident
 
-        return self._write(mutate, author, force=force)
+        return self._write(mutate, author, force=force, review=self.settings.review_branches)
 
     def remove(self, kind: str, ident: str, author: Author, *, force: bool = False) -> WriteResult:
         def mutate(root: Path, index: documents.Index) -> tuple[str, WriteChange, str, str]:
@@ -405,7 +418,7 @@ class Authoring:
             documents.replace(found, None, kind)
             return f"grove: remove {kind} {ident}", WriteChange.REMOVED, kind, ident
 
-        return self._write(mutate, author, force=force)
+        return self._write(mutate, author, force=force, review=self.settings.review_branches)
 
     def rollback(
         self,
@@ -420,6 +433,10 @@ class Authoring:
         """Return an object to the version live before the current one, as the registry
         applied them (`rollbacks.choose`), or to ``to_version``; then quarantine the
         version it returned from, and only that one.
+
+        A rollback always commits on the fleet branch and is reconciled at once, review
+        branches or not (``Settings.review_branches``): it is there to take a bad
+        version out of service now, not after a review.
 
         When the commit that introduced the current version touched only this object
         (one file, no other document in it) and reverts cleanly to the version to return
@@ -715,13 +732,16 @@ class Authoring:
         force: bool = False,
         dry_run: bool = False,
         strict: bool = False,
+        review: bool = False,
     ) -> WriteResult:
         """Make the change ``mutate`` makes in a fresh work tree, check it, commit, push and
         reconcile; ``dry_run`` stops after the check (a change freeze does not stop it),
         discards the change and answers its `Preview`. A write is refused for the
         violations it adds to the head's; a ``strict`` one (a rollback, which must be
         applied at once to be worth anything) for every violation of the revision it
-        would make, the head's included, since the reconcile after it applies all."""
+        would make, the head's included, since the reconcile after it applies all.
+        ``review`` pushes the checked commit to a branch of its own instead
+        (`_push_for_review`), and reconciles nothing."""
         with self._serialized():
             overridden = None if dry_run else self._freeze(force=force)
             for _ in range(PUSH_ATTEMPTS):
@@ -763,6 +783,8 @@ class Authoring:
                     return WriteResult(
                         self.tree.head(), None, WriteChange.UNCHANGED, True, "nothing to change"
                     )
+                if review:
+                    return self._push_for_review(sha, kind, ident, change, author)
                 if self.tree.push():
                     logs.event(
                         log,
@@ -789,6 +811,32 @@ class Authoring:
             raise errors.SourceUnavailable(
                 f"could not push after {PUSH_ATTEMPTS} attempts: the remote keeps moving"
             )
+
+    def _push_for_review(
+        self, sha: str, kind: str, ident: str, change: WriteChange, author: Author
+    ) -> WriteResult:
+        """Push the commit ``sha`` (made on the fleet branch's head in the work tree) to a
+        branch of its own; the fleet branch and the registry are left as they are. One
+        attempt: a new branch does not race the fleet branch, and its name holds the
+        commit, so no two writes share one. The object answered is the one live now."""
+        branch = review_branch(kind, ident, sha)
+        self.tree.push_branch(branch)
+        logs.event(
+            log,
+            "pushed-for-review",
+            revision=sha[:12],
+            branch=branch,
+            change=change,
+            kind=kind,
+            id=ident,
+            author=author.name,
+        )
+        target = self.tree.branch or "the fleet branch"
+        detail = (
+            f"pushed branch {branch} for review; not applied: it applies once the branch "
+            f"is merged into {target}"
+        )
+        return WriteResult(sha, self._live(kind, ident), change, False, detail, branch=branch)
 
     def _freeze(self, *, force: bool) -> registry.Suspension | None:
         """Refuse the write while a change freeze holds (`Suspended`), unless forced;
@@ -848,14 +896,18 @@ class Authoring:
             outcome = reconciler.reconcile(actor=f"api:{author.name}", force=force)
         except errors.GroveError as exc:
             return None, f"not applied yet: {exc}"
-        obj = None
+        obj = self._live(kind, ident)
+        return obj, None if outcome.state.live else f"the reconciler said {outcome.state}"
+
+    def _live(self, kind: str, ident: str) -> manifests.GroveObject | None:
+        """The object as the registry holds it now, or None."""
         with self.db.transaction() as connection:
             live = registry.load_object(connection, kind, ident)
-        if live is not None:
-            obj = manifests.parse_document(
-                live.document, allow_local_endpoints=self.settings.allow_local_endpoints
-            )
-        return obj, None if outcome.state.live else f"the reconciler said {outcome.state}"
+        if live is None:
+            return None
+        return manifests.parse_document(
+            live.document, allow_local_endpoints=self.settings.allow_local_endpoints
+        )
 
 
 def _held(version: str, name: str, reverted_in: str | None) -> str:
@@ -879,6 +931,14 @@ def _find(index: documents.Index, kind: str, ident: str) -> documents.Located:
 
 
 _EVENT_PREFIX = {manifests.KIND_MODEL: "model", manifests.KIND_RULE: "rule"}
+
+
+def review_branch(kind: str, ident: str, sha: str) -> str:
+    """The branch a write for review is pushed to: ``grove/review/model-alpha-1a2b3c4d``
+    (``rule-...`` for a routing rule), the same for the same commit. An id is lower case
+    letters, digits and hyphens, so the name is a valid git branch."""
+    prefix = _EVENT_PREFIX.get(kind, kind.lower())
+    return f"{REVIEW_PREFIX}{prefix}-{ident}-{sha[:8]}"
 
 
 def _rollback_message(

@@ -424,7 +424,8 @@ class WorkTree:
     Never the user's working tree: a clone under Grove's data folder, reset to
     the remote branch before every change and pushed after it. A push that the
     remote rejects because it moved returns False, and the caller redoes its
-    change on the new head.
+    change on the new head. A change for review is pushed to a branch of its own
+    instead (:meth:`push_branch`), made from the same tip.
     """
 
     def __init__(self, remote: str, path: Path, *, timeout_s: int = 60) -> None:
@@ -515,6 +516,15 @@ class WorkTree:
             f"git push to {self.description} failed{said}; if it is a working tree with the "
             "branch checked out, point GROVE_REPO at a bare repository or a remote instead"
         )
+
+    def push_branch(self, name: str) -> None:
+        """Push HEAD to a new branch ``name`` of the remote, for review: the branch the
+        work tree follows is left as the remote has it. Never forced, so an existing
+        branch of that name with other commits is left alone (an error)."""
+        status, _ = self._git("check-ref-format", f"refs/heads/{name}", check=False)
+        if status != 0:
+            raise errors.SourceError(f"{name!r} is not a valid git branch name")
+        self._git("push", "--quiet", "origin", f"HEAD:refs/heads/{name}")
 
     def head(self) -> str:
         _, out = self._git("rev-parse", "HEAD")

@@ -66,6 +66,7 @@ def _written(services: ServicesDep, result: WriteResult) -> WriteOut:
         change=result.change,
         applied=result.applied,
         detail=result.detail,
+        branch=result.branch,
         model=_detail(model) if model else None,
     )
 

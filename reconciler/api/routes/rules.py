@@ -68,6 +68,7 @@ def _written(services: Services, result: WriteResult) -> RuleWriteOut:
         change=result.change,
         applied=result.applied,
         detail=result.detail,
+        branch=result.branch,
         rule=_detail(rule) if rule else None,
     )
 
