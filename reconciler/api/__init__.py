@@ -1,4 +1,4 @@
-"""The HTTP API (FastAPI): the only package, with ``web/``, that knows HTTP.
+"""The HTTP API (FastAPI) and the app it makes: the API's routes and the console (``web/``).
 
 :func:`create_app` wires the services (registry database, router, git
 write-back, event hub) into an app; :func:`serve` runs it with uvicorn,
@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import uvicorn
 from fastapi import FastAPI
 
+from reconciler import web
 from reconciler.api import connections, hub, problems, routes
 from reconciler.api.deps import Services
 from reconciler.api.limits import BodyLimits, Gate
@@ -101,6 +102,7 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
     problems.install(app)
     for router in routes.ROUTERS:
         app.include_router(router)
+    web.mount(app, web.Console(settings, db, engine, services.authoring))
     return app
 
 

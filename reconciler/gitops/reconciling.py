@@ -690,11 +690,18 @@ class Reconciler:
     # ---------------------------------------------------------------- status
 
     def status(self) -> status_module.Status:
+        return self.overview()[0]
+
+    def overview(self) -> tuple[status_module.Status, PlanOutcome | None]:
+        """The status, and the plan of the desired revision it was judged on (None when
+        the revision could not be planned: the status's Stalled condition says why). The
+        console shows both, from one fetch and one plan."""
         live = self.live()
         desired_revision: str | None = None
         pending = 0
         sync = status_module.Sync.UNKNOWN
         problem = ""
+        outcome: PlanOutcome | None = None
         try:
             desired_revision = self.resolve()
             outcome = self.plan(revision=desired_revision)
@@ -708,7 +715,7 @@ class Reconciler:
         except Exception as exc:  # status must answer whatever the desired revision holds
             log.warning("status could not plan the desired revision", exc_info=True)
             problem = f"{UNEXPECTED}: {describe(exc)}"
-        return build_status(live, desired_revision, sync, pending, problem)
+        return build_status(live, desired_revision, sync, pending, problem), outcome
 
 
 STALLED_ERRORS = 3  # errors a Stalled condition lists; `grove validate` shows them all

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select
+from sqlalchemy import ColumnElement, Connection, Float, and_, case, func, insert, select
 
 from reconciler.base import ids
 from reconciler.store import tables
@@ -324,4 +324,55 @@ def recent_latencies(
         values = found.setdefault(row.model_id, [])
         if len(values) < per_model:
             values.append(float(row.latency_ms))
+    return found
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BucketTotals:
+    """One model's attempts in one time bucket: the console's cards (sums and counts;
+    the mean latency is labelled as a mean, never shown as a percentile)."""
+
+    bucket: int  # 0 is the bucket starting at ``since``
+    requests: int
+    successes: int
+    latency_ms_sum: float
+    cost_usd: float
+
+
+def bucket_totals(
+    connection: Connection, since: dt.datetime, bucket_s: int
+) -> dict[str, list[BucketTotals]]:
+    """Per model, per ``bucket_s`` since ``since``: requests, successes, summed latency and
+    cost, grouped by the database (one query for the whole fleet, whatever its size)."""
+    table = tables.routing_logs
+    seconds: ColumnElement[Any]
+    if connection.dialect.name == "sqlite":
+        seconds = func.cast(func.strftime("%s", table.c.timestamp), Float)
+    else:
+        seconds = func.extract("epoch", table.c.timestamp)
+    start = since.timestamp()
+    bucket = func.floor((seconds - start) / bucket_s)
+    rows = connection.execute(
+        select(
+            table.c.model_id,
+            bucket.label("bucket"),
+            func.count().label("requests"),
+            func.sum(case((table.c.success.is_(True), 1), else_=0)).label("successes"),
+            func.sum(table.c.latency_ms).label("latency"),
+            func.sum(func.coalesce(table.c.cost_usd, 0.0)).label("cost"),
+        )
+        .where(table.c.timestamp >= since)
+        .group_by(table.c.model_id, bucket)
+    )
+    found: dict[str, list[BucketTotals]] = {}
+    for row in rows:
+        found.setdefault(row.model_id, []).append(
+            BucketTotals(
+                int(row.bucket),
+                int(row.requests),
+                int(row.successes or 0),
+                float(row.latency or 0),
+                float(row.cost or 0),
+            )
+        )
     return found

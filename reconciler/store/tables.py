@@ -201,6 +201,20 @@ api_tokens = Table(
     Column("last_used_at", DateTime(timezone=True), nullable=True),
 )
 
+# Console sessions (migration 0006): a browser's sign-in, kept on the server. The cookie
+# holds a random secret; only its SHA-256 is stored, with the token it was made from
+# (a revoked token ends its sessions) and the session's CSRF secret.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("token_id", String(32), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    _created(),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_console_sessions_expires", "expires_at"),
+)
+
 # The product brief's observability tables (filled by the router).
 routing_logs = Table(
     "routing_logs",

@@ -1,7 +1,38 @@
-"""The console's package (DESIGN.md section 10): server-rendered Jinja2 pages, mounted by the
-API server at ``/``.
+"""The console: server-rendered pages over the same services as the API (DESIGN.md
+section 10).
 
-So far it holds the charts, pure functions of numbers to markup: ``charts`` (the SVG figures),
-``buckets`` (percentiles and time buckets of raw samples) and ``scales`` (coordinates,
-downsampling, ticks and labels). The pages, their routes and templates come later.
+Jinja2 templates, one per page, every page a full render that works without
+JavaScript; a small script of our own only refreshes an open page's live region
+(server-sent events, polling when they fail) and adds keyboard shortcuts. No
+inline script or style, so the Content-Security-Policy stays strict.
+
+`mount` adds the pages to the API's app (``api.create_app``): the console sits
+below the API in the layers and knows nothing of it.
 """
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from reconciler.web.console import Console
+from reconciler.web.pages import fleet, live, model, rules, signin, status, wizard
+
+# /models/new before /models/{model_id}: the first matching route answers
+PAGES = (
+    signin.router,
+    fleet.router,
+    wizard.router,
+    model.router,
+    rules.router,
+    status.router,
+    live.router,
+)
+
+
+def mount(app: FastAPI, console: Console) -> None:
+    app.state.console = console
+    for router in PAGES:
+        app.include_router(router)
+
+
+__all__ = ["Console", "mount"]

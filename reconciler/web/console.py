@@ -1,0 +1,291 @@
+"""The console's services, and what its pages share: rendering, headers, the outage
+banner, the overview of git and the registry.
+
+`Console` is built by the app (``api.create_app``) from the same services the API
+uses, so a page and an API call see the same router snapshot and write through the
+same authoring path. Pages are plain functions run in the thread pool: they read
+the registry and git, which block.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import jinja2
+from fastapi import Request
+from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup
+
+from reconciler.base import errors
+from reconciler.base.settings import Settings
+from reconciler.gitops import authoring, reconciling
+from reconciler.planning.status import Status
+from reconciler.routing import engine as routing
+from reconciler.store import routing_logs
+from reconciler.store.engine import Database
+from reconciler.store.sessions import Session
+from reconciler.web import assets
+from reconciler.web.fleet import FleetNumbers
+from reconciler.web.sessions import SessionCache
+
+T = TypeVar("T")
+OUTAGE = (errors.DatabaseUnavailable, errors.DatabaseUnreadable)
+OVERVIEW_FRESH_S = 5.0  # git is fetched and the head planned at most this often per server
+
+HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+def secured(response: Response, *, cache: str = "no-store") -> Response:
+    """The console's security headers on ``response`` (pages, fragments, redirects,
+    assets and errors alike)."""
+    for name, value in HEADERS.items():
+        response.headers[name] = value
+    response.headers.setdefault("Cache-Control", cache)
+    return response
+
+
+class Outage:
+    """Since when the registry cannot be read (None: it can), and why. Pages record
+    each read's outcome here; the banner shows it."""
+
+    def __init__(self) -> None:
+        self.since: dt.datetime | None = None
+        self.reason = ""
+
+    def failed(self, exc: Exception) -> None:
+        if self.since is None:
+            self.since = dt.datetime.now(dt.UTC)
+        self.reason = str(exc)
+
+    def recovered(self) -> None:
+        self.since = None
+        self.reason = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Overview:
+    """The reconciler's status and the plan of the branch head, as of ``at``; ``plan``
+    is None when the head could not be planned (``status`` says why)."""
+
+    status: Status | None
+    outcome: reconciling.PlanOutcome | None
+    at: dt.datetime
+    problem: str = ""
+
+    def pending(self) -> dict[tuple[str, str], str]:
+        """(kind, id) -> the change the head's plan has for it."""
+        if self.outcome is None or self.outcome.plan is None:
+            return {}
+        return {c.key: str(c.kind) for c in self.outcome.plan.changes}
+
+    def refused(self) -> set[tuple[str, str]]:
+        if self.outcome is None or self.outcome.plan is None:
+            return set()
+        return {
+            (kind, ident)
+            for violation in self.outcome.plan.violations
+            for kind, _, ident in (address.partition("/") for address in violation.objects)
+        }
+
+
+class OverviewCache:
+    """One fetch and one plan of the branch head per :data:`OVERVIEW_FRESH_S` per server,
+    however many pages ask; concurrent askers wait for the one in progress."""
+
+    def __init__(self, compute: Callable[[], Overview], fresh_s: float = OVERVIEW_FRESH_S) -> None:
+        self.compute = compute
+        self.fresh_s = fresh_s
+        self._lock = threading.Lock()
+        self._last: tuple[float, Overview] | None = None
+
+    def get(self, *, fresh: bool = False) -> Overview:
+        with self._lock:
+            if (
+                not fresh
+                and self._last is not None
+                and time.monotonic() - self._last[0] < self.fresh_s
+            ):
+                return self._last[1]
+            found = self.compute()
+            self._last = (time.monotonic(), found)
+            return found
+
+    def last(self) -> Overview | None:
+        return None if self._last is None else self._last[1]
+
+    def forget(self) -> None:
+        with self._lock:
+            self._last = None
+
+
+@dataclasses.dataclass
+class Console:
+    settings: Settings
+    db: Database
+    engine: routing.RoutingEngine
+    authoring: authoring.Authoring
+    review_branches: bool = False
+    streams: int = 0  # open live streams of this process (pages.live caps them)
+    sessions: SessionCache = dataclasses.field(init=False)
+    outage: Outage = dataclasses.field(default_factory=Outage)
+    overview: OverviewCache = dataclasses.field(init=False)
+    numbers: FleetNumbers = dataclasses.field(init=False)
+    templates: jinja2.Environment = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sessions = SessionCache(outage_window_s=max(self.settings.token_outage_window_s, 600))
+        self.overview = OverviewCache(self._overview)
+        self.numbers = FleetNumbers(self._bucket_totals)
+        self.templates = environment()
+
+    def reconciler(self) -> reconciling.Reconciler:
+        return reconciling.Reconciler(
+            self.settings, reconciling.open_source(self.settings), self.db
+        )
+
+    def _overview(self) -> Overview:
+        now = dt.datetime.now(dt.UTC)
+        try:
+            status, outcome = self.reconciler().overview()
+        except OUTAGE as exc:
+            self.outage.failed(exc)
+            last = self.overview.last()
+            return Overview(
+                last.status if last else None, last.outcome if last else None, now, str(exc)
+            )
+        except errors.GroveError as exc:
+            return Overview(None, None, now, str(exc))
+        self.outage.recovered()
+        return Overview(status, outcome, now)
+
+    def _bucket_totals(
+        self, since: dt.datetime, bucket_s: int
+    ) -> dict[str, list[routing_logs.BucketTotals]]:
+        with self.db.transaction() as connection:
+            return routing_logs.bucket_totals(connection, since, bucket_s)
+
+    def read(self, read: Callable[[], T], default: T) -> T:
+        """``read()`` of the registry; ``default`` (and the outage recorded, for the
+        banner) when the registry cannot be read."""
+        try:
+            found = read()
+        except OUTAGE as exc:
+            self.outage.failed(exc)
+            return default
+        self.outage.recovered()
+        return found
+
+    # ---------------------------------------------------------------- rendering
+
+    def page(
+        self,
+        request: Request,
+        template: str,
+        context: Mapping[str, Any],
+        *,
+        session: Session | None,
+        status_code: int = 200,
+    ) -> Response:
+        """A full page, or only its ``live`` block when the console's script asks for the
+        fragment (``X-Grove-Fragment: live``) to refresh an open page."""
+        values = {**self.common(request, session), **context}
+        loaded = self.templates.get_template(template)
+        if request.headers.get("x-grove-fragment") == "live" and "live" in loaded.blocks:
+            body = "".join(loaded.blocks["live"](loaded.new_context(values)))
+        else:
+            body = loaded.render(values)
+        return secured(HTMLResponse(body, status_code=status_code))
+
+    def common(self, request: Request, session: Session | None) -> dict[str, Any]:
+        table = self.engine.table()
+        writable = (
+            session is not None
+            and session.identity.allows("operator")
+            and self.outage.since is None
+        )
+        return {
+            "request_path": request.url.path,
+            "session": session,
+            "user": session.identity if session else None,
+            "csrf": session.csrf if session else "",
+            "can_write": writable,
+            "can_admin": writable and session is not None and session.identity.allows("admin"),
+            "outage": self.outage,
+            "serving": {"revision": table.revision, "serial": table.serial},
+            "overview": self.overview.last(),
+            "now": dt.datetime.now(dt.UTC),
+            "review_branches": self.review_branches,
+        }
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("reconciler.web", "templates"),
+        autoescape=True,  # every value is escaped unless it is Markup (the charts)
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["asset"] = assets.url
+    env.filters["ago"] = ago
+    env.filters["short"] = short
+    env.filters["when"] = when
+    # the macros every template uses (status axes, the revision header, form errors), as
+    # a global: a page's ``live`` block rendered alone sees them too
+    env.globals["ui"] = env.get_template("macros.html").make_module()
+    return env
+
+
+def short(revision: str | None) -> str:
+    return (revision or "")[:12] or "none"
+
+
+def _moment(moment: dt.datetime | str | None) -> dt.datetime | None:
+    if isinstance(moment, str):
+        try:
+            moment = dt.datetime.fromisoformat(moment)
+        except ValueError:
+            return None
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment
+
+
+def when(moment: dt.datetime | str | None) -> str:
+    found = _moment(moment)
+    if found is None:
+        return "never" if not moment else str(moment)
+    return found.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def ago(moment: dt.datetime | str | None, now: dt.datetime | None = None) -> str:
+    """ "3 min ago" (or "in 2 days" for a future moment)."""
+    found = _moment(moment)
+    if found is None:
+        return "never" if not moment else str(moment)
+    seconds = ((now or dt.datetime.now(dt.UTC)) - found).total_seconds()
+    future = seconds < 0
+    seconds = abs(seconds)
+    for size, unit in ((86400, "day"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            count = int(seconds // size)
+            text = f"{count} {unit}{'s' if unit == 'day' and count != 1 else ''}"
+            break
+    else:
+        text = f"{int(seconds)} s"
+    return f"in {text}" if future else f"{text} ago"
+
+
+__all__ = ["HEADERS", "Console", "Markup", "Outage", "Overview", "environment", "secured"]

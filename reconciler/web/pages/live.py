@@ -1,0 +1,100 @@
+"""``/console/events``: tells open pages that what they show changed, and
+``/static/...``, ``/favicon.ico``: the console's files.
+
+The stream sends ``refresh`` when the router's snapshot moves (an apply by any
+replica: the snapshot follows NOTIFY or the file watch), when the head's plan or
+the outage banner changes; the page's script then fetches its own ``live``
+fragment, rendered by the server like the page. A ``: ping`` comment keeps
+proxies from closing a quiet stream (FastAPI's server-sent events add it), and
+``X-Accel-Buffering: no`` keeps them from buffering it. The stream ends when its
+session does; streams are capped per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from reconciler.web import assets
+from reconciler.web.console import Console, secured
+from reconciler.web.pages import ConsoleDep, NotFound, PageRoute, SignedIn, current_session
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+CHECK_S = 0.25  # how often a stream looks for a change (an attribute read, no I/O)
+SESSION_RECHECK_S = 5.0
+OVERVIEW_EVERY_S = 15.0  # while a page is open, git is planned again this often
+MAX_STREAMS = 200
+
+
+def _state(console: Console) -> tuple[object, ...]:
+    table = console.engine.table()
+    last = console.overview.last()
+    numbers = console.numbers.last()
+    return (
+        table.serial,
+        table.revision,
+        console.outage.since,
+        None if last is None or last.status is None else last.status.to_json(),
+        None if numbers is None else numbers[0],
+    )
+
+
+@router.get("/console/events", response_class=EventSourceResponse)
+async def events(
+    request: Request,
+    console: ConsoleDep,
+    session: SignedIn,
+) -> AsyncIterator[ServerSentEvent]:
+    if console.streams >= MAX_STREAMS:
+        return  # the page falls back to polling
+    console.streams += 1
+    try:
+        yield ServerSentEvent(comment="connected", retry=5000)
+        seen = _state(console)
+        clock = asyncio.get_running_loop().time
+        checked = planned = clock()
+        while True:
+            await asyncio.sleep(CHECK_S)
+            if clock() - checked >= SESSION_RECHECK_S:
+                checked = clock()
+                if await current_session(request, console) is None:
+                    yield ServerSentEvent(event="signed-out", data={"reason": "session ended"})
+                    return
+            if clock() - planned >= OVERVIEW_EVERY_S:
+                planned = clock()  # shared by every stream: the caches compute once
+                await asyncio.to_thread(console.read, console.overview.get, None)
+                await asyncio.to_thread(console.read, console.numbers.get, None)
+            state = _state(console)
+            if state != seen:
+                seen = state
+                yield ServerSentEvent(
+                    event="refresh",
+                    data={
+                        "serial": console.engine.table().serial,
+                        "at": dt.datetime.now(dt.UTC).isoformat(),
+                    },
+                )
+    finally:
+        console.streams -= 1
+
+
+@router.get("/static/{name}")
+async def static(name: str, v: str = "") -> Response:
+    found = assets.FILES.get(name)
+    if found is None:
+        raise NotFound(f"no file {name!r}")
+    cache = "public, max-age=31536000, immutable" if v == found.digest else "no-cache"
+    response = Response(found.body, media_type=found.media_type)
+    response.headers["ETag"] = f'"{found.digest}"'
+    return secured(response, cache=cache)
+
+
+@router.get("/favicon.ico")
+async def favicon() -> Response:
+    found = assets.FILES["favicon.svg"]
+    return secured(Response(found.body, media_type=found.media_type), cache="public, max-age=86400")

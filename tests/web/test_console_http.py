@@ -1,0 +1,150 @@
+"""The console's sign-in, sessions, CSRF, headers and fleet page, over real HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+
+import httpx
+
+from tests.api.conftest import Server
+from tests.conftest import GroveRunner
+from tests.web.conftest import csrf_of, sign_in
+
+CSP = "default-src 'self'; frame-ancestors 'none'"
+
+
+def test_a_page_without_a_session_redirects_to_sign_in(server: Server) -> None:
+    with httpx.Client(base_url=server.url) as client:
+        answer = client.get("/?capability=reasoning")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/login?next=/%3Fcapability%3Dreasoning"
+
+
+def test_sign_in_makes_a_strict_http_only_session(server: Server) -> None:
+    with httpx.Client(base_url=server.url) as client:
+        form = client.get("/login")
+        assert form.status_code == 200
+        assert CSP in form.headers["content-security-policy"]
+        assert form.headers["x-content-type-options"] == "nosniff"
+        answer = client.post(
+            "/login", data={"token": server.tokens["viewer"], "csrf": csrf_of(form.text)}
+        )
+        assert answer.status_code == 303
+        cookie = answer.headers["set-cookie"]
+        assert "grove_session=" in cookie
+        assert "HttpOnly" in cookie
+        assert "SameSite=strict" in cookie
+        assert server.tokens["viewer"] not in cookie
+        fleet = client.get("/")
+    assert fleet.status_code == 200
+    assert "viewer-token" in fleet.text
+
+
+def test_sign_in_without_its_csrf_token_is_refused(server: Server) -> None:
+    with httpx.Client(base_url=server.url) as client:
+        client.get("/login")
+        answer = client.post("/login", data={"token": server.tokens["admin"]})
+    assert answer.status_code == 403
+    assert "grove_session" not in answer.headers.get("set-cookie", "")
+
+
+def test_a_wrong_token_says_so_at_the_field(server: Server) -> None:
+    with httpx.Client(base_url=server.url) as client:
+        form = client.get("/login")
+        bogus = "grove_0123456789abcdef_" + "x" * 40
+        answer = client.post("/login", data={"token": bogus, "csrf": csrf_of(form.text)})
+        assert answer.status_code == 401
+        assert "unknown or revoked" in answer.text
+        assert bogus not in answer.text  # a credential never reaches a page
+        answer = client.post("/login", data={"token": "hunter2", "csrf": csrf_of(form.text)})
+    assert answer.status_code == 422
+    assert "hunter2" not in answer.text
+    assert 'aria-invalid="true"' in answer.text
+
+
+def test_next_only_goes_to_a_path_of_this_server(server: Server) -> None:
+    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        with httpx.Client(base_url=server.url) as client:
+            form = client.get("/login")
+            answer = client.post(
+                "/login",
+                data={"token": server.tokens["viewer"], "csrf": csrf_of(form.text), "next": target},
+            )
+        assert answer.headers["location"] == "/", target
+
+
+def test_sign_out_needs_the_csrf_token_and_ends_the_session(server: Server) -> None:
+    with contextlib.closing(sign_in(server, "operator")) as client:
+        assert client.post("/logout", data={}).status_code == 403
+        assert client.get("/").status_code == 200
+        token = csrf_of(client.get("/").text)
+        assert client.post("/logout", data={"csrf": token}).status_code == 303
+        assert client.get("/").status_code == 303
+
+
+def test_revoking_the_token_ends_its_sessions(server: Server, grove: GroveRunner) -> None:
+    with contextlib.closing(sign_in(server, "viewer")) as client:
+        assert client.get("/").status_code == 200
+        assert grove("token", "revoke", "viewer-token").code == 0
+        server.app.state.console.sessions._entries.clear()  # the cache's few seconds, skipped
+        assert client.get("/").status_code == 303
+
+
+def test_the_fleet_page_shows_each_model_with_both_status_axes(operator: httpx.Client) -> None:
+    page = operator.get("/")
+    assert page.status_code == 200
+    assert CSP in page.headers["content-security-policy"]
+    assert "<script>" not in page.text  # no inline script: only <script src=...>
+    assert 'style="' not in page.text
+    assert "Sync" in page.text and "Health" in page.text
+    table = operator.get("/?view=table")
+    assert "<table" in table.text
+    filtered = operator.get("/?q=no-such-model-anywhere")
+    assert "No model matches these filters" in filtered.text
+
+
+def test_the_live_fragment_is_only_the_live_region(operator: httpx.Client) -> None:
+    fragment = operator.get("/", headers={"X-Grove-Fragment": "live"})
+    assert fragment.status_code == 200
+    assert "<html" not in fragment.text
+    assert "model" in fragment.text
+
+
+def test_a_model_named_like_a_script_shows_as_text(server: Server, operator: httpx.Client) -> None:
+    with server.client("operator") as api:
+        answer = api.post(
+            "/api/models/register",
+            json={
+                "id": "xss-model",
+                "name": "<script>alert(1)</script>",
+                "provider": "mock",
+                "capabilities": {"reasoning": 0.5},
+            },
+        )
+        assert answer.status_code == 201, answer.text
+    page = operator.get("/")
+    assert "<script>alert(1)</script>" not in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+
+
+def test_console_routes_are_not_in_the_api_description(server: Server) -> None:
+    with server.client("viewer") as api:
+        paths = api.get("/openapi.json").json()["paths"]
+    assert not [
+        p
+        for p in paths
+        if not p.startswith(("/api", "/metrics", "/healthz", "/readyz", "/hooks", "/v1"))
+    ]
+
+
+def test_static_files_carry_their_hash_and_headers(operator: httpx.Client) -> None:
+    page = operator.get("/").text
+    css = page.split('href="/static/console.css?v=')[1].split('"')[0]
+    answer = operator.get(f"/static/console.css?v={css}")
+    assert answer.status_code == 200
+    assert "immutable" in answer.headers["cache-control"]
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert operator.get("/favicon.ico").status_code == 200
+    missing = operator.get("/static/nope.js")
+    assert missing.status_code == 404
+    assert "Back to the fleet" in missing.text
