@@ -301,6 +301,13 @@ def bump(version: str, used: Iterable[str] = ()) -> str:
 
 
 class Authoring:
+    """The one way the API and the console change the fleet: a checked commit to git.
+
+    Every write takes ``dry_run``: it makes the same change in the work tree, checks it
+    and answers its `Preview` (the commit message, the diff, the plan with the
+    violations it would add), then discards it. The console shows that preview before
+    an action, and commits the same call without ``dry_run``."""
+
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
@@ -317,7 +324,12 @@ class Authoring:
     # ---------------------------------------------------------------- operations
 
     def register(
-        self, document: dict[str, Any], author: Author, *, force: bool = False
+        self,
+        document: dict[str, Any],
+        author: Author,
+        *,
+        force: bool = False,
+        dry_run: bool = False,
     ) -> WriteResult:
         kind, ident = document["meta"]["type"], document["meta"]["id"]
 
@@ -336,10 +348,19 @@ class Authoring:
                 ident,
             )
 
-        return self._write(mutate, author, force=force, review=self.settings.review_branches)
+        return self._write(
+            mutate, author, force=force, dry_run=dry_run, review=self.settings.review_branches
+        )
 
     def update(
-        self, kind: str, ident: str, changes: dict[str, Any], author: Author, *, force: bool = False
+        self,
+        kind: str,
+        ident: str,
+        changes: dict[str, Any],
+        author: Author,
+        *,
+        force: bool = False,
+        dry_run: bool = False,
     ) -> WriteResult:
         """Merge ``changes`` (``payload`` fields, ``meta.labels``/``meta.version``) and bump
         the version when the content changed and no version was given."""
@@ -372,7 +393,9 @@ class Authoring:
                 ident,
             )
 
-        return self._write(mutate, author, force=force, review=self.settings.review_branches)
+        return self._write(
+            mutate, author, force=force, dry_run=dry_run, review=self.settings.review_branches
+        )
 
     def set_state(
         self,
@@ -382,6 +405,7 @@ class Authoring:
         *,
         kind: str | None = None,
         force: bool = False,
+        dry_run: bool = False,
     ) -> WriteResult:
         """enable / disable / retire a model, or enable / disable a rule (``state`` names it);
         ``kind`` limits it to one object type."""
@@ -410,15 +434,21 @@ class Authoring:
             verb = {"enabled": "enable", "disabled": "disable", "retired": "retire"}[state]
             return f"grove: {verb} {object_kind} {ident}", WriteChange(state), object_kind, ident
 
-        return self._write(mutate, author, force=force, review=self.settings.review_branches)
+        return self._write(
+            mutate, author, force=force, dry_run=dry_run, review=self.settings.review_branches
+        )
 
-    def remove(self, kind: str, ident: str, author: Author, *, force: bool = False) -> WriteResult:
+    def remove(
+        self, kind: str, ident: str, author: Author, *, force: bool = False, dry_run: bool = False
+    ) -> WriteResult:
         def mutate(root: Path, index: documents.Index) -> tuple[str, WriteChange, str, str]:
             found = _find(index, kind, ident)
             documents.replace(found, None, kind)
             return f"grove: remove {kind} {ident}", WriteChange.REMOVED, kind, ident
 
-        return self._write(mutate, author, force=force, review=self.settings.review_branches)
+        return self._write(
+            mutate, author, force=force, dry_run=dry_run, review=self.settings.review_branches
+        )
 
     def rollback(
         self,
