@@ -192,6 +192,7 @@ def up_command(host: str, port: int, seed: str, review_branches: bool) -> int:
         if token
         else "  admin token: printed at the first run; another: "
         f"{program()} token create --role admin --name NAME{db_option}",
+        f"  console: {url}/ (sign in with an admin, operator or viewer token)",
         f"  try: curl -H 'Authorization: Bearer <token>' "
         f"'{url}/api/models/discover?capability=reasoning'",
     ]

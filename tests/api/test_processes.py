@@ -99,6 +99,7 @@ def test_grove_up_seeds_migrates_prints_a_token_once_and_serves(tmp_path: Path) 
     assert status.status_code == 401  # it answered (no token sent)
     out = announced + rest
     assert out.count("Grove is up") == 1
+    assert f"  console: http://127.0.0.1:{port}/ (sign in with" in out  # issue 16
     token = re.search(r"admin token \(shown once, keep it\): (grove_\S+)", out)
     assert token is not None
     assert token.group(1).encode() not in seen_by_ps + environment
