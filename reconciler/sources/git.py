@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
+import datetime as dt
 import hashlib
 import os
 import re
@@ -232,6 +234,14 @@ class _Repo(git.Repo):
     GitCommandWrapperType = _Git
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Commit:
+    sha: str
+    subject: str
+    author: str
+    time: dt.datetime
+
+
 class GitSource:
     """A git repository, local or mirrored from a remote."""
 
@@ -409,6 +419,26 @@ class GitSource:
         except GitCommandError:
             return False
         return True
+
+    def commit(self, revision: str) -> Commit | None:
+        """The subject, author and time of ``revision`` (None when it is not a commit here):
+        the console's revision header."""
+        try:
+            out = self.repo().git.log("-1", "--format=%H%x00%s%x00%an%x00%ct", revision, "--")
+        except GitCommandError:
+            return None
+        parts = str(out).split("\x00")
+        if len(parts) != 4 or not parts[3].strip().isdigit():
+            return None
+        when = dt.datetime.fromtimestamp(int(parts[3]), dt.UTC)
+        return Commit(parts[0], parts[1][:200], parts[2][:100], when)
+
+    def count_between(self, old: str, new: str) -> int | None:
+        """How many commits ``new`` has that ``old`` does not ("3 commits behind")."""
+        try:
+            return int(self.repo().git.rev_list("--count", f"{old}..{new}", "--"))
+        except (GitCommandError, ValueError):
+            return None
 
     def close(self) -> None:
         """End the persistent ``cat-file`` processes (waited for, never left as zombies,

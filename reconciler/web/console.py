@@ -26,6 +26,7 @@ from reconciler.base.settings import Settings
 from reconciler.gitops import authoring, reconciling
 from reconciler.planning.status import Status
 from reconciler.routing import engine as routing
+from reconciler.sources.git import Commit, GitSource
 from reconciler.store import routing_logs
 from reconciler.store.engine import Database
 from reconciler.store.sessions import Session
@@ -83,6 +84,9 @@ class Overview:
     outcome: reconciling.PlanOutcome | None
     at: dt.datetime
     problem: str = ""
+    applied: Commit | None = None  # the commit the registry holds, from git
+    head: Commit | None = None  # the branch head
+    behind: int | None = None  # commits the registry is behind the branch head
 
     def pending(self) -> dict[tuple[str, str], str]:
         """(kind, id) -> the change the head's plan has for it."""
@@ -157,8 +161,9 @@ class Console:
 
     def _overview(self) -> Overview:
         now = dt.datetime.now(dt.UTC)
+        reconciler = self.reconciler()
         try:
-            status, outcome = self.reconciler().overview()
+            status, outcome = reconciler.overview()
         except OUTAGE as exc:
             self.outage.failed(exc)
             last = self.overview.last()
@@ -168,7 +173,16 @@ class Console:
         except errors.GroveError as exc:
             return Overview(None, None, now, str(exc))
         self.outage.recovered()
-        return Overview(status, outcome, now)
+        applied = head = behind = None
+        source = reconciler.source
+        if isinstance(source, GitSource):
+            if status.last_applied_revision:
+                applied = source.commit(status.last_applied_revision)
+            if status.desired_revision:
+                head = source.commit(status.desired_revision)
+            if applied and head:
+                behind = source.count_between(applied.sha, head.sha)
+        return Overview(status, outcome, now, applied=applied, head=head, behind=behind)
 
     def _bucket_totals(
         self, since: dt.datetime, bucket_s: int

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+from pathlib import Path
 
 import httpx
 
 from tests.api.conftest import Server
+from tests.api.test_probes import SQLITE_ONLY, _overwrite_in_place, _restore, _until
 from tests.conftest import GroveRunner
 from tests.web.conftest import csrf_of, sign_in
 
@@ -148,3 +151,28 @@ def test_static_files_carry_their_hash_and_headers(operator: httpx.Client) -> No
     missing = operator.get("/static/nope.js")
     assert missing.status_code == 404
     assert "Back to the fleet" in missing.text
+
+
+@SQLITE_ONLY
+def test_an_unreadable_registry_shows_the_snapshot_under_a_banner(
+    server: Server, operator: httpx.Client, tmp_path: Path
+) -> None:
+    path = Path(server.registry.url.removeprefix("sqlite:///"))
+    assert "Add a model" in operator.get("/").text
+    backup = tmp_path / "backup.db"
+    with sqlite3.connect(path) as source, sqlite3.connect(backup) as target:
+        source.backup(target)
+    _overwrite_in_place(path)
+    server.app.state.console.overview.forget()
+    server.app.state.console.numbers._last = None
+    page = _until(
+        lambda: (p := operator.get("/")).status_code == 200 and "cannot be read" in p.text and p
+    )
+    assert 'role="alert"' in page.text
+    assert "Actions are disabled" in page.text
+    assert 'href="/models/new"' not in page.text  # no write control while degraded
+    assert "alpha" in page.text  # the last snapshot's models are still shown
+    assert "Traceback" not in page.text
+    assert str(path.parent) not in page.text
+    _restore(backup, path)
+    _until(lambda: "cannot be read" not in operator.get("/").text)
