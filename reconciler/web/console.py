@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -31,7 +32,7 @@ from reconciler.store import routing_logs
 from reconciler.store.engine import Database
 from reconciler.store.sessions import Session
 from reconciler.web import assets
-from reconciler.web.fleet import FleetNumbers
+from reconciler.web.fleet import FleetNumbers, ItemCache
 from reconciler.web.sessions import SessionCache
 
 T = TypeVar("T")
@@ -75,7 +76,7 @@ class Outage:
         self.reason = ""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True)
 class Overview:
     """The reconciler's status and the plan of the branch head, as of ``at``; ``plan``
     is None when the head could not be planned (``status`` says why)."""
@@ -88,13 +89,25 @@ class Overview:
     head: Commit | None = None  # the branch head
     behind: int | None = None  # commits the registry is behind the branch head
 
+    @functools.cached_property
+    def drifted(self) -> frozenset[str]:
+        return frozenset(self.status.drifted) if self.status else frozenset()
+
     def pending(self) -> dict[tuple[str, str], str]:
+        return self._pending
+
+    def refused(self) -> set[tuple[str, str]]:
+        return self._refused
+
+    @functools.cached_property
+    def _pending(self) -> dict[tuple[str, str], str]:
         """(kind, id) -> the change the head's plan has for it."""
         if self.outcome is None or self.outcome.plan is None:
             return {}
         return {c.key: str(c.kind) for c in self.outcome.plan.changes}
 
-    def refused(self) -> set[tuple[str, str]]:
+    @functools.cached_property
+    def _refused(self) -> set[tuple[str, str]]:
         if self.outcome is None or self.outcome.plan is None:
             return set()
         return {
@@ -146,6 +159,7 @@ class Console:
     outage: Outage = dataclasses.field(default_factory=Outage)
     overview: OverviewCache = dataclasses.field(init=False)
     numbers: FleetNumbers = dataclasses.field(init=False)
+    items: ItemCache = dataclasses.field(default_factory=ItemCache)
     templates: jinja2.Environment = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
@@ -221,6 +235,11 @@ class Console:
         else:
             body = loaded.render(values)
         return secured(HTMLResponse(body, status_code=status_code))
+
+    def fragment(self, template: str, **context: Any) -> Markup:
+        """A partial rendered on its own (a fleet card), to be placed in a page as it is:
+        the template autoescapes every value it shows, so its output is markup."""
+        return Markup(self.templates.get_template(template).render(**context))  # noqa: S704
 
     def common(self, request: Request, session: Session | None) -> dict[str, Any]:
         table = self.engine.table()

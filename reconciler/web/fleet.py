@@ -90,6 +90,8 @@ class FleetNumbers:
         self.fresh_s = fresh_s
         self._lock = threading.Lock()
         self._last: tuple[float, dt.datetime, dict[str, Numbers]] | None = None
+        # each model's sparkline, drawn once per set of numbers (1,000 cost ~100 ms a page)
+        self._sparks: dict[str, Markup] = {}
 
     def get(self) -> tuple[dt.datetime, dict[str, Numbers]]:
         with self._lock:
@@ -100,7 +102,15 @@ class FleetNumbers:
             found = self.read(start, BUCKET_S)  # raises while the registry is away
             numbers = {ident: numbers_of(start, totals) for ident, totals in found.items()}
             self._last = (time.monotonic(), start, numbers)
+            self._sparks = {}
             return start, numbers
+
+    def sparkline(self, model_id: str, numbers: Numbers) -> Markup:
+        """The card's sparkline of ``numbers``, drawn once while they are current."""
+        drawn = self._sparks.get(model_id)
+        if drawn is None:
+            drawn = self._sparks[model_id] = sparkline(model_id, numbers)
+        return drawn
 
     def last(self) -> tuple[dt.datetime, dict[str, Numbers]] | None:
         return None if self._last is None else (self._last[1], self._last[2])
@@ -114,7 +124,7 @@ def sync_of(model: manifests.AIModel, overview: Overview | None) -> Axis:
     if key in overview.refused():
         return Axis("Failed", "✕", "bad", "the head's change to it is refused by a safety check")
     address = f"{manifests.KIND_MODEL}/{model.meta.id}"
-    if address in overview.status.drifted:
+    if address in overview.drifted:
         return Axis("OutOfSync", "≠", "warn", "the registry was changed outside git (drift)")
     pending = overview.pending().get(key)
     if pending is not None:
@@ -165,6 +175,30 @@ def sunset(model: manifests.AIModel, today: dt.date) -> tuple[int, str] | None:
     if days == 0:
         return days, "sunset today"
     return days, f"retires in {days} day{'s' if days != 1 else ''}"
+
+
+class ItemCache:
+    """Each model's rendered card (or table row), kept while what it shows is unchanged:
+    the model object of the snapshot (a new snapshot makes new ones), its two axes, its
+    numbers and its sunset words. A fleet page of 1,000 models then costs the cards that
+    changed, not 1,000 renders (about 60 ms on 2 cores). Cards hold nothing that depends
+    on who looks (no buttons, no CSRF token)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._items: dict[tuple[str, str], tuple[tuple[object, ...], Markup]] = {}
+
+    def get(
+        self, model_id: str, view: str, key: tuple[object, ...], render: Callable[[], Markup]
+    ) -> Markup:
+        found = self._items.get((model_id, view))
+        if found is not None and found[0] == key:
+            return found[1]
+        if len(self._items) >= self.size:
+            self._items.clear()
+        drawn = render()
+        self._items[(model_id, view)] = (key, drawn)
+        return drawn
 
 
 def sparkline(model_id: str, numbers: Numbers) -> Markup:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -18,6 +19,7 @@ from markupsafe import Markup
 
 from reconciler.manifests import kinds as manifests
 from reconciler.web import fleet
+from reconciler.web.console import Console
 from reconciler.web.pages import ConsoleDep, PageRoute, SignedIn
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -32,7 +34,7 @@ class Card:
     health: fleet.Axis
     numbers: fleet.Numbers | None
     sunset: tuple[int, str] | None
-    spark: Markup | None
+    spark: Markup | None = None
 
     @property
     def capabilities(self) -> list[tuple[str, float]]:
@@ -51,6 +53,13 @@ def _matches(model: manifests.AIModel, q: str, capability: str, provider: str, s
         text = " ".join((model.meta.id, payload.name, payload.provider_model or "")).lower()
         return all(word in text for word in q.lower().split())
     return True
+
+
+def _item(console: Console, view: str, card: Card) -> Markup:
+    if card.numbers is not None and view == "cards":
+        spark = console.numbers.sparkline(card.model.meta.id, card.numbers)
+        card = dataclasses.replace(card, spark=spark)
+    return console.fragment("fleet_item.html", view=view, c=card)
 
 
 Text = Annotated[str, Query(max_length=200)]
@@ -79,24 +88,26 @@ def fleet_page(
     cards = []
     for model in shown:
         found = numbers.get(model.meta.id)
-        cards.append(
-            Card(
-                model,
-                fleet.sync_of(model, overview),
-                fleet.health_of(model, states.get(model.meta.id), found),
-                found,
-                fleet.sunset(model, today),
-                fleet.sparkline(model.meta.id, found) if found and view == "cards" else None,
-            )
-        )
+        sync = fleet.sync_of(model, overview)
+        health = fleet.health_of(model, states.get(model.meta.id), found)
+        cards.append((fleet.sunset(model, today), model, sync, health, found))
     # the soonest sunset first, then by name (a model about to go away is what needs work)
-    cards.sort(key=lambda c: c.sunset[0] if c.sunset else 10**9)
+    cards.sort(key=lambda c: c[0][0] if c[0] else 10**9)
+    items = [
+        console.items.get(
+            model.meta.id,
+            view,
+            (id(model), sync, health, id(found), sunset),
+            functools.partial(_item, console, view, Card(model, sync, health, found, sunset)),
+        )
+        for sunset, model, sync, health, found in cards
+    ]
     filters = {"q": q, "capability": capability, "provider": provider, "state": state}
     return console.page(
         request,
         "fleet.html",
         {
-            "cards": cards,
+            "items": items,
             "total": len(models),
             "filters": filters,
             "view": view,
