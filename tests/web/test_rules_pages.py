@@ -1,0 +1,214 @@
+"""The rules list and the rule editor with its route simulator, over real HTTP with a real
+fleet repository: what a person sees, what a save commits, and what nothing commits."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+from typing import Any
+
+import httpx
+
+from tests.api.conftest import Server
+from tests.web.conftest import csrf_of, sign_in
+
+FAILOVER = ["timeout", "rate_limit", "server_error", "connection_error"]
+
+
+def form_of(client: httpx.Client, action: str, **fields: Any) -> dict[str, Any]:
+    """The editor's form for the small fleet's rule ``think`` as it is, with ``fields``
+    changed (names as the form's; ``failover_on`` for ``failover-on[]``)."""
+    page = client.get("/rules/think")
+    assert page.status_code == 200, page.text
+    form: dict[str, Any] = {
+        "csrf": csrf_of(page.text),
+        "requires[]": ["reasoning"],
+        "minScore": "0.5",
+        "strategy": "priority",
+        "chain": "",
+        "failover-on[]": FAILOVER,
+        "failover-maxAttempts": "3",
+        "failover-cooldownS": "30",
+        "enabled": "true",
+        "action": action,
+    }
+    form.update(fields)
+    return form
+
+
+def test_the_list_shows_every_rule_and_the_model_it_picks_now(
+    server: Server, operator: httpx.Client
+) -> None:
+    page = operator.get("/rules")
+    assert page.status_code == 200
+    assert 'href="/rules/think"' in page.text
+    assert "taskType think" in page.text
+    assert "priority" in page.text
+    assert '<a href="/models/alpha"><strong>alpha</strong></a>' in page.text  # priority 90
+
+
+def test_simulate_shows_the_decision_now_and_after_the_edit_and_commits_nothing(
+    server: Server, operator: httpx.Client
+) -> None:
+    before = server.log()
+    answer = operator.post("/rules/think", data=form_of(operator, "simulate", chain="gamma\nbeta"))
+    assert answer.status_code == 200, answer.text
+    text = answer.text
+    assert "The edit changes the pick: alpha → gamma." in text
+    now, after = text.split('id="before-title"')[1].split('id="after-title"')
+    assert '<a href="/models/alpha">alpha</a>' in now
+    assert '<a href="/models/gamma">gamma</a>' in after
+    assert "gamma → beta" in after  # the chain as written
+    assert "Ranked candidates" in after
+    assert server.log() == before
+
+
+def test_the_request_profile_excludes_models_with_a_reason(
+    server: Server, operator: httpx.Client
+) -> None:
+    answer = operator.post(
+        "/rules/think", data=form_of(operator, "simulate", **{"sim-context": "99999999"})
+    )
+    assert answer.status_code == 200, answer.text
+    assert "Excluded candidates" in answer.text
+    assert "No model" in answer.text
+
+
+def test_preview_shows_the_commit_and_commits_nothing(
+    server: Server, operator: httpx.Client
+) -> None:
+    before = server.log()
+    answer = operator.post("/rules/think", data=form_of(operator, "preview", minScore="0.6"))
+    assert answer.status_code == 200, answer.text
+    assert "Preview: nothing is committed yet" in answer.text
+    assert "minScore" in answer.text  # the diff
+    assert server.log() == before
+
+
+def test_save_makes_one_commit_by_the_signed_in_token(
+    server: Server, operator: httpx.Client
+) -> None:
+    before = server.log()
+    answer = operator.post("/rules/think", data=form_of(operator, "save", minScore="0.6"))
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"].startswith("/rules/think?saved=")
+    after = server.log()
+    assert len(after) == len(before) + 1
+    assert after[0].startswith("operator-token|")
+    page = operator.get(answer.headers["location"])
+    assert "Saved: one commit to the fleet repository" in page.text
+    assert 'id="minScore" name="minScore" type="text" inputmode="decimal"' in page.text
+    assert 'value="0.6"' in page.text  # the live rule, reconciled
+
+
+def test_an_untouched_form_saves_nothing(server: Server, operator: httpx.Client) -> None:
+    before = server.log()
+    answer = operator.post("/rules/think", data=form_of(operator, "save"))
+    assert answer.status_code == 200, answer.text
+    assert "Nothing to change" in answer.text
+    assert server.log() == before
+
+
+def test_absurd_numbers_are_errors_at_their_fields_in_the_validators_words(
+    server: Server, operator: httpx.Client
+) -> None:
+    before = server.log()
+    form = form_of(
+        operator,
+        "save",
+        minScore="5",
+        strategy="balanced",
+        **{
+            "weights-capability": "-1",
+            "failover-maxAttempts": str(10**9),
+            "constraints-maxLatencyMs": "nan",
+        },
+    )
+    answer = operator.post("/rules/think", data=form)
+    assert answer.status_code == 422
+    text = answer.text
+    for field in ("minScore", "weights-capability", "failover-maxAttempts"):
+        assert f'id="{field}-error"' in text, field
+        assert f'aria-describedby="{field}-error"' in text or f'{field}-hint {field}-error"' in text
+    assert "S004" in text  # the validator's range rule
+    assert "S003" in text  # "nan" is not a number
+    assert "nothing was committed" in text
+    assert server.log() == before
+
+
+def test_a_chain_of_unknown_models_and_markup_commits_nothing(
+    server: Server, operator: httpx.Client
+) -> None:
+    before = server.log()
+    hostile = "<script>alert(1)</script>"
+    answer = operator.post(
+        "/rules/think", data=form_of(operator, "save", chain=f"nobody\n{hostile}")
+    )
+    assert answer.status_code == 422
+    assert hostile not in answer.text
+    assert html.escape(hostile, quote=False) in answer.text
+    assert 'id="chain-error"' in answer.text
+    assert server.log() == before
+    answer = operator.post("/rules/think", data=form_of(operator, "save", chain="nobody"))
+    assert answer.status_code == 422
+    assert "R003" in answer.text  # the fleet check: not a model here
+    assert server.log() == before
+
+
+def test_a_ten_thousand_line_chain_is_a_clear_error(server: Server, operator: httpx.Client) -> None:
+    before = server.log()
+    chain = "\n".join(f"model-{i}" for i in range(10_000))
+    answer = operator.post("/rules/think", data=form_of(operator, "save", chain=chain))
+    assert answer.status_code == 422
+    assert "a chain holds at most 16 models" in answer.text
+    assert "model-9999" not in answer.text
+    assert server.log() == before
+
+
+def test_an_edit_no_model_could_serve_commits_nothing(
+    server: Server, operator: httpx.Client
+) -> None:
+    before = server.log()
+    answer = operator.post("/rules/think", data=form_of(operator, "save", minScore="0.95"))
+    assert answer.status_code == 422
+    assert "R006" in answer.text
+    assert 'id="requires-error"' in answer.text
+    assert server.log() == before
+
+
+def test_a_viewer_may_simulate_but_sees_no_save_and_its_forged_save_is_refused(
+    server: Server,
+) -> None:
+    before = server.log()
+    with contextlib.closing(sign_in(server, "viewer")) as viewer:
+        page = viewer.get("/rules/think")
+        assert page.status_code == 200
+        assert 'value="simulate"' in page.text
+        assert 'value="save"' not in page.text
+        assert 'value="preview"' not in page.text
+        simulated = viewer.post("/rules/think", data=form_of(viewer, "simulate", chain="beta"))
+        assert simulated.status_code == 200
+        assert "The edit changes the pick: alpha → beta." in simulated.text
+        for action in ("save", "preview"):
+            forged = viewer.post("/rules/think", data=form_of(viewer, action, minScore="0.6"))
+            assert forged.status_code == 403, action
+    assert server.log() == before
+
+
+def test_a_post_without_its_csrf_token_is_refused(server: Server, operator: httpx.Client) -> None:
+    before = server.log()
+    form = form_of(operator, "save", minScore="0.6")
+    del form["csrf"]
+    assert operator.post("/rules/think", data=form).status_code == 403
+    form["csrf"] = "forged"
+    assert operator.post("/rules/think", data=form).status_code == 403
+    assert server.log() == before
+
+
+def test_an_unknown_or_hostile_rule_id_is_a_404_page(
+    server: Server, operator: httpx.Client
+) -> None:
+    answer = operator.get("/rules/%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+    assert answer.status_code == 404
+    assert "<script>alert(1)" not in answer.text
+    assert operator.get("/rules/" + "x" * 5000).status_code in (404, 422)
