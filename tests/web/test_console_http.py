@@ -1,4 +1,7 @@
-"""The console's sign-in, sessions, CSRF, headers and fleet page, over real HTTP."""
+"""The console's sign-in, sessions, CSRF, headers and fleet page, over real HTTP.
+
+On SQLite only: the database is not what these test (store.sessions is tested on both in
+test_sessions_store.py, and a browser journey runs on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from tests.conftest import GroveRunner
 from tests.web.conftest import csrf_of, sign_in
 
 CSP = "default-src 'self'; frame-ancestors 'none'"
+pytestmark = SQLITE_ONLY
 
 
 def test_a_page_without_a_session_redirects_to_sign_in(server: Server) -> None:
@@ -153,7 +157,6 @@ def test_static_files_carry_their_hash_and_headers(operator: httpx.Client) -> No
     assert "Back to the fleet" in missing.text
 
 
-@SQLITE_ONLY
 def test_an_unreadable_registry_shows_the_snapshot_under_a_banner(
     server: Server, operator: httpx.Client, tmp_path: Path
 ) -> None:
