@@ -177,11 +177,10 @@ def axis_unit(unit: Unit, top: float) -> str:
 
 
 def tick_label(value: float, unit: Unit, top: float) -> str:
-    """A tick in the unit of the axis: seconds for the whole axis once it reaches 2 s."""
+    """A tick's number, in the unit :func:`axis_unit` writes once above the axis (seconds
+    for the whole axis once it reaches 2 s)."""
     if unit == "ms":
-        return f"{value / 1000:g} s" if top >= 2000 else f"{value:g} ms"
+        return f"{value / 1000:g}" if top >= 2000 else f"{value:g}"
     if unit == "%":
-        return f"{value * 100:g} %"
-    if unit == "USD":
-        return f"${value:g}"
+        return f"{value * 100:g}"
     return f"{value:,g}"
