@@ -20,10 +20,10 @@ import dataclasses
 import datetime as dt
 import math
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Float, and_, case, func, insert, select
+from sqlalchemy import ColumnElement, Connection, Float, and_, case, func, insert, or_, select
 
 from reconciler.base import ids
 from reconciler.store import tables
@@ -287,25 +287,63 @@ def recent(
     query = select(table).order_by(table.c.timestamp.desc()).limit(limit)
     if model_id is not None:
         query = query.where(table.c.model_id == model_id)
-    return [
-        {
-            "id": str(r.id),
-            "requestId": str(r.request_id),
-            "modelId": r.model_id,
-            "taskType": r.task_type,
-            "capabilityRequired": r.capability_required,
-            "latencyMs": r.latency_ms,
-            "success": bool(r.success),
-            "attempt": r.attempt,
-            "errorKind": r.error_kind,
-            "costUsd": r.cost_usd,
-            "routingDecision": r.routing_decision,
-            "timestamp": (
-                r.timestamp if r.timestamp.tzinfo else r.timestamp.replace(tzinfo=dt.UTC)
-            ).isoformat(),
-        }
-        for r in connection.execute(query)
-    ]
+    return [_row(r) for r in connection.execute(query)]
+
+
+def _row(r: Any) -> dict[str, Any]:
+    return {
+        "id": str(r.id),
+        "requestId": str(r.request_id),
+        "modelId": r.model_id,
+        "taskType": r.task_type,
+        "capabilityRequired": r.capability_required,
+        "latencyMs": r.latency_ms,
+        "success": bool(r.success),
+        "attempt": r.attempt,
+        "errorKind": r.error_kind,
+        "costUsd": r.cost_usd,
+        "routingDecision": r.routing_decision,
+        "timestamp": (
+            r.timestamp if r.timestamp.tzinfo else r.timestamp.replace(tzinfo=dt.UTC)
+        ).isoformat(),
+    }
+
+
+def of_requests(
+    connection: Connection,
+    requests: Mapping[str, dt.datetime],
+    *,
+    within: dt.timedelta = dt.timedelta(minutes=15),
+    limit: int = 1_000,
+) -> dict[str, list[dict[str, Any]]]:
+    """Every logged attempt of each request (request id -> the time of one of its
+    attempts), first attempt first, as `recent` gives them: the console shows a decision's
+    failover attempts, the other models' too. Request ids have no index: each is looked
+    for ``within`` its known time only (the timestamp index), never in the whole log."""
+    if not requests:
+        return {}
+    table = tables.routing_logs
+    query = (
+        select(table)
+        .where(
+            or_(
+                *(
+                    and_(
+                        table.c.timestamp >= at - within,
+                        table.c.timestamp <= at + within,
+                        table.c.request_id == _request_uuid(request_id),
+                    )
+                    for request_id, at in sorted(requests.items())
+                )
+            )
+        )
+        .order_by(table.c.request_id, table.c.attempt, table.c.timestamp)
+        .limit(limit)
+    )
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in connection.execute(query):
+        found.setdefault(str(row.request_id), []).append(_row(row))
+    return found
 
 
 def recent_latencies(

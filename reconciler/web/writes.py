@@ -17,7 +17,7 @@ from collections.abc import Callable
 from reconciler.base import errors
 from reconciler.base.diagnostics import Diagnostic
 from reconciler.gitops import authoring
-from reconciler.gitops.authoring import WriteChange, WriteResult
+from reconciler.gitops.authoring import Rollback, RollbackChange, WriteChange, WriteResult
 from reconciler.planning.plans import Change, Violation
 from reconciler.store.sessions import Session
 
@@ -55,8 +55,19 @@ def author_of(session: Session) -> authoring.Author:
 
 def attempt(write: Callable[[], WriteResult], *, dry_run: bool) -> Outcome:
     """Run ``write`` (an `Authoring` call with ``dry_run`` as given) and say what happened."""
+    return _guarded(lambda: _result(write(), dry_run=dry_run))
+
+
+def attempt_rollback(rollback: Callable[[], Rollback]) -> Outcome:
+    """Run ``rollback`` (`Authoring.rollback`, dry or not) and say what happened, as
+    `attempt` does for the other writes: a rollback answers a `Rollback` (the versions
+    it goes from and to, how it commits; a dry run says so itself), not a `WriteResult`."""
+    return _guarded(lambda: _rolled_back(rollback()))
+
+
+def _guarded(run: Callable[[], Outcome]) -> Outcome:
     try:
-        result = write()
+        return run()
     except authoring.Refused as exc:
         return Outcome(
             "refused",
@@ -78,7 +89,49 @@ def attempt(write: Callable[[], WriteResult], *, dry_run: bool) -> Outcome:
         raise  # the page's route shows the outage
     except errors.GroveError as exc:
         return Outcome("failed", "Grove could not do that: nothing was committed", str(exc))
-    return _result(result, dry_run=dry_run)
+
+
+def _rolled_back(rollback: Rollback) -> Outcome:
+    versions = f"from version {rollback.from_version} to {rollback.to_version}"
+    how = f" by {rollback.method}" if rollback.method else ""
+    undoes = f" of {rollback.undoes[:12]}" if rollback.undoes else ""
+    change = rollback.change
+    if change is RollbackChange.DRY_RUN and rollback.preview is not None:
+        preview = rollback.preview
+        if preview.plan.violations:
+            return Outcome(
+                "refused",
+                "This rollback would be refused by the safety checks",
+                "Nothing is committed. Each violation says its way out.",
+                message=preview.message,
+                diff=preview.diff,
+                changes=tuple(preview.plan.changes),
+                violations=tuple(preview.plan.violations),
+            )
+        return Outcome(
+            "preview",
+            f"Preview: roll back {versions}{how}{undoes}; nothing is committed yet",
+            f"{rollback.detail}. Confirming commits it, applies it at once (review branches "
+            f"or not) and quarantines version {rollback.from_version}.",
+            message=preview.message,
+            diff=preview.diff,
+            changes=tuple(preview.plan.changes),
+        )
+    if change is RollbackChange.PENDING:
+        held = f"Git holds version {rollback.to_version} already: confirming applies it"
+        return Outcome("preview", held, rollback.detail)
+    if change in (RollbackChange.NOTHING, RollbackChange.UNCHANGED):
+        return Outcome("unchanged", "Nothing to roll back", rollback.detail)
+    if change is RollbackChange.ROLLED_BACK:
+        return Outcome(
+            "done",
+            f"Rolled back {versions}; version {rollback.from_version} is quarantined",
+            rollback.detail,
+            revision=rollback.revision,
+        )
+    return Outcome(
+        "done", "Committed, not applied yet", rollback.detail, revision=rollback.revision
+    )
 
 
 def _result(result: WriteResult, *, dry_run: bool) -> Outcome:
