@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.api.conftest import Server
+from tests.api.conftest import Server, serve
+from tests.conftest import GroveRunner, Registry
 from tests.web.conftest import csrf_of, sign_in
 
 STEP_ONE = {
@@ -237,3 +241,27 @@ def test_the_success_page_shows_only_what_it_can_check(operator: httpx.Client) -
     assert "<b>x</b>" not in page.text
     assert "grove/review/model-a-1234567" in page.text
     assert "Pushed a branch for review" in page.text
+
+
+@pytest.fixture
+def review_server(
+    registry: Registry, bare_fleet: Path, monkeypatch: pytest.MonkeyPatch, grove: GroveRunner
+) -> Iterator[Server]:
+    """A server started with review branches on (``grove serve --review-branches``)."""
+    monkeypatch.setenv("GROVE_REVIEW_BRANCHES", "true")
+    yield from serve(registry, bare_fleet, str(bare_fleet), monkeypatch, grove)
+
+
+def test_with_review_branches_submit_pushes_a_branch_and_names_it(review_server: Server) -> None:
+    with contextlib.closing(sign_in(review_server, "operator")) as client:
+        three = post(client, 2, **STEP_ONE, **STEP_TWO)
+        assert "Push a branch for review" in three.text
+        done = post(client, 3, "submit", **STEP_ONE, **STEP_TWO)
+        assert done.status_code == 303, done.text
+        location = done.headers["location"]
+        branch = re.search(r"branch=([^&]+)", location)
+        assert branch and branch.group(1).startswith("grove/review/")
+        page = client.get(location)
+    assert "Pushed a branch for review" in page.text
+    assert branch.group(1) in page.text
+    assert not any("quick-mock" in line for line in review_server.log())  # not on the branch
