@@ -227,7 +227,15 @@ class Console:
         status_code: int = 200,
     ) -> Response:
         """A full page, or only its ``live`` block when the console's script asks for the
-        fragment (``X-Grove-Fragment: live``) to refresh an open page."""
+        fragment (``X-Grove-Fragment: live``) to refresh an open page.
+
+        A form shown again with its errors or its refusal (``status_code`` 409 or 422)
+        answers 200, as Django's and GOV.UK's forms do: it is the page the person asked
+        for, its errors are in it (at the fields, in a summary, in the title), and a
+        browser logs every 4xx page as a console error, which the console must not
+        cause. Real failures keep their status: 400, 403, 404, 5xx."""
+        if status_code in (409, 422):
+            status_code = 200
         values = {**self.common(request, session), **context}
         loaded = self.templates.get_template(template)
         if request.headers.get("x-grove-fragment") == "live" and "live" in loaded.blocks:

@@ -111,7 +111,7 @@ async def login(request: Request, console: ConsoleDep) -> Response:
             console,
             next_path=next_path,
             error="That token is unknown or revoked.",
-            status_code=401,
+            status_code=422,  # a form shown again: answered 200 (Console.page)
         )
     secret, _ = made
     response = see_other(next_path)
