@@ -14,7 +14,6 @@ from tests.browser.conftest import StartGrove
 from tests.browser.pages import axe_clean, signed_in
 from tests.browser.serving import GroveServer
 
-UNPROCESSABLE = re.compile(r"Failed to load resource: the server responded with a status of 422.*")
 NewContext = Callable[..., BrowserContext]
 
 
@@ -82,7 +81,6 @@ def test_a_model_added_by_keyboard_only_is_one_commit_by_the_token(
     expect(page).to_have_url(f"{server.url}/models/keyboard-mock")
 
 
-@pytest.mark.expect_console(UNPROCESSABLE)
 @pytest.mark.parametrize(
     ("scheme", "width"), [("light", 1280), ("dark", 1280), ("light", 375), ("dark", 375)]
 )
