@@ -164,9 +164,12 @@ SUSPENDED_EVENT = "reconciler_suspended"
 RESUMED_EVENT = "reconciler_resumed"
 
 
-def set_suspended(connection: Connection, suspended: bool, *, actor: str = "cli") -> bool:
+def set_suspended(
+    connection: Connection, suspended: bool, *, actor: str = "cli", reason: str = ""
+) -> bool:
     """Suspend or resume applying; return whether it changed. A change is recorded as a
-    lifecycle event (kind ``Reconciler``), which says since when a freeze holds."""
+    lifecycle event (kind ``Reconciler``), which says since when a freeze holds, and why
+    when the caller gave a ``reason`` (the console asks for one)."""
     state = tables.reconciler_state
     row = connection.execute(
         select(state.c.suspended, state.c.state_serial).where(state.c.id == 1)
@@ -182,7 +185,7 @@ def set_suspended(connection: Connection, suspended: bool, *, actor: str = "cli"
             state_serial=int(row.state_serial),
             forced=False,
             actor=actor[:200],
-            details={},
+            details={"reason": reason[:500]} if reason else {},
             timestamp=dt.datetime.now(dt.UTC),
         )
     )

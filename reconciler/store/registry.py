@@ -388,11 +388,13 @@ def versions_ever_used(connection: Connection, kind: str, ident: str) -> frozens
 @dataclasses.dataclass(frozen=True, slots=True)
 class Suspension:
     """Whether applying is suspended (``grove suspend``), since when and by whom, as far
-    as the registry knows (a suspension older than its event has neither)."""
+    as the registry knows (a suspension older than its event has neither), and the
+    reason its suspender gave, if any."""
 
     suspended: bool
     since: str | None = None
     by: str | None = None
+    reason: str | None = None
 
 
 def suspension(connection: Connection) -> Suspension:
@@ -402,14 +404,21 @@ def suspension(connection: Connection) -> Suspension:
         return Suspension(False)
     events = tables.lifecycle_events
     latest = connection.execute(
-        select(events.c.timestamp, events.c.actor)
+        select(events.c.timestamp, events.c.actor, events.c.details)
         .where(events.c.event_type == coordination.SUSPENDED_EVENT)
         .order_by(events.c.id.desc())
         .limit(1)
     ).first()
     if latest is None:
         return Suspension(True)
-    return Suspension(True, since=_iso(latest.timestamp), by=latest.actor)
+    details = latest.details if isinstance(latest.details, dict) else {}
+    reason = details.get("reason")
+    return Suspension(
+        True,
+        since=_iso(latest.timestamp),
+        by=latest.actor,
+        reason=reason if isinstance(reason, str) and reason else None,
+    )
 
 
 def _iso(value: dt.datetime | None) -> str | None:
