@@ -6,10 +6,13 @@ from __future__ import annotations
 import contextlib
 import html
 import re
+import sqlite3
+from pathlib import Path
 
 import httpx
 
 from tests.api.conftest import Server
+from tests.api.test_probes import SQLITE_ONLY, _overwrite_in_place, _restore, _until
 from tests.conftest import model_yaml
 from tests.reconciling.test_flows import _drift as drift
 from tests.web.conftest import csrf_of, sign_in
@@ -232,3 +235,41 @@ def test_the_address_of_a_preview_answers_a_get(server: Server, operator: httpx.
         again = operator.get(path)
         assert again.status_code == 303
         assert again.headers["location"] == "/status"
+
+
+def test_a_restore_during_a_change_freeze_says_so_in_its_preview(
+    server: Server, operator: httpx.Client
+) -> None:
+    token = csrf_of(operator.get("/status").text)
+    operator.post("/status/suspend", data={"csrf": token, "reason": "audit"})
+    drift(server.registry, "beta", priority=999)
+    preview = operator.post("/status/restore", data={"csrf": token})
+    assert "A change freeze holds: confirming applies this plan anyway" in preview.text
+    hidden = dict(HIDDEN.findall(preview.text))
+    done = operator.post("/status/restore", data={"csrf": token, "confirm": "yes", **hidden})
+    assert done.headers["location"] == "/status?done=restored"
+    assert server.registry.live()["AIModel/beta"]["payload"]["priority"] == 50
+    assert suspended(server)  # restoring does not lift the freeze
+
+
+@SQLITE_ONLY
+def test_an_unreadable_registry_shows_the_page_under_the_banner_without_levers(
+    server: Server, operator: httpx.Client, tmp_path: Path
+) -> None:
+    assert "Suspend applying" in operator.get("/status").text
+    path = Path(server.registry.url.removeprefix("sqlite:///"))
+    backup = tmp_path / "backup.db"
+    with sqlite3.connect(path) as source, sqlite3.connect(backup) as target:
+        source.backup(target)
+    _overwrite_in_place(path)
+    server.app.state.console.overview.forget()
+    page = _until(
+        lambda: (
+            (p := operator.get("/status")).status_code == 200 and "cannot be read" in p.text and p
+        )
+    )
+    assert "<h1>Status</h1>" in page.text
+    assert "Suspend applying" not in page.text and 'action="/status/' not in page.text
+    assert "Traceback" not in page.text and str(path.parent) not in page.text
+    _restore(backup, path)
+    _until(lambda: "Suspend applying" in operator.get("/status").text)

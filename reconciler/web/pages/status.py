@@ -361,6 +361,13 @@ def _preview(
     outcome = _verdict(planned, revision)
     if note:
         outcome = dataclasses.replace(outcome, detail=f"{note} {outcome.detail}")
+    frozen = console.read(lambda: _suspension(console).suspended, False)
+    if frozen and outcome.kind == "preview":
+        outcome = dataclasses.replace(
+            outcome,
+            detail=f"{outcome.detail} A change freeze holds: confirming applies this plan "
+            "anyway, as grove reconcile and POST /api/reconcile do; the loop stays suspended.",
+        )
     confirm = {"revision": revision, "seen": seen} if outcome.kind == "preview" else None
     code = {"refused": 409, "invalid": 422}.get(outcome.kind, status_code)
     return _render(request, console, session, outcome=outcome, confirm=confirm, status_code=code)
