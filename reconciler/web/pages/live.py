@@ -35,12 +35,26 @@ def _state(console: Console) -> tuple[object, ...]:
     table = console.engine.table()
     last = console.overview.last()
     numbers = console.numbers.last()
+    status = None if last is None else last.status
     return (
         table.serial,
         table.revision,
         console.outage.since,
-        None if last is None or last.status is None else last.status.to_json(),
         None if numbers is None else numbers[0],
+        None
+        if status is None
+        else (
+            status.sync,
+            status.health,
+            status.desired_revision,
+            status.last_applied_revision,
+            status.pending_changes,
+            status.drifted,
+            status.suspended,
+            status.last_error,
+            # not the conditions' times: they are stamped anew each time status is judged
+            tuple((c.type, c.status, c.reason, c.message) for c in status.conditions),
+        ),
     )
 
 

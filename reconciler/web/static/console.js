@@ -7,6 +7,9 @@
   let updated = Date.now();
   let connected = false;
   let polling = null;
+  let leaving = false; // a form was sent: the page is going away, do not fetch for it
+  document.addEventListener("submit", () => { leaving = true; });
+  window.addEventListener("pageshow", () => { leaving = false; });
 
   const say = () => {
     if (!freshness) return;
@@ -17,6 +20,7 @@
   };
 
   const refresh = async () => {
+    if (leaving) return;
     if (!live) { updated = Date.now(); say(); return; }
     if (live.contains(document.activeElement) && document.activeElement !== document.body) {
       return; // never pull the region from under the keyboard: the next event refreshes it
