@@ -793,11 +793,14 @@ def build_status(
     else:
         reason, message = "OutOfSync", f"{pending} change(s) pending"
     ready_condition = status_module.condition("Ready", ready, reason, message)
-    conditions.insert(0, _keep_time(ready_condition, live.conditions))
+    conditions.insert(0, ready_condition)
     if live.suspended:
         conditions[-1] = status_module.condition(
             "Reconciling", False, "Suspended", "applying is suspended (grove resume)"
         )
+    # Flux's rule for every condition: its time moves only when its status does (Drifted
+    # and Reconciling read "0 s ago" on every status before)
+    conditions = [_keep_time(c, live.conditions) for c in conditions]
     return status_module.Status(
         sync=sync,
         health=health,
