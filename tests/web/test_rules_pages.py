@@ -8,10 +8,14 @@ import html
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.api.conftest import Server
+from tests.api.test_probes import SQLITE_ONLY
+from tests.conftest import FleetRepo
 from tests.web.conftest import csrf_of, sign_in
 
+pytestmark = SQLITE_ONLY  # PostgreSQL: tests/web/test_sessions_store.py and a browser journey
 FAILOVER = ["timeout", "rate_limit", "server_error", "connection_error"]
 
 
@@ -72,6 +76,12 @@ def test_the_request_profile_excludes_models_with_a_reason(
     assert answer.status_code == 200, answer.text
     assert "Excluded candidates" in answer.text
     assert "No model" in answer.text
+    odd = operator.post(
+        "/rules/think", data=form_of(operator, "simulate", **{"sim-cost": "<b>cheap</b>"})
+    )
+    assert odd.status_code == 200
+    assert 'id="sim-cost-error"' in odd.text
+    assert "<b>cheap</b>" not in odd.text
 
 
 def test_preview_shows_the_commit_and_commits_nothing(
@@ -125,7 +135,7 @@ def test_absurd_numbers_are_errors_at_their_fields_in_the_validators_words(
         },
     )
     answer = operator.post("/rules/think", data=form)
-    assert answer.status_code == 422
+    assert answer.status_code == 200  # the form again, with its errors (a 4xx is a console error)
     text = answer.text
     for field in ("minScore", "weights-capability", "failover-maxAttempts"):
         assert f'id="{field}-error"' in text, field
@@ -144,13 +154,13 @@ def test_a_chain_of_unknown_models_and_markup_commits_nothing(
     answer = operator.post(
         "/rules/think", data=form_of(operator, "save", chain=f"nobody\n{hostile}")
     )
-    assert answer.status_code == 422
+    assert answer.status_code == 200  # the form again, with its errors (a 4xx is a console error)
     assert hostile not in answer.text
     assert html.escape(hostile, quote=False) in answer.text
     assert 'id="chain-error"' in answer.text
     assert server.log() == before
     answer = operator.post("/rules/think", data=form_of(operator, "save", chain="nobody"))
-    assert answer.status_code == 422
+    assert answer.status_code == 200  # the form again, with its errors (a 4xx is a console error)
     assert "R003" in answer.text  # the fleet check: not a model here
     assert server.log() == before
 
@@ -159,7 +169,7 @@ def test_a_ten_thousand_line_chain_is_a_clear_error(server: Server, operator: ht
     before = server.log()
     chain = "\n".join(f"model-{i}" for i in range(10_000))
     answer = operator.post("/rules/think", data=form_of(operator, "save", chain=chain))
-    assert answer.status_code == 422
+    assert answer.status_code == 200  # the form again, with its errors (a 4xx is a console error)
     assert "a chain holds at most 16 models" in answer.text
     assert "model-9999" not in answer.text
     assert server.log() == before
@@ -170,7 +180,7 @@ def test_an_edit_no_model_could_serve_commits_nothing(
 ) -> None:
     before = server.log()
     answer = operator.post("/rules/think", data=form_of(operator, "save", minScore="0.95"))
-    assert answer.status_code == 422
+    assert answer.status_code == 200  # the form again, with its errors (a 4xx is a console error)
     assert "R006" in answer.text
     assert 'id="requires-error"' in answer.text
     assert server.log() == before
@@ -211,4 +221,30 @@ def test_an_unknown_or_hostile_rule_id_is_a_404_page(
     answer = operator.get("/rules/%3Cscript%3Ealert(1)%3C%2Fscript%3E")
     assert answer.status_code == 404
     assert "<script>alert(1)" not in answer.text
-    assert operator.get("/rules/" + "x" * 5000).status_code in (404, 422)
+    assert operator.get("/rules/" + "x" * 5000).status_code == 404
+
+
+@pytest.fixture
+def review_branches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server started with --review-branches (ask for it before ``server``)."""
+    monkeypatch.setenv("GROVE_REVIEW_BRANCHES", "true")
+
+
+def test_with_review_branches_save_pushes_a_branch_and_leaves_the_fleet_branch(
+    review_branches: None, server: Server
+) -> None:
+    running = server
+    before = running.log()
+    with contextlib.closing(sign_in(running, "operator")) as client:
+        page = client.get("/rules/think")
+        assert ">Push for review</button>" in page.text
+        answer = client.post("/rules/think", data=form_of(client, "save", minScore="0.6"))
+        assert answer.status_code == 303, answer.text
+        assert "branch=grove%2Freview%2F" in answer.headers["location"]
+        shown = client.get(answer.headers["location"])
+    assert "Pushed branch grove/review/" in shown.text
+    assert 'value="0.5"' in shown.text  # the live rule is unchanged until the merge
+    assert running.log() == before
+    out = FleetRepo.__new__(FleetRepo)
+    out.root = running.bare
+    assert "grove/review/" in out.git("branch", "--list", "grove/review/*")

@@ -98,6 +98,7 @@ class _Editor:
             "current": current,
             "outcome": self.outcome,
             "action": self.action,
+            "review": console.settings.review_branches,  # a save pushes a branch instead
             "capabilities": editing.CAPABILITIES,
             "strategies": editing.STRATEGIES,
             "failures": editing.FAILURES,
