@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import html
+import sqlite3
 import time
+from pathlib import Path
 
 import httpx
 
 from tests.api.conftest import Server
+from tests.api.test_probes import SQLITE_ONLY, _overwrite_in_place, _restore
 from tests.web.conftest import csrf_of, sign_in
 
 
@@ -51,6 +54,10 @@ def test_the_model_page_shows_the_model_its_rules_history_and_charts(
     assert 'aria-current="true">7d<' in seven.text
     odd = operator.get("/models/alpha", params={"window": "<b>"})
     assert odd.status_code == 200 and 'aria-current="true">24h<' in odd.text
+    fragment = operator.get("/models/alpha?window=7d", headers={"X-Grove-Fragment": "live"})
+    assert fragment.status_code == 200  # what an open page refreshes: the live block only
+    assert "<html" not in fragment.text and "Alpha: latency" in fragment.text
+    assert "/actions/" not in fragment.text  # forms stay outside what is swapped
 
 
 def test_recent_decisions_say_why_this_model(server: Server, operator: httpx.Client) -> None:
@@ -138,7 +145,7 @@ def test_a_refused_action_shows_its_violations_and_commits_nothing(
         refused = operator.post(
             "/models/gamma/actions/retire", data={"csrf": csrf_of(page.text), "confirm": confirm}
         )
-        assert refused.status_code == 422, refused.text
+        assert refused.status_code == 200, refused.text  # a refusal is the page asked for
         assert "P004" in refused.text and "Way out" in refused.text
         assert 'name="confirm"' not in refused.text  # nothing to confirm
     assert server.log() == before
@@ -167,3 +174,31 @@ def test_a_rollback_is_previewed_then_quarantines_the_version(
     nothing = operator.post("/models/beta/actions/rollback", data={"csrf": csrf_of(after)})
     assert "nothing to roll back to" in nothing.text  # one version only: no button either
     assert "/models/beta/actions/rollback" not in operator.get("/models/beta").text
+
+
+@SQLITE_ONLY
+def test_an_unreadable_registry_shows_the_model_under_the_banner_without_actions(
+    server: Server, operator: httpx.Client, tmp_path: Path
+) -> None:
+    _route(server, 2)
+    _until(lambda: operator.get("/models/alpha").text.count('class="decision"') == 2)
+    path = Path(server.registry.url.removeprefix("sqlite:///"))
+    backup = tmp_path / "backup.db"
+    with sqlite3.connect(path) as source, sqlite3.connect(backup) as target:
+        source.backup(target)
+    _overwrite_in_place(path)
+    server.app.state.console.overview.forget()
+
+    seen: list[httpx.Response] = []
+
+    def degraded() -> bool:
+        seen.append(operator.get("/models/alpha", params={"window": "7d"}))
+        return seen[-1].status_code == 200 and "cannot be read" in seen[-1].text
+
+    _until(degraded)  # (a page whose reads all answered has no banner: a partial outage)
+    page = seen[-1]
+    assert "<h1>Alpha</h1>" in page.text  # the router's snapshot of the model
+    assert "/actions/" not in page.text  # no write control while degraded
+    assert "Traceback" not in page.text
+    _restore(backup, path)
+    _until(lambda: "cannot be read" not in operator.get("/models/alpha").text)
