@@ -87,6 +87,11 @@ def test_the_page_is_clean_for_a_viewer_in_both_themes_and_at_375_px(
         for i in range(4):  # a name for each chart, and its numbers as a table (or why not)
             figure = figures.nth(i)
             assert figure.locator("figcaption").inner_text().strip()
+        for _ in range(50):  # the log writer flushes its batch within a moment
+            if page.locator(".decision summary").count():
+                break
+            page.wait_for_timeout(200)
+            page.reload()
         page.locator(".decision summary").first.click()
         expect(page.get_by_text("Chain").first).to_be_visible()
         axe_clean(page)
