@@ -7,7 +7,7 @@ The editor is one form posted to ``/rules/{id}`` with the button pressed as
 ``action``: ``simulate`` (anyone signed in: it reads only) shows the decision now and
 after the edit side by side; ``preview`` and ``save`` (operators) go through
 `Authoring.update`, dry run first, like the API's PATCH. An edit is validated like a
-file in git (`web.rules`) before any git work, so an invalid one never reaches git
+file in git (`web.ruleedit`) before any git work, so an invalid one never reaches git
 and its errors stand at their fields.
 """
 
@@ -26,7 +26,7 @@ from fastapi.responses import Response
 from reconciler.manifests import kinds as manifests
 from reconciler.manifests import loading
 from reconciler.store.sessions import Session
-from reconciler.web import rules as editing
+from reconciler.web import ruleedit as editing
 from reconciler.web import writes
 from reconciler.web.console import Console
 from reconciler.web.pages import ConsoleDep, Form, NotFound, PageRoute, SignedIn, require, see_other
