@@ -86,6 +86,8 @@ class _Editor:
 
     def context(self, console: Console) -> dict[str, Any]:
         table = console.engine.table()
+        overview = console.overview.last()
+        pending = overview.pending() if overview else {}
         current = editing.simulate(table, editing.dynamic_of(console.engine), self.rule)
         return {
             "rule": self.rule,
@@ -99,6 +101,8 @@ class _Editor:
             "outcome": self.outcome,
             "action": self.action,
             "review": console.settings.review_branches,  # a save pushes a branch instead
+            # the branch head changes this rule and is not applied: an edit lands on top
+            "pending": pending.get((manifests.KIND_RULE, self.rule.id)),
             "capabilities": editing.CAPABILITIES,
             "strategies": editing.STRATEGIES,
             "failures": editing.FAILURES,
