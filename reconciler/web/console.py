@@ -153,7 +153,6 @@ class Console:
     db: Database
     engine: routing.RoutingEngine
     authoring: authoring.Authoring
-    review_branches: bool = False
     streams: int = 0  # open live streams of this process (pages.live caps them)
     sessions: SessionCache = dataclasses.field(init=False)
     outage: Outage = dataclasses.field(default_factory=Outage)
@@ -202,18 +201,22 @@ class Console:
         self, since: dt.datetime, bucket_s: int
     ) -> dict[str, list[routing_logs.BucketTotals]]:
         with self.db.transaction() as connection:
-            return routing_logs.bucket_totals(connection, since, bucket_s)
+            found = routing_logs.bucket_totals(connection, since, bucket_s)
+        self.outage.recovered()
+        return found
 
     def read(self, read: Callable[[], T], default: T) -> T:
         """``read()`` of the registry; ``default`` (and the outage recorded, for the
-        banner) when the registry cannot be read."""
+        banner) when the registry cannot be read.
+
+        A read that succeeds does not clear the banner: it may have been answered from a
+        cache. The two reads every page makes, the overview and the fleet's numbers, clear
+        it when they really read the registry, at most every few seconds."""
         try:
-            found = read()
+            return read()
         except OUTAGE as exc:
             self.outage.failed(exc)
             return default
-        self.outage.recovered()
-        return found
 
     # ---------------------------------------------------------------- rendering
 
@@ -267,7 +270,7 @@ class Console:
             "serving": {"revision": table.revision, "serial": table.serial},
             "overview": self.overview.last(),
             "now": dt.datetime.now(dt.UTC),
-            "review_branches": self.review_branches,
+            "review_branches": self.settings.review_branches,
         }
 
 

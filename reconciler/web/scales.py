@@ -45,12 +45,14 @@ def linear(d0: float, d1: float, r0: float, r1: float) -> Scale:
 
 
 def path_d(segments: list[list[tuple[float, float]]], sx: Scale, sy: Scale) -> str:
-    """Path data, one ``M`` per segment; a lone point is ``h0``, a dot with the round cap."""
+    """Path data, one ``M`` per segment; a lone point (one bucket with data between gaps)
+    is a short dash centred on it, ``m-3 0h6``: a zero-length ``h0`` drew a dot the width of
+    the stroke, which nobody saw."""
     (x0, rx, kx), (y0, ry, ky) = sx, sy
     parts = []
     for seg in segments:
         coords = [f"{rx + kx * (x - x0):.1f} {ry + ky * (y - y0):.1f}" for x, y in seg]
-        parts.append("M" + "L".join(coords) + ("h0" if len(coords) == 1 else ""))
+        parts.append("M" + "L".join(coords) + ("m-3 0h6" if len(coords) == 1 else ""))
     return "".join(parts)
 
 

@@ -289,7 +289,7 @@ def test_a_missing_or_non_finite_value_is_a_gap(gap: float | None) -> None:
     d = figure.find("svg//path").get("d")  # type: ignore[union-attr]
     assert d is not None
     assert d.count("M") == 3 and path_points(d) == 5
-    assert d.endswith("h0")  # the lone last point is drawn as a dot
+    assert d.endswith("m-3 0h6")  # the lone last point is drawn as a short dash
     cells = [text_of(r.findall("td")[0]) for r in figure.findall("details/table/tbody/tr")]
     assert cells == ["1.0", "2.0", "no value", "4.0", "5.0", "no value", "7.0"]
     spark = str(

@@ -178,3 +178,11 @@ def test_an_unreadable_registry_shows_the_snapshot_under_a_banner(
     assert str(path.parent) not in page.text
     _restore(backup, path)
     _until(lambda: "cannot be read" not in operator.get("/").text)
+
+
+def test_an_address_out_of_bounds_is_a_page_not_a_crash(operator: httpx.Client) -> None:
+    answer = operator.get("/?q=" + "x" * 500)
+    assert answer.status_code == 400
+    assert "That address is not valid" in answer.text
+    assert "Check q" in answer.text
+    assert "Traceback" not in answer.text

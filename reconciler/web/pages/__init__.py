@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.routing import APIRoute
 
@@ -112,6 +113,14 @@ class PageRoute(APIRoute):
                 return _problem(request, 400, "The form could not be read", str(exc))
             except NotFound as exc:
                 return _problem(request, 404, "Not found", str(exc))
+            except RequestValidationError as exc:  # a path or query parameter out of bounds
+                where = ", ".join(
+                    ".".join(str(p) for p in e.get("loc", ())[1:]) or "the address"
+                    for e in exc.errors()[:3]
+                )
+                return _problem(
+                    request, 400, "That address is not valid", f"Check {where} and try again."
+                )
             except OUTAGE as exc:
                 console: Console = request.app.state.console
                 console.outage.failed(exc)
