@@ -15,17 +15,25 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from reconciler.web.console import Console
-from reconciler.web.pages import fleet, live, model, rules, signin, status, wizard
+from reconciler.web.pages import fleet as fleet_page
+from reconciler.web.pages import live as live_page
+from reconciler.web.pages import model as model_page
+from reconciler.web.pages import rules as rules_page
+from reconciler.web.pages import signin as signin_page
+from reconciler.web.pages import status as status_page
+from reconciler.web.pages import wizard as wizard_page
 
-# /models/new before /models/{model_id}: the first matching route answers
+# Imported under other names: ``reconciler.web.fleet`` (and ``.wizard``) name the pages'
+# helper modules, which a bare ``from ... import fleet`` here would hide.
+# /models/new before /models/{model_id}: the first matching route answers.
 PAGES = (
-    signin.router,
-    fleet.router,
-    wizard.router,
-    model.router,
-    rules.router,
-    status.router,
-    live.router,
+    signin_page.router,
+    fleet_page.router,
+    wizard_page.router,
+    model_page.router,
+    rules_page.router,
+    status_page.router,
+    live_page.router,
 )
 
 
