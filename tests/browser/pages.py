@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,7 +19,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
 from PIL import Image
 from pixelmatch.contrib.PIL import pixelmatch
-from playwright.sync_api import Page, ViewportSize
+from playwright.sync_api import Locator, Page, ViewportSize
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
@@ -57,9 +58,12 @@ def platform(page: Page) -> str:
     return f"{sys.platform}-chromium{major}"
 
 
-def assert_snapshot(page: Page, name: str, *, full_page: bool = False) -> None:
+def assert_snapshot(
+    page: Page, name: str, *, full_page: bool = False, mask: Sequence[Locator] = ()
+) -> None:
     """The page at 1280x800, animations stopped, against its golden
-    ``tests/browser/snapshots/<platform>/<name>.png``.
+    ``tests/browser/snapshots/<platform>/<name>.png``. ``mask``: what changes from run
+    to run (a time, a commit's sha), painted over in one colour.
 
     ``REGEN_SNAPSHOTS=1`` writes the golden and skips. A golden missing for this
     platform skips with how to make one (a new Chromium major needs new goldens). On a
@@ -68,7 +72,9 @@ def assert_snapshot(page: Page, name: str, *, full_page: bool = False) -> None:
     if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", name):
         raise ValueError(f"snapshot name {name!r}: use lower-case letters, digits, '.', '_', '-'")
     page.set_viewport_size(VIEWPORT)
-    shot = page.screenshot(animations="disabled", caret="hide", full_page=full_page)
+    shot = page.screenshot(
+        animations="disabled", caret="hide", full_page=full_page, mask=list(mask)
+    )
     golden = SNAPSHOTS / platform(page) / f"{name}.png"
     if os.environ.get("REGEN_SNAPSHOTS") == "1":
         golden.parent.mkdir(parents=True, exist_ok=True)

@@ -85,13 +85,15 @@ def prepare(
     root: Path, fleet: Mapping[str, str | bytes] | None = None, **extra_env: str
 ) -> tuple[dict[str, str], dict[str, str], Path, FleetRepo, str]:
     """The fleet (``small_fleet()`` unless given; ``{}`` is an empty fleet) in a bare
-    repository under ``root``, a migrated SQLite registry, a token per role and the
-    server's environment: (env, tokens, bare repo, worktree, database URL)."""
+    repository under ``root``, a migrated registry (SQLite, or ``GROVE_DB_URL`` when
+    given: an empty database), a token per role and the server's environment:
+    (env, tokens, bare repo, worktree, database URL)."""
     worktree = FleetRepo(root / "fleet")
     worktree.commit("fleet", dict(small_fleet() if fleet is None else fleet))
     bare = root / "fleet.git"
     worktree.git("clone", "-q", "--bare", str(worktree.root), str(bare))
-    db_url = f"sqlite:///{root / 'registry.db'}"
+    # an empty database of the test's own (PostgreSQL), or a new SQLite file
+    db_url = extra_env.pop("GROVE_DB_URL", "") or f"sqlite:///{root / 'registry.db'}"
     db = Database(db_url)
     try:
         migrating.upgrade(db)
