@@ -81,11 +81,13 @@ WINDOWS = {
     w.name: w
     for w in (
         Window("1h", dt.timedelta(hours=1), dt.timedelta(minutes=5)),
-        Window("24h", dt.timedelta(hours=24), dt.timedelta(minutes=30)),
-        Window("7d", dt.timedelta(days=7), dt.timedelta(hours=2)),
+        Window("24h", dt.timedelta(hours=24), dt.timedelta(hours=1)),
+        Window("7d", dt.timedelta(days=7), dt.timedelta(hours=6)),
     )
 }
-"""Coarse enough that a bucket often holds the 100 samples a p99 needs."""
+"""Coarse enough that a bucket often holds the 100 samples a p99 needs: 24 hourly buckets
+hold them from 2,400 calls a day (30-minute buckets left a model with 3,000 calls a day
+without a latency line), 28 buckets of 6 hours from 2,800 calls a week."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -382,8 +382,8 @@ def at(hh: int, mm: int, ss: float = 0.0) -> dt.datetime:
     ("window", "count", "first", "last_end"),
     [
         ("1h", 12, at(13, 10), at(14, 10)),
-        ("24h", 48, at(14, 30) - dt.timedelta(days=1), at(14, 30)),
-        ("7d", 84, at(16, 0) - dt.timedelta(days=7), at(16, 0)),
+        ("24h", 24, at(15, 0) - dt.timedelta(days=1), at(15, 0)),
+        ("7d", 28, at(18, 0) - dt.timedelta(days=7), at(18, 0)),
     ],
 )
 def test_windows_cut_into_aligned_buckets_ending_with_the_one_holding_end(
@@ -484,7 +484,7 @@ def test_window_charts_are_four_figures_with_distinct_ids() -> None:
     assert len(ids) == len(set(ids))
     latency = parse(str(result["latency"]))
     assert len(latency.findall("svg//path")) == 3
-    assert len(latency.findall("details/table/tbody/tr")) == 84
+    assert len(latency.findall("details/table/tbody/tr")) == 28
     ticks = [text_of(t) for t in latency.findall("svg/g[@class='axis axis-x']/text")][:-1]
     assert all(re.fullmatch(r"[A-Z][a-z]{2} \d\d", t) for t in ticks) and len(ticks) >= 3
 

@@ -21,7 +21,7 @@ def _log(count: int) -> list[Observation]:
             rng.random() > 0.05,
             None,
             0.001,
-            NOW - dt.timedelta(seconds=rng.random() * 6.8 * 86400),  # inside the window
+            NOW - dt.timedelta(seconds=rng.random() * 6.7 * 86400),  # inside the window
         )
         for _ in range(count)
     ]
@@ -41,7 +41,7 @@ def test_the_cache_reads_only_the_open_buckets_and_agrees_with_a_full_read() -> 
     first = cache.read("db", "m", window, NOW, attempts)
     assert first.rows == len(log) and not first.capped
     again = cache.read("db", "m", window, NOW, attempts)
-    # only the bucket still open (12:00-14:00) is read again
+    # only the bucket still open (12:00-18:00) is read again
     assert asked[-1][0] == dt.datetime(2026, 3, 4, 12, 0, tzinfo=dt.UTC)
     assert again.rows < 200
     whole = time_buckets(
