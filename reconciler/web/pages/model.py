@@ -206,9 +206,7 @@ def model_page(
             "read": read,
             "charts": chart_set,
             "versions": versions,
-            "rules": modelview.rules_using(
-                model, _rules(console), console.engine.get_routing_decision
-            ),
+            "rules": modelview.rules_using(model, _rules(console), console.decisions.decide),
             "decisions": recent,
             "pending": modelview.pending_of(model_id, plan.changes if plan else (), drifted),
             "actions": _actions(model, len(versions) > 1),
