@@ -51,7 +51,9 @@ here. The HTTP answer of each (status, code, title) is one table,
 ``api.problems.ANSWERS``, looked up along the error's class tree.
 
 Outside the tree, on purpose (``tests/unit/test_error_tree.py`` lists them):
-``api.problems.ApiError`` is an HTTP answer a route raises, not an error;
+``api.problems.ApiError`` is an HTTP answer a route raises, not an error, and so are the
+console's page answers ``web.sessions.SignInNeeded``, ``Forbidden`` and ``BadForm`` and
+``web.pages.NotFound`` (``web.pages.PageRoute`` turns each into its page);
 ``gitops.authoring._NothingToRollBack`` and ``store.integrity._Failed`` are private control
 flow, caught where they are raised.
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext
+from playwright.sync_api import Browser, BrowserContext, BrowserType, Playwright, sync_playwright
 
 from tests.browser import serving
 from tests.browser.gate import ConsoleGate
@@ -90,6 +90,47 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 # ---------------------------------------------------------------- the browser
 
 
+# pytest-playwright's playwright, browser_type, launch_browser and browser are session
+# fixtures. Playwright's sync API marks an asyncio loop as running in the main thread for
+# as long as it is open, so every later test of the same worker that calls asyncio.run()
+# failed ("cannot be called from a running event loop": 114 tests of tests/routing in a
+# whole run). Scoped to the module, Playwright stops when a browser module ends (pytest
+# tears module fixtures down before the next module's tests), at the cost of a browser
+# start per module (about half a second).
+
+
+@pytest.fixture(scope="module")
+def playwright(_pw_api_request_contexts: Any) -> Iterator[Playwright]:
+    pw = sync_playwright().start()
+    if _pw_api_request_contexts:
+        _pw_api_request_contexts.instrument(pw)
+    yield pw
+    pw.stop()
+
+
+@pytest.fixture(scope="module")
+def browser_type(playwright: Playwright, browser_name: str) -> BrowserType:
+    found: BrowserType = getattr(playwright, browser_name)
+    return found
+
+
+@pytest.fixture(scope="module")
+def launch_browser(
+    browser_type_launch_args: dict[str, Any], browser_type: BrowserType
+) -> Callable[..., Browser]:
+    def launch(**options: Any) -> Browser:
+        return browser_type.launch(**{**browser_type_launch_args, **options})
+
+    return launch
+
+
+@pytest.fixture(scope="module")
+def browser(launch_browser: Callable[..., Browser]) -> Iterator[Browser]:
+    opened = launch_browser()
+    yield opened
+    opened.close()
+
+
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
     """pytest-playwright's (``--headed``, ``--slowmo``) on Debian's Chromium. No
@@ -105,10 +146,12 @@ def base_url(grove_server: GroveServer) -> str:
 
 
 @pytest.fixture(scope="session")
-def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
-    """Every context alike: the snapshot viewport, English, UTC."""
+def browser_context_args(base_url: str) -> dict[str, Any]:
+    """Every context alike: the shared server, the snapshot viewport, English, UTC. (Not
+    pytest-playwright's, which reads device descriptors from its session-wide Playwright;
+    no ``--device`` or ``--video`` here.)"""
     return {
-        **browser_context_args,
+        "base_url": base_url,
         "viewport": {"width": 1280, "height": 800},
         "locale": "en-US",
         "timezone_id": "UTC",

@@ -59,7 +59,8 @@ def test_the_gate_catches_what_nobody_declared(browser: Browser, grove_server: G
         page = context.new_page()
         page.goto(_html("<p>hi"))
         page.evaluate("console.warn('a warning')")
-        page.evaluate("setTimeout(() => { throw new TypeError('late') })")
+        with page.expect_event("pageerror"):  # seen before the next page replaces this one
+            page.evaluate("setTimeout(() => { throw new TypeError('late') })")
         page.goto(f"{grove_server.url}/no-such-page")
         page.goto(f"{grove_server.url}/healthz")
         page.evaluate(

@@ -1,6 +1,7 @@
 """Visual regression of the five main pages: fleet, model, wizard step 1, rule editor
-and status, at 1280x800 on the shared server's fixed fleet (alpha, beta, gamma; rule
-think; no routing traffic), each against its golden in
+and status, at 1280x800 on a server of this module's own with the fixed fleet (alpha,
+beta, gamma; rule think; no routing traffic: the shared server gets calls from other
+tests, which move the numbers), each against its golden in
 ``tests/browser/snapshots/<platform>/`` (``REGEN_SNAPSHOTS=1`` writes them).
 
 What differs from run to run is masked: the revision header (a sha, an author, an age),
@@ -13,9 +14,12 @@ connected before the shot, so the freshness line and the page are at rest.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser import serving
 from tests.browser.pages import assert_snapshot, signed_in
 from tests.browser.serving import GroveServer
 
@@ -43,11 +47,17 @@ PAGES = {
 }
 
 
+@pytest.fixture(scope="module")
+def calm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GroveServer]:
+    with serving.grove_server(tmp_path_factory.mktemp("visual")) as server:
+        yield server
+
+
 @pytest.mark.parametrize("path", list(PAGES.values()), ids=list(PAGES))
-def test_main_page_looks_as_it_did(page: Page, grove_server: GroveServer, path: str) -> None:
+def test_main_page_looks_as_it_did(page: Page, calm_server: GroveServer, path: str) -> None:
     name = next(n for n, p in PAGES.items() if p == path)
-    signed_in(page, grove_server.token("operator"))
-    answer = page.goto(path)
+    signed_in(page, calm_server.token("operator"), calm_server.url)
+    answer = page.goto(f"{calm_server.url}{path}")
     if answer is None or answer.status == 404:
         pytest.skip(f"{path} does not exist yet")
     assert answer.status == 200

@@ -26,6 +26,12 @@ OUTSIDE = {
     "reconciler.gitops.authoring._NothingToRollBack",
     # private control flow: raised and caught inside store.integrity.check
     "reconciler.store.integrity._Failed",
+    # the console's page answers (a sign-in redirect, a 403, a 400, a 404 page), raised by
+    # a page and turned into a page by web.pages.PageRoute, like ApiError for the API
+    "reconciler.web.sessions.SignInNeeded",
+    "reconciler.web.sessions.Forbidden",
+    "reconciler.web.sessions.BadForm",
+    "reconciler.web.pages.NotFound",
 }
 NOT_IMPORTABLE = {"reconciler.store.migrations.env"}  # an alembic script: runs under alembic
 
