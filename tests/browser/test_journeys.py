@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 
+from tests.api.test_probes import _overwrite_in_place, _restore
 from tests.browser import serving
 from tests.browser.conftest import StartGrove
 from tests.browser.gate import ConsoleGate
@@ -252,21 +253,6 @@ def test_a_viewer_sees_no_write_controls_and_its_forged_posts_change_nothing(
 
 
 # ---------------------------------------------------------------- an unreadable registry
-
-
-def _overwrite_in_place(path: Path) -> None:
-    """The database file (and its WAL) overwritten with junk, as a failing disk might."""
-    for part in (path, path.with_name(path.name + "-wal")):
-        if part.exists():
-            size = max(part.stat().st_size, 4096)
-            with part.open("r+b") as handle:
-                handle.write(b"\x5a" * size)
-
-
-def _restore(backup: Path, path: Path) -> None:
-    backup.replace(path)
-    for suffix in ("-wal", "-shm"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
 def reload_until(page: Page, locator: Locator, count: int, timeout_s: float = 20) -> None:

@@ -305,6 +305,8 @@ def structured(draw: st.DrawFn) -> str:
         doc = _skeleton_model(f"fuzz-{index}") if kind == "model" else _skeleton_rule(f"r{index}")
         for _ in range(draw(st.integers(1, 3))):
             paths = _paths(doc)
+            if not paths:  # every field deleted already: nothing left to change
+                break
             path = draw(st.sampled_from(paths))
             action = draw(st.sampled_from(["replace", "replace", "add-key", "delete"]))
             parent = doc
