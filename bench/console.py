@@ -33,13 +33,13 @@ import httpx
 import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reconcile import build_repo  # noqa: E402 - bench/ is not a package
+from reconcile import build_repo
 
-from reconciler import api  # noqa: E402
-from reconciler.base import settings as settings_module  # noqa: E402
-from reconciler.gitops import reconciling  # noqa: E402
-from reconciler.store import migrating, routing_logs, tokens  # noqa: E402
-from reconciler.store.engine import Database  # noqa: E402
+from reconciler import api
+from reconciler.base import settings as settings_module
+from reconciler.gitops import reconciling
+from reconciler.store import migrating, routing_logs, tokens
+from reconciler.store.engine import Database
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
