@@ -14,6 +14,8 @@ from tests.api.conftest import Server
 from tests.api.test_probes import SQLITE_ONLY, _overwrite_in_place, _restore
 from tests.web.conftest import csrf_of, sign_in
 
+pytestmark = SQLITE_ONLY  # PostgreSQL: tests/web/test_sessions_store.py and a browser journey
+
 
 def _route(server: Server, calls: int) -> None:
     with server.client("operator") as client:
@@ -176,7 +178,6 @@ def test_a_rollback_is_previewed_then_quarantines_the_version(
     assert "/models/beta/actions/rollback" not in operator.get("/models/beta").text
 
 
-@SQLITE_ONLY
 def test_an_unreadable_registry_shows_the_model_under_the_banner_without_actions(
     server: Server, operator: httpx.Client, tmp_path: Path
 ) -> None:

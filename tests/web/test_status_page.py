@@ -17,6 +17,8 @@ from tests.conftest import model_yaml
 from tests.reconciling.test_flows import _drift as drift
 from tests.web.conftest import csrf_of, sign_in
 
+pytestmark = SQLITE_ONLY  # PostgreSQL: tests/web/test_sessions_store.py and a browser journey
+
 HIDDEN = re.compile(r'<input type="hidden" name="(revision|seen)" value="([^"]*)"')
 
 
@@ -252,7 +254,6 @@ def test_a_restore_during_a_change_freeze_says_so_in_its_preview(
     assert suspended(server)  # restoring does not lift the freeze
 
 
-@SQLITE_ONLY
 def test_an_unreadable_registry_shows_the_page_under_the_banner_without_levers(
     server: Server, operator: httpx.Client, tmp_path: Path
 ) -> None:
