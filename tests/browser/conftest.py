@@ -60,6 +60,7 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m "not slow" deselects
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     needing = [
         item
@@ -67,6 +68,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if item.path.is_relative_to(HERE)
         and BROWSER_FIXTURES & set(getattr(item, "fixturenames", ()))
     ]
+    for item in needing:  # a real Chromium and a real server: not the one-minute inner loop
+        item.add_marker(pytest.mark.slow)
     if not needing or CHROMIUM.exists():
         return
     if _in_ci():

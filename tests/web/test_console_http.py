@@ -10,6 +10,7 @@ import sqlite3
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.api.conftest import Server
 from tests.api.test_probes import SQLITE_ONLY, _overwrite_in_place, _restore, _until
@@ -157,6 +158,7 @@ def test_static_files_carry_their_hash_and_headers(operator: httpx.Client) -> No
     assert "Back to the fleet" in missing.text
 
 
+@pytest.mark.slow  # waits for the server to meet the damage
 def test_an_unreadable_registry_shows_the_snapshot_under_a_banner(
     server: Server, operator: httpx.Client, tmp_path: Path
 ) -> None:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.api.conftest import Server
 from tests.api.test_probes import SQLITE_ONLY, _overwrite_in_place, _restore
@@ -178,6 +179,7 @@ def test_a_rollback_is_previewed_then_quarantines_the_version(
     assert "/models/beta/actions/rollback" not in operator.get("/models/beta").text
 
 
+@pytest.mark.slow  # waits for the server to meet the damage
 def test_an_unreadable_registry_shows_the_model_under_the_banner_without_actions(
     server: Server, operator: httpx.Client, tmp_path: Path
 ) -> None:

@@ -10,6 +10,7 @@ import sqlite3
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.api.conftest import Server
 from tests.api.test_probes import SQLITE_ONLY, _overwrite_in_place, _restore, _until
@@ -254,6 +255,7 @@ def test_a_restore_during_a_change_freeze_says_so_in_its_preview(
     assert suspended(server)  # restoring does not lift the freeze
 
 
+@pytest.mark.slow  # waits for the server to meet the damage
 def test_an_unreadable_registry_shows_the_page_under_the_banner_without_levers(
     server: Server, operator: httpx.Client, tmp_path: Path
 ) -> None:
