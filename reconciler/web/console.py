@@ -33,7 +33,7 @@ from reconciler.store import routing_logs
 from reconciler.store.engine import Database
 from reconciler.store.sessions import Session
 from reconciler.web import assets
-from reconciler.web.fleet import FleetNumbers, ItemCache
+from reconciler.web.fleet import FleetNumbers, ItemCache, Standing, circuit_states
 from reconciler.web.sessions import SessionCache
 
 T = TypeVar("T")
@@ -243,6 +243,21 @@ class Console:
             found = routing_logs.bucket_totals(connection, since, bucket_s)
         self.outage.recovered()
         return found
+
+    def overview_now(self) -> Overview | None:
+        """The overview (planned again once older than a few seconds), or the last one
+        while the registry cannot be read."""
+        return self.read(self.overview.get, self.overview.last())
+
+    def standing(self) -> Standing:
+        """Both status axes' inputs for every model, read once for a page."""
+        numbers = self.read(self.numbers.get, self.numbers.last())
+        table = self.engine.table()
+        return Standing(
+            self.overview_now(),
+            numbers[1] if numbers else {},
+            circuit_states(self.engine.breakers.states(), table.versions),
+        )
 
     def read(self, read: Callable[[], T], default: T) -> T:
         """``read()`` of the registry; ``default`` (and the outage recorded, for the

@@ -116,6 +116,23 @@ class FleetNumbers:
         return None if self._last is None else (self._last[1], self._last[2])
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Standing:
+    """What a page says about each model's two axes, read once per render: the head's
+    overview, every model's numbers and the circuit of the version each serves."""
+
+    overview: Overview | None
+    numbers: Mapping[str, Numbers]
+    circuits: Mapping[str, circuits.State]
+
+    def sync(self, model: manifests.AIModel) -> Axis:
+        return sync_of(model, self.overview)
+
+    def health(self, model: manifests.AIModel) -> Axis:
+        ident = model.meta.id
+        return health_of(model, self.circuits.get(ident), self.numbers.get(ident))
+
+
 def sync_of(model: manifests.AIModel, overview: Overview | None) -> Axis:
     key = (manifests.KIND_MODEL, model.meta.id)
     if overview is None or overview.status is None:

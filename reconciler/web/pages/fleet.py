@@ -77,19 +77,15 @@ def fleet_page(
     view: Text = "cards",
 ) -> Response:
     table = console.engine.table()
-    overview = console.read(console.overview.get, console.overview.last())
-    start_numbers = console.read(console.numbers.get, console.numbers.last())
-    numbers = start_numbers[1] if start_numbers else {}
-    states = fleet.circuit_states(console.engine.breakers.states(), table.versions)
+    standing = console.standing()
     today = dt.datetime.now(dt.UTC).date()
     models = sorted(table.models.values(), key=lambda m: (m.payload.name.lower(), m.meta.id))
     shown = [m for m in models if _matches(m, q.strip(), capability, provider, state)]
     view = view if view in VIEWS else "cards"
     cards = []
     for model in shown:
-        found = numbers.get(model.meta.id)
-        sync = fleet.sync_of(model, overview)
-        health = fleet.health_of(model, states.get(model.meta.id), found)
+        found = standing.numbers.get(model.meta.id)
+        sync, health = standing.sync(model), standing.health(model)
         cards.append((fleet.sunset(model, today), model, sync, health, found))
     # the soonest sunset first, then by name (a model about to go away is what needs work)
     cards.sort(key=lambda c: c[0][0] if c[0] else 10**9)

@@ -19,8 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
@@ -32,11 +31,10 @@ from reconciler.manifests import addresses
 from reconciler.manifests import kinds as manifests
 from reconciler.store import registry, routing_logs
 from reconciler.web import charts, fleet, modelview, writes
-from reconciler.web.console import OUTAGE, Console
+from reconciler.web.console import Console
 from reconciler.web.pages import ConsoleDep, Form, NotFound, PageRoute, SignedIn, require, see_other
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
-T = TypeVar("T")
 # no max_length on these: FastAPI's validation error would be a 500 page, not a 404
 MAX_ID = 200
 
@@ -52,28 +50,6 @@ _RESULTS = ("done", "review", "unchanged")
 
 BUCKETS = modelview.BucketCache()
 COMMITS = modelview.Commits()
-
-
-class Reads:
-    """The page's own reads of the registry, each with its default when the registry
-    cannot be read. Unlike `Console.read`, one answered read does not clear the banner
-    another read of the same render raised: the page is degraded if any of its reads
-    failed (:meth:`settle`), so its banner and its actions agree with what it shows."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.failed: Exception | None = None
-
-    def __call__(self, read: Callable[[], T], default: T) -> T:
-        try:
-            return read()
-        except OUTAGE as exc:
-            self.failed = exc
-            return default
-
-    def settle(self) -> None:
-        if self.failed is not None:
-            self.console.outage.failed(self.failed)
 
 
 def _model(console: Console, model_id: str) -> manifests.AIModel:
@@ -93,7 +69,7 @@ def _rules(console: Console) -> dict[str, manifests.RoutingRule]:
     return dict(snapshots.current.rules) if snapshots is not None else {}
 
 
-def _window(console: Console, reads: Reads, model_id: str, name: str) -> modelview.Read | None:
+def _window(console: Console, model_id: str, name: str) -> modelview.Read | None:
     window = modelview.window_of(name)
     now = dt.datetime.now(dt.UTC)
 
@@ -102,10 +78,10 @@ def _window(console: Console, reads: Reads, model_id: str, name: str) -> modelvi
             return routing_logs.attempts(connection, model_id, since, limit=limit)
 
     where = console.settings.db_url
-    return reads(lambda: BUCKETS.read(where, model_id, window, now, attempts), None)
+    return console.read(lambda: BUCKETS.read(where, model_id, window, now, attempts), None)
 
 
-def _versions(console: Console, reads: Reads, model: manifests.AIModel) -> list[modelview.Version]:
+def _versions(console: Console, model: manifests.AIModel) -> list[modelview.Version]:
     kind, ident = manifests.KIND_MODEL, model.meta.id
 
     def read() -> list[modelview.Version]:
@@ -115,7 +91,7 @@ def _versions(console: Console, reads: Reads, model: manifests.AIModel) -> list[
             held = registry.quarantined_of(connection, kind, ident)
         return modelview.versions(applied, model.meta.version, held, stretches)[:HISTORY]
 
-    found: list[modelview.Version] = reads(read, [])
+    found: list[modelview.Version] = console.read(read, [])
     try:
         commits = COMMITS.named(
             (v.revision or "" for v in found), lambda: reconciling.open_source(console.settings)
@@ -125,14 +101,14 @@ def _versions(console: Console, reads: Reads, model: manifests.AIModel) -> list[
     return [dataclasses.replace(v, commit=commits.get(v.revision or "")) for v in found]
 
 
-def _decisions(console: Console, reads: Reads, model_id: str) -> list[modelview.Decision]:
+def _decisions(console: Console, model_id: str) -> list[modelview.Decision]:
     def read() -> list[modelview.Decision]:
         with console.db.transaction() as connection:
             rows = routing_logs.recent(connection, model_id=model_id, limit=RECENT)
             siblings = routing_logs.of_requests(connection, modelview.needs_siblings(rows))
         return modelview.decisions(rows, siblings)
 
-    found: list[modelview.Decision] = reads(read, [])
+    found: list[modelview.Decision] = console.read(read, [])
     return found
 
 
@@ -162,17 +138,12 @@ def model_page(
     model = _model(console, model_id)
     table = console.engine.table()
     window = window if window in WINDOWS else "24h"
-    # the shared (cached) reads first, then the page's own, which always ask the registry:
-    # if one of them failed, the page is degraded (its banner, no actions)
-    overview = console.read(console.overview.get, console.overview.last())
-    start_numbers = console.read(console.numbers.get, console.numbers.last())
-    numbers = (start_numbers[1] if start_numbers else {}).get(model_id)
-    states = fleet.circuit_states(console.engine.breakers.states(), table.versions)
-    reads = Reads(console)
-    read = _window(console, reads, model_id, window)
-    versions = _versions(console, reads, model)
-    recent = _decisions(console, reads, model_id)
-    reads.settle()
+    # every read that fails marks the page degraded (its banner, no actions); none clears it
+    standing = console.standing()
+    overview = standing.overview
+    read = _window(console, model_id, window)
+    versions = _versions(console, model)
+    recent = _decisions(console, model_id)
     chart_set = (
         charts.window_charts(
             read.buckets,
@@ -191,9 +162,9 @@ def model_page(
         {
             "model": model,
             "url": url_of(model_id),
-            "sync": fleet.sync_of(model, overview),
-            "health": fleet.health_of(model, states.get(model_id), numbers),
-            "numbers": numbers,
+            "sync": standing.sync(model),
+            "health": standing.health(model),
+            "numbers": standing.numbers.get(model_id),
             "sunset": fleet.sunset(model, dt.datetime.now(dt.UTC).date()),
             "capabilities": sorted(payload.capabilities.items(), key=lambda kv: (-kv[1], kv[0])),
             "endpoint": addresses.redact_userinfo(str(payload.endpoint))

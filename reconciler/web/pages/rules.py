@@ -55,7 +55,7 @@ def _rule(console: Console, rule_id: str) -> manifests.RoutingRule:
 def rules_page(request: Request, console: ConsoleDep, session: SignedIn) -> Response:
     table = console.engine.table()
     # the head's plan (fetched and planned at most every 5 s per server): pending changes
-    overview = console.read(console.overview.get, console.overview.last())
+    overview = console.overview_now()
     found = editing.rows(
         _rules(console),
         table,
@@ -87,7 +87,7 @@ class _Editor:
 
     def context(self, console: Console) -> dict[str, Any]:
         table = console.engine.table()
-        overview = console.read(console.overview.get, console.overview.last())
+        overview = console.overview_now()
         pending = overview.pending() if overview else {}
         current = editing.simulate(table, editing.dynamic_of(console.engine), self.rule)
         return {

@@ -197,7 +197,7 @@ def _render(
     reason: str = "",
     status_code: int = 200,
 ) -> Response:
-    overview: Overview | None = console.read(console.overview.get, console.overview.last())
+    overview: Overview | None = console.overview_now()
     status = overview.status if overview else None
     planned = overview.outcome if overview else None
     plan = planned.plan if planned else None
