@@ -188,3 +188,15 @@ def test_an_address_out_of_bounds_is_a_page_not_a_crash(operator: httpx.Client) 
     assert "That address is not valid" in answer.text
     assert "Check q" in answer.text
     assert "Traceback" not in answer.text
+
+
+def test_a_huge_form_or_cookie_is_refused_as_a_page(server: Server, operator: httpx.Client) -> None:
+    with httpx.Client(base_url=server.url) as client:
+        form = client.get("/login")
+        huge = client.post("/login", data={"token": "x" * 400_000, "csrf": csrf_of(form.text)})
+        assert 400 <= huge.status_code < 500
+        assert "grove_session" not in huge.headers.get("set-cookie", "")
+        client.cookies.set("grove_session", "y" * 10_000)
+        forged = client.get("/")
+        assert forged.status_code == 303  # no session: to the sign-in page, no lookup made
+    assert operator.get("/").status_code == 200

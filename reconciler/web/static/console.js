@@ -67,13 +67,5 @@
       const search = document.querySelector("input[type=search]");
       if (search) { event.preventDefault(); search.focus(); search.select(); }
     }
-    if (event.key === "Escape") {
-      const open = document.querySelector("dialog[open], details[data-dialog][open]");
-      if (open) {
-        if (open.tagName === "DIALOG") open.close(); else open.removeAttribute("open");
-        const opener = open.querySelector("summary");
-        if (opener) opener.focus();
-      }
-    }
   });
 })();
