@@ -227,6 +227,23 @@ class Slo(_Strict):
     window_s: int = Field(600, ge=1, le=30 * 86_400, description="Window the SLO is judged over.")
 
 
+class RolloutStep(_Strict):
+    weight: int = Field(ge=1, le=99, description="Percent of the model's calls the canary gets.")
+    pause_s: int = Field(
+        ge=0, le=7 * 86_400, description="Seconds at this weight before the next step."
+    )
+
+
+class Rollout(_Strict):
+    """A canary: the new version gets each step's weight of the model's calls, judged
+    against ``slo``; after the last step it takes all of them (it is promoted)."""
+
+    steps: list[RolloutStep] = Field(min_length=1, max_length=20)
+    on_inconclusive: Literal["hold", "rollback"] = Field(
+        "hold", description="Too few calls by the end of a step: hold there, or roll back."
+    )
+
+
 class Lifecycle(_Strict):
     deprecation_date: Date | None = None
     sunset_date: Date | None = Field(None, description="After this date the model must not serve.")
@@ -294,6 +311,27 @@ def _unique(values: list[str], field: str) -> list[Problem]:
     return out
 
 
+def _rollout_problems(rollout: Rollout | None, slo: Slo | None) -> list[Problem]:
+    if rollout is None:
+        return []
+    problems: list[Problem] = []
+    if slo is None:
+        problems.append(
+            (("rollout",), "S012", "a rollout is judged against slo: add slo (minSuccessRate, ...)")
+        )
+    weights = [step.weight for step in rollout.steps]
+    for index in range(1, len(weights)):
+        if weights[index] <= weights[index - 1]:
+            problems.append(
+                (
+                    ("rollout", "steps", index, "weight"),
+                    "S012",
+                    f"step weights must grow: {weights[index]} after {weights[index - 1]}",
+                )
+            )
+    return problems
+
+
 # ---------------------------------------------------------------- payloads
 
 
@@ -317,6 +355,9 @@ class ModelSpec(_Strict):
     timeout_ms: int = Field(30_000, ge=1, le=600_000, description="Whole-call deadline.")
     max_retries: int = Field(1, ge=0, le=10)
     slo: Slo | None = None
+    rollout: Rollout | None = Field(
+        None, description="Canary steps for a new version; needs slo to judge them."
+    )
     lifecycle: Lifecycle | None = None
     mock: MockBehaviour | None = None
 
@@ -365,6 +406,7 @@ class ModelSpec(_Strict):
                 (("maxOutputTokens",), "S012", "maxOutputTokens is larger than contextWindow")
             )
         problems += _unique(list(self.fallbacks), "fallbacks")
+        problems += _rollout_problems(self.rollout, self.slo)
         life = self.lifecycle
         if (
             life

@@ -31,7 +31,7 @@ from typing import Any
 from reconciler.base import errors
 from reconciler.manifests import kinds as manifests
 from reconciler.manifests import scoring
-from reconciler.routing import circuits
+from reconciler.routing import canary, circuits
 
 Strategy = manifests.Strategy
 MAX_CAPABILITY_ROUTES = 1024
@@ -184,15 +184,23 @@ class RoutingTable:
         *,
         revision: str | None,
         serial: int,
+        splits: Mapping[str, canary.Split] | None = None,
     ) -> None:
         self.models = models
         self.revision = revision
         self.serial = serial
+        # open rollouts: which version of a model a call goes to (`canary.Split`)
+        self.splits: Mapping[str, canary.Split] = splits or {}
         # the version of each model this snapshot serves: circuits and latencies are its
         self.versions: dict[str, circuits.ModelVersion] = {
             ident: circuits.ModelVersion(ident, model.meta.version)
             for ident, model in models.items()
         }
+        # every version that serves: the live ones and the stable ones of open rollouts
+        self.serving: tuple[circuits.ModelVersion, ...] = (
+            *self.versions.values(),
+            *(split.stable[1] for split in self.splits.values()),
+        )
         self.enabled = tuple(
             sorted(i for i, m in models.items() if m.payload.state is manifests.ModelState.ENABLED)
         )

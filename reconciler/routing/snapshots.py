@@ -27,23 +27,52 @@ from pydantic import Field, ValidationError, computed_field
 from reconciler.base import logs, serial, telemetry
 from reconciler.manifests import kinds as manifests
 from reconciler.planning import livestate
-from reconciler.store import registry
+from reconciler.store import registry, rollouts
 from reconciler.store.engine import Database
 
 log = logging.getLogger("grove.snapshots")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Canary:
+    """An open rollout's split of a model's calls: the stable version (its content from
+    the registry's version history, its state as live now) and the canary's weight."""
+
+    stable: manifests.AIModel
+    weight: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"weight": self.weight, "stable": manifests.to_document(self.stable)}
+
+
+def _no_canaries() -> Mapping[str, Canary]:
+    return MappingProxyType({})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Snapshot:
+    __pydantic_config__ = serial.CAMEL
+
     serial: int
     revision: str | None
     models: Annotated[Mapping[str, manifests.AIModel], Field(exclude=True)]
     rules: Annotated[Mapping[str, manifests.RoutingRule], Field(exclude=True)]
     loaded_at: Annotated[float, Field(exclude=True)]  # time.monotonic() of the swap
+    rollout_serial: int = 0
+    canaries: Annotated[Mapping[str, Canary], Field(exclude=True)] = dataclasses.field(
+        default_factory=_no_canaries
+    )
 
     @classmethod
     def empty(cls) -> Snapshot:
         return cls(-1, None, MappingProxyType({}), MappingProxyType({}), 0.0)
+
+    @computed_field(alias="canaries")  # type: ignore[prop-decorator]
+    @property
+    def splits(self) -> dict[str, dict[str, Any]]:
+        """The open rollouts' splits, saved with the snapshot: a restart without the
+        database still keeps a failed canary out of traffic."""
+        return {ident: canary.to_json() for ident, canary in self.canaries.items()}
 
     @computed_field(alias="objects")  # type: ignore[prop-decorator]
     @property
@@ -69,12 +98,21 @@ class Snapshot:
                 models[obj.id] = obj
             else:
                 rules[obj.id] = obj
+        canaries: dict[str, Canary] = {}
+        for ident, split in (data.get("canaries") or {}).items():
+            stable = manifests.parse_document(
+                split["stable"], allow_local_endpoints=allow_local_endpoints
+            )
+            if isinstance(stable, manifests.AIModel) and ident in models:
+                canaries[ident] = Canary(stable, int(split["weight"]))
         return cls(
             int(data["serial"]),
             data.get("revision"),
             MappingProxyType(models),
             MappingProxyType(rules),
             time.monotonic(),
+            int(data.get("rolloutSerial", 0)),
+            MappingProxyType(canaries),
         )
 
 
@@ -96,6 +134,8 @@ def load_saved(path: Path, *, allow_local_endpoints: bool) -> Snapshot | None:
 
 
 class Snapshots:
+    """The current snapshot of a registry, and its refresh."""
+
     def __init__(self, db: Database, *, allow_local_endpoints: bool) -> None:
         self.db = db
         self.allow_local_endpoints = allow_local_endpoints
@@ -106,6 +146,37 @@ class Snapshots:
     def current(self) -> Snapshot:
         return self._current
 
+    def _canaries(
+        self, splits: Mapping[str, rollouts.Route], models: Mapping[str, manifests.AIModel]
+    ) -> dict[str, Canary]:
+        """Each split's stable version as a model, its state as the live one's (an
+        enable or disable during the rollout holds for both versions)."""
+        found: dict[str, Canary] = {}
+        for ident, split in splits.items():
+            live = models.get(ident)
+            if live is None:
+                continue
+            document = split.stable_document
+            payload = {**document["payload"], "state": live.payload.state.value}
+            try:
+                stable = manifests.parse_document(
+                    {"meta": document["meta"], "payload": payload},
+                    allow_local_endpoints=self.allow_local_endpoints,
+                )
+            except ValidationError:
+                logs.event(
+                    log,
+                    "canary-stable-skipped",
+                    level=logging.WARNING,
+                    id=ident,
+                    version=split.stable_version,
+                    reason="the stable version's content is not a valid manifest",
+                )
+                continue
+            if isinstance(stable, manifests.AIModel):
+                found[ident] = Canary(stable, split.weight)
+        return found
+
     def adopt(self, snapshot: Snapshot) -> None:
         """Serve ``snapshot`` (a saved one) until the database answers again."""
         self._current = snapshot
@@ -114,7 +185,13 @@ class Snapshots:
         """Load a new snapshot if the state serial moved; return whether it swapped."""
         with self._refreshing, self.db.transaction(snapshot=True) as connection:
             state = registry.read_state(connection)
-            if state.state_serial == self._current.serial and not force:
+            rollout_serial = rollouts.rollout_serial(connection)
+            current = self._current
+            if (
+                state.state_serial == current.serial
+                and rollout_serial == current.rollout_serial
+                and not force
+            ):
                 return False
             if 0 <= state.state_serial < self._current.serial:
                 # A serial only grows: the registry was restored from an older backup (or
@@ -127,6 +204,14 @@ class Snapshots:
                     was=self._current.serial,
                 )
             objects = registry.load_objects(connection)
+            splits = rollouts.routes(
+                connection,
+                {
+                    ident: live.version
+                    for (kind, ident), live in objects.items()
+                    if kind == manifests.KIND_MODEL
+                },
+            )
         models: dict[str, manifests.AIModel] = {}
         rules: dict[str, manifests.RoutingRule] = {}
         for (kind, ident), live in objects.items():
@@ -152,6 +237,8 @@ class Snapshots:
             models=MappingProxyType(models),
             rules=MappingProxyType(rules),
             loaded_at=time.monotonic(),
+            rollout_serial=rollout_serial,
+            canaries=MappingProxyType(self._canaries(splits, models)),
         )
         telemetry.SNAPSHOT_SWAPS.inc()
         telemetry.STATE_SERIAL.set(state.state_serial)

@@ -23,7 +23,7 @@ from reconciler.manifests import kinds as manifests
 from reconciler.planning import rollbacks
 from reconciler.planning.livestate import LiveObject, LiveState
 from reconciler.planning.plans import Change, ChangeKind, Plan
-from reconciler.store import coordination, failpoints, tables
+from reconciler.store import coordination, failpoints, rollouts, tables
 
 APPLY_LOCK_KEY = 0x67726F7665  # "grove": the advisory lock id on PostgreSQL
 NOTIFY_CHANNEL = "grove_registry"
@@ -498,6 +498,7 @@ def apply_plan(
             "it changes is gone); plan again"
         ) from exc
     _write_events(connection, plan, serial, actor, forced_codes, stamp)
+    rollouts.begin(connection, plan.changes, plan.revision, stamp, actor=actor)
     connection.execute(
         insert(tables.revisions).values(
             revision=plan.revision,

@@ -52,6 +52,7 @@ class Attempt:
     cost_usd: float | None
     decision: dict[str, Any]
     timestamp: dt.datetime
+    model_version: str | None = None
 
     @classmethod
     def of(
@@ -75,6 +76,7 @@ class Attempt:
         revision: str | None,
         error: str | None,
         timestamp: dt.datetime,
+        model_version: str | None = None,
     ) -> Attempt:
         """A row every backend accepts: text without NUL bytes and of bounded length, counts
         that fit the columns (else unknown, null), latency and cost finite and not negative
@@ -100,6 +102,7 @@ class Attempt:
                 "error": None if error is None else _text(error, 300),
             },
             timestamp=timestamp,
+            model_version=None if model_version is None else _text(model_version, 64),
         )
 
 
@@ -209,6 +212,7 @@ def _log_row(row: Attempt) -> dict[str, Any]:
         "input_tokens": row.input_tokens,
         "output_tokens": row.output_tokens,
         "cost_usd": row.cost_usd,
+        "model_version": row.model_version,
     }
 
 
@@ -302,6 +306,7 @@ def _row(r: Any) -> dict[str, Any]:
         "attempt": r.attempt,
         "errorKind": r.error_kind,
         "costUsd": r.cost_usd,
+        "modelVersion": r.model_version,
         "routingDecision": r.routing_decision,
         "timestamp": (
             r.timestamp if r.timestamp.tzinfo else r.timestamp.replace(tzinfo=dt.UTC)
@@ -344,6 +349,52 @@ def of_requests(
     for row in connection.execute(query):
         found.setdefault(str(row.request_id), []).append(_row(row))
     return found
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VersionSample:
+    """A model version's attempts in a window, as an SLO judges them: ``calls`` counts
+    every attempt but those the caller's own request failed (client errors), and the
+    latencies are of the successful ones (a fast failure is not a fast model)."""
+
+    calls: int
+    successes: int
+    latencies_ms: list[float]
+    truncated: bool
+
+
+def version_sample(
+    connection: Connection,
+    model_id: str,
+    version: str,
+    since: dt.datetime,
+    *,
+    limit: int = 100_000,
+) -> VersionSample:
+    table = tables.routing_logs
+    rows = connection.execute(
+        select(table.c.latency_ms, table.c.success, table.c.error_kind)
+        .where(
+            and_(
+                table.c.model_id == model_id,
+                table.c.model_version == version,
+                table.c.timestamp >= since,
+            )
+        )
+        .order_by(table.c.timestamp.desc())
+        .limit(limit + 1)
+    ).all()
+    truncated = len(rows) > limit
+    calls = successes = 0
+    latencies: list[float] = []
+    for row in rows[:limit]:
+        if not row.success and row.error_kind == "client_error":
+            continue
+        calls += 1
+        if row.success:
+            successes += 1
+            latencies.append(float(row.latency_ms))
+    return VersionSample(calls, successes, latencies, truncated)
 
 
 def recent_latencies(

@@ -117,6 +117,8 @@ reconciler_state = Table(
     Column("applied_write_counter", BigInteger, nullable=True),
     # Bumped by `grove reconcile --now` to ask a running loop for a cycle (migration 0003).
     Column("trigger_counter", BigInteger, nullable=False, server_default="0"),
+    # Bumped by every change of a rollout that changes routing (migration 0007).
+    Column("rollout_serial", BigInteger, nullable=False, server_default="0"),
 )
 
 # Leader election for reconcile loops: the holder renews before expires_ms (database
@@ -234,8 +236,43 @@ routing_logs = Table(
     Column("input_tokens", Integer, nullable=True),
     Column("output_tokens", Integer, nullable=True),
     Column("cost_usd", Float, nullable=True),
+    # Migration 0007: the version of the model that served the attempt.
+    Column("model_version", String(64), nullable=True),
     Index("ix_routing_logs_model_time", "model_id", "timestamp"),
     Index("ix_routing_logs_timestamp", "timestamp"),
+    Index("ix_routing_logs_model_version_time", "model_id", "model_version", "timestamp"),
+)
+
+# Progressive delivery (migration 0007): one row per canary or post-deploy verification
+# of a model version. ``generation`` is the compare-and-set guard of every transition.
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("model_id", String(63), nullable=False),
+    Column("mode", String(16), nullable=False),  # canary | verify
+    Column("stable_version", String(64), nullable=False),
+    Column("canary_version", String(64), nullable=False),
+    Column("revision", String(64), nullable=False),
+    Column("steps", JsonColumn, nullable=False),
+    Column("slo", JsonColumn, nullable=False),
+    Column("on_inconclusive", String(16), nullable=False),
+    Column("step", Integer, nullable=False, server_default="0"),
+    Column("weight", Integer, nullable=False, server_default="0"),
+    Column("phase", String(16), nullable=False),
+    Column("rollback", String(24), nullable=False, server_default=""),
+    Column("rollback_commit", String(64), nullable=True),
+    Column("message", Text, nullable=False, server_default=""),
+    Column("analysis", JsonColumn, nullable=False),
+    Column("generation", BigInteger, nullable=False, server_default="0"),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("step_started_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_rollouts_model", "model_id", "id"),
+    Index("ix_rollouts_phase", "phase"),
 )
 
 model_metrics = Table(

@@ -244,8 +244,8 @@ def test_commands_refuse_an_unmigrated_or_newer_database(
         assert result.code == 1
         assert result.err.endswith("has no Grove schema; run `grove db upgrade`\n"), result.err
         assert result.err.count("\n") == 1
-    assert grove("db", "upgrade", "--db", db_url).out == "database migrated from empty to 0006\n"
-    assert grove("db", "upgrade", "--db", db_url).out == "database already at schema 0006\n"
+    assert grove("db", "upgrade", "--db", db_url).out == "database migrated from empty to 0007\n"
+    assert grove("db", "upgrade", "--db", db_url).out == "database already at schema 0007\n"
     from sqlalchemy import create_engine, text
 
     engine = create_engine(db_url)
@@ -253,9 +253,9 @@ def test_commands_refuse_an_unmigrated_or_newer_database(
         connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     engine.dispose()
     result = grove("plan", "--db", db_url)
-    assert "is at schema 9999, newer than this grove knows (head 0006); upgrade grove" in result.err
+    assert "is at schema 9999, newer than this grove knows (head 0007); upgrade grove" in result.err
     with engine.begin() as connection:
-        connection.execute(text("UPDATE alembic_version SET version_num = '0006'"))
+        connection.execute(text("UPDATE alembic_version SET version_num = '0007'"))
     engine.dispose()
     assert grove("db", "downgrade", "base", "--db", db_url).code == 0
     assert "has no Grove schema" in grove("plan", "--db", db_url).err

@@ -357,7 +357,13 @@ def test_diagnostic() -> None:
 def test_snapshot() -> None:
     same(
         snapshot().to_json(),
-        {"serial": 7, "revision": B, "objects": [fleet.model("a"), fleet.rule("r")]},
+        {
+            "serial": 7,
+            "revision": B,
+            "rolloutSerial": 0,
+            "objects": [fleet.model("a"), fleet.rule("r")],
+            "canaries": {},
+        },
     )
 
 
@@ -393,8 +399,8 @@ def test_routing_decision_and_candidates() -> None:
 
 def test_attempt() -> None:
     same(
-        routing.AttemptReport("a", FailureKind.TIMEOUT, 12.3456, "slow").to_json(),
-        {"modelId": "a", "outcome": "timeout", "latencyMs": 12.3, "message": "slow"},
+        routing.AttemptReport("a", FailureKind.TIMEOUT, 12.3456, "slow", "2").to_json(),
+        {"modelId": "a", "version": "2", "outcome": "timeout", "latencyMs": 12.3, "message": "slow"},
     )
 
 
