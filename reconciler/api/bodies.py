@@ -251,6 +251,13 @@ class ExecuteBody(_Body):
     prompt: str = Field(min_length=1, max_length=100_000)
     system: str | None = Field(None, max_length=100_000)
     max_tokens: int = Field(512, ge=1, le=100_000)
+    request_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+        description="Send the same id again on a retry: a canary split keeps it on one version.",
+    )
 
 
 class ModelSummary(_Out):
@@ -351,6 +358,7 @@ class ExecuteOut(_Out):
     request_id: str
     decision: dict[str, Any]
     attempts: list[dict[str, Any]]
+    version: str | None = None
 
     @computed_field(alias="routingDecision")  # type: ignore[prop-decorator]
     @property

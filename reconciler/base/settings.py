@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     lease_ttl_s: float = Field(
         15.0, gt=0, le=3600, description="Leader lease of the reconcile loop; renewed at 1/3."
     )
+    analysis_interval_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="How often the loop's leader judges open rollouts against their SLO.",
+    )
     resolve_endpoints: bool = Field(
         True, description="At registration, refuse endpoint names resolving to private addresses."
     )

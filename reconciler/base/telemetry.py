@@ -97,6 +97,28 @@ ROUTING_LOG_ROWS = Counter(
     "Routing-log rows written, or dropped (buffer full, database refused, writer died).",
     ["outcome"],
 )
+ROLLOUT_PHASE = Gauge(
+    "grove_rollout_phase",
+    "1 for the phase a model's latest rollout is in (Running, Successful, Failed, "
+    "Inconclusive, Aborted, Superseded), 0 for the others.",
+    ["model", "phase"],
+    multiprocess_mode="livemax",
+)
+CANARY_WEIGHT = Gauge(
+    "grove_rollout_canary_weight",
+    "Percent of a model's calls its canary version gets (0 once the rollout is over).",
+    ["model"],
+    multiprocess_mode="livemax",
+)
+ROLLOUT_PHASES = ("Running", "Successful", "Failed", "Inconclusive", "Aborted", "Superseded")
+
+
+def rollout_gauges(model: str, phase: str, weight: int, open_: bool) -> None:
+    for name in ROLLOUT_PHASES:
+        ROLLOUT_PHASE.labels(model=model, phase=name).set(int(name == phase))
+    CANARY_WEIGHT.labels(model=model).set(weight if open_ else 0)
+
+
 CIRCUIT_OPEN = Gauge(
     "grove_circuit_open",
     "1 while a model's circuit breaker keeps calls away (in any process of the server).",

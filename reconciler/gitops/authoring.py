@@ -459,6 +459,7 @@ class Authoring:
         to_version: str | None = None,
         force: bool = False,
         dry_run: bool = False,
+        evidence: str | None = None,
     ) -> Rollback:
         """Return an object to the version live before the current one, as the registry
         applied them (`rollbacks.choose`), or to ``to_version``; then quarantine the
@@ -474,7 +475,8 @@ class Authoring:
         Otherwise it is a commit restoring the object's document as it was live at that
         version, its state as it is now, naming the commit it undoes. Checked, committed,
         pushed and reconciled like every other write; ``dry_run`` stops before the commit,
-        changes nothing and answers the message, the diff and the plan.
+        changes nothing and answers the message, the diff and the plan. ``evidence``
+        (why, as an analysis found it) goes into the message as it is, after the body.
         """
         name = f"{kind} {ident}"
         chosen: list[tuple[str, str, RollbackMethod, str | None]] = []
@@ -566,6 +568,7 @@ class Authoring:
                     introduced,
                     printable(self._subject(introduced)),
                     pending=pending,
+                    evidence=evidence,
                 ),
                 WriteChange.ROLLED_BACK,
                 kind,
@@ -981,9 +984,11 @@ def _rollback_message(
     subject: str,
     *,
     pending: str | None = None,
+    evidence: str | None = None,
 ) -> str:
     """A rollback's commit message: a ``git revert``'s own "This reverts commit" line when
-    it is one, else which document it restores and which commit it undoes."""
+    it is one, else which document it restores and which commit it undoes; then the
+    ``evidence``, unwrapped (its lines are figures)."""
     head = f"grove: rollback {kind} {ident} to version {good} (from {bad})"
     named = f'{undoes[:12]} ("{subject}")' if undoes else ""
     if method is RollbackMethod.REVERT and undoes:
@@ -1006,6 +1011,8 @@ def _rollback_message(
             f"{undone}; version {bad} is quarantined.{replaced}"
         )
     paragraphs = [textwrap.fill(part, width=72) for part in body.split("\n\n")]
+    if evidence:
+        paragraphs.append(evidence.strip())
     return "\n\n".join([head, *paragraphs])
 
 

@@ -54,7 +54,7 @@ from watchfiles import watch
 
 from reconciler.base import errors, logs, telemetry
 from reconciler.base.settings import Settings
-from reconciler.gitops import reconciling
+from reconciler.gitops import reconciling, rollouts
 from reconciler.routing import snapshots
 from reconciler.sources.git import GitSource
 from reconciler.store import coordination, failpoints, migrating, notifications, registry
@@ -105,6 +105,8 @@ class Watcher:
         self.snapshots = snapshots.Snapshots(
             self.db, allow_local_endpoints=settings.allow_local_endpoints
         )
+        self.analyst = rollouts.Analyst(settings, self.db, holder=self.holder)
+        self.next_analysis = 0.0  # due at once
         self.lease: coordination.Lease | None = None
         self.lease_renew_at = 0.0
         self.next_fetch = 0.0  # due at once
@@ -217,6 +219,7 @@ class Watcher:
             deadlines.append(self.lease_renew_at)
             if not self.suspended:  # only a leader fetches and applies
                 deadlines.append(max(self.next_fetch, self.backoff_until))
+            deadlines.append(self.next_analysis)  # ... and judges rollouts
         return max(0.05, min(deadlines) - now)
 
     # ---------------------------------------------------------------- one tick
@@ -258,6 +261,9 @@ class Watcher:
             self.suspended = signals.suspended
             telemetry.SUSPENDED.set(int(self.suspended))
             logs.event(log, "suspended" if self.suspended else "resumed", holder=self.holder)
+        if now >= self.next_analysis:
+            self.next_analysis = now + self.settings.analysis_interval_s
+            self._analyse()
         if self.lease is None or self.suspended:
             return
         changed = self.repo_changed.is_set()
@@ -271,6 +277,20 @@ class Watcher:
             self._cycle(triggered)
         except Exception as exc:  # a bug in the bookkeeping itself: the loop still lives
             self._unexpected("cycle", exc)
+
+    def _analyse(self) -> None:
+        """The leader judges the open rollouts (a change freeze does not stop that: a
+        failing canary is taken out of traffic all the same); every replica keeps the
+        rollout series of its /metrics."""
+        try:
+            if self.lease is not None:
+                self.analyst.tick()
+            else:
+                self.analyst.gauges()
+        except errors.GroveError as exc:
+            logs.event(log, "analysis-skipped", level=logging.WARNING, reason=str(exc)[:300])
+        except Exception as exc:  # a bug in the analysis must not stop the loop
+            self._unexpected("analysis", exc)
 
     def _keep_lease(self, now: float) -> None:
         if self.lease is not None and now < self.lease_renew_at:

@@ -52,6 +52,7 @@ def _no_canaries() -> Mapping[str, Canary]:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Snapshot:
     __pydantic_config__ = serial.CAMEL
+    _json_order = serial.key_order("serial", "revision", "objects", "rolloutSerial", "canaries")
 
     serial: int
     revision: str | None

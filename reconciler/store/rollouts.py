@@ -488,7 +488,7 @@ def _on_version(
         )
     )
     created = latest(connection, model_id)
-    assert created is not None and result.rowcount == 1
+    assert created is not None and created.id == result.inserted_primary_key[0]
     record_event(
         connection,
         "rollout_started",

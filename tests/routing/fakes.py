@@ -148,6 +148,9 @@ class FakeProvider:
             return _send(connection, problem[0], json.dumps({"error": problem[1]}).encode())
         if behaviour == "flaky":
             behaviour = "status:503" if number % 2 else "ok"
+        if behaviour.startswith("fail-rate:"):  # exactly that share of 500s, spread evenly
+            rate = float(behaviour.split(":")[1])
+            behaviour = "status:500" if int(number * rate) != int((number - 1) * rate) else "ok"
         if behaviour == "ok":
             return _send(connection, 200, json.dumps(self._success(body)).encode())
         if behaviour.startswith("body:"):  # a 200 with exactly these bytes

@@ -46,7 +46,10 @@ async def recommend(
 )
 async def execute(body: ExecuteBody, services: ServicesDep, identity: Operator) -> ExecuteOut:
     request = ranking.TaskRequest(
-        task_type=body.task_type, capabilities=tuple(body.capabilities), max_tokens=body.max_tokens
+        task_type=body.task_type,
+        capabilities=tuple(body.capabilities),
+        max_tokens=body.max_tokens,
+        request_id=body.request_id,
     )
     messages = ((Message("system", body.system),) if body.system else ()) + (
         Message("user", body.prompt),
@@ -71,8 +74,9 @@ async def execute(body: ExecuteBody, services: ServicesDep, identity: Operator) 
         cost_usd=response.cost_usd,
         latency_ms=response.latency_ms,
         request_id=result.request_id,
-        decision=result.routing_decision.to_json(),
+        decision={**result.routing_decision.to_json(), "version": result.version},
         attempts=[a.to_json() for a in result.attempts],
+        version=result.version,
     )
 
 
