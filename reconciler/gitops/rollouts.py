@@ -31,18 +31,19 @@ import dataclasses
 import datetime as dt
 import logging
 import math
-from typing import Any
-
-from sqlalchemy import Connection, and_, select
+from typing import TYPE_CHECKING, Any
 
 from reconciler.base import errors, logs, telemetry
 from reconciler.base.settings import Settings
 from reconciler.gitops.authoring import Author, Authoring, RollbackChange, RollbackMethod
 from reconciler.manifests import kinds as manifests
 from reconciler.manifests.scoring import percentile
-from reconciler.store import registry, rollouts, routing_logs, tables
+from reconciler.store import registry, rollouts, routing_logs
 from reconciler.store.engine import Database
 from reconciler.store.rollouts import Phase, RollbackState, Rollout
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 log = logging.getLogger("grove.rollouts")
 
@@ -391,7 +392,7 @@ class Analyst:
             analysis = {**current.analysis}
             analysis.pop("pending", None)
             rollouts.transition(connection, current, routing=False, analysis=analysis, **values)
-            if not _rolled_back_recorded(connection, rollout):
+            if not rollouts.rolled_back_recorded(connection, rollout):
                 registry.record_event(
                     connection,
                     "model_rolled_back",
@@ -480,24 +481,6 @@ class Analyst:
 
 def _kept(judgements: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return judgements[-rollouts.MAX_JUDGEMENTS :]
-
-
-def _rolled_back_recorded(connection: Connection, rollout: Rollout) -> bool:
-    table = tables.lifecycle_events
-    found = connection.execute(
-        select(table.c.id)
-        .where(
-            and_(
-                table.c.event_type == "model_rolled_back",
-                table.c.object_kind == manifests.KIND_MODEL,
-                table.c.object_id == rollout.model_id,
-                table.c.version_from == rollout.canary_version,
-                table.c.timestamp >= rollout.started_at,
-            )
-        )
-        .limit(1)
-    ).first()
-    return found is not None
 
 
 # ---------------------------------------------------------------- by hand

@@ -258,6 +258,25 @@ def routes(connection: Connection, live_versions: dict[str, str]) -> dict[str, R
     return found
 
 
+def rolled_back_recorded(connection: Connection, rollout: Rollout) -> bool:
+    """Whether a ``model_rolled_back`` of this rollout's canary is recorded since it began."""
+    table = tables.lifecycle_events
+    found = connection.execute(
+        select(table.c.id)
+        .where(
+            and_(
+                table.c.event_type == "model_rolled_back",
+                table.c.object_kind == manifests.KIND_MODEL,
+                table.c.object_id == rollout.model_id,
+                table.c.version_from == rollout.canary_version,
+                table.c.timestamp >= rollout.started_at,
+            )
+        )
+        .limit(1)
+    ).first()
+    return found is not None
+
+
 def rollout_serial(connection: Connection) -> int:
     value = connection.execute(
         select(tables.reconciler_state.c.rollout_serial).where(tables.reconciler_state.c.id == 1)
@@ -488,7 +507,8 @@ def _on_version(
         )
     )
     created = latest(connection, model_id)
-    assert created is not None and created.id == result.inserted_primary_key[0]
+    assert created is not None and result.inserted_primary_key is not None
+    assert created.id == result.inserted_primary_key[0]
     record_event(
         connection,
         "rollout_started",
