@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TextIO
 
 import uvicorn
@@ -191,9 +191,15 @@ def serve(
     printed to stdout once the server listens and has started up.
     """
     stop = threading.Event()
-    watcher_thread = start_loop(settings, interval_s, stop=stop) if loop else None
     application = asgi(settings)
-    application.app.state.services.loop = watcher_thread  # for /readyz
+    services = application.app.state.services
+    # a rollout's verdict reaches this process's router at once, not at its next wake-up
+    watcher_thread = (
+        start_loop(settings, interval_s, stop=stop, on_routing=services.engine.refresh)
+        if loop
+        else None
+    )
+    services.loop = watcher_thread  # for /readyz
     config = uvicorn.Config(application, host=host, port=port, **connections.options(settings))
     server = _Server(config, announce)
 
@@ -264,13 +270,19 @@ def stop_loop(thread: threading.Thread) -> None:
 
 
 def start_loop(
-    settings: Settings, interval_s: float, *, stop: threading.Event | None = None
+    settings: Settings,
+    interval_s: float,
+    *,
+    stop: threading.Event | None = None,
+    on_routing: Callable[[], object] | None = None,
 ) -> threading.Thread:
-    """The reconcile loop in a thread of this process (it leads only while it holds the lease)."""
+    """The reconcile loop in a thread of this process (it leads only while it holds the
+    lease); ``on_routing`` is called when its analysis changes routing (a canary's step
+    or verdict), so this process's router follows at once."""
     options = watching.Options(
         interval_s=interval_s, poll_s=settings.poll_interval_s, lease_ttl_s=settings.lease_ttl_s
     )
-    watcher = watching.Watcher(settings, options, stop=stop)
+    watcher = watching.Watcher(settings, options, stop=stop, on_routing=on_routing)
     thread = threading.Thread(target=watcher.run, name="grove-reconcile", daemon=True)
     thread.start()
     return thread

@@ -31,6 +31,7 @@ import dataclasses
 import datetime as dt
 import logging
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from reconciler.base import errors, logs, telemetry
@@ -182,10 +183,18 @@ def evidence(rollout: Rollout, figures: dict[str, Any], verdict: str) -> str:
 class Analyst:
     """Judges open rollouts and rolls back failed ones; run by the loop's leader."""
 
-    def __init__(self, settings: Settings, db: Database, *, holder: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        *,
+        holder: str,
+        on_routing: Callable[[], object] | None = None,
+    ) -> None:
         self.settings = settings
         self.db = db
         self.holder = holder
+        self.on_routing = on_routing  # the router of this process, told at once
         self._authoring: Authoring | None = None
         self._pending_tried: dict[int, float] = {}
 
@@ -239,10 +248,23 @@ class Analyst:
                 return
             if verdict is Phase.SUCCESSFUL:
                 self._advance(connection, rollout, judged, now)
-                return
-            moved = self._fail(connection, rollout, judged, verdict, now)
+            else:
+                moved = self._fail(connection, rollout, judged, verdict, now)
+        if verdict is Phase.SUCCESSFUL:
+            self._routing_changed()
+            return
         if moved is not None:
+            self._routing_changed()
             self._roll_back(moved, author=ANALYST)
+
+    def _routing_changed(self) -> None:
+        """Tell this process's router now (the others reload on the notification)."""
+        if self.on_routing is None:
+            return
+        try:
+            self.on_routing()
+        except Exception as exc:  # the router follows at its next wake-up anyway
+            logs.event(log, "router-not-told", level=logging.WARNING, reason=str(exc)[:200])
 
     def _hold(
         self, connection: Connection, rollout: Rollout, judged: dict[str, Any], now: dt.datetime
@@ -526,9 +548,12 @@ def promote(
 class Rollouts:
     """What the CLI and the API do with rollouts: read them, promote, abort."""
 
-    def __init__(self, settings: Settings, db: Database) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, *, on_routing: Callable[[], object] | None = None
+    ) -> None:
         self.settings = settings
         self.db = db
+        self.on_routing = on_routing  # the caller's router, told when routing changes
 
     def listing(self) -> list[Rollout]:
         with self.db.transaction() as connection:
@@ -553,7 +578,13 @@ class Rollouts:
 
     def promote(self, model_id: str, *, actor: str) -> Rollout:
         with self.db.transaction(write=True) as connection:
-            return promote(connection, self._open(connection, model_id), actor=actor)
+            done = promote(connection, self._open(connection, model_id), actor=actor)
+        self._told()
+        return done
+
+    def _told(self) -> None:
+        if self.on_routing is not None:
+            self.on_routing()
 
     def abort(self, model_id: str, *, actor: str, reason: str = "") -> Rollout:
         """Stop the canary now and roll back to stable with a commit, as a failure does,
@@ -589,6 +620,7 @@ class Rollouts:
                 details={**figures, "quarantined": current.canary_version},
                 version_to=current.stable_version,
             )
+        self._told()
         Analyst(self.settings, self.db, holder=actor)._roll_back(moved, author=actor)
         with self.db.transaction() as connection:
             latest = rollouts.latest(connection, model_id)

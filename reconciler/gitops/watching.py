@@ -89,6 +89,7 @@ class Watcher:
         stop: threading.Event | None = None,
         holder: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_routing: Callable[[], object] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock  # seconds, monotonic: every deadline, backoff and interval
@@ -105,7 +106,9 @@ class Watcher:
         self.snapshots = snapshots.Snapshots(
             self.db, allow_local_endpoints=settings.allow_local_endpoints
         )
-        self.analyst = rollouts.Analyst(settings, self.db, holder=self.holder)
+        self.analyst = rollouts.Analyst(
+            settings, self.db, holder=self.holder, on_routing=on_routing
+        )
         self.next_analysis = 0.0  # due at once
         self.lease: coordination.Lease | None = None
         self.lease_renew_at = 0.0
