@@ -15,7 +15,18 @@ import click
 
 from reconciler.base import errors
 from reconciler.base.diagnostics import printable
-from reconciler.cli import db, get, registry, rollback, route, schema, serve, tokens, validate
+from reconciler.cli import (
+    db,
+    get,
+    registry,
+    rollback,
+    rollouts,
+    route,
+    schema,
+    serve,
+    tokens,
+    validate,
+)
 from reconciler.cli.common import grove
 
 
@@ -61,6 +72,7 @@ __all__ = [
     "main",
     "registry",
     "rollback",
+    "rollouts",
     "route",
     "run",
     "schema",

@@ -31,10 +31,6 @@ FORMATS = ("text", "json", "yaml")
 STATES = [s.value for s in manifests.ModelState]
 PROVIDERS = [p.value for p in manifests.Provider]
 CAPABILITIES = [c.value for c in manifests.CapabilityType]
-NO_ROLLOUTS = (
-    "no rollouts: progressive delivery (DESIGN section 11) is not in this grove yet; "
-    "a new version goes live for all traffic when it is applied"
-)
 
 
 @grove.group("get")
@@ -294,13 +290,31 @@ def _versions(before: str | None, after: str | None) -> str:
 @output_option(FORMATS)
 @common_options
 def get_rollouts(ident: str | None, output: str, settings: Settings) -> int:
-    """Progressive rollouts (DESIGN section 11): none yet, this grove has no canaries."""
-    open_registry(settings)  # the same answer as every get when there is no registry
-    if ident is not None:
-        raise errors.UsageError(f"no rollout has the id {ident!r}: {NO_ROLLOUTS}")
+    """Every model's latest rollout (DESIGN section 11), open ones first; with ID, every
+    rollout of that model, newest first.
+
+    -o json prints what GET /api/rollouts (or GET /api/rollouts/ID) answers; `grove
+    rollout status ID` shows one in detail.
+    """
+    from reconciler.cli import rollouts as shown
+    from reconciler.gitops import delivery
+    from reconciler.gitops.rollouts import Rollouts
+
+    service = Rollouts(settings, open_registry(settings))
+    if ident is None:
+        items = [delivery.item(rollout) for rollout in service.listing()]
+        if output != "text":
+            return _emit(items, output)
+        if not items:
+            click.echo(shown.NO_ROLLOUTS)
+            return 0
+        shown.table(items)
+        return 0
+    found = shown.detail_of(service, ident)
     if output != "text":
-        return _emit([], output)
-    click.echo(NO_ROLLOUTS)
+        return _emit(found, output)
+    history = found.pop("history")
+    shown.table([found, *history])
     return 0
 
 
