@@ -3,8 +3,10 @@ lift of one by an admin.
 
 A version is quarantined by a rollback (``grove rollback``, or a rollout that failed or
 was aborted: `registry.quarantine`); lifting it deletes its row and records a
-``quarantine_lifted`` event naming who lifted it and why it was held, in one
-transaction. Nothing else changes: the next plan may apply that version again.
+``quarantine_lifted`` event naming who lifted it and why it was held, and asks the
+running reconcile loops for a cycle (as ``grove reconcile --now``), in one
+transaction: a revision refused because it held that version (P003) is planned
+again at once instead of waiting for a new commit. Nothing is committed to git.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, select
 
-from reconciler.store import registry, tables
+from reconciler.store import coordination, registry, tables
 
 EVENT = "quarantine_lifted"
 
@@ -71,8 +73,8 @@ def listing(
 
 
 def lift(connection: Connection, held: Quarantined, *, actor: str, reason: str = "") -> bool:
-    """Let ``held`` be applied again, and record who lifted it; False when it was not
-    quarantined (any more: another lift came first)."""
+    """Let ``held`` be applied again, record who lifted it and wake the loops; False when
+    it was not quarantined (any more: another lift came first)."""
     table = tables.quarantined_versions
     done = connection.execute(
         delete(table).where(
@@ -101,4 +103,5 @@ def lift(connection: Connection, held: Quarantined, *, actor: str, reason: str =
         actor=actor,
         details=details,
     )
+    coordination.trigger(connection)  # a loop holding a P003-refused revision tries again
     return True

@@ -168,6 +168,12 @@ def test_abort_commits_the_rollback_and_quarantine_is_listed_and_lifted(
     assert (item["kind"], item["id"], item["version"]) == ("AIModel", "alpha", "2")
     assert run("quarantine", "list", "beta").out == "no version of beta is quarantined\n"
 
+    canary.push("alpha: version 2 again", {"models/alpha.yaml": alpha_yaml("2", canary.canary.url)})
+    refused = run("reconcile")
+    assert refused.code == 1 and "P003" in refused.out + refused.err
+    trigger = "SELECT trigger_counter FROM reconciler_state"
+    [(before_lift,)] = canary.registry.sql(trigger)
+
     unconfirmed = run("quarantine", "lift", "alpha", "2")  # stdin is no terminal here
     assert unconfirmed.code == 1 and "--yes" in unconfirmed.err
     wrong = run("quarantine", "lift", "alpha", "3", "--yes")
@@ -186,6 +192,10 @@ def test_abort_commits_the_rollback_and_quarantine_is_listed_and_lifted(
     assert (event[0], event[1]) == ("alpha", "2") and event[2].startswith("cli:")
     assert details["reason"] == "fixed upstream" and "aborted by" in details["quarantinedFor"]
     assert run("quarantine", "lift", "alpha", "2", "--yes").code == 1  # lifted already
+    assert canary.registry.sql(trigger) == [(before_lift + 1,)]  # running loops plan again
+    canary.reconcile()  # the merge P003 refused goes through now
+    assert canary.registry.live()["AIModel/alpha"]["version"] == "2"
+    assert (canary.latest().id, canary.latest().phase.value) == (2, "Running")
 
 
 @SQLITE
