@@ -211,9 +211,10 @@ def quarantine_lift(
     output: str,
     settings: Settings,
 ) -> int:
-    """Let VERSION of ID be applied again: an admin's decision. The next reconcile may
-    then apply that version if git holds it; a `quarantine_lifted` event records who
-    lifted it. Asks first on a terminal; elsewhere it needs --yes.
+    """Let VERSION of ID be applied again: an admin's decision. A `quarantine_lifted`
+    event records who lifted it, and running reconcile loops are asked for a cycle, so
+    a revision refused because it holds that version (P003) is planned again at once.
+    Asks first on a terminal (on stderr); elsewhere it needs --yes.
     """
     from reconciler.gitops import delivery
 
@@ -234,6 +235,7 @@ def quarantine_lift(
             f"{printable(version)} (held for: {_clipped(first.reason, 200)})? It may then "
             "be applied again",
             abort=True,
+            err=True,  # the question on stderr: stdout stays the answer (-o json)
         )
     lifted = service.lift(ident, version, actor=actor(), kind=kind, reason=why)
     if output != "text":

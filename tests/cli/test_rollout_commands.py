@@ -6,6 +6,7 @@ into the routing logs directly (the split itself is tests/rollouts' business).""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import uuid
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from sqlalchemy import insert
 
 from reconciler.store import tables
-from tests.conftest import FleetRepo
+from tests.conftest import FleetRepo, Registry
 from tests.rollouts.conftest import Canary, alpha_yaml, canary, later  # noqa: F401 - the fixture
 
 SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the CLI, not the store
@@ -221,3 +222,42 @@ def test_an_abort_that_cannot_push_shows_the_commit_to_make(
     assert "Rollback pending: " in status.out and "grove rollback alpha --to 1" in status.out
     row = canary.registry.run("rollout", "status").out.splitlines()[1].split()
     assert row[2:4] == ["Aborted", "RollbackPending"] and row[8] == "0%"
+
+
+class Terminal(io.StringIO):
+    """Standard input as a terminal that types ``answer``."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@SQLITE
+def test_a_lift_asks_on_a_terminal_and_a_shared_id_needs_its_type(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for kind in ("AIModel", "RoutingRule"):
+        registry.sql(
+            "INSERT INTO quarantined_versions (object_kind, object_id, version, reason, "
+            "created_at) VALUES (:kind, 'twin', '3', 'bad \x1b[31m', CURRENT_TIMESTAMP)",
+            kind=kind,
+        )
+    listed = registry.run("quarantine", "list", "twin")
+    assert "\x1b" not in listed.out and "bad \\x1b[31m" in listed.out
+    assert (
+        len(json.loads(registry.run("quarantine", "list", "--type", "AIModel", "-o", "json").out))
+        == 1
+    )
+
+    monkeypatch.setattr("sys.stdin", Terminal("n\n"))
+    declined = registry.run("quarantine", "lift", "twin", "3", "--type", "AIModel")
+    assert declined.code == 130 and "Lift the quarantine of AIModel/twin version 3" in declined.err
+    both = registry.run("quarantine", "lift", "twin", "3", "--yes")
+    assert both.code == 1 and "both the model and the rule" in both.err
+    monkeypatch.setattr("sys.stdin", Terminal("y\n"))
+    lifted = registry.run("quarantine", "lift", "twin", "3", "--type", "RoutingRule", "-o", "json")
+    assert lifted.code == 0, lifted.err
+    document = json.loads(lifted.out)  # the question went to stderr
+    assert (document["kind"], document["lifted"]) == ("RoutingRule", True)
+    assert document["by"].startswith("cli:")
+    remaining = json.loads(registry.run("quarantine", "list", "-o", "json").out)
+    assert [(q["kind"], q["id"]) for q in remaining] == [("AIModel", "twin")]
