@@ -58,7 +58,7 @@ def test_the_page_shows_sync_health_revisions_conditions_and_events(
     assert "ReconciliationSucceeded" in text
     assert "Nothing to apply" in text
     assert "No drift" in text
-    assert "progressive delivery is not built yet" in text
+    assert "No rollouts yet" in text  # the empty state: the small fleet has no SLO
     assert "model_registered" in text  # the event list: the first reconcile's events
     assert '<div id="live" data-live>' in text
     fragment = operator.get("/status", headers={"X-Grove-Fragment": "live"})

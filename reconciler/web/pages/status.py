@@ -14,6 +14,11 @@ field by field. Its levers are those of the command line, with the same effects:
   recorded as a lifecycle event with who, when and the reason given here.
 
 Every write records ``console:<token name>`` as its actor, like ``api:<name>``.
+
+The rollouts section lists each model's latest rollout (`web.rollouts`), open ones
+first: its versions, its phase and rollback in word and icon, where it stands, its
+latest figures against the SLO with their n and, when its rollback could not be
+pushed, the commit to make by hand. Promote and abort are on the model's page.
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ from fastapi.responses import Response
 
 from reconciler.base import errors
 from reconciler.gitops import reconciling
+from reconciler.gitops.rollouts import Rollouts
 from reconciler.planning.plans import Change, Plan
 from reconciler.planning.status import Health, Status, Sync
 from reconciler.store import coordination, registry
 from reconciler.store.sessions import Session
+from reconciler.web import rollouts
 from reconciler.web.console import OUTAGE, Console, Overview
 from reconciler.web.fleet import Axis
 from reconciler.web.pages import ConsoleDep, Form, PageRoute, SignedIn, require, see_other
@@ -178,6 +185,10 @@ def _suspension(console: Console) -> registry.Suspension:
         return registry.suspension(connection)
 
 
+def _rollouts(console: Console) -> rollouts.Listing:
+    return rollouts.listing_of(Rollouts(console.settings, console.db).listing())
+
+
 def _seen(console: Console) -> str:
     """What a restore's preview was computed on: the registry's serial and its count of
     writes to the live tables (a drift moves the second, not the first)."""
@@ -204,6 +215,7 @@ def _render(
     health, reasons = console.engine.health()
     suspension = console.read(lambda: _suspension(console), None)
     events = events_of(console.read(lambda: _events(console), []))
+    listing = console.read(lambda: _rollouts(console), None)
     done = request.query_params.get("done", "")
     diagnostics = [d for d in planned.diagnostics if d.is_error] if planned and plan is None else []
     return console.page(
@@ -225,6 +237,7 @@ def _render(
             "drifted": drifted_of(status, plan),
             "suspension": suspension,
             "events": events,
+            "rollouts": listing,
             "done": DONE.get(done, ""),
             "outcome": outcome,
             "confirm": confirm,
