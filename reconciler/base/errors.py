@@ -25,6 +25,8 @@ the database or a lock will come back), a permanent error needs a human
     │   ├── gitops.authoring.Conflict      the object exists already, or the request contradicts git
     │   ├── gitops.authoring.NotFound      no manifest defines the object a write names
     │   ├── gitops.authoring.Suspended     a change freeze holds (carries who and since when)
+    │   ├── gitops.rollouts.NotFound       no rollout for the model named
+    │   ├── gitops.rollouts.NotOpen        the rollout is over or rolling back: nothing to do
     │   ├── planning.rollbacks.NoEarlierVersion
     │   │                                  a rollback has no version to return to
     │   ├── routing.ranking.NoRoute        a request names no rule or capability (a LookupError too)

@@ -38,6 +38,7 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 from enum import StrEnum
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -55,7 +56,7 @@ from reconciler.planning.plans import Plan
 from reconciler.sources import Delta, Entry, Listing, Source
 from reconciler.sources.folder import FolderSource
 from reconciler.sources.git import GitSource, is_remote
-from reconciler.store import coordination, failpoints, migrating, registry
+from reconciler.store import coordination, failpoints, migrating, registry, rollouts
 from reconciler.store.engine import Database, redact
 
 log = logging.getLogger("grove.reconcile")
@@ -715,7 +716,14 @@ class Reconciler:
         except Exception as exc:  # status must answer whatever the desired revision holds
             log.warning("status could not plan the desired revision", exc_info=True)
             problem = f"{UNEXPECTED}: {describe(exc)}"
-        return build_status(live, desired_revision, sync, pending, problem), outcome
+        assert self.db is not None
+        with self.db.transaction() as connection:
+            open_rollouts = rollouts.open_rollouts(connection)
+        summaries = tuple(rollouts.summary(r) for r in open_rollouts)
+        return (
+            build_status(live, desired_revision, sync, pending, problem, summaries),
+            outcome,
+        )
 
 
 STALLED_ERRORS = 3  # errors a Stalled condition lists; `grove validate` shows them all
@@ -754,8 +762,10 @@ def build_status(
     sync: status_module.Sync,
     pending: int,
     problem: str,
+    open_rollouts: tuple[dict[str, Any], ...] = (),
 ) -> status_module.Status:
     drifted = tuple(f"{obj.kind}/{obj.id}" for obj in live.drifted())
+    stuck = [r for r in open_rollouts if r.get("rollback") == "RollbackPending"]
     stored = {
         kind: status_module.Condition.from_json(value)
         for kind, value in live.conditions.items()
@@ -773,7 +783,16 @@ def build_status(
         stalled or status_module.condition("Stalled", False, "NotStalled"),
         status_module.condition("Reconciling", False, "Idle"),
     ]
-    if drifted or is_stalled:
+    if stuck:  # git names a version the routers no longer serve: the rollback is to make
+        conditions.append(
+            status_module.condition(
+                "RollbackPending",
+                True,
+                "RollbackNotPushed",
+                "; ".join(rollouts.pending_message(r) for r in stuck),
+            )
+        )
+    if drifted or is_stalled or stuck:
         health = status_module.Health.DEGRADED
     elif live.applied_revision is None:
         health = status_module.Health.UNKNOWN
@@ -790,12 +809,14 @@ def build_status(
         reason, message = stalled.reason, stalled.message
     elif drifted:
         reason, message = "DriftDetected", "live objects differ from what was applied"
+    elif stuck:
+        reason, message = "RollbackPending", "a rollback could not be pushed (RollbackPending)"
     else:
         reason, message = "OutOfSync", f"{pending} change(s) pending"
     ready_condition = status_module.condition("Ready", ready, reason, message)
     conditions.insert(0, ready_condition)
     if live.suspended:
-        conditions[-1] = status_module.condition(
+        conditions[3] = status_module.condition(
             "Reconciling", False, "Suspended", "applying is suspended (grove resume)"
         )
     # Flux's rule for every condition: its time moves only when its status does (Drifted
@@ -814,6 +835,7 @@ def build_status(
         drifted=drifted,
         suspended=live.suspended,
         last_error=live.last_error,
+        rollouts=open_rollouts,
     )
 
 

@@ -39,7 +39,7 @@ from reconciler.base.settings import Settings
 from reconciler.gitops.authoring import Author, Authoring, RollbackChange, RollbackMethod
 from reconciler.manifests import kinds as manifests
 from reconciler.manifests.scoring import percentile
-from reconciler.store import registry, rollouts, routing_logs
+from reconciler.store import failpoints, registry, rollouts, routing_logs
 from reconciler.store.engine import Database
 from reconciler.store.rollouts import Phase, RollbackState, Rollout
 
@@ -255,6 +255,7 @@ class Analyst:
             return
         if moved is not None:
             self._routing_changed()
+            failpoints.hit("rollback_verdict")  # fault tests: die between verdict and commit
             self._roll_back(moved, author=ANALYST)
 
     def _routing_changed(self) -> None:
@@ -274,13 +275,20 @@ class Analyst:
             rollouts.transition(connection, rollout, routing=False, analysis=analysis, now=now)
             return
         analysis["judgements"] = _kept([*rollout.judgements, judged])
+        verifying = rollout.mode is rollouts.Mode.VERIFY  # all calls already: nothing to hold
         held = rollouts.transition(
             connection,
             rollout,
             routing=False,
             phase=Phase.INCONCLUSIVE.value,
             analysis=analysis,
-            message=f"holding at {rollout.weight}%: " + "; ".join(judged["reasons"]),
+            message=(
+                "verification ended without enough calls: "
+                if verifying
+                else f"holding at {rollout.weight}%: "
+            )
+            + "; ".join(judged["reasons"]),
+            finished_at=now if verifying else None,
             now=now,
         )
         if held is not None:
@@ -404,6 +412,7 @@ class Analyst:
             self._pending(rollout, done.detail or str(done.change), author=author)
             return
         commit = done.revision or done.reverted_in
+        failpoints.hit("rollback_pushed")  # fault tests: die between push and bookkeeping
         with self.db.transaction(write=True) as connection:
             current = rollouts.latest(connection, rollout.model_id)
             if current is None or current.id != rollout.id:

@@ -26,7 +26,7 @@ class Health(StrEnum):
     UNKNOWN = "Unknown"
 
 
-CONDITION_TYPES = ("Ready", "Reconciling", "Stalled", "Drifted")
+CONDITION_TYPES = ("Ready", "Reconciling", "Stalled", "Drifted", "RollbackPending")
 
 
 class ConditionStatus(StrEnum):
@@ -85,6 +85,9 @@ class Status:
     drifted: tuple[str, ...]
     suspended: bool = False
     last_error: str | None = None
+    # open rollouts (section 11): model, phase, versions, weight, latest figures, and for
+    # one whose rollback could not be pushed, the commit to make
+    rollouts: tuple[dict[str, Any], ...] = ()
 
     def condition(self, kind: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == kind), None)

@@ -529,6 +529,12 @@ class RoutingEngine:
                         model_id, AttemptOutcome.SKIPPED, 0.0, "circuit open", key.version
                     )
                 )
+                if splits and model_id in splits and key == table.versions[model_id]:
+                    # a canary its own circuit keeps out still counts against it: a
+                    # version that fails every call must not look like one without traffic
+                    self._record(
+                        request_id, request, decision, key, tried + 1, 0.0, CIRCUIT_OPEN, None
+                    )
                 continue
             tried += 1
             started = time.perf_counter()
@@ -609,8 +615,9 @@ class RoutingEngine:
         if error is None:  # a fast failure is not a fast model
             self.stats.add(key, latency_ms)
         outcome = AttemptOutcome.SUCCESS if error is None else error.kind
-        telemetry.model_requests(model_id, outcome).inc()
-        telemetry.model_latency(model_id).observe(latency_ms / 1000)
+        if error is not CIRCUIT_OPEN:  # not a call: no request counted, no latency
+            telemetry.model_requests(model_id, outcome).inc()
+            telemetry.model_latency(model_id).observe(latency_ms / 1000)
         if self.writer is None:
             return
         wanted = request.wanted()
@@ -624,7 +631,11 @@ class RoutingEngine:
                 latency_ms=latency_ms,
                 success=error is None,
                 attempt=attempt,
-                error_kind=None if error is None else error.kind.value,
+                error_kind=None
+                if error is None
+                else "circuit_open"
+                if error is CIRCUIT_OPEN
+                else error.kind.value,
                 input_tokens=response.input_tokens if response and counted else None,
                 output_tokens=response.output_tokens if response and counted else None,
                 cost_usd=response.cost_usd if response and counted else None,
@@ -673,6 +684,9 @@ class RoutingEngine:
             self.writer = None
         if self.db is not None:
             self.db.dispose()
+
+
+CIRCUIT_OPEN = ProviderError(FailureKind.SERVER_ERROR, "circuit open: not called")
 
 
 def _versions(

@@ -379,7 +379,10 @@ class RoutingTable:
             return f"past its sunset date {candidate.sunset}"
         blocked = dynamic.is_blocked(candidate.key)
         if blocked is not None:
-            return blocked
+            split = self.splits.get(candidate.model_id) if self.splits else None
+            # a rollout's canary kept out by its circuit: the stable version still serves
+            if split is None or dynamic.is_blocked(split.stable[1]) is not None:
+                return blocked
         if route.max_latency_ms is not None:
             p95 = dynamic.p95_ms(candidate.key)
             if p95 is not None and p95 > route.max_latency_ms:

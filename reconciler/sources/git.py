@@ -472,13 +472,19 @@ class WorkTree:
     def description(self) -> str:
         return addresses.redact_userinfo(self.remote)
 
-    def _git(self, *args: str, cwd: Path | None = None, check: bool = True) -> tuple[int, str]:
+    def _git(
+        self, *args: str, cwd: Path | None = None, check: bool = True, stderr: bool = False
+    ) -> tuple[int, str]:
+        """Run git in the work tree: its status and stdout (and stderr after it, if told)."""
         env = _environment(self.timeout_s, self._credentials)
         status, out, err = _run([*_GIT, *args], cwd or self.path, env, self.timeout_s)
         if check and status != 0:
             detail = _stderr_detail(err, status)
             raise errors.SourceUnavailable(f"git {args[0]} failed in {self.description}: {detail}")
-        return status, out.decode("utf-8", "surrogateescape").removesuffix("\n")
+        text = out.decode("utf-8", "surrogateescape").removesuffix("\n")
+        if stderr:
+            text += "\n" + err.decode("utf-8", "surrogateescape").removesuffix("\n")
+        return status, text
 
     def prepare(self) -> None:
         """A clean work tree at the tip of the remote branch."""
@@ -529,6 +535,7 @@ class WorkTree:
             "origin",
             f"HEAD:refs/heads/{self.branch}",
             check=False,
+            stderr=True,
         )
         if status == 0:
             return True
@@ -541,11 +548,23 @@ class WorkTree:
             if out.split() and out.split()[0] != self.head():
                 return False  # rejected: the remote moved
         reason = re.search(r"\[remote rejected\] \(([^)\n]*)\)", report)
-        said = f" (the remote said: {addresses.redact_userinfo(reason.group(1))})" if reason else ""
-        raise errors.SourceUnavailable(
-            f"git push to {self.description} failed{said}; if it is a working tree with the "
-            "branch checked out, point GROVE_REPO at a bare repository or a remote instead"
+        # what a hook printed (``remote: ...`` lines): the remote's own words, bounded
+        hook = "; ".join(
+            line.removeprefix("remote:").strip()
+            for line in report.splitlines()
+            if line.startswith("remote:") and line.removeprefix("remote:").strip()
+        )[:300]
+        said = ""
+        if reason:
+            said = f" (the remote said: {addresses.redact_userinfo(reason.group(1))}"
+            said += f": {addresses.redact_userinfo(hook)})" if hook else ")"
+        advice = (
+            "; if it is a working tree with the branch checked out, point GROVE_REPO at a "
+            "bare repository or a remote instead"
+            if reason is None or "checked out" in reason.group(1)
+            else ""
         )
+        raise errors.SourceUnavailable(f"git push to {self.description} failed{said}{advice}")
 
     def push_branch(self, name: str) -> None:
         """Push HEAD to a new branch ``name`` of the remote, for review: the branch the

@@ -130,6 +130,39 @@ class Rollout:
         }
 
 
+def summary(rollout: Rollout) -> dict[str, Any]:
+    """An open rollout as ``grove status`` shows it: the phase, the versions, the weight,
+    the latest figures and, when its rollback could not be pushed, the commit to make."""
+    last = rollout.analysis.get("current") or rollout.last or {}
+    return {
+        "id": rollout.model_id,
+        "phase": rollout.phase.value,
+        "rollback": rollout.rollback.value or None,
+        "stableVersion": rollout.stable_version,
+        "canaryVersion": rollout.canary_version,
+        "step": rollout.step + 1 if rollout.steps else None,
+        "steps": len(rollout.steps) or None,
+        "weight": rollout.weight,
+        "samples": last.get("samples"),
+        "successRate": last.get("successRate"),
+        "p95LatencyMs": last.get("p95LatencyMs"),
+        "pending": rollout.analysis.get("pending"),
+    }
+
+
+def pending_message(summary_: dict[str, Any]) -> str:
+    """What a RollbackPending condition says about one rollout."""
+    pending = summary_.get("pending") or {}
+    ident = summary_["id"]
+    how = pending.get("revert") or pending.get("command") or f"grove rollback {ident}"
+    return (
+        f"{ident}: version {summary_['canaryVersion']} failed its analysis and every call "
+        f"goes to version {summary_['stableVersion']}, but the rollback commit could not be "
+        f"pushed ({pending.get('reason', 'unknown reason')}); make it by hand: {how} "
+        f"(or `{pending.get('command') or f'grove rollback {ident}'}`)"
+    )
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Route:
     """What the router needs of an open rollout: the stable version's content and the

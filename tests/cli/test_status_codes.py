@@ -87,5 +87,6 @@ def test_output_spellings_are_synonyms(registry: Registry) -> None:
             "drifted",
             "suspended",
             "lastError",
+            "rollouts",
         )
     }

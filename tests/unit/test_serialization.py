@@ -248,6 +248,7 @@ def test_condition_and_status() -> None:
             "drifted": ["AIModel/e"],
             "suspended": False,
             "lastError": "boom",
+            "rollouts": [],
         },
     )
 
@@ -360,8 +361,8 @@ def test_snapshot() -> None:
         {
             "serial": 7,
             "revision": B,
-            "rolloutSerial": 0,
             "objects": [fleet.model("a"), fleet.rule("r")],
+            "rolloutSerial": 0,
             "canaries": {},
         },
     )

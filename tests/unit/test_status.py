@@ -237,6 +237,7 @@ def test_status_document() -> None:
         "drifted": [],
         "suspended": True,
         "lastError": "PlanRefused: P006",
+        "rollouts": [],
     }
     assert [status.Condition.from_json(c).to_json() for c in document["conditions"]] == document[
         "conditions"
