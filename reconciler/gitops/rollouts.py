@@ -101,7 +101,7 @@ class Figures:
 
 
 def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def measure(connection: Connection, rollout: Rollout, now: dt.datetime) -> Figures:
@@ -604,6 +604,7 @@ class Rollouts:
             now = dt.datetime.now(dt.UTC)
             figures = measure(connection, current, now).to_json(current)
             figures["reasons"] = [why]
+            figures["verdict"] = Phase.ABORTED.value
             message = evidence(current, figures, "Aborted")
             moved = rollouts.transition(
                 connection,

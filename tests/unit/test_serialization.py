@@ -401,7 +401,13 @@ def test_routing_decision_and_candidates() -> None:
 def test_attempt() -> None:
     same(
         routing.AttemptReport("a", FailureKind.TIMEOUT, 12.3456, "slow", "2").to_json(),
-        {"modelId": "a", "version": "2", "outcome": "timeout", "latencyMs": 12.3, "message": "slow"},
+        {
+            "modelId": "a",
+            "version": "2",
+            "outcome": "timeout",
+            "latencyMs": 12.3,
+            "message": "slow",
+        },
     )
 
 
