@@ -27,6 +27,8 @@ the database or a lock will come back), a permanent error needs a human
     │   ├── gitops.authoring.Suspended     a change freeze holds (carries who and since when)
     │   ├── gitops.rollouts.NotFound       no rollout for the model named
     │   ├── gitops.rollouts.NotOpen        the rollout is over or rolling back: nothing to do
+    │   ├── gitops.delivery.NotQuarantined a quarantine lift names a version not quarantined
+    │   ├── gitops.delivery.Ambiguous      a lift matches a model and a rule: name the type
     │   ├── planning.rollbacks.NoEarlierVersion
     │   │                                  a rollback has no version to return to
     │   ├── routing.ranking.NoRoute        a request names no rule or capability (a LookupError too)
