@@ -101,11 +101,7 @@ class Check:
     @property
     def word(self) -> str:
         return (
-            "not judged yet"
-            if self.met is None
-            else "meets the SLO"
-            if self.met
-            else "breaks the SLO"
+            "not judged" if self.met is None else "meets the SLO" if self.met else "breaks the SLO"
         )
 
 

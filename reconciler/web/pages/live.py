@@ -2,12 +2,13 @@
 ``/static/...``, ``/favicon.ico``: the console's files.
 
 The stream sends ``refresh`` when the router's snapshot moves (an apply by any
-replica: the snapshot follows NOTIFY or the file watch), when the head's plan or
-the outage banner changes; the page's script then fetches its own ``live``
-fragment, rendered by the server like the page. A ``: ping`` comment keeps
-proxies from closing a quiet stream (FastAPI's server-sent events add it), and
-``X-Accel-Buffering: no`` keeps them from buffering it. The stream ends when its
-session does; streams are capped per process.
+replica: the snapshot follows NOTIFY or the file watch; a rollout's step, verdict or
+end moves its ``rollout_serial``), when an open rollout is judged again (read with
+the plan, `web.rollouts.STAMPS`), when the head's plan or the outage banner
+changes; the page's script then fetches its own ``live`` fragment, rendered by the
+server like the page. A ``: ping`` comment keeps proxies from closing a quiet stream
+(FastAPI's server-sent events add it), and ``X-Accel-Buffering: no`` keeps them from
+buffering it. The stream ends when its session does; streams are capped per process.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from reconciler.web import assets
+from reconciler.store import rollouts as stored_rollouts
+from reconciler.web import assets, rollouts
 from reconciler.web.console import Console, secured
 from reconciler.web.pages import ConsoleDep, NotFound, PageRoute, SignedIn, current_session
 
@@ -31,14 +33,22 @@ OVERVIEW_EVERY_S = 15.0  # while a page is open, git is planned again this often
 MAX_STREAMS = 200
 
 
+def _open_rollouts(console: Console) -> list[stored_rollouts.Rollout]:
+    with console.db.transaction() as connection:
+        return stored_rollouts.open_rollouts(connection)
+
+
 def _state(console: Console) -> tuple[object, ...]:
     table = console.engine.table()
     last = console.overview.last()
     numbers = console.numbers.last()
     status = None if last is None else last.status
+    snapshots = console.engine.snapshots
     return (
         table.serial,
         table.revision,
+        None if snapshots is None else snapshots.current.rollout_serial,
+        rollouts.STAMPS.last(console.settings.db_url),
         console.outage.since,
         None if numbers is None else numbers[0],
         None
@@ -83,6 +93,13 @@ async def events(
                 planned = clock()  # shared by every stream: the caches compute once
                 await asyncio.to_thread(console.read, console.overview.get, None)
                 await asyncio.to_thread(console.read, console.numbers.get, None)
+                await asyncio.to_thread(
+                    console.read,
+                    lambda: rollouts.STAMPS.get(
+                        console.settings.db_url, lambda: _open_rollouts(console)
+                    ),
+                    None,
+                )
             state = _state(console)
             if state != seen:
                 seen = state
