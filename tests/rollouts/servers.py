@@ -74,7 +74,15 @@ def wait_until(check: Callable[[], Any], timeout: float = 30, every: float = 0.1
 
 
 @contextlib.contextmanager
-def serving(canary: Canary, tmp_path: Path, replicas: int = 1, **env: str) -> Iterator[Served]:
+def serving(
+    canary: Canary,
+    tmp_path: Path,
+    replicas: int = 1,
+    each: Callable[[int], dict[str, str]] | None = None,
+    **env: str,
+) -> Iterator[Served]:
+    """``replicas`` servers on the canary fleet's registry; ``each(index)`` adds to one's
+    environment (a failpoint, say)."""
     db = Database(canary.settings.db_url)
     with db.transaction(write=True) as connection:
         token = tokens.create(connection, name="rollout-op", role="operator", created_by="test")
@@ -87,7 +95,7 @@ def serving(canary: Canary, tmp_path: Path, replicas: int = 1, **env: str) -> It
                 GROVE_REPO=str(canary.bare),
                 GROVE_DB_URL=canary.settings.db_url,
                 GROVE_DATA_DIR=str(tmp_path / f"replica-{index}"),
-                **{**FAST, **env},
+                **{**FAST, **env, **(each(index) if each else {})},
             )
             process = subprocess.Popen(
                 [sys.executable, "-m", "reconciler.api", "--port", str(port), "--interval", "1s"],
