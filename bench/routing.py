@@ -36,6 +36,12 @@ threads do not share this process's GIL with the code under test):
    backup, ``num_retries=0`` and cooldowns disabled (so it too meets the
    refused port on every call).
 
+5. Canary selection: what an open rollout adds to routing one request, the
+   decision plus the version of the first attempt (``engine._versions``: the
+   CRC-32 of the request id against the canary's weight), on the same fleet
+   with every model under rollout and with none, interleaved, p50 and p99 of
+   each and the difference. Goal: under 1 µs added.
+
 Grove is measured before LiteLLM is imported, so nothing LiteLLM starts or
 patches at import runs during Grove's figures. No network beyond loopback is
 used: ``LITELLM_LOCAL_MODEL_COST_MAP=True`` keeps LiteLLM's cost map local, and
@@ -64,10 +70,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import SimpleNamespace
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -76,7 +83,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reconciler.base import settings
+from reconciler.manifests import kinds as manifests
 from reconciler.routing import engine as routing
+from reconciler.routing import snapshots
 from tests.routing.conftest import ENV, model_doc, rule_doc, snapshot_of
 from tests.routing.fakes import KEYS
 
@@ -377,6 +386,50 @@ def grove_decisions(
     return results
 
 
+# ---------------------------------------------------------------- 5. canary selection
+
+
+def canary_selection(url: str, size: int, count: int) -> tuple[Series, Series]:
+    """Decision + first version, for a fleet with every model split 10 % to a canary
+    and for the same fleet with none, interleaved (the same request ids for both)."""
+    documents = [*(grove_doc(s, url) for s in fleet(size)), *rules()]
+    plain = engine_for(documents)
+    split = engine_for(documents)
+    current = split.snapshots.current if split.snapshots else split._fixed
+    canaries = {}
+    for ident, model in current.models.items():
+        document = manifests.to_document(model)
+        document["meta"]["version"] = "0"  # the stable version: another content
+        stable = manifests.parse_document(document, allow_local_endpoints=True)
+        assert isinstance(stable, manifests.AIModel)
+        canaries[ident] = snapshots.Canary(stable, 10)
+    split.use_snapshot(dataclasses.replace(current, canaries=MappingProxyType(canaries)))
+    assert len(split.table().splits) == size and not plain.table().splits
+    request_ids = [str(uuid.uuid4()) for _ in range(4096)]
+    request = routing.TaskRequest(task_type="route-priority")
+
+    def first(engine: routing.RoutingEngine, request_id: str) -> object:
+        decision = engine.get_routing_decision(request)
+        table = engine.table()
+        return next(routing._versions(decision.chain, table, table.splits, request_id))
+
+    samples: dict[bool, list[int]] = {False: [], True: []}
+    clock = time.perf_counter_ns
+    canary_share = 0
+    for i in range(count + 500):
+        request_id = request_ids[i % len(request_ids)]
+        for engine, key in ((plain, False), (split, True))[:: 1 if i % 2 else -1]:
+            started = clock()
+            chosen = first(engine, request_id)
+            elapsed = clock() - started
+            if i >= 500:  # after warm-up
+                samples[key].append(elapsed)
+                if key:
+                    canary_share += chosen[2].version != "0"  # type: ignore[index]
+    print(f"   canary share of the first attempts: {100 * canary_share / count:.1f} % (weight 10)")
+    return Series(samples[False]), Series(samples[True])
+
+
 # ---------------------------------------------------------------- 3. call overhead
 
 
@@ -647,6 +700,20 @@ def main() -> None:
         failover, connect = asyncio.run(failover_time(url, args.failovers))
         print(f"   refused connect alone (aiohttp) {connect.text('ms')}")
         print(f"   Grove answer from the fallback  {failover.text('ms')}", flush=True)
+
+        print()
+        print("5. Canary selection: decision + first version, every model under rollout vs none")
+        canary_cost: dict[int, tuple[Series, Series]] = {}
+        for size in sizes:
+            without, with_split = canary_selection(url, size, args.decisions)
+            canary_cost[size] = (without, with_split)
+            print(f"   {size:>5} models  no rollout   {without.text()}")
+            print(f"   {size:>5} models  all split    {with_split.text()}")
+            print(
+                f"   {size:>5} models  added: p50 {with_split.p50_us - without.p50_us:6.2f} us, "
+                f"p99 {with_split.p99_us - without.p99_us:6.2f} us (goal: p50 under 1 us)",
+                flush=True,
+            )
 
         litellm = None if args.no_litellm else load_litellm()
         picks: dict[tuple[int, str], tuple[Series, Series | None, float]] = {}
