@@ -26,6 +26,7 @@ from tests.browser.conftest import StartGrove
 from tests.browser.gate import ConsoleGate
 from tests.browser.pages import axe_clean, signed_in
 from tests.browser.serving import GroveServer
+from tests.conftest import model_yaml, rule_yaml
 
 NewContext = Callable[..., BrowserContext]
 
@@ -116,6 +117,72 @@ def test_every_page(
         if wide > width:
             found[path] = f"{wide} px wide on a {width} px screen: a sideways scroll"
     assert found == {}
+
+
+# ---------------------------------------------------------------- rollouts
+
+SLO = "{minSuccessRate: 0.95, maxP95LatencyMs: 5000, minSamples: 5, windowS: 3600}"
+STEPS = "{steps: [{weight: 50, pauseS: 3600}, {weight: 80, pauseS: 3600}]}"
+
+
+def _rollout_fleet(version: str) -> dict[str, str | bytes]:
+    alpha = model_yaml("alpha", priority="90", fallbacks="[beta]", slo=SLO, rollout=STEPS)
+    return {
+        "models/alpha.yaml": alpha.replace('version: "1"', f'version: "{version}"'),
+        "models/beta.yaml": model_yaml("beta", priority="50"),
+        "rules/think.yaml": rule_yaml("think", minScore="0.5"),
+    }
+
+
+def test_the_rollout_pages(new_context: NewContext, start_grove: StartGrove) -> None:
+    """A canary of alpha's version 2 with some calls judged: the status page's rollouts,
+    the model page's rollout and the abort preview; then, pushes refused, the rollback
+    left to make by hand on both pages. Each in every theme and width, without a
+    sideways scroll (the rollouts table scrolls in its own region)."""
+    server = start_grove(_rollout_fleet("1"))
+    server.worktree.push_to(server.repo, "alpha: version 2", _rollout_fleet("2"))
+    with server.api("operator") as api:
+        assert api.post("/api/reconcile").status_code == 200
+        for _ in range(30):
+            answer = api.post("/api/routing/execute", json={"taskType": "think", "prompt": "hi"})
+            assert answer.status_code == 200, answer.text
+
+    pages = []
+    for scheme, width in THEMES:
+        page = _page(new_context, scheme, width)
+        signed_in(page, server.token("operator"), server.url)
+        pages.append((page, f"{scheme} {width}", width))
+
+    def check(*, abort_preview: bool) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for page, theme, width in pages:
+            for path in ("/status", "/models/alpha"):
+                page.goto(f"{server.url}{path}")
+                expect(page.locator("#rollout-title, #rollouts-title")).to_have_count(1)
+                states = [path]
+                if abort_preview and path == "/models/alpha":
+                    page.get_by_role("button", name="Abort…").click()  # its preview
+                    expect(page.get_by_label("Why abort")).to_be_visible()
+                    states = ["the abort preview"]
+                for state in states:
+                    report = _violations(page)
+                    if report:
+                        found[f"{state} {theme}"] = report
+                    wide = page.evaluate("document.documentElement.scrollWidth")
+                    if wide > width:
+                        found[f"{state} {theme}"] = f"{wide} px wide: a sideways scroll"
+        return found
+
+    assert check(abort_preview=False) == {}
+    assert check(abort_preview=True) == {}
+    hook = server.repo / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\nexit 1\n")
+    hook.chmod(0o755)
+    page = pages[0][0]
+    page.get_by_label("Why abort").fill("answers look wrong")
+    page.get_by_role("button", name="Confirm: abort and roll back").click()
+    expect(page.get_by_role("heading", name="Rollback to make by hand")).to_be_visible()
+    assert check(abort_preview=False) == {}
 
 
 # ---------------------------------------------------------------- charts
