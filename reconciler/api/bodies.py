@@ -164,6 +164,7 @@ class PatchBody(PayloadPatch):
     timeout_ms: Any = Field(None, description=_FLAT)
     max_retries: Any = Field(None, description=_FLAT)
     slo: Any = Field(None, description=_FLAT)
+    rollout: Any = Field(None, description=_FLAT)
     lifecycle: Any = Field(None, description=_FLAT)
     mock: Any = Field(None, description=_FLAT)
 

@@ -310,11 +310,10 @@ class RoutingEngine:
         return engine
 
     def seed_latencies(self, window_s: int = 600) -> None:
-        """Load observed latency from the routing logs, for the latency strategy.
-
-        The routing log has no version column yet (issue 17): a model's rows of the
-        window are taken as the latency of the version live now, and models the
-        snapshot does not hold are left out."""
+        """Load observed latency from the routing logs, for the latency strategy: each
+        row counts for the version that served it (a rollout's stable version too); a
+        row from before versions were logged counts for the version live now, and
+        versions the snapshot does not serve are left out."""
         if self.db is None:
             return
         since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=window_s)
@@ -325,7 +324,16 @@ class RoutingEngine:
         except errors.GroveError as exc:
             logs.event(log, "latency-not-seeded", level=logging.WARNING, reason=str(exc))
             return
-        self.stats.seed({live[m]: values for m, values in observed.items() if m in live})
+        serving = set(self.table().serving)
+        seeded: dict[circuits.ModelVersion, list[float]] = {}
+        for (model_id, version), values in observed.items():
+            if version is None:
+                key = live.get(model_id)
+            else:
+                key = circuits.ModelVersion(model_id, version)
+            if key is not None and key in serving:
+                seeded.setdefault(key, []).extend(values)
+        self.stats.seed(seeded)
 
     # ---------------------------------------------------------------- snapshot
 

@@ -399,18 +399,19 @@ def version_sample(
 
 def recent_latencies(
     connection: Connection, since: dt.datetime, *, per_model: int = 1024
-) -> dict[str, list[float]]:
-    """The latest latencies of every model since ``since`` (newest first), at most ``per_model``."""
+) -> dict[tuple[str, str | None], list[float]]:
+    """The latest latencies of every model version since ``since`` (newest first), at
+    most ``per_model`` each; rows from before migration 0007 have no version (None)."""
     table = tables.routing_logs
-    found: dict[str, list[float]] = {}
+    found: dict[tuple[str, str | None], list[float]] = {}
     rows = connection.execute(
-        select(table.c.model_id, table.c.latency_ms)
+        select(table.c.model_id, table.c.model_version, table.c.latency_ms)
         .where(and_(table.c.timestamp >= since, table.c.success.is_(True)))
         .order_by(table.c.timestamp.desc())
         .limit(per_model * 200)
     )
     for row in rows:
-        values = found.setdefault(row.model_id, [])
+        values = found.setdefault((row.model_id, row.model_version), [])
         if len(values) < per_model:
             values.append(float(row.latency_ms))
     return found
