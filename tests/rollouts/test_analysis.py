@@ -6,8 +6,12 @@ call on the stable version."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
+from reconciler.base import settings as settings_module
 from reconciler.routing import engine as routing
 from reconciler.store.rollouts import Phase, RollbackState
 from tests.rollouts.conftest import Canary, alpha_yaml, later, route
@@ -150,3 +154,31 @@ def test_a_refused_push_leaves_the_rollback_pending_and_calls_on_stable(canary: 
         engine.close()
     status = canary.registry.run("status", "-o", "json")
     assert "RollbackPending" in status.out, status.out
+
+
+def test_a_read_only_source_leaves_the_rollback_pending(
+    canary: Canary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder of manifests (not git): nothing to commit to; the calls stay on stable."""
+    folder = tmp_path / "plain"
+    shutil.copytree(canary.fleet.root / "manifests", folder / "manifests")
+    monkeypatch.setenv("GROVE_REPO", str(folder))
+    canary.settings = settings_module.load()
+    canary.reconcile()
+    canary.canary.behaviour = "status:500"
+    (folder / "manifests" / "models" / "alpha.yaml").write_text(alpha_yaml("2", canary.canary.url))
+    canary.reconcile()
+    engine = routing.RoutingEngine(canary.settings, canary.db())
+    try:
+        engine.refresh()
+        route(engine, 600)
+        canary.analyst().tick(now=later(canary.latest(), 5))
+        pending = canary.latest()
+        assert (pending.phase, pending.rollback) == (Phase.FAILED, RollbackState.PENDING)
+        assert pending.analysis["pending"]["command"] == "grove rollback alpha --to 1"
+        assert engine.refresh()
+        assert {r.version for r in route(engine, 50)} == {"1"}
+    finally:
+        engine.close()
+    status = canary.registry.run("status")
+    assert status.code != 0 and "RollbackPending" in status.out, status.out
