@@ -469,10 +469,35 @@ def status_command(output: str, settings: Settings) -> int:
         f"serial:   {status.state_serial}   objects: {status.objects}   "
         f"pending changes: {status.pending_changes}"
     )
+    width = max((len(item.type) for item in status.conditions), default=12)
     for item in status.conditions:
         tail = f" - {item.message}" if item.message else ""
-        click.echo(f"  {item.type:<12} {item.status:<7} {item.reason}{tail}")
+        click.echo(f"  {item.type:<{width}} {item.status:<7} {item.reason}{tail}")
+    if status.rollouts:
+        click.echo("rollouts:")
+        for rollout in status.rollouts:
+            click.echo(f"  {rollout_line(rollout)}")
     return status_exit(status)
+
+
+def rollout_line(rollout: dict[str, Any]) -> str:
+    """``alpha  1 -> 2  Running  step 1/2 at 10%  40 calls, success 0.975, p95 812 ms``."""
+    where = (
+        f"step {rollout['step']}/{rollout['steps']} at {rollout['weight']}%"
+        if rollout.get("steps")
+        else f"verification at {rollout['weight']}%"
+    )
+    state = rollout["phase"] + (f" ({rollout['rollback']})" if rollout.get("rollback") else "")
+    figures = ""
+    if rollout.get("samples") is not None:
+        rate, p95 = rollout.get("successRate"), rollout.get("p95LatencyMs")
+        figures = f"  {rollout['samples']} calls"
+        figures += f", success {rate:.3f}" if rate is not None else ""
+        figures += f", p95 {p95:.0f} ms" if p95 is not None else ""
+    return (
+        f"{rollout['id']}  {rollout['stableVersion']} -> {rollout['canaryVersion']}  "
+        f"{state}  {where}{figures}"
+    )
 
 
 @grove.command("protect")

@@ -36,9 +36,11 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.base import errors, logs, telemetry
 from reconciler.base.settings import Settings
+from reconciler.gitops import reconciling
 from reconciler.gitops.authoring import Author, Authoring, RollbackChange, RollbackMethod
 from reconciler.manifests import kinds as manifests
 from reconciler.manifests.scoring import percentile
+from reconciler.sources.git import GitSource
 from reconciler.store import failpoints, registry, rollouts, routing_logs
 from reconciler.store.engine import Database
 from reconciler.store.rollouts import Phase, RollbackState, Rollout
@@ -392,6 +394,14 @@ class Analyst:
         """Commit, push and apply the rollback of ``rollout`` (it is rolling back or
         pending); RollbackPending with the commit to make when it cannot be pushed."""
         message = str(rollout.analysis.get("evidence") or "")
+        if not isinstance(reconciling.open_source(self.settings), GitSource):
+            self._pending(
+                rollout,
+                f"the fleet source {self.settings.repo} is a folder, not a git repository: "
+                "Grove has nothing to commit the rollback to",
+                author=author,
+            )
+            return
         try:
             authoring = self.authoring()
             done = authoring.rollback(

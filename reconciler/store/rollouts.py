@@ -153,13 +153,18 @@ def summary(rollout: Rollout) -> dict[str, Any]:
 def pending_message(summary_: dict[str, Any]) -> str:
     """What a RollbackPending condition says about one rollout."""
     pending = summary_.get("pending") or {}
-    ident = summary_["id"]
-    how = pending.get("revert") or pending.get("command") or f"grove rollback {ident}"
+    ident, stable = summary_["id"], summary_["stableVersion"]
+    command = pending.get("command") or f"grove rollback {ident} --to {stable}"
+    revert = str(pending.get("revert") or "")
+    how = (
+        f"`{revert}`, or `{command}` once it can push"
+        if revert.startswith("git revert")
+        else f"return {ident} to version {stable} in git (`{command}` once it can push)"
+    )
     return (
         f"{ident}: version {summary_['canaryVersion']} failed its analysis and every call "
-        f"goes to version {summary_['stableVersion']}, but the rollback commit could not be "
-        f"pushed ({pending.get('reason', 'unknown reason')}); make it by hand: {how} "
-        f"(or `{pending.get('command') or f'grove rollback {ident}'}`)"
+        f"goes to version {stable}, but the rollback commit could not be made or pushed "
+        f"({pending.get('reason', 'unknown reason')}); make it by hand: {how}"
     )
 
 
