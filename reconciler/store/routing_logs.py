@@ -371,30 +371,33 @@ def version_sample(
     *,
     limit: int = 100_000,
 ) -> VersionSample:
+    """Counted in the database (any number of calls); the latencies of the newest
+    ``limit`` successful ones (``truncated`` when there were more)."""
     table = tables.routing_logs
+    where = and_(
+        table.c.model_id == model_id,
+        table.c.model_version == version,
+        table.c.timestamp >= since,
+        or_(
+            table.c.success.is_(True),
+            table.c.error_kind.is_(None),
+            table.c.error_kind != "client_error",
+        ),
+    )
+    counted = connection.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((table.c.success.is_(True), 1), else_=0)), 0),
+        ).where(where)
+    ).one()
     rows = connection.execute(
-        select(table.c.latency_ms, table.c.success, table.c.error_kind)
-        .where(
-            and_(
-                table.c.model_id == model_id,
-                table.c.model_version == version,
-                table.c.timestamp >= since,
-            )
-        )
+        select(table.c.latency_ms)
+        .where(and_(where, table.c.success.is_(True)))
         .order_by(table.c.timestamp.desc())
         .limit(limit + 1)
     ).all()
-    truncated = len(rows) > limit
-    calls = successes = 0
-    latencies: list[float] = []
-    for row in rows[:limit]:
-        if not row.success and row.error_kind == "client_error":
-            continue
-        calls += 1
-        if row.success:
-            successes += 1
-            latencies.append(float(row.latency_ms))
-    return VersionSample(calls, successes, latencies, truncated)
+    latencies = [float(row.latency_ms) for row in rows[:limit]]
+    return VersionSample(int(counted[0]), int(counted[1]), latencies, len(rows) > limit)
 
 
 def recent_latencies(
