@@ -384,3 +384,21 @@ def test_a_rollback_that_cannot_be_pushed_shows_the_commit_to_make(
     assert "but the rollback could not be pushed" in words
     assert "Rollback to make by hand" in words and "grove rollback alpha --to 1" in words
     assert "/rollout/abort" not in model.text  # rolling back: no second abort
+
+
+def test_a_removed_models_rollout_is_listed_without_a_link(
+    server: Server, fleet_of: Fleet, operator: httpx.Client
+) -> None:
+    fleet_of.version_2()
+    fleet = server.registry.fleet
+    fleet.git("pull", "-q", "--ff-only", str(server.bare), "main")
+    fleet.delete("models/alpha.yaml")
+    fleet.commit("alpha: removed")
+    fleet.git("push", "-q", str(server.bare), "HEAD:main")
+    done = server.registry.run("reconcile", "--force")  # an enabled model: refused unforced
+    assert done.code == 0, done.err
+    assert fleet_of.latest().phase is Phase.ABORTED
+    page = wait_for(operator, "/status", "(not live)")
+    words = text_of(page)
+    assert "alpha (not live)" in words and "Aborted" in words
+    assert 'href="/models/alpha' not in page.text

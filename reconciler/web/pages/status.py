@@ -238,6 +238,7 @@ def _render(
             "suspension": suspension,
             "events": events,
             "rollouts": listing,
+            "live_models": console.engine.table().models,
             "done": DONE.get(done, ""),
             "outcome": outcome,
             "confirm": confirm,
