@@ -489,17 +489,19 @@ def _on_version(
                     version_to=version,
                 )
             return moved
-        # a newer version during the analysis restarts it, from the same stable version
+        # a newer version during the analysis restarts it, from the same stable version;
+        # one that failed keeps its verdict (a fix forward instead of the rollback)
         stable = current.stable_version
         why = f"superseded by version {version}"
+        failed = current.phase is not Phase.RUNNING and current.phase is not Phase.INCONCLUSIVE
         transition(
             connection,
             current,
             routing=False,
-            phase=Phase.SUPERSEDED,
+            phase=current.phase if failed else Phase.SUPERSEDED,
             weight=0,
             finished_at=stamp,
-            message=why,
+            message=f"{current.message}; {why}" if failed else why,
             now=stamp,
         )
         record_event(

@@ -13,6 +13,7 @@ import pytest
 
 from reconciler.base import settings as settings_module
 from reconciler.routing import engine as routing
+from reconciler.store import rollouts
 from reconciler.store.rollouts import Phase, RollbackState
 from tests.rollouts.conftest import Canary, alpha_yaml, later, route
 
@@ -182,3 +183,19 @@ def test_a_read_only_source_leaves_the_rollback_pending(
         engine.close()
     status = canary.registry.run("status")
     assert status.code != 0 and "RollbackPending" in status.out, status.out
+
+
+def test_a_new_version_during_a_rollout_supersedes_it_from_the_same_stable(
+    canary: Canary,
+) -> None:
+    version_2(canary)
+    first = canary.latest()
+    canary.push("alpha: version 3", {"models/alpha.yaml": alpha_yaml("3", canary.canary.url)})
+    canary.reconcile()
+    second = canary.latest()
+    assert (second.stable_version, second.canary_version, second.phase) == ("1", "3", Phase.RUNNING)
+    db = canary.db()
+    with db.transaction() as connection:
+        earlier = rollouts.history(connection, "alpha")[1]
+    assert (earlier.id, earlier.phase, earlier.open) == (first.id, Phase.SUPERSEDED, False)
+    assert earlier.message == "superseded by version 3"
