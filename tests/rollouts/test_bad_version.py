@@ -67,6 +67,15 @@ def test_a_failing_canary_is_reverted_by_a_commit_and_quarantined(
         )
 
         wait_until(lambda: client.get("/api/models/alpha").json()["version"] == "1")
+        metrics = wait_until(
+            lambda: (
+                (m := client.get("/metrics").text)
+                and 'grove_rollout_phase{model="alpha",phase="Failed"} 1.0' in m
+                and m
+            )
+        )
+        assert 'grove_rollout_canary_weight{model="alpha"} 0.0' in metrics
+        assert 'grove_rollout_phase{model="alpha",phase="Running"} 0.0' in metrics
         before = canary.canary.calls
         for _ in range(60):
             assert served.execute(client)["version"] == "1"
