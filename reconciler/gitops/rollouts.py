@@ -342,50 +342,26 @@ class Analyst:
         verdict: Phase,
         now: dt.datetime,
     ) -> Rollout | None:
-        """Failed (or Inconclusive, rolling back): the canary gets no more calls, now, and
-        the version is quarantined; the commit is made after this transaction."""
-        analysis = {
-            **rollout.analysis,
-            "current": judged,
-            "judgements": _kept([*rollout.judgements, judged]),
-        }
-        message = evidence(rollout, judged, verdict.value)
-        moved = rollouts.transition(
+        """Failed (or Inconclusive, rolling back): see `stop`."""
+        moved = stop(
             connection,
             rollout,
-            routing=True,
-            phase=verdict.value,
-            weight=0,
-            rollback=RollbackState.ROLLING_BACK.value,
-            analysis={**analysis, "evidence": message},
-            message="; ".join(judged["reasons"]),
+            judged,
+            phase=verdict,
+            reason="; ".join(judged["reasons"]),
+            actor=ANALYST,
+            event="rollout_failed",
             now=now,
         )
-        if moved is None:
-            return None
-        registry.quarantine(
-            connection,
-            manifests.KIND_MODEL,
-            rollout.model_id,
-            rollout.canary_version,
-            f"rollout {rollout.id} {verdict.value.lower()}: " + "; ".join(judged["reasons"]),
-        )
-        rollouts.record_event(
-            connection,
-            "rollout_failed",
-            moved,
-            actor=ANALYST,
-            details={**judged, "quarantined": rollout.canary_version},
-            version_to=rollout.stable_version,
-        )
-        logs.event(
-            log,
-            "rollout-failed",
-            level=logging.WARNING,
-            id=rollout.model_id,
-            version=rollout.canary_version,
-            reason="; ".join(judged["reasons"]),
-        )
+        if moved is not None:
+            logs.event(
+                log,
+                "rollout-failed",
+                level=logging.WARNING,
+                id=rollout.model_id,
+                version=rollout.canary_version,
+                reason=moved.message,
+            )
         return moved
 
     # ---------------------------------------------------------------- rolling back
@@ -520,6 +496,58 @@ class Analyst:
             )
 
 
+def stop(
+    connection: Connection,
+    rollout: Rollout,
+    judged: dict[str, Any],
+    *,
+    phase: Phase,
+    reason: str,
+    actor: str,
+    event: str,
+    now: dt.datetime,
+) -> Rollout | None:
+    """A verdict against the canary (Failed, Inconclusive rolling back, Aborted): in the
+    caller's transaction it gets no more calls, its version is quarantined and ``event``
+    is recorded with the figures; the commit comes after. None when another move came
+    first (compare-and-set)."""
+    analysis = {
+        **rollout.analysis,
+        "current": judged,
+        "judgements": _kept([*rollout.judgements, judged]),
+        "evidence": evidence(rollout, judged, phase.value),
+    }
+    moved = rollouts.transition(
+        connection,
+        rollout,
+        routing=True,
+        phase=phase.value,
+        weight=0,
+        rollback=RollbackState.ROLLING_BACK.value,
+        analysis=analysis,
+        message=reason,
+        now=now,
+    )
+    if moved is None:
+        return None
+    registry.quarantine(
+        connection,
+        manifests.KIND_MODEL,
+        rollout.model_id,
+        rollout.canary_version,
+        f"rollout {rollout.id} {phase.value.lower()}: {reason}",
+    )
+    rollouts.record_event(
+        connection,
+        event,
+        moved,
+        actor=actor,
+        details={**judged, "quarantined": rollout.canary_version},
+        version_to=rollout.stable_version,
+    )
+    return moved
+
+
 def _kept(judgements: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return judgements[-rollouts.MAX_JUDGEMENTS :]
 
@@ -615,31 +643,18 @@ class Rollouts:
             figures = measure(connection, current, now).to_json(current)
             figures["reasons"] = [why]
             figures["verdict"] = Phase.ABORTED.value
-            message = evidence(current, figures, "Aborted")
-            moved = rollouts.transition(
+            moved = stop(
                 connection,
                 current,
-                routing=True,
-                phase=Phase.ABORTED.value,
-                weight=0,
-                rollback=RollbackState.ROLLING_BACK.value,
-                analysis={**current.analysis, "current": figures, "evidence": message},
-                message=why,
+                figures,
+                phase=Phase.ABORTED,
+                reason=why,
+                actor=actor,
+                event="rollout_aborted",
                 now=now,
             )
             if moved is None:
                 raise NotOpen(f"rollout {current.id} of {model_id} moved meanwhile; try again")
-            registry.quarantine(
-                connection, manifests.KIND_MODEL, model_id, current.canary_version, why
-            )
-            rollouts.record_event(
-                connection,
-                "rollout_aborted",
-                moved,
-                actor=actor,
-                details={**figures, "quarantined": current.canary_version},
-                version_to=current.stable_version,
-            )
         self._told()
         Analyst(self.settings, self.db, holder=actor)._roll_back(moved, author=actor)
         with self.db.transaction() as connection:
