@@ -415,6 +415,31 @@ def begin(
         bump(connection)
 
 
+def _finish(
+    connection: Connection,
+    rollout: Rollout,
+    event: str,
+    *,
+    actor: str,
+    stamp: dt.datetime,
+    reason: str,
+    revision: str | None = None,
+    version_to: str | None = None,
+    **values: Any,
+) -> None:
+    """End ``rollout`` inside an apply (its canary gets nothing now) and record ``event``."""
+    transition(connection, rollout, routing=False, weight=0, finished_at=stamp, now=stamp, **values)
+    record_event(
+        connection,
+        event,
+        rollout,
+        actor=actor,
+        details={"reason": reason},
+        revision=revision,
+        version_to=version_to,
+    )
+
+
 def _close_open(
     connection: Connection, model_id: str, stamp: dt.datetime, actor: str, why: str
 ) -> bool:
@@ -422,17 +447,16 @@ def _close_open(
     if current is None or not current.open:
         return False
     phase = current.phase if current.phase is Phase.FAILED else Phase.ABORTED
-    transition(
+    _finish(
         connection,
         current,
-        routing=False,
+        "rollout_aborted",
+        actor=actor,
+        stamp=stamp,
+        reason=why,
         phase=phase,
-        weight=0,
-        finished_at=stamp,
         message=why,
-        now=stamp,
     )
-    record_event(connection, "rollout_aborted", current, actor=actor, details={"reason": why})
     return True
 
 
@@ -447,46 +471,32 @@ def _on_version(
     moved = False
     if current is not None and current.open:
         moved = True
+        where: dict[str, Any] = {
+            "actor": actor,
+            "stamp": stamp,
+            "revision": revision,
+            "version_to": version,
+        }
         if version == current.stable_version:  # a rollback (ours or by hand) is applied
             if current.rollback is not RollbackState.NONE:
-                transition(
+                _finish(
                     connection,
                     current,
-                    routing=False,
-                    rollback=RollbackState.ROLLED_BACK,
-                    weight=0,
-                    finished_at=stamp,
-                    now=stamp,
-                )
-                record_event(
-                    connection,
                     "rollout_rolled_back",
-                    current,
-                    actor=actor,
-                    details={"revision": revision},
-                    revision=revision,
-                    version_to=version,
+                    **where,
+                    reason=f"version {version} is live again (revision {revision[:12]})",
+                    rollback=RollbackState.ROLLED_BACK,
                 )
             else:
                 why = f"version {version} (stable) is live again"
-                transition(
+                _finish(
                     connection,
                     current,
-                    routing=False,
-                    phase=Phase.ABORTED,
-                    weight=0,
-                    finished_at=stamp,
-                    message=why,
-                    now=stamp,
-                )
-                record_event(
-                    connection,
                     "rollout_aborted",
-                    current,
-                    actor=actor,
-                    details={"reason": why},
-                    revision=revision,
-                    version_to=version,
+                    **where,
+                    reason=why,
+                    phase=Phase.ABORTED,
+                    message=why,
                 )
             return moved
         # a newer version during the analysis restarts it, from the same stable version;
@@ -494,24 +504,14 @@ def _on_version(
         stable = current.stable_version
         why = f"superseded by version {version}"
         failed = current.phase is not Phase.RUNNING and current.phase is not Phase.INCONCLUSIVE
-        transition(
+        _finish(
             connection,
             current,
-            routing=False,
-            phase=current.phase if failed else Phase.SUPERSEDED,
-            weight=0,
-            finished_at=stamp,
-            message=f"{current.message}; {why}" if failed else why,
-            now=stamp,
-        )
-        record_event(
-            connection,
             "rollout_superseded",
-            current,
-            actor=actor,
-            details={"reason": why},
-            revision=revision,
-            version_to=version,
+            **where,
+            reason=why,
+            phase=current.phase if failed else Phase.SUPERSEDED,
+            message=f"{current.message}; {why}" if failed else why,
         )
     slo = payload.get("slo")
     if slo is None or stable is None or stable == version:
