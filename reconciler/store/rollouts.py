@@ -370,7 +370,8 @@ def record_event(
     version_from: str | None = None,
     version_to: str | None = None,
 ) -> None:
-    """A lifecycle event about ``rollout``: from its canary to ``version_to`` unless told."""
+    """A lifecycle event about ``rollout``: from its stable version to its canary unless
+    told (a verdict against the canary says ``version_to`` = stable: from the canary)."""
     serial = connection.execute(
         select(tables.reconciler_state.c.state_serial).where(tables.reconciler_state.c.id == 1)
     ).scalar()
@@ -379,8 +380,9 @@ def record_event(
             event_type=event_type,
             object_kind=manifests.KIND_MODEL,
             object_id=rollout.model_id,
-            version_from=version_from or rollout.canary_version,
-            version_to=version_to,
+            version_from=version_from
+            or (rollout.canary_version if version_to is not None else rollout.stable_version),
+            version_to=version_to or rollout.canary_version,
             revision=revision or rollout.revision,
             state_serial=int(serial or 0),
             forced=False,
