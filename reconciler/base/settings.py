@@ -89,7 +89,7 @@ class Settings(BaseSettings):
         15.0, gt=0, le=3600, description="Leader lease of the reconcile loop; renewed at 1/3."
     )
     analysis_interval_s: float = Field(
-        10.0,
+        2.0,
         gt=0,
         le=3600,
         description="How often the loop's leader judges open rollouts against their SLO.",

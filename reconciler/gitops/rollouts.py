@@ -242,6 +242,8 @@ class Analyst:
             judged = figures.to_json(rollout)
             verdict = figures.verdict
             if verdict is Phase.RUNNING:
+                if _same_figures(rollout.analysis.get("current"), judged):
+                    return  # no new call since the last look: nothing to write
                 analysis = {**rollout.analysis, "current": judged}
                 rollouts.transition(connection, rollout, routing=False, analysis=analysis, now=now)
                 return
@@ -546,6 +548,15 @@ def stop(
         version_to=rollout.stable_version,
     )
     return moved
+
+
+def _same_figures(before: dict[str, Any] | None, now: dict[str, Any]) -> bool:
+    """Whether a running rollout's figures are those it holds already (the same calls,
+    the same step): the time of the look alone is not worth a write."""
+    if before is None:
+        return False
+    keys = ("samples", "successes", "p95LatencyMs", "step", "verdict")
+    return all(before.get(key) == now.get(key) for key in keys)
 
 
 def _kept(judgements: list[dict[str, Any]]) -> list[dict[str, Any]]:

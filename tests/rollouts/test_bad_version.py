@@ -54,7 +54,12 @@ def test_a_failing_canary_is_reverted_by_a_commit_and_quarantined(
         assert "Reverts-Model: alpha@2" in message
 
         failed = wait_until(
-            lambda: (r := canary.latest()).rollback is RollbackState.ROLLED_BACK and r, timeout=20
+            lambda: (
+                (r := canary.latest()).rollback is RollbackState.ROLLED_BACK
+                and r.rollback_commit is not None  # written once the commit is applied
+                and r
+            ),
+            timeout=20,
         )
         assert (failed.phase, failed.weight, failed.open) == (Phase.FAILED, 0, False)
         verdict = failed.judgements[-1]
