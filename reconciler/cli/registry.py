@@ -469,7 +469,7 @@ def status_command(output: str, settings: Settings) -> int:
         f"serial:   {status.state_serial}   objects: {status.objects}   "
         f"pending changes: {status.pending_changes}"
     )
-    width = max((len(item.type) for item in status.conditions), default=12)
+    width = max([12, *(len(item.type) for item in status.conditions)])
     for item in status.conditions:
         tail = f" - {item.message}" if item.message else ""
         click.echo(f"  {item.type:<{width}} {item.status:<7} {item.reason}{tail}")
