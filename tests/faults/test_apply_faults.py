@@ -23,7 +23,7 @@ from tests.conftest import model_yaml
 from tests.reconciling.conftest import Registry
 
 MODELS = 200
-KILLS = 25
+KILLS = 15
 
 
 def _fleet_files(version: int) -> dict[str, str]:
@@ -47,7 +47,7 @@ def _grove_process(args: list[str], env: dict[str, str], cwd: Path) -> subproces
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)  # 25 grove processes per backend: 35-90 s beside -n 2
+@pytest.mark.timeout(600)  # 15 grove processes per backend: 20-55 s beside -n 2
 def test_sigkill_during_apply_leaves_old_or_new_never_a_mix(
     registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
