@@ -223,6 +223,12 @@ class Analyst:
                     rollout=rollout.id,
                     reason=str(exc)[:300],
                 )
+            except Exception as exc:  # a bug with one rollout: the others are still judged
+                log.error(
+                    "analysis-failed",
+                    exc_info=exc,
+                    extra={"fields": {"id": rollout.model_id, "rollout": rollout.id}},
+                )
         self.gauges()
 
     def _one(self, rollout: Rollout, now: dt.datetime) -> None:

@@ -292,8 +292,14 @@ class Watcher:
                 self.analyst.gauges()
         except errors.GroveError as exc:
             logs.event(log, "analysis-skipped", level=logging.WARNING, reason=str(exc)[:300])
-        except Exception as exc:  # a bug in the analysis must not stop the loop
-            self._unexpected("analysis", exc)
+        except Exception as exc:  # a bug in the analysis must not stop, nor slow, the loop
+            telemetry.LOOP_ERRORS.labels(stage="analysis").inc()
+            fields = {"stage": "analysis", "holder": self.holder}
+            log.error(
+                "unexpected-error",
+                exc_info=exc,
+                extra={"fields": {**fields, "reason": reconciling.describe(exc)}},
+            )
 
     def _keep_lease(self, now: float) -> None:
         if self.lease is not None and now < self.lease_renew_at:
