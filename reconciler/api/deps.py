@@ -2,7 +2,10 @@
 
 Authentication happens here, in route dependencies (never in path-matching
 middleware), so a route cannot be reached without the role it declares:
-``Viewer`` reads, ``Operator`` writes, ``Admin`` forces and manages tokens.
+``Viewer`` reads, ``Operator`` writes, ``Admin`` forces and lifts quarantines, and
+``DataPlane`` is the data plane (``POST /api/routing/execute`` and ``/v1/*``): a
+``client`` token, the role given to applications, or an operator's or admin's,
+never a viewer's. A client token gets 403 on every other route, reads included.
 
 While the registry database cannot be read, a token verified successfully within
 ``GROVE_TOKEN_OUTAGE_WINDOW_S`` (10 minutes) keeps its identity, so routed calls go
@@ -260,10 +263,16 @@ async def _identity(
 ) -> tokens.Identity:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise UNAUTHORIZED
+    return await identify(request, credentials.credentials)
+
+
+async def identify(request: Request, token: str | None) -> tokens.Identity:
+    """The identity of ``token`` (a token as given, from whatever header carried it):
+    401 ``unauthorized`` unless it is a valid, unrevoked token."""
+    if not token:
+        raise UNAUTHORIZED
     services = await get_services(request)
-    identity = await services.identities.identity(
-        credentials.credentials, functools.partial(_verify, services)
-    )
+    identity = await services.identities.identity(token, functools.partial(_verify, services))
     if identity is None:
         raise UNAUTHORIZED
     return identity
@@ -276,15 +285,17 @@ def _verify(services: Services, token: str) -> tokens.Identity | None:
 
 class RoleCheck:
     """The dependency of a role: the caller's identity, if its token is valid and its
-    role is at least ``role`` (401 or 403 otherwise). A class, so that the lean
-    handler of the routed call (``lean.LeanRoute``) can tell it from any other
-    dependency and call it directly.
+    role allows what ``role`` may (``tokens.Identity.allows``; 401 or 403 otherwise).
+    A class, so that the lean handler of the routed call (``lean.LeanRoute``) can tell
+    it from any other dependency and call it directly.
 
     One dependency (and the bearer scheme, for OpenAPI) rather than a chain of three:
     FastAPI resolves each level anew on every request (a sixth of a route's cost in
     FastAPI 0.165; the dated figure is in bench/README.md)."""
 
     def __init__(self, role: str) -> None:
+        if role not in tokens.ROLES:
+            raise ValueError(f"role must be one of {', '.join(tokens.ROLES)}")
         self.role = role
 
     async def __call__(
@@ -294,13 +305,40 @@ class RoleCheck:
     ) -> tokens.Identity:
         identity = await _identity(request, credentials)
         if not identity.allows(self.role):
-            raise ApiError(403, "forbidden", "Forbidden", f"this needs the {self.role} role")
+            raise self.refusal(identity)
         return identity
+
+    async def of_token(self, request: Request, token: str | None) -> tokens.Identity:
+        """The same check for a token read from another header (the gateway's
+        ``x-api-key``): its identity, or the same 401 or 403 :class:`ApiError`."""
+        identity = await identify(request, token)
+        if not identity.allows(self.role):
+            raise self.refusal(identity)
+        return identity
+
+    def refusal(self, identity: tokens.Identity) -> ApiError:
+        """The 403 for ``identity``, saying what the route needs (never the caller's
+        token or name)."""
+        if self.role == "client":
+            detail = "this is the data plane: it needs the client, operator or admin role"
+        elif identity.role == "client":
+            detail = (
+                "the client role may only call the data plane (POST /api/routing/execute "
+                f"and /v1/*); this needs the {self.role} role"
+            )
+        else:
+            detail = f"this needs the {self.role} role"
+        return ApiError(403, "forbidden", "Forbidden", detail)
 
 
 Viewer = Annotated[tokens.Identity, Depends(RoleCheck("viewer"))]
 Operator = Annotated[tokens.Identity, Depends(RoleCheck("operator"))]
 Admin = Annotated[tokens.Identity, Depends(RoleCheck("admin"))]
+# The data plane: POST /api/routing/execute and every /v1 route. Routes declare
+# ``DataPlane``; code that reads the token from elsewhere (``x-api-key``) calls
+# ``DATA_PLANE.of_token``.
+DATA_PLANE = RoleCheck("client")
+DataPlane = Annotated[tokens.Identity, Depends(DATA_PLANE)]
 
 
 def author(identity: tokens.Identity) -> authoring.Author:

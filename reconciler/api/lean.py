@@ -10,7 +10,7 @@ included (the dated figures: bench/README.md).
 
 :class:`LeanRoute` keeps everything that makes the route what it is: its path
 and method in the router, its declared dependencies (so the token is still
-checked by the route's own ``Operator`` dependency, never by middleware that
+checked by the route's own ``DataPlane`` dependency, never by middleware that
 matches paths), its body and response models and its OpenAPI entry. It
 replaces only how one request is handled: the body is validated from its bytes
 in one pass of pydantic's JSON parser, the route's two dependencies (the

@@ -1,4 +1,7 @@
-"""``grove token create --role viewer|operator|admin --name N`` / ``grove token revoke N``.
+"""``grove token create --role viewer|operator|admin|client --name N`` / ``grove token revoke N``.
+
+``client`` is the role to give applications: it may call the data plane
+(``POST /api/routing/execute``, ``/v1/*``) and nothing else.
 
 ``-o json`` (or ``yaml``) prints the name, the role and, for ``create``, the token: still
 once, on stdout, and never anywhere else.
@@ -14,7 +17,7 @@ from reconciler.cli.common import common_options, grove, open_registry
 from reconciler.cli.output import emit, output_option
 from reconciler.cli.registry import actor
 
-ROLES = ("viewer", "operator", "admin")
+ROLES = ("viewer", "operator", "admin", "client")  # store.tokens.ROLES, without importing it
 
 
 @grove.group("token")
@@ -23,7 +26,13 @@ def token_group() -> None:
 
 
 @token_group.command("create")
-@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    required=True,
+    help="viewer reads; operator also writes; admin also forces; client (for "
+    "applications) may only call the data plane: POST /api/routing/execute and /v1/*.",
+)
 @click.option("--name", required=True, help="A unique name, used to revoke it.")
 @output_option(("text", "json", "yaml"))
 @common_options

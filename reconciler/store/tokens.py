@@ -5,6 +5,12 @@ compared as a SHA-256 digest with ``hmac.compare_digest``. Unknown ids are
 compared against a dummy digest too, so the time taken does not tell an
 attacker which part was wrong.
 
+A token has one role (DESIGN.md section 6). ``viewer``, ``operator`` and ``admin``
+are a ladder, each holding the rights of the ones below it; ``client``, the role to
+give applications, stands beside it: it may call the data plane (``POST
+/api/routing/execute`` and ``/v1/*``) and nothing else, not even a read. Operators
+and admins call the data plane too; viewers do not.
+
 A token's name is its holder's identity: the author of the git commits its writes
 make, ``api:<name>`` in lifecycle events. Names match :data:`NAME` and are unique
 (revoked ones stay taken), so two tokens can never write as the same author.
@@ -26,7 +32,10 @@ from sqlalchemy import exc as sa_exc
 from reconciler.base import errors
 from reconciler.store import tables
 
-ROLES = ("viewer", "operator", "admin")
+ROLES = ("viewer", "operator", "admin", "client")
+LADDER = ("viewer", "operator", "admin")  # each role holds the rights of those before it
+# The roles that may call the data plane: what ``allows("client")`` asks.
+DATA_PLANE = frozenset({"client", "operator", "admin"})
 _TOKEN = re.compile(r"^grove_([0-9a-f]{16})_([A-Za-z0-9_-]{32,64})$")
 _DUMMY = hashlib.sha256(b"grove-dummy-secret").hexdigest()
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # DESIGN.md section 6, used whole
@@ -39,7 +48,14 @@ class Identity:
     role: str
 
     def allows(self, role: str) -> bool:
-        return ROLES.index(self.role) >= ROLES.index(role)
+        """Whether this identity may do what ``role`` may: ``client`` asks for the data
+        plane, any other role for its rung of :data:`LADDER` (which a client is not on).
+        A role this version does not know allows nothing."""
+        if role == "client":
+            return self.role in DATA_PLANE
+        if self.role not in LADDER or role not in LADDER:
+            return False
+        return LADDER.index(self.role) >= LADDER.index(role)
 
 
 def _digest(secret: str) -> str:

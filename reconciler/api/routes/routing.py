@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from reconciler.api.bodies import ExecuteBody, ExecuteOut, RecommendOut
-from reconciler.api.deps import Operator, ServicesDep, Viewer
+from reconciler.api.deps import DataPlane, ServicesDep, Viewer
 from reconciler.api.lean import LeanRoute
 from reconciler.manifests import kinds as manifests
 from reconciler.providers.base import ChatRequest, Message
@@ -44,7 +44,7 @@ async def recommend(
     response_model=ExecuteOut,
     summary="Route and call the model, failing over along the chain",
 )
-async def execute(body: ExecuteBody, services: ServicesDep, identity: Operator) -> ExecuteOut:
+async def execute(body: ExecuteBody, services: ServicesDep, identity: DataPlane) -> ExecuteOut:
     request = ranking.TaskRequest(
         task_type=body.task_type,
         capabilities=tuple(body.capabilities),
