@@ -46,16 +46,18 @@ def _lookup(console: Console, secret: str) -> Session | None:
 
 
 async def current_session(request: Request, console: ConsoleDep) -> Session | None:
-    """The caller's session, or None (no cookie, unknown, expired, revoked token, or the
-    registry unreadable for a session never seen by this process)."""
+    """The caller's session, or None (no cookie, unknown, expired, revoked token, the
+    registry unreadable for a session never seen by this process, or a token that may
+    not use the console: a ``client`` token, which cannot sign in anyway)."""
     secret = request.cookies.get(sessions.COOKIE)
     if not secret or len(secret) > 128:
         return None
     try:
-        return await console.sessions.session(secret, functools.partial(_lookup, console))
+        session = await console.sessions.session(secret, functools.partial(_lookup, console))
     except OUTAGE as exc:
         console.outage.failed(exc)
         return None
+    return session if session is not None and session.identity.allows("viewer") else None
 
 
 async def signed_in(

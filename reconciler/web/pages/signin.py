@@ -2,7 +2,8 @@
 
 The token is checked like an API call's (`store.tokens.verify`, constant time) and
 never kept: the session row holds the token's id, so revoking the token ends the
-session. ``next`` is followed only when it is a path of this server.
+session. A ``client`` token (an application's, for the data plane only) is refused,
+with a message at the field. ``next`` is followed only when it is a path of this server.
 """
 
 from __future__ import annotations
@@ -66,11 +67,23 @@ async def login_form(
     return _form(request, console, next_path=_safe_next(next))
 
 
-def _sign_in(console: Console, token: str) -> tuple[str, Session] | None:
+# A client token is an application's: it may call the data plane and nothing else.
+CLIENT_REFUSED = (
+    "That is a client token, for applications: it may only call the data plane "
+    "(POST /api/routing/execute and /v1), not sign in to the console. Sign in with a "
+    "viewer, operator or admin token."
+)
+
+
+def _sign_in(console: Console, token: str) -> tuple[str, Session] | str | None:
+    """A new session for ``token`` (its secret and the session); None for an unknown or
+    revoked token; the role of a token whose role may not sign in (``client``)."""
     with console.db.transaction(write=True) as connection:
         identity = tokens.verify(connection, token)
         if identity is None:
             return None
+        if not identity.allows("viewer"):
+            return identity.role
         return stored.create(connection, identity, ttl_s=sessions.SESSION_TTL_S)
 
 
@@ -113,6 +126,10 @@ async def login(request: Request, console: ConsoleDep) -> Response:
             error="That token is unknown or revoked.",
             status_code=422,  # a form shown again: answered 200 (Console.page)
         )
+    if isinstance(made, str):
+        return _form(
+            request, console, next_path=next_path, error=CLIENT_REFUSED, status_code=422
+        )  # at the field, as every sign-in error (answered 200: Console.page)
     secret, _ = made
     response = see_other(next_path)
     sessions.set_cookie(response, request, sessions.COOKIE, secret, sessions.SESSION_TTL_S)
