@@ -1,4 +1,5 @@
-"""A real Grove server on a loopback port, with a bare fleet repository and a token per role."""
+"""A real Grove server on a loopback port, with a bare fleet repository and a token per role
+(``client`` included)."""
 
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ def serve(
     db = Database(config.db_url)
     made = {}
     with db.transaction(write=True) as connection:
-        for role in ("viewer", "operator", "admin"):
+        for role in ("viewer", "operator", "admin", "client"):
             made[role] = tokens.create(
                 connection, name=f"{role}-token", role=role, created_by="test"
             )

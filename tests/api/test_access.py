@@ -1,4 +1,5 @@
-"""Every route x method x role, generated from the OpenAPI document; and the other endpoints."""
+"""Every route x method x role (``client`` included), generated from the OpenAPI document; and
+the other endpoints."""
 
 from __future__ import annotations
 
@@ -29,6 +30,15 @@ WRITES = {"post", "patch", "delete", "put"}
 ADMIN_ONLY = {("delete", "/api/quarantine/{object_id}/{version}")}
 # Signed with HMAC instead of a token; the probes need none (tests/api/test_probes.py).
 OPEN = {("post", "/api/hooks/git"), ("get", "/healthz"), ("get", "/readyz")}
+# Tokens of this role may call the data plane and nothing else, not even a read.
+CLIENT_REFUSAL = (
+    "the client role may only call the data plane (POST /api/routing/execute and /v1/*)"
+)
+
+
+def _data_plane(method: str, path: str) -> bool:
+    """The routes a client token may call (and a viewer's may not), DESIGN section 6."""
+    return (method, path) == ("post", "/api/routing/execute") or path.startswith("/v1/")
 
 
 def _routes(server: Server) -> list[tuple[str, str]]:
@@ -49,6 +59,8 @@ def _call(client: httpx.Client, method: str, path: str, **extra: Any) -> httpx.R
     target = target.replace("{version}", "1")
     if method == "get" and path == "/api/events":
         with client.stream("GET", target) as response:
+            if response.status_code != 200:
+                response.read()  # a problem document, not a stream
             return response
     return client.request(method.upper(), target, **sample)
 
@@ -100,7 +112,7 @@ def test_every_route_method_and_role(server: Server) -> None:
                 failures.append((method, path, "none", response.status_code))
         with server.client("viewer") as viewer:
             response = _call(viewer, method, path)
-            if write:
+            if write or _data_plane(method, path):
                 wrong = response.status_code != 403
             else:  # a read is served: neither refused nor a server error
                 wrong = response.status_code in (401, 403) or response.status_code >= 500
@@ -115,6 +127,18 @@ def test_every_route_method_and_role(server: Server) -> None:
                     wrong = response.status_code in (401, 403) or response.status_code >= 500
                 if wrong:
                     failures.append((method, path, role, response.status_code))
+        with server.client("client") as client:
+            response = _call(client, method, path)
+            if _data_plane(method, path):
+                wrong = response.status_code in (401, 403) or response.status_code >= 500
+            else:  # every other route, reads included: 403, saying why
+                wrong = (
+                    response.status_code != 403
+                    or response.headers["content-type"] != "application/problem+json"
+                    or not response.json()["detail"].startswith(CLIENT_REFUSAL)
+                )
+            if wrong:
+                failures.append((method, path, "client", response.status_code))
     assert failures == []
 
 
