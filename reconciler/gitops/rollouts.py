@@ -543,7 +543,7 @@ def stop(
         manifests.KIND_MODEL,
         rollout.model_id,
         rollout.canary_version,
-        f"rollout {rollout.id} {phase.value.lower()}: {reason}",
+        f"rollout {rollout.id} ({phase.value}): {reason}",
     )
     rollouts.record_event(
         connection,

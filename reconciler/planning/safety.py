@@ -167,7 +167,9 @@ def _versions(context: Context) -> list[Violation]:
                     "P003",
                     f"{change.address} version {change.version_to} is quarantined",
                     [change.address],
-                    "publish the fix under a new version, or revert to the previous version",
+                    "publish the fix under a new version, or revert to the previous version "
+                    "(an admin who knows better lifts the quarantine: grove quarantine lift "
+                    "ID VERSION)",
                 )
             )
     return found

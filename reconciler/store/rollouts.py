@@ -296,6 +296,41 @@ def routes(connection: Connection, live_versions: dict[str, str]) -> dict[str, R
     return found
 
 
+def _held_back_before(connection: Connection, model_id: str, version: str) -> bool:
+    """Whether a rollout of ``version`` was stopped before (failed, aborted, rolled back):
+    applied again (its quarantine lifted), it is analysed again."""
+    table = tables.rollouts
+    found = connection.execute(
+        select(table.c.id)
+        .where(
+            and_(
+                table.c.model_id == model_id,
+                table.c.canary_version == version,
+                table.c.rollback != RollbackState.NONE.value,
+            )
+        )
+        .limit(1)
+    ).first()
+    return found is not None
+
+
+def _served_before(connection: Connection, model_id: str, version: str) -> bool:
+    """Whether ``version`` of the model was applied before the apply in progress (whose
+    own event is already written: two applies of it, or more)."""
+    table = tables.lifecycle_events
+    count = connection.execute(
+        select(func.count()).where(
+            and_(
+                table.c.object_kind == manifests.KIND_MODEL,
+                table.c.object_id == model_id,
+                table.c.version_to == version,
+                table.c.event_type.in_(("model_registered", "model_versioned")),
+            )
+        )
+    ).scalar()
+    return int(count or 0) > 1
+
+
 def rolled_back_recorded(connection: Connection, rollout: Rollout) -> bool:
     """Whether a ``model_rolled_back`` of this rollout's canary is recorded since it began."""
     table = tables.lifecycle_events
@@ -488,6 +523,9 @@ def _on_version(
                     **where,
                     reason=f"version {version} is live again (revision {revision[:12]})",
                     rollback=RollbackState.ROLLED_BACK,
+                    # the analyst names its own commit once it is pushed; one made by
+                    # hand is known by the revision that applied it
+                    rollback_commit=current.rollback_commit or revision,
                 )
             else:
                 why = f"version {version} (stable) is live again"
@@ -517,6 +555,16 @@ def _on_version(
         )
     slo = payload.get("slo")
     if slo is None or stable is None or stable == version:
+        return moved
+    no_open = current is None or not current.open
+    if (
+        no_open
+        and _served_before(connection, model_id, version)
+        and not _held_back_before(connection, model_id, version)
+    ):
+        # back to a version that served before and never failed (a rollback, by hand or
+        # by Grove): as Argo Rollouts' rollbackWindow, no analysis; the version left may
+        # well be quarantined and is no stable version to return to
         return moved
     plan = payload.get("rollout")
     full_slo = manifests.Slo.model_validate(slo).model_dump(by_alias=True)

@@ -97,6 +97,11 @@ class Canary:
         out.root = self.bare
         return out.git("log", "--format=%an|%s", "main").splitlines()
 
+    def log_head(self) -> str:
+        out = FleetRepo.__new__(FleetRepo)
+        out.root = self.bare
+        return out.git("rev-parse", "main")
+
     def message(self, ref: str = "main") -> str:
         out = FleetRepo.__new__(FleetRepo)
         out.root = self.bare

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.base import settings as settings_module
+from reconciler.gitops import rollouts as analysis
 from reconciler.routing import engine as routing
 from reconciler.store import rollouts
 from reconciler.store.rollouts import Phase, RollbackState
@@ -199,3 +200,39 @@ def test_a_new_version_during_a_rollout_supersedes_it_from_the_same_stable(
         earlier = rollouts.history(connection, "alpha")[1]
     assert (earlier.id, earlier.phase, earlier.open) == (first.id, Phase.SUPERSEDED, False)
     assert earlier.message == "superseded by version 3"
+
+
+def test_a_rollback_by_hand_after_a_promotion_is_not_analysed(canary: Canary) -> None:
+    """Back to a version that served before: no verification against the one left."""
+    version_2(canary)
+    rollout = canary.latest()
+    db = canary.db()
+    with db.transaction(write=True) as connection:
+        analysis.promote(connection, rollout, actor="test")
+    done = canary.registry.run("rollback", "alpha")
+    assert done.code == 0, done.out + done.err
+    assert live_version(canary) == "1"
+    assert canary.latest().id == rollout.id  # no new rollout: 1 served before
+    assert canary.latest().phase is Phase.SUCCESSFUL
+
+
+def test_a_rollback_by_hand_ends_a_pending_one_and_names_its_revision(canary: Canary) -> None:
+    canary.canary.behaviour = "status:500"
+    version_2(canary)
+    hook = canary.bare / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\nexit 1\n")
+    hook.chmod(0o755)
+    engine = routing.RoutingEngine(canary.settings, canary.db())
+    try:
+        engine.refresh()
+        route(engine, 600)
+    finally:
+        engine.close()
+    canary.analyst().tick(now=later(canary.latest(), 5))
+    assert canary.latest().rollback is RollbackState.PENDING
+    hook.unlink()
+    canary.push("revert by hand", {"models/alpha.yaml": alpha_yaml("1", canary.stable.url)})
+    canary.reconcile()
+    done = canary.latest()
+    assert (done.rollback, done.open) == (RollbackState.ROLLED_BACK, False)
+    assert done.rollback_commit == canary.log_head()
