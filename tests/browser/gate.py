@@ -13,9 +13,10 @@ the form ``kind: text``:
 - ``response: 404 GET URL``: a sub-resource (not a navigation) answered with 400 or more.
 
 An expectation is a string equal to a line or to its text after ``kind: ``, or an
-``re.Pattern`` that fully matches either. Only a stream's own cancellation is ignored:
-an ``EventSource`` cut by navigating away or closing the page, and the favicon fetched
-after the load event, cut by the next navigation (``net::ERR_ABORTED``).
+``re.Pattern`` that fully matches either. Only a page's own background work cut by
+leaving it is ignored (``net::ERR_ABORTED``): an ``EventSource`` cut by navigating away
+or closing the page, the favicon fetched after the load event, and a live refresh (the
+page fetching its own ``live`` fragment) in flight when a form was sent.
 """
 
 from __future__ import annotations
@@ -103,10 +104,14 @@ class ConsoleGate:
     def _requestfailed(self, request: Request) -> None:
         failure = request.failure or "failed"
         if failure == "net::ERR_ABORTED" and (
-            request.resource_type == "eventsource" or _is_favicon(request.url)
+            request.resource_type == "eventsource"
+            or _is_favicon(request.url)
+            or _is_live_refresh(request)
         ):
-            # the page went away and cut its own stream, or the icon Chromium fetches
-            # after the load event (a test that navigates at once cuts it): nothing a
+            # the page went away and cut its own stream, the icon Chromium fetches after
+            # the load event (a test that navigates at once cuts it), or a live refresh
+            # the stream asked for just before a form was sent (console.js starts none
+            # after a submit, but one in flight is cut by the navigation): nothing a
             # person sees
             return
         self.records.append(Record("requestfailed", f"{request.method} {request.url} {failure}"))
@@ -117,6 +122,11 @@ class ConsoleGate:
             self.records.append(
                 Record("response", f"{response.status} {request.method} {response.url}")
             )
+
+
+def _is_live_refresh(request: Request) -> bool:
+    """The page fetching its own live fragment (console.js, ``X-Grove-Fragment: live``)."""
+    return request.resource_type == "fetch" and (request.headers.get("x-grove-fragment") == "live")
 
 
 def _is_favicon(url: str) -> bool:
