@@ -62,6 +62,13 @@ class RegisterBody(_Body):
     state: Literal["enabled", "disabled"] | None = None
     fallbacks: list[str] | None = None
     timeout_ms: int | None = None
+    max_retries: int | None = None
+    slo: dict[str, Any] | None = Field(None, description="As in the manifest; judged by it.")
+    rollout: dict[str, Any] | None = Field(
+        None, description="Canary steps for later versions (needs slo); see docs/rollouts.md."
+    )
+    lifecycle: dict[str, Any] | None = None
+    mock: dict[str, Any] | None = None
     labels: dict[str, str] | None = None
     version: str = "1"
 
@@ -89,6 +96,11 @@ class RegisterBody(_Body):
             "state": self.state,
             "fallbacks": self.fallbacks,
             "timeoutMs": self.timeout_ms,
+            "maxRetries": self.max_retries,
+            "slo": self.slo,
+            "rollout": self.rollout,
+            "lifecycle": self.lifecycle,
+            "mock": self.mock,
         }
         payload.update({k: v for k, v in optional.items() if v is not None})
         meta: dict[str, Any] = {"id": ident, "type": manifests.KIND_MODEL, "version": self.version}

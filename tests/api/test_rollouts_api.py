@@ -138,3 +138,40 @@ def test_an_abort_commits_the_rollback_as_the_caller_and_an_admin_lifts_the_quar
         "SELECT actor FROM lifecycle_events WHERE event_type = 'quarantine_lifted'"
     )
     assert [row[0] for row in actors] == ["admin-token"]
+
+
+def test_a_model_registered_with_a_rollout_gets_one_when_patched(
+    served: tuple[Canary, Server],
+) -> None:
+    """The API writes a rollout block like any field; a PATCH (a new version) starts it."""
+    fleet, server = served
+    body = {
+        "id": "delta",
+        "name": "Delta",
+        "provider": "openai-compatible",
+        "providerModel": "delta-model",
+        "endpoint": fleet.stable.url,
+        "capabilities": {"reasoning": 0.5},
+        "slo": {"minSuccessRate": 0.9, "minSamples": 10},
+        "rollout": {"steps": [{"weight": 25, "pauseS": 30}]},
+    }
+    with server.client("operator") as operator, server.client("viewer") as viewer:
+        created = operator.post("/api/models/register", json=body)
+        assert created.status_code == 201, created.text
+        assert created.json()["model"]["manifest"]["payload"]["rollout"]["steps"] == [
+            {"weight": 25, "pauseS": 30}
+        ]
+        wrong = operator.post(
+            "/api/models/register",
+            json={**body, "id": "epsilon", "rollout": {"steps": [{"weight": 100, "pauseS": 1}]}},
+        )
+        assert wrong.status_code == 422, wrong.text
+        assert wrong.json()["errors"][0]["path"] == "rollout.steps.0.weight"
+        patched = operator.patch("/api/models/delta", json={"endpoint": fleet.canary.url})
+        assert patched.status_code == 200, patched.text
+        started = viewer.get("/api/rollouts/delta").json()
+        assert (started["stableVersion"], started["canaryVersion"], started["weight"]) == (
+            "1",
+            "2",
+            25,
+        )
