@@ -24,9 +24,10 @@ from reconciler.planning import rollbacks
 from reconciler.planning.livestate import LiveObject, LiveState
 from reconciler.planning.plans import Change, ChangeKind, Plan
 from reconciler.store import coordination, failpoints, rollouts, tables
+from reconciler.store import events as written
 
 APPLY_LOCK_KEY = 0x67726F7665  # "grove": the advisory lock id on PostgreSQL
-NOTIFY_CHANNEL = "grove_registry"
+NOTIFY_CHANNEL = written.NOTIFY_CHANNEL
 LOCK_TIMEOUT = "30s"
 
 _EVENTS = {
@@ -238,11 +239,7 @@ def read_state(connection: Connection) -> StateRow:
     )
 
 
-def state_serial(connection: Connection) -> int:
-    value = connection.execute(
-        select(tables.reconciler_state.c.state_serial).where(tables.reconciler_state.c.id == 1)
-    ).scalar_one()
-    return int(value)
+state_serial = written.state_serial
 
 
 def revision_history(connection: Connection, limit: int = 50) -> list[dict[str, Any]]:
@@ -334,34 +331,7 @@ def live_version(connection: Connection, kind: str, ident: str) -> str | None:
     return None if found is None else str(found[0])
 
 
-def record_event(
-    connection: Connection,
-    event_type: str,
-    kind: str,
-    ident: str,
-    *,
-    version_from: str | None,
-    version_to: str | None,
-    revision: str | None,
-    actor: str,
-    details: dict[str, Any],
-) -> None:
-    """A lifecycle event that no apply writes (a rollback's, for one)."""
-    connection.execute(
-        insert(tables.lifecycle_events).values(
-            event_type=event_type,
-            object_kind=kind,
-            object_id=ident,
-            version_from=version_from,
-            version_to=version_to,
-            revision=revision,
-            state_serial=state_serial(connection),
-            forced=False,
-            actor=actor[:200],
-            details=details,
-            timestamp=now(),
-        )
-    )
+record_event = written.record  # a lifecycle event that no apply writes
 
 
 def quarantined_of(connection: Connection, kind: str, ident: str) -> frozenset[str]:
@@ -536,8 +506,8 @@ def apply_plan(
     )
     if done.rowcount != 1:  # pragma: no cover - the lock makes this unreachable
         raise errors.StalePlan("the registry moved during the apply; plan again")
-    if connection.dialect.name == "postgresql" and serial != state.state_serial:
-        connection.execute(select(func.pg_notify(NOTIFY_CHANNEL, str(serial))))
+    if serial != state.state_serial:
+        written.notify(connection, str(serial))
     return Applied(serial, changes=len(plan.changes))
 
 

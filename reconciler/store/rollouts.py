@@ -25,9 +25,8 @@ from sqlalchemy import Connection, and_, func, insert, select, update
 
 from reconciler.manifests import kinds as manifests
 from reconciler.planning.plans import Change, ChangeKind
-from reconciler.store import tables
+from reconciler.store import events, tables
 
-NOTIFY_CHANNEL = "grove_registry"  # the routers' channel (`registry.NOTIFY_CHANNEL`)
 MAX_JUDGEMENTS = 50  # the latest judgements kept on the row; every one is also an event
 SAMPLE_LIMIT = 100_000  # rows read for one judgement, newest first
 
@@ -390,8 +389,7 @@ def bump(connection: Connection) -> None:
     connection.execute(
         update(state).where(state.c.id == 1).values(rollout_serial=state.c.rollout_serial + 1)
     )
-    if connection.dialect.name == "postgresql":
-        connection.execute(select(func.pg_notify(NOTIFY_CHANNEL, "rollout")))
+    events.notify(connection, "rollout")
 
 
 def record_event(
@@ -407,23 +405,17 @@ def record_event(
 ) -> None:
     """A lifecycle event about ``rollout``: from its stable version to its canary unless
     told (a verdict against the canary says ``version_to`` = stable: from the canary)."""
-    serial = connection.execute(
-        select(tables.reconciler_state.c.state_serial).where(tables.reconciler_state.c.id == 1)
-    ).scalar()
-    connection.execute(
-        insert(tables.lifecycle_events).values(
-            event_type=event_type,
-            object_kind=manifests.KIND_MODEL,
-            object_id=rollout.model_id,
-            version_from=version_from
-            or (rollout.canary_version if version_to is not None else rollout.stable_version),
-            version_to=version_to or rollout.canary_version,
-            revision=revision or rollout.revision,
-            state_serial=int(serial or 0),
-            forced=False,
-            actor=actor,
-            details={"rolloutId": rollout.id, **details},
-        )
+    events.record(
+        connection,
+        event_type,
+        manifests.KIND_MODEL,
+        rollout.model_id,
+        version_from=version_from
+        or (rollout.canary_version if version_to is not None else rollout.stable_version),
+        version_to=version_to or rollout.canary_version,
+        revision=revision or rollout.revision,
+        actor=actor,
+        details={"rolloutId": rollout.id, **details},
     )
 
 
