@@ -233,13 +233,13 @@ class Analyst:
 
     def _one(self, rollout: Rollout, now: dt.datetime) -> None:
         if rollout.rollback is RollbackState.ROLLING_BACK:
-            self._roll_back(rollout, author=ANALYST)
+            self.roll_back(rollout, author=ANALYST)
             return
         if rollout.rollback is RollbackState.PENDING:
             last = self._pending_tried.get(rollout.id, 0.0)
             if now.timestamp() - last >= PENDING_RETRY_S:
                 self._pending_tried[rollout.id] = now.timestamp()
-                self._roll_back(rollout, author=ANALYST)
+                self.roll_back(rollout, author=ANALYST)
             return
         if rollout.phase not in rollouts.OPEN_PHASES or rollout.rollback is not RollbackState.NONE:
             return
@@ -266,7 +266,7 @@ class Analyst:
         if moved is not None:
             self._routing_changed()
             failpoints.hit("rollback_verdict")  # fault tests: die between verdict and commit
-            self._roll_back(moved, author=ANALYST)
+            self.roll_back(moved, author=ANALYST)
 
     def _routing_changed(self) -> None:
         """Tell this process's router now (the others reload on the notification)."""
@@ -374,9 +374,10 @@ class Analyst:
 
     # ---------------------------------------------------------------- rolling back
 
-    def _roll_back(self, rollout: Rollout, *, author: str) -> None:
+    def roll_back(self, rollout: Rollout, *, author: str) -> None:
         """Commit, push and apply the rollback of ``rollout`` (it is rolling back or
-        pending); RollbackPending with the commit to make when it cannot be pushed."""
+        pending); RollbackPending with the commit to make when it cannot be pushed.
+        Also what an abort by hand does, authored by whoever aborted."""
         message = str(rollout.analysis.get("evidence") or "")
         if not isinstance(reconciling.open_source(self.settings), GitSource):
             self._pending(
@@ -673,7 +674,7 @@ class Rollouts:
             if moved is None:
                 raise NotOpen(f"rollout {current.id} of {model_id} moved meanwhile; try again")
         self._told()
-        Analyst(self.settings, self.db, holder=actor)._roll_back(moved, author=actor)
+        Analyst(self.settings, self.db, holder=actor).roll_back(moved, author=actor)
         with self.db.transaction() as connection:
             latest = rollouts.latest(connection, model_id)
         assert latest is not None

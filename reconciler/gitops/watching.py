@@ -293,13 +293,7 @@ class Watcher:
         except errors.GroveError as exc:
             logs.event(log, "analysis-skipped", level=logging.WARNING, reason=str(exc)[:300])
         except Exception as exc:  # a bug in the analysis must not stop, nor slow, the loop
-            telemetry.LOOP_ERRORS.labels(stage="analysis").inc()
-            fields = {"stage": "analysis", "holder": self.holder}
-            log.error(
-                "unexpected-error",
-                exc_info=exc,
-                extra={"fields": {**fields, "reason": reconciling.describe(exc)}},
-            )
+            self._unexpected("analysis", exc, back_off=False)
 
     def _keep_lease(self, now: float) -> None:
         if self.lease is not None and now < self.lease_renew_at:
@@ -414,15 +408,24 @@ class Watcher:
             log, "reconcile", outcome=outcome_name, duration_ms=round(duration * 1000, 1), **fields
         )
 
-    def _unexpected(self, stage: str, exc: Exception, *, revision: str | None = None) -> None:
+    def _unexpected(
+        self,
+        stage: str,
+        exc: Exception,
+        *,
+        revision: str | None = None,
+        back_off: bool = True,
+    ) -> None:
         """Log an unexpected error with its traceback, count it, and back off (at most an
-        interval, so the loop tries again at least as often as it would fetch)."""
+        interval, so the loop tries again at least as often as it would fetch); not for
+        the analysis, which must not delay the reconciles."""
         telemetry.LOOP_ERRORS.labels(stage=stage).inc()
         reason = reconciling.describe(exc)
         fields = {"stage": stage, "holder": self.holder, "revision": _short(revision)}
         # logs.event's shape, plus the traceback (the JSON line's "traceback" field)
         log.error("unexpected-error", exc_info=exc, extra={"fields": {**fields, "reason": reason}})
-        self._back_off(reason, cap=self.options.interval_s)
+        if back_off:
+            self._back_off(reason, cap=self.options.interval_s)
 
     def _back_off(self, reason: str, *, cap: float | None = None) -> None:
         self.backoff_s = min(BACKOFF_MAX_S, max(BACKOFF_MIN_S, self.backoff_s * 2))
