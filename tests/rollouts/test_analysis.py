@@ -30,6 +30,14 @@ def version_2(canary: Canary, **options: str | None) -> None:
     canary.reconcile()
 
 
+def refuse_pushes(canary: Canary, said: str = "") -> Path:
+    """A pre-receive hook on the fleet repository that refuses every push, saying ``said``."""
+    hook = canary.bare / "hooks" / "pre-receive"
+    hook.write_text(f"#!/bin/sh\necho '{said}' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    return hook
+
+
 def live_version(canary: Canary) -> str:
     return str(canary.registry.live()["AIModel/alpha"]["version"])
 
@@ -127,9 +135,7 @@ def test_without_rollout_a_new_version_is_verified_with_all_calls(canary: Canary
 def test_a_refused_push_leaves_the_rollback_pending_and_calls_on_stable(canary: Canary) -> None:
     canary.canary.behaviour = "status:500"
     version_2(canary)
-    hook = canary.bare / "hooks" / "pre-receive"
-    hook.write_text("#!/bin/sh\necho 'rollbacks need a review' >&2\nexit 1\n")
-    hook.chmod(0o755)
+    refuse_pushes(canary, "rollbacks need a review")
     engine = routing.RoutingEngine(canary.settings, canary.db())
     try:
         engine.refresh()
@@ -219,9 +225,7 @@ def test_a_rollback_by_hand_after_a_promotion_is_not_analysed(canary: Canary) ->
 def test_a_rollback_by_hand_ends_a_pending_one_and_names_its_revision(canary: Canary) -> None:
     canary.canary.behaviour = "status:500"
     version_2(canary)
-    hook = canary.bare / "hooks" / "pre-receive"
-    hook.write_text("#!/bin/sh\nexit 1\n")
-    hook.chmod(0o755)
+    hook = refuse_pushes(canary)
     engine = routing.RoutingEngine(canary.settings, canary.db())
     try:
         engine.refresh()
