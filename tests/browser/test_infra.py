@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.browser import pages
 from tests.browser.conftest import CHROMIUM, LAUNCH_ARGS
@@ -136,3 +136,33 @@ def test_signing_in_reaches_the_fleet_page(page: Page, grove_server: GroveServer
     expect(page).to_have_title(re.compile("Fleet"))
     expect(page.get_by_text("alpha").first).to_be_visible()
     pages.axe_clean(page)
+
+
+def test_a_live_refresh_cut_short_is_ignored_and_any_other_fetch_is_not(
+    browser: Browser,
+) -> None:
+    """The page's own live-fragment fetch, aborted (a form was sent meanwhile), is no error a
+    person sees; the same fetch without the header is recorded."""
+    gate = ConsoleGate()
+    context = gate.watch(browser.new_context())
+    script = (
+        "<script>fetch('/status', {headers: {'X-Grove-Fragment': 'live'}}).catch(() => {});"
+        "fetch('/other').catch(() => {});</script>"
+    )
+
+    def serve(route: Route) -> None:
+        if route.request.resource_type == "document":
+            route.fulfill(content_type="text/html", body=f"<!doctype html><title>t</title>{script}")
+        else:
+            route.abort("aborted")
+
+    try:
+        page = context.new_page()
+        page.route("http://grove.test/**", serve)
+        with page.expect_event("requestfailed"), page.expect_event("requestfailed"):
+            page.goto("http://grove.test/")
+    finally:
+        context.close()
+    problems = gate.problems()
+    assert "unexpected requestfailed: GET http://grove.test/other net::ERR_ABORTED" in problems
+    assert "grove.test/status" not in problems
