@@ -27,6 +27,8 @@ class Health(StrEnum):
 
 
 CONDITION_TYPES = ("Ready", "Reconciling", "Stalled", "Drifted", "RollbackPending")
+# conditions that say something is wrong when they are True (Ready says so when it is not)
+TROUBLE_WHEN_TRUE = frozenset({"Stalled", "Drifted", "RollbackPending"})
 
 
 class ConditionStatus(StrEnum):
@@ -51,6 +53,14 @@ class Condition:
     def __post_init__(self) -> None:
         # the word itself ("True") is accepted as well as the member, and kept as the member
         object.__setattr__(self, "status", ConditionStatus(self.status))
+
+    @property
+    def troubled(self) -> bool:
+        """Whether this condition says something is wrong: Ready not True, or one of
+        :data:`TROUBLE_WHEN_TRUE` True."""
+        if self.type == "Ready":
+            return self.status is not ConditionStatus.TRUE
+        return self.type in TROUBLE_WHEN_TRUE and self.status is ConditionStatus.TRUE
 
     def to_json(self) -> dict[str, str]:
         return serial.dump(self)

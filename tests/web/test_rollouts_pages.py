@@ -376,6 +376,10 @@ def test_a_rollback_that_cannot_be_pushed_shows_the_commit_to_make(
     status = operator.get("/status")
     words = text_of(status)
     assert "RollbackPending" in words and "!" in words
+    condition = re.search(
+        r"<th scope=\"row\">RollbackPending</th>\s*<td class=\"([^\"]+)\"", status.text
+    )
+    assert condition is not None and condition.group(1) == "tone-bad"  # True is the bad case
     assert "Rollback pending: alpha" in words
     assert "grove rollback alpha --to 1" in words  # the command to run by hand
     assert "Why it could not be pushed" in words
