@@ -486,6 +486,7 @@ class Analyst:
                     moved,
                     actor=author,
                     details={"reason": reason[:500], "command": commit["command"]},
+                    version_to=rollout.stable_version,
                 )
         logs.event(
             log,
