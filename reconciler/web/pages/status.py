@@ -57,7 +57,9 @@ SYNC = {
 HEALTH = {
     Health.HEALTHY: Axis("Healthy", "✓", "ok", "applied and in sync; nothing drifted or stalled"),
     Health.PROGRESSING: Axis("Progressing", "↻", "warn", "changes are waiting to be applied"),
-    Health.DEGRADED: Axis("Degraded", "!", "bad", "stalled, drifted from git, or a rollback not pushed"),
+    Health.DEGRADED: Axis(
+        "Degraded", "!", "bad", "stalled, drifted from git, or a rollback not pushed"
+    ),
     Health.UNKNOWN: Axis("Unknown", "?", "idle", "nothing has been applied yet"),
 }
 UNKNOWN = Axis("Unknown", "?", "idle", "the status could not be read")
