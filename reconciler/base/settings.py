@@ -118,6 +118,14 @@ class Settings(BaseSettings):
         "this many seconds keeps working (0: none does); revocation cannot reach a server "
         "that cannot read the database (GROVE_TOKEN_OUTAGE_WINDOW_S).",
     )
+    stream_idle_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A streamed answer (/v1 with stream: true) fails when its provider sends "
+        "nothing for this long; the model's timeoutMs still bounds the whole call "
+        "(GROVE_STREAM_IDLE_S).",
+    )
     max_delete_ratio: float = Field(
         0.5, ge=0, le=1, description="Refuse plans removing more than this share of live objects."
     )
