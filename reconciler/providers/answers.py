@@ -13,6 +13,13 @@ cost negative or non-finite, a routing-log row the database refuses, or a
 
 Pydantic at the edge, strict: a count is a JSON integer, not ``"7"``, not
 ``7.0``, not ``true``. Fields Grove does not read are ignored.
+
+Tool calls are read as OpenAI carries them (an id, a function name, the arguments
+as JSON text): Anthropic's and Gemini's argument objects are serialized, and must
+be objects whose every value JSON can carry. Each format's finish reason is told
+in OpenAI's words (:class:`FinishReason`); a reason Grove does not know is
+``stop``, and a turn that ends in tool calls says ``tool_calls`` whatever the
+provider called it, since that is what a caller's tool loop looks at.
 """
 
 from __future__ import annotations
@@ -20,20 +27,30 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import secrets
 from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from reconciler.providers.base import MAX_TOKENS, FailureKind, ProviderError
+from reconciler.providers.base import (
+    MAX_TOKENS,
+    FailureKind,
+    FinishReason,
+    ProviderError,
+    ToolCall,
+)
 
 MAX_INT_DIGITS = 20  # longer JSON integers are not converted (Python refuses over 4,300)
 MAX_SHOWN = 40  # characters of a bad string shown in a message
@@ -53,9 +70,35 @@ def _whole(text: str) -> str:
     return text
 
 
+def _object_text(value: Any) -> str:
+    """A tool call's arguments object (Anthropic's ``input``, Gemini's ``args``) as the
+    JSON text OpenAI carries. Numbers JSON cannot carry (``1e400`` is inf, a 400-digit
+    integer was never converted) and lone surrogates make it no answer."""
+    if not isinstance(value, dict):
+        raise PydanticCustomError("object_type", "a tool call's arguments must be a JSON object")
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):  # HugeNumber, inf or nan, too deep
+        raise PydanticCustomError(
+            "unserializable", "a tool call's arguments must hold only finite numbers"
+        ) from None
+    return _whole(text)
+
+
 TokenCount = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 Text = Annotated[str, AfterValidator(_whole)]
 Reason = Annotated[Text | None, Field(max_length=64)]  # finish / stop reasons
+Arguments = Annotated[str, BeforeValidator(_object_text)]  # an object, as JSON text
+
+
+def new_call_id() -> str:
+    """An id for a tool call whose provider gave none (Gemini): as OpenAI's look."""
+    return "call_" + secrets.token_hex(12)
+
+
+def _finish(reasons: dict[str, FinishReason], reason: str | None, called: bool) -> FinishReason:
+    finish = reasons.get(reason or "", FinishReason.STOP)
+    return FinishReason.TOOL_CALLS if called and finish is FinishReason.STOP else finish
 
 
 class HugeNumber:
@@ -97,6 +140,8 @@ class Reading:
     input_tokens: int
     output_tokens: int
     counted: bool = True
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: FinishReason = FinishReason.STOP
 
 
 class _Wire(BaseModel):
@@ -111,13 +156,56 @@ class _OpenAIUsage(_Wire):
     completion_tokens: TokenCount
 
 
+_OPENAI_REASONS = {
+    "stop": FinishReason.STOP,
+    "length": FinishReason.LENGTH,
+    "tool_calls": FinishReason.TOOL_CALLS,
+    "function_call": FinishReason.TOOL_CALLS,  # the deprecated name of the same thing
+    "content_filter": FinishReason.CONTENT_FILTER,
+}
+
+
+class _OpenAIFunction(_Wire):
+    name: Text
+    arguments: Text  # JSON text as the model wrote it: passed on, not parsed
+
+
+class _OpenAIToolCall(_Wire):
+    id: Text
+    function: _OpenAIFunction
+
+
 class _OpenAIMessage(_Wire):
-    content: Text
+    # before content, whose check reads them
+    tool_calls: list[_OpenAIToolCall] | None = None
+    refusal: Text | None = None  # why the model declined to write a structured output
+    content: Text | None = Field(default=None, validate_default=True)
+
+    @field_validator("content")
+    @classmethod
+    def _text_tool_calls_or_refusal(cls, content: str | None, info: ValidationInfo) -> str | None:
+        if content is None and not info.data.get("tool_calls") and info.data.get("refusal") is None:
+            raise PydanticCustomError(
+                "content_missing", "a message without tool calls or a refusal must have a text"
+            )
+        return content
 
 
 class _OpenAIChoice(_Wire):
     message: _OpenAIMessage
     finish_reason: Reason = None
+
+    def reading(self, input_tokens: int, output_tokens: int, *, counted: bool = True) -> Reading:
+        calls = tuple(
+            ToolCall(call.id, call.function.name, call.function.arguments)
+            for call in self.message.tool_calls or ()
+        )
+        message = self.message
+        finish = _finish(_OPENAI_REASONS, self.finish_reason, bool(calls))
+        if message.content is None and message.refusal is not None:  # the refusal is the text
+            finish = FinishReason.CONTENT_FILTER
+        text = message.content if message.content is not None else message.refusal or ""
+        return Reading(text, input_tokens, output_tokens, counted, calls, finish)
 
 
 class OpenAIAnswer(_Wire):
@@ -125,10 +213,7 @@ class OpenAIAnswer(_Wire):
     usage: _OpenAIUsage
 
     def reading(self) -> Reading:
-        usage = self.usage
-        return Reading(
-            self.choices[0].message.content, usage.prompt_tokens, usage.completion_tokens
-        )
+        return self.choices[0].reading(self.usage.prompt_tokens, self.usage.completion_tokens)
 
 
 class CompatibleAnswer(_Wire):
@@ -138,24 +223,48 @@ class CompatibleAnswer(_Wire):
     usage: _OpenAIUsage | None = None
 
     def reading(self) -> Reading:
-        text = self.choices[0].message.content
         if self.usage is None:
-            return Reading(text, 0, 0, counted=False)
-        return Reading(text, self.usage.prompt_tokens, self.usage.completion_tokens)
+            return self.choices[0].reading(0, 0, counted=False)
+        return self.choices[0].reading(self.usage.prompt_tokens, self.usage.completion_tokens)
 
 
 # ---------------------------------------------------------------- Anthropic Messages
 
 
+_ANTHROPIC_REASONS = {
+    "end_turn": FinishReason.STOP,
+    "stop_sequence": FinishReason.STOP,
+    "max_tokens": FinishReason.LENGTH,
+    "model_context_window_exceeded": FinishReason.LENGTH,
+    "tool_use": FinishReason.TOOL_CALLS,
+    "refusal": FinishReason.CONTENT_FILTER,
+}
+
+
 class _AnthropicBlock(_Wire):
+    """A content block: text, or a tool call (other kinds, such as thinking, are not
+    read)."""
+
     type: Annotated[str, Field(max_length=64)]
     text: Text | None = None
+    id: Text | None = None  # tool_use
+    name: Text | None = None  # tool_use
+    input: Arguments | None = None  # tool_use, as JSON text
 
     @model_validator(mode="after")
-    def _text_blocks_have_text(self) -> _AnthropicBlock:
+    def _blocks_are_whole(self) -> _AnthropicBlock:
         if self.type == "text" and self.text is None:
             raise PydanticCustomError("text_missing", "a text block must have a text")
+        if self.type == "tool_use" and None in (self.id, self.name, self.input):
+            raise PydanticCustomError(
+                "tool_use_incomplete", "a tool_use block must have an id, a name and an input"
+            )
         return self
+
+    def call(self) -> ToolCall | None:
+        if self.type != "tool_use" or self.id is None or self.name is None:
+            return None
+        return ToolCall(self.id, self.name, self.input or "{}")
 
 
 class _AnthropicUsage(_Wire):
@@ -170,7 +279,14 @@ class AnthropicAnswer(_Wire):
 
     def reading(self) -> Reading:
         text = "".join(b.text for b in self.content if b.type == "text" and b.text is not None)
-        return Reading(text, self.usage.input_tokens, self.usage.output_tokens)
+        calls = tuple(call for block in self.content if (call := block.call()) is not None)
+        return Reading(
+            text,
+            self.usage.input_tokens,
+            self.usage.output_tokens,
+            tool_calls=calls,
+            finish_reason=_finish(_ANTHROPIC_REASONS, self.stop_reason, bool(calls)),
+        )
 
 
 # ---------------------------------------------------------------- Gemini generateContent
@@ -180,8 +296,26 @@ class _Camel(_Wire):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False)
 
 
+_GEMINI_REASONS = {
+    "STOP": FinishReason.STOP,
+    "MAX_TOKENS": FinishReason.LENGTH,
+    **dict.fromkeys(
+        ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"),
+        FinishReason.CONTENT_FILTER,
+    ),
+}
+
+
+class _GeminiCall(_Camel):
+    name: Text
+    args: Arguments = "{}"  # absent for a function without parameters
+    id: Text | None = None  # Gemini gives none; one is made up when it is absent
+
+
 class _GeminiPart(_Camel):
     text: Text = ""
+    thought: bool = False  # a summary of the model's thinking, not its answer
+    function_call: _GeminiCall | None = None
 
 
 class _GeminiContent(_Camel):
@@ -189,7 +323,7 @@ class _GeminiContent(_Camel):
 
 
 class _GeminiCandidate(_Camel):
-    content: _GeminiContent
+    content: _GeminiContent = _GeminiContent()  # absent when blocked (SAFETY)
     finish_reason: Reason = None
 
 
@@ -199,14 +333,48 @@ class _GeminiUsage(_Camel):
     candidates_token_count: TokenCount = 0
 
 
+class _GeminiFeedback(_Camel):
+    block_reason: Reason = None  # the prompt was blocked: no candidate
+
+
 class GeminiAnswer(_Camel):
-    candidates: Annotated[list[_GeminiCandidate], Field(min_length=1)]
+    prompt_feedback: _GeminiFeedback | None = None  # before candidates: their check reads it
+    candidates: list[_GeminiCandidate] = Field(default=[], validate_default=True)
     usage_metadata: _GeminiUsage
 
+    @field_validator("candidates")
+    @classmethod
+    def _answered_or_blocked(
+        cls, candidates: list[_GeminiCandidate], info: ValidationInfo
+    ) -> list[_GeminiCandidate]:
+        feedback = info.data.get("prompt_feedback")
+        if not candidates and (feedback is None or feedback.block_reason is None):
+            raise PydanticCustomError(
+                "candidates_missing", "an answer has a candidate unless its prompt was blocked"
+            )
+        return candidates
+
     def reading(self) -> Reading:
-        text = "".join(part.text for part in self.candidates[0].content.parts)
         usage = self.usage_metadata
-        return Reading(text, usage.prompt_token_count, usage.candidates_token_count)
+        if not self.candidates:  # a blocked prompt: filtered, not a failure of the model
+            return Reading(
+                "", usage.prompt_token_count, 0, finish_reason=FinishReason.CONTENT_FILTER
+            )
+        candidate = self.candidates[0]
+        parts = candidate.content.parts
+        text = "".join(part.text for part in parts if not part.thought)
+        calls = tuple(
+            ToolCall(call.id or new_call_id(), call.name, call.args)
+            for part in parts
+            if (call := part.function_call) is not None
+        )
+        return Reading(
+            text,
+            usage.prompt_token_count,
+            usage.candidates_token_count,
+            tool_calls=calls,
+            finish_reason=_finish(_GEMINI_REASONS, candidate.finish_reason, bool(calls)),
+        )
 
 
 Answer = OpenAIAnswer | CompatibleAnswer | AnthropicAnswer | GeminiAnswer
