@@ -22,8 +22,8 @@ from typing import Any, TextIO
 import uvicorn
 from fastapi import FastAPI
 
-from reconciler import web
-from reconciler.api import connections, hub, problems, routes
+from reconciler import gateway, web
+from reconciler.api import connections, deps, hub, problems, routes
 from reconciler.api.deps import Services
 from reconciler.api.limits import BodyLimits, Gate
 from reconciler.base import logs, telemetry
@@ -102,6 +102,7 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
     problems.install(app)
     for router in routes.ROUTERS:
         app.include_router(router)
+    gateway.mount(app, gateway.Gateway(engine, deps.data_plane, services.hub.publish))
     web.mount(app, web.Console(settings, db, engine, services.authoring))
     return app
 

@@ -30,6 +30,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from reconciler import gateway
 from reconciler.api import hub
 from reconciler.api.previews import PlanPreviews
 from reconciler.api.problems import UNAUTHORIZED, ApiError
@@ -339,6 +340,15 @@ Admin = Annotated[tokens.Identity, Depends(RoleCheck("admin"))]
 # ``DATA_PLANE.of_token``.
 DATA_PLANE = RoleCheck("client")
 DataPlane = Annotated[tokens.Identity, Depends(DATA_PLANE)]
+
+
+async def data_plane(request: Request, token: str | None) -> None:
+    """The gateway's token check (``/v1``): the data plane's, with its 401 or 403 handed
+    over as the gateway's :class:`~reconciler.gateway.Refused`, for the caller's format."""
+    try:
+        await DATA_PLANE.of_token(request, token)
+    except ApiError as exc:
+        raise gateway.Refused(exc.status, exc.detail) from None
 
 
 def author(identity: tokens.Identity) -> authoring.Author:

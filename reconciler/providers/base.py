@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import AsyncGenerator, Mapping
 from enum import StrEnum
-from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 from reconciler.base import errors
@@ -241,7 +241,7 @@ class Adapter(Protocol):
         """Call the model; raise :class:`ProviderError` on any failure."""
         ...
 
-    def stream(self, model: manifests.AIModel, request: ChatRequest) -> AsyncIterator[Delta]:
+    def stream(self, model: manifests.AIModel, request: ChatRequest) -> AsyncGenerator[Delta, None]:
         """Call the model with streaming: an async generator of :data:`Delta` ending with
         one :class:`StreamEnd`; any failure, before the first delta or after, is a
         :class:`ProviderError`. Closing the generator early closes the upstream

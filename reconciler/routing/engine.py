@@ -40,7 +40,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Collection, Coroutine, Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,7 +51,15 @@ from reconciler.base.settings import Settings
 from reconciler.manifests import kinds as manifests
 from reconciler.manifests import scoring
 from reconciler.providers import Providers
-from reconciler.providers.base import ChatRequest, ChatResponse, FailureKind, ProviderError
+from reconciler.providers.base import (
+    ChatRequest,
+    ChatResponse,
+    Delta,
+    FailureKind,
+    ProviderError,
+    StreamEnd,
+    cost_of,
+)
 from reconciler.routing import canary, circuits, ranking, snapshots
 from reconciler.runtime.logwriter import LogWriter
 from reconciler.store import migrating, routing_logs
@@ -111,11 +119,13 @@ class RoutingFailed(errors.PermanentError):
         attempts: list[AttemptReport],
         *,
         client_error: bool = False,
+        field: str | None = None,
     ) -> None:
         super().__init__(message)
         self.decision = decision
         self.attempts = attempts
         self.client_error = client_error
+        self.field = field  # the request field Grove refused for the model, if that was it
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -264,7 +274,9 @@ class RoutingEngine:
     ) -> None:
         self.settings = settings
         self.db = db
-        self.providers = providers or Providers(allow_local=settings.allow_local_endpoints)
+        self.providers = providers or Providers(
+            allow_local=settings.allow_local_endpoints, stream_idle_s=settings.stream_idle_s
+        )
         self.breakers = breakers or circuits.Breakers()
         self.stats = LatencyStats()
         self.snapshots = (
@@ -524,7 +536,6 @@ class RoutingEngine:
         request_id = request.request_id or str(ids.uuid7())
         route = table.by_task.get(decision.task_type or "") if decision.task_type else None
         failover = route.failover if route is not None else DEFAULT_FAILOVER
-        allowed = frozenset(failover.on)
         attempts: list[AttemptReport] = []
         tried = 0
         splits = table.splits
@@ -552,53 +563,18 @@ class RoutingEngine:
                 latency = (time.perf_counter() - started) * 1000
                 attempts.append(AttemptReport(model_id, exc.kind, latency, str(exc), key.version))
                 self._record(request_id, request, decision, key, tried, latency, exc, None)
-                if exc.kind is FailureKind.CLIENT_ERROR:
-                    self.breakers.release(key)
-                    raise RoutingFailed(
-                        f"{model_id} refused the request ({exc}); not failing over",
-                        decision,
-                        attempts,
-                        client_error=True,
-                    ) from None
-                counted = self.breakers.failure(
-                    key,
-                    cooldown_s=failover.cooldown_s,
-                    # A 429 always cools the model down: for Retry-After, or cooldownS;
-                    # a 503 with Retry-After for that long; anything else counts to the threshold.
-                    retry_after_s=(exc.retry_after_s or float(failover.cooldown_s))
-                    if exc.kind is FailureKind.RATE_LIMIT
-                    else exc.retry_after_s,
-                    why=exc.kind.value,
-                )
-                if counted:  # not for a version a new snapshot has replaced meanwhile
-                    telemetry.CIRCUIT_OPEN.labels(model=model_id).set(
-                        int(self.breakers.blocked(key) is not None)
-                    )
-                if not exc.moves_on(allowed):
-                    raise RoutingFailed(
-                        f"{model_id} failed ({exc}) and the rule does not fail over on "
-                        f"{exc.kind.value}",
-                        decision,
-                        attempts,
-                    ) from None
-                telemetry.FAILOVERS.inc()
+                self._failed(key, exc, failover, decision, attempts)
                 continue
             except BaseException:
                 self.breakers.release(key)
                 raise
-            if self.breakers.success(key):  # a gauge write per call costs, with --workers
-                telemetry.CIRCUIT_OPEN.labels(model=model_id).set(0)
+            self._succeeded(key)
             attempts.append(
                 AttemptReport(
                     model_id, AttemptOutcome.SUCCESS, response.latency_ms, None, key.version
                 )
             )
-            failed = [a for a in attempts if isinstance(a.outcome, FailureKind)]
-            if failed:
-                why = ", ".join(f"{a.model_id}: {a.outcome}" for a in failed)
-                decision = dataclasses.replace(
-                    decision, model_id=model_id, reason=f"failover from {why}; {decision.reason}"
-                )
+            decision = _after_failover(decision, model_id, attempts)
             self._record(
                 request_id, request, decision, key, tried, response.latency_ms, None, response
             )
@@ -607,6 +583,113 @@ class RoutingEngine:
             )
         names = ", ".join(f"{a.model_id} ({a.outcome})" for a in attempts) or "none"
         raise RoutingFailed(f"every model failed: {names}", decision, attempts)
+
+    async def open_stream(self, request: TaskRequest, chat: ChatRequest) -> RoutedStream:
+        """Route a streamed call: walk the chain as :meth:`route_request` does until a
+        model sends its first delta, and return the stream from there. Failover happens
+        only here, before anything reaches the caller; a failure after the first delta
+        ends the stream (:class:`StreamBroken`) and is that attempt's routing-log row."""
+        table = self.table()
+        decision = self._decide(table, request)
+        if not decision.chain:
+            raise NoEligibleModel(decision)
+        request_id = request.request_id or str(ids.uuid7())
+        route = table.by_task.get(decision.task_type or "") if decision.task_type else None
+        failover = route.failover if route is not None else DEFAULT_FAILOVER
+        attempts: list[AttemptReport] = []
+        tried = 0
+        splits = table.splits
+        for model_id, model, key in _versions(decision.chain, table, splits, request_id):
+            if tried >= decision.max_attempts:
+                break
+            if not self.breakers.acquire(key):
+                attempts.append(
+                    AttemptReport(
+                        model_id, AttemptOutcome.SKIPPED, 0.0, "circuit open", key.version
+                    )
+                )
+                if splits and model_id in splits and key == table.versions[model_id]:
+                    self._record(
+                        request_id, request, decision, key, tried + 1, 0.0, CIRCUIT_OPEN, None
+                    )
+                continue
+            tried += 1
+            started = time.perf_counter()
+            deltas = self.providers.stream(model, chat)
+            try:
+                first = await anext(deltas)
+            except ProviderError as exc:
+                await deltas.aclose()
+                latency = (time.perf_counter() - started) * 1000
+                attempts.append(AttemptReport(model_id, exc.kind, latency, str(exc), key.version))
+                self._record(request_id, request, decision, key, tried, latency, exc, None)
+                self._failed(key, exc, failover, decision, attempts)
+                continue
+            except BaseException:
+                self.breakers.release(key)
+                await deltas.aclose()
+                raise
+            return RoutedStream(
+                self,
+                _Attempt(request_id, request, decision, key, tried, model, started, failover),
+                attempts,
+                first,
+                deltas,
+            )
+        names = ", ".join(f"{a.model_id} ({a.outcome})" for a in attempts) or "none"
+        raise RoutingFailed(f"every model failed: {names}", decision, attempts)
+
+    def _succeeded(self, key: circuits.ModelVersion) -> None:
+        if self.breakers.success(key):  # a gauge write per call costs, with --workers
+            telemetry.CIRCUIT_OPEN.labels(model=key.model_id).set(0)
+
+    def _failed(
+        self,
+        key: circuits.ModelVersion,
+        exc: ProviderError,
+        failover: manifests.Failover,
+        decision: ranking.RoutingDecision,
+        attempts: list[AttemptReport],
+    ) -> None:
+        """After a failed attempt (already in ``attempts`` and logged): a client error
+        stops the walk, anything else counts against the version's circuit, and a
+        failure the rule does not fail over on stops it too; else the walk goes on."""
+        model_id = key.model_id
+        if exc.kind is FailureKind.CLIENT_ERROR:
+            self.breakers.release(key)
+            raise RoutingFailed(
+                f"{model_id} refused the request ({exc}); not failing over",
+                decision,
+                attempts,
+                client_error=True,
+                field=exc.field,
+            ) from None
+        self._count_failure(key, exc, failover)
+        if not exc.moves_on(frozenset(failover.on)):
+            raise RoutingFailed(
+                f"{model_id} failed ({exc}) and the rule does not fail over on {exc.kind.value}",
+                decision,
+                attempts,
+            ) from None
+        telemetry.FAILOVERS.inc()
+
+    def _count_failure(
+        self, key: circuits.ModelVersion, exc: ProviderError, failover: manifests.Failover
+    ) -> None:
+        counted = self.breakers.failure(
+            key,
+            cooldown_s=failover.cooldown_s,
+            # A 429 always cools the model down: for Retry-After, or cooldownS;
+            # a 503 with Retry-After for that long; anything else counts to the threshold.
+            retry_after_s=(exc.retry_after_s or float(failover.cooldown_s))
+            if exc.kind is FailureKind.RATE_LIMIT
+            else exc.retry_after_s,
+            why=exc.kind.value,
+        )
+        if counted:  # not for a version a new snapshot has replaced meanwhile
+            telemetry.CIRCUIT_OPEN.labels(model=key.model_id).set(
+                int(self.breakers.blocked(key) is not None)
+            )
 
     def _record(
         self,
@@ -623,7 +706,9 @@ class RoutingEngine:
         if error is None:  # a fast failure is not a fast model
             self.stats.add(key, latency_ms)
         outcome = AttemptOutcome.SUCCESS if error is None else error.kind
-        if error is not CIRCUIT_OPEN:  # not a call: no request counted, no latency
+        if error is CANCELLED:
+            telemetry.model_requests(model_id, CANCELLED_KIND).inc()
+        elif error is not CIRCUIT_OPEN:  # not a call: no request counted, no latency
             telemetry.model_requests(model_id, outcome).inc()
             telemetry.model_latency(model_id).observe(latency_ms / 1000)
         if self.writer is None:
@@ -643,6 +728,8 @@ class RoutingEngine:
                 if error is None
                 else "circuit_open"
                 if error is CIRCUIT_OPEN
+                else CANCELLED_KIND
+                if error is CANCELLED
                 else error.kind.value,
                 input_tokens=response.input_tokens if response and counted else None,
                 output_tokens=response.output_tokens if response and counted else None,
@@ -695,6 +782,168 @@ class RoutingEngine:
 
 
 CIRCUIT_OPEN = ProviderError(FailureKind.SERVER_ERROR, "circuit open: not called")
+# A caller that went away mid-stream: the attempt's row, which no analysis counts against
+# the model (like a client error), and no circuit either.
+CANCELLED = ProviderError(FailureKind.CLIENT_ERROR, "the caller disconnected; upstream closed")
+CANCELLED_KIND = "cancelled"
+
+
+class StreamBroken(errors.TemporaryError):
+    """The model that was streaming failed after its first delta reached the caller:
+    no failover is possible any more (the caller has part of an answer)."""
+
+    def __init__(self, model_id: str, error: ProviderError) -> None:
+        super().__init__(f"{model_id} failed mid-stream: {error}")
+        self.model_id = model_id
+        self.error = error
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Attempt:
+    """The attempt a :class:`RoutedStream` carries on: what its log row needs."""
+
+    request_id: str
+    request: TaskRequest
+    decision: ranking.RoutingDecision
+    key: circuits.ModelVersion
+    number: int
+    model: manifests.AIModel
+    started: float
+    failover: manifests.Failover
+
+
+class RoutedStream:
+    """A streamed call whose model has sent its first delta: iterate it for the deltas
+    (the first included). The attempt's routing-log row, metrics and circuit are written
+    when the stream ends: a success at its :class:`StreamEnd` (tokens and cost from it),
+    a failure as :class:`StreamBroken`, and ``cancelled`` when the caller stops
+    iterating (:meth:`aclose`), which closes the upstream connection at once."""
+
+    def __init__(
+        self,
+        engine: RoutingEngine,
+        attempt: _Attempt,
+        attempts: list[AttemptReport],
+        first: Delta,
+        rest: AsyncGenerator[Delta, None],
+    ) -> None:
+        self._engine = engine
+        self._attempt = attempt
+        self._first: Delta | None = first
+        self._rest = rest
+        self._ended = False
+        self.attempts = attempts  # the failed ones before it; its own is added at the end
+        self.request_id = attempt.request_id
+        self.model_id = attempt.key.model_id
+        self.version = attempt.key.version
+        self.model = attempt.model
+        self.decision = _after_failover(attempt.decision, self.model_id, attempts)
+        self.end: StreamEnd | None = None
+        self.cost_usd: float | None = None
+
+    @property
+    def tried(self) -> int:
+        """How many models were called, this one included."""
+        return self._attempt.number
+
+    def __aiter__(self) -> RoutedStream:
+        return self
+
+    async def __anext__(self) -> Delta:
+        first = self._first
+        if first is not None:
+            self._first = None
+            self._check_end(first)
+            return first
+        if self._ended:
+            raise StopAsyncIteration
+        try:
+            delta = await anext(self._rest)
+        except StopAsyncIteration:  # an adapter that ended without its StreamEnd: a bug
+            early = ProviderError(
+                FailureKind.BAD_RESPONSE, f"{self.model_id}: the stream ended without its end"
+            )
+            self._finish(early)
+            raise StreamBroken(self.model_id, early) from None
+        except ProviderError as exc:
+            self._finish(exc)
+            raise StreamBroken(self.model_id, exc) from None
+        except BaseException:
+            await self.aclose()
+            raise
+        self._check_end(delta)
+        return delta
+
+    def _check_end(self, delta: Delta) -> None:
+        if isinstance(delta, StreamEnd):
+            self.end = delta
+            self._finish(None)
+
+    async def aclose(self) -> None:
+        """Stop early (the caller went away): close the upstream call, log ``cancelled``."""
+        if not self._ended:
+            self._finish(CANCELLED)
+        await self._rest.aclose()
+
+    def _finish(self, error: ProviderError | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        attempt, engine = self._attempt, self._engine
+        key = attempt.key
+        latency = (time.perf_counter() - attempt.started) * 1000
+        response = None
+        if error is None:
+            end = self.end
+            assert end is not None
+            self.cost_usd = cost_of(attempt.model, end.input_tokens, end.output_tokens)
+            response = ChatResponse(
+                model_id=self.model_id,
+                provider_model=attempt.model.payload.provider_model or "",
+                text="",
+                input_tokens=end.input_tokens,
+                output_tokens=end.output_tokens,
+                cost_usd=self.cost_usd,
+                latency_ms=latency,
+                counted=end.counted,
+                finish_reason=end.finish_reason,
+            )
+            engine._succeeded(key)
+            outcome: AttemptOutcome | FailureKind = AttemptOutcome.SUCCESS
+        elif error is CANCELLED:
+            engine.breakers.release(key)
+            outcome = FailureKind.CLIENT_ERROR
+        else:
+            engine._count_failure(key, error, attempt.failover)
+            outcome = error.kind
+        self.attempts.append(
+            AttemptReport(
+                self.model_id, outcome, latency, None if error is None else str(error), key.version
+            )
+        )
+        engine._record(
+            attempt.request_id,
+            attempt.request,
+            self.decision,
+            key,
+            attempt.number,
+            latency,
+            error,
+            response,
+        )
+
+
+def _after_failover(
+    decision: ranking.RoutingDecision, model_id: str, attempts: list[AttemptReport]
+) -> ranking.RoutingDecision:
+    """The decision as it turned out: served by ``model_id``, after the failures."""
+    failed = [a for a in attempts if isinstance(a.outcome, FailureKind)]
+    if not failed:
+        return decision
+    why = ", ".join(f"{a.model_id}: {a.outcome}" for a in failed)
+    return dataclasses.replace(
+        decision, model_id=model_id, reason=f"failover from {why}; {decision.reason}"
+    )
 
 
 def _versions(

@@ -49,6 +49,7 @@ class TaskRequest:
     prompt: str = ""
     max_tokens: int = 512
     request_id: str | None = None
+    model: str | None = None  # a model by id: it first, then its fallbacks (the gateway)
 
     def wanted(self) -> tuple[manifests.CapabilityType, ...]:
         caps = list(self.capabilities)
@@ -204,6 +205,7 @@ class RoutingTable:
         self.enabled = tuple(
             sorted(i for i, m in models.items() if m.payload.state is manifests.ModelState.ENABLED)
         )
+        self._enabled_set = frozenset(self.enabled)
         self.by_task: dict[str, Route] = {}
         for ident, rule in sorted(rules.items()):
             if rule.payload.enabled:
@@ -318,6 +320,8 @@ class RoutingTable:
         """The chain walks the route's order and stops once it holds enough models for
         failover: the cost depends on the chain, not on the size of the fleet. ``note``
         ends the reason (the router's word on an override it ignores)."""
+        if request.model is not None:
+            return self.direct(request.model, note=note)
         route = self.route_for(request)
         wanted = route.failover.max_attempts + CHAIN_SPARE
         ahead: list[tuple[Candidate, str]] = []  # skipped before the first usable model
@@ -430,6 +434,35 @@ class RoutingTable:
                 found.append((match.score, model))
         found.sort(key=lambda item: (-item[0], -item[1].payload.priority, item[1].id))
         return found
+
+    def direct(self, model_id: str, *, note: str = "") -> RoutingDecision:
+        """A model named by id (the gateway's ``model``): it, then its own enabled
+        ``fallbacks`` in their order, each tried once (circuits skip a blocked one when
+        called). NoRoute when no enabled model has that id."""
+        model = self.models.get(model_id)
+        if model is None or model.payload.state is not manifests.ModelState.ENABLED:
+            state = "no model" if model is None else f"model is {model.payload.state.value}:"
+            raise NoRoute(f"{state} {model_id!r} cannot serve requests")
+        enabled = self._enabled_set
+        fallbacks = [f for f in model.payload.fallbacks if f in enabled and f != model_id]
+        chain = (model_id, *dict.fromkeys(fallbacks))
+        listed = f", then its fallbacks {', '.join(chain[1:])}" if len(chain) > 1 else ""
+        reason = f"named model: {model_id}{listed}"
+        return RoutingDecision(
+            model_id=model_id,
+            chain=chain,
+            rule_id=None,
+            task_type=None,
+            strategy="direct",
+            reason=f"{reason}; {note}" if note else reason,
+            revision=self.revision,
+            serial=self.serial,
+            max_attempts=len(chain),
+            explain=lambda: tuple(
+                CandidateReport(m, True, i + 1, None, "named" if i == 0 else "fallback")
+                for i, m in enumerate(chain)
+            ),
+        )
 
     def round_robin(self, counter: int, reason: str) -> RoutingDecision:
         """Degraded mode: every enabled model in turn, when the router itself failed."""

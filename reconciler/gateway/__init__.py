@@ -1,0 +1,189 @@
+"""The gateway: OpenAI- and Anthropic-compatible endpoints in front of Grove's router.
+
+``POST /v1/chat/completions`` (:mod:`.openai`), ``POST /v1/messages``
+(:mod:`.anthropic`) and ``GET /v1/models``, on the same server as the API
+(DESIGN section 12, docs/gateway.md). An application keeps its SDK and points its
+base URL at Grove; the request's ``model`` names a rule's taskType, a model id or
+``capability:a,b`` (:func:`common.resolve`), and the router does the rest: ranking,
+failover, circuits, canaries, the routing log, exactly as for
+``POST /api/routing/execute``.
+
+Beside ``web/`` and below ``api/``: the API hands the gateway its router and the
+check of the caller's token (:class:`Gateway`), so a token is verified by the same
+code, with the same cache and outage rules, as on every API route. The routes are
+plain Starlette routes, not FastAPI's: their bodies, answers and errors are the
+providers' formats, not the API's problem documents, and a routed call should not
+pay for dependency resolution it does not use.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from types import ModuleType
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from reconciler.base import errors, ids
+from reconciler.gateway import anthropic, common, openai
+from reconciler.gateway.common import GatewayError, Kind
+from reconciler.routing import engine as routing
+from reconciler.routing import ranking
+
+__all__ = ["Gateway", "Refused", "mount"]
+
+# The check of a caller's token (as given, from whichever header carried it): returns
+# when it may call the data plane, raises Refused otherwise.
+Authenticate = Callable[[Request, "str | None"], Awaitable[None]]
+Publish = Callable[[str, dict[str, Any]], None]
+
+
+class Refused(Exception):
+    """The token check's answer: 401 or 403 and why (never the token)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Gateway:
+    def __init__(
+        self,
+        engine: routing.RoutingEngine,
+        authenticate: Authenticate,
+        publish: Publish | None = None,
+    ) -> None:
+        self.engine = engine
+        self.authenticate = authenticate
+        self.publish = publish or (lambda kind, data: None)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+            Route("/v1/messages", self.messages, methods=["POST"]),
+            Route("/v1/models", self.models, methods=["GET"]),
+        ]
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._routed(request, openai)
+
+    async def messages(self, request: Request) -> Response:
+        return await self._routed(request, anthropic)
+
+    async def models(self, request: Request) -> Response:
+        dialect = anthropic if "anthropic-version" in request.headers else openai
+        try:
+            await self._check(request, dialect)
+        except GatewayError as failure:
+            return _error(dialect, failure, None)
+        listing = common.listing(self.engine.table())
+        return _json(dialect.models(listing), 200, {})
+
+    # ---------------------------------------------------------------- the routed call
+
+    async def _routed(self, request: Request, dialect: ModuleType) -> Response:
+        # the caller's id when usable (a retry then gets the same canary choice), else new
+        request_id = common.request_id(request.headers.get("x-request-id")) or str(ids.uuid7())
+        try:
+            await self._check(request, dialect)
+            parsed: common.Parsed = dialect.parse(await request.body())
+            table = self.engine.table()
+            task = common.resolve(parsed.model, table, request_id)
+            if parsed.stream:
+                return await self._stream(task, parsed, dialect)
+            try:
+                result = await self.engine.route_request(task, parsed.chat)
+            except (routing.RoutingFailed, routing.NoEligibleModel, ranking.NoRoute) as exc:
+                self._failed_over(exc)
+                raise common.routing_error(exc) from None
+        except GatewayError as failure:
+            return _error(dialect, failure, request_id)
+        self._report(result.attempts, result.model_id)
+        decision = result.routing_decision
+        headers = common.grove_headers(
+            result.model_id,
+            decision.rule_id,
+            sum(1 for a in result.attempts if a.outcome != routing.AttemptOutcome.SKIPPED),
+            result.request_id,
+            result.version,
+        )
+        return _json(dialect.answer(result), 200, headers)
+
+    async def _stream(
+        self, task: ranking.TaskRequest, parsed: common.Parsed, dialect: ModuleType
+    ) -> Response:
+        try:
+            stream = await self.engine.open_stream(task, parsed.chat)
+        except (routing.RoutingFailed, routing.NoEligibleModel, ranking.NoRoute) as exc:
+            self._failed_over(exc)
+            raise common.routing_error(exc) from None
+        self._report(stream.attempts, stream.model_id)
+        headers = common.grove_headers(
+            stream.model_id,
+            stream.decision.rule_id,
+            stream.tried,
+            stream.request_id,
+            stream.version,
+        )
+        return common.EventStream(dialect.events(stream, parsed), headers)
+
+    async def _check(self, request: Request, dialect: ModuleType) -> None:
+        token = _token(request)
+        try:
+            await self.authenticate(request, token)
+        except Refused as refused:
+            kind = Kind.UNAUTHORIZED if refused.status == 401 else Kind.FORBIDDEN
+            raise GatewayError(refused.status, kind, refused.message) from None
+
+    def _report(self, attempts: Any, model_id: str) -> None:
+        """A failover that ended well, for the console's live feed."""
+        if attempts:
+            first = attempts[0].model_id
+            if first != model_id:
+                self.publish("failover", {"from": first, "to": model_id})
+
+    def _failed_over(self, exc: errors.GroveError) -> None:
+        if isinstance(exc, routing.RoutingFailed) and len(exc.attempts) > 1:
+            self.publish("failover", {"chain": list(exc.decision.chain), "failed": True})
+
+
+def _token(request: Request) -> str | None:
+    """The caller's token: ``Authorization: Bearer`` (the OpenAI SDK), or ``x-api-key``
+    (the Anthropic SDK); either SDK may call either endpoint."""
+    authorization = request.headers.get("authorization")
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+    return request.headers.get("x-api-key") or None
+
+
+def _json(body: dict[str, Any], status: int, headers: dict[str, str]) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def _error(dialect: ModuleType, failure: GatewayError, request_id: str | None) -> Response:
+    """The failure in the caller's format, with Retry-After when there is a time to give."""
+    headers: dict[str, str] = {}
+    if failure.retry_after_s is not None:
+        headers["retry-after"] = str(max(1, round(failure.retry_after_s)))
+    if request_id is not None:
+        headers["x-request-id"] = request_id
+    if failure.status == 401:
+        headers["www-authenticate"] = "Bearer"
+    return _json(dialect.error(failure), failure.status, headers)
+
+
+def mount(app: Starlette, gateway: Gateway) -> None:
+    """Add the gateway's routes to ``app`` (before the console's catch-alls)."""
+    for route in gateway.routes():
+        app.router.routes.append(route)

@@ -1,0 +1,110 @@
+"""The gateway through a real server, plain HTTP (no SDK): the model-field forms, errors in
+each caller's shape, and a routed answer with Grove's headers. The SDK acceptance suite is
+tests/gateway/."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from tests.api.conftest import Server
+from tests.routing.fakes import FakeProvider
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeProvider]:
+    monkeypatch.setenv("GROVE_ALLOW_LOCAL_ENDPOINTS", "true")
+    server = FakeProvider("anthropic", reply="hello from claude")
+    yield server
+    server.close()
+
+
+def _register(server: Server, fake: FakeProvider) -> None:
+    models = (
+        {
+            "id": "claude",
+            "name": "Claude",
+            "provider": "anthropic",
+            "providerModel": "claude-x",
+            "endpoint": fake.url,
+            "credentials": {"env": "FAKE_ANTHROPIC_KEY"},
+            "priority": 900,
+            "fallbacks": ["steady"],
+            "capabilities": {"reasoning": 0.9},
+        },
+        {
+            "id": "steady",
+            "name": "Steady",
+            "provider": "mock",
+            "priority": 10,
+            "capabilities": {"reasoning": 0.5},
+        },
+    )
+    with server.client("operator") as client:
+        for body in reversed(models):  # the fallback first
+            created = client.post("/api/models/register", json=body)
+            assert created.status_code == 201, created.text
+
+
+def test_openai_shape_end_to_end(
+    fake: FakeProvider, monkeypatch: pytest.MonkeyPatch, server: Server
+) -> None:
+    monkeypatch.setenv("FAKE_ANTHROPIC_KEY", fake.key)
+    _register(server, fake)
+    with server.client("client") as client:
+        answer = client.post(
+            "/v1/chat/completions",
+            json={"model": "claude", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["model"] == "claude"
+        assert body["choices"][0]["message"]["content"] == "hello from claude"
+        assert answer.headers["x-grove-model"] == "claude"
+        assert answer.headers["x-grove-attempts"] == "1"
+        missing = client.post(
+            "/v1/chat/completions",
+            json={"model": "nope", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "model_not_found"
+        assert "claude" in missing.json()["error"]["message"]
+        extra = client.post(
+            "/v1/chat/completions",
+            json={"model": "claude", "seed": 1, "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert extra.status_code == 400, extra.text
+        assert extra.json()["error"]["param"] == "seed"
+        with client.stream(
+            "POST",
+            "/v1/chat/completions",
+            json={
+                "model": "claude",
+                "stream": True,
+                "stream_options": {"include_usage": True},
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        ) as streamed:
+            assert streamed.status_code == 200
+            lines = [line for line in streamed.iter_lines() if line.startswith("data: ")]
+        assert lines[-1] == "data: [DONE]"
+        chunks = [json.loads(line[6:]) for line in lines[:-1]]
+        text = "".join(
+            c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]
+        )
+        assert text == "hello from claude"
+        assert chunks[-1]["usage"]["completion_tokens"] > 0
+    with server.client("viewer") as client:
+        refused = client.post(
+            "/v1/messages",
+            json={
+                "model": "claude",
+                "max_tokens": 10,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        )
+        assert refused.status_code == 403
+        assert refused.json()["type"] == "error"
+        assert refused.json()["error"]["type"] == "permission_error"
