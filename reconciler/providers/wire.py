@@ -251,11 +251,13 @@ def _openai_options(request: ChatRequest) -> dict[str, Any]:
     return options
 
 
-def _function(name: str, description: str | None, parameters: Any) -> dict[str, Any]:
+def _function(
+    name: str, description: str | None, parameters: Any, *, key: str = "parameters"
+) -> dict[str, Any]:
     declared: dict[str, Any] = {"name": name}
     if description is not None:
         declared["description"] = description
-    declared["parameters"] = parameters
+    declared[key] = parameters
     return declared
 
 
@@ -269,10 +271,13 @@ class OpenAIChat(HttpAdapter):
         keyed = model.payload.provider is manifests.Provider.OPENAI
         key = api_key(model, required=keyed)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
+        # OpenAI's own API takes max_completion_tokens (its reasoning models refuse
+        # max_tokens); compatible servers (vLLM, TGI, Ollama) know max_tokens
+        limit = "max_completion_tokens" if keyed else "max_tokens"
         payload: dict[str, Any] = {
             "model": model.payload.provider_model,
             "messages": [_openai_message(m) for m in request.messages],
-            "max_tokens": request.max_tokens,
+            limit: request.max_tokens,
         }
         if request.temperature is not None:
             payload["temperature"] = request.temperature
@@ -478,7 +483,12 @@ class GeminiGenerate(HttpAdapter):
         if system:
             payload["systemInstruction"] = {"parts": [{"text": system}]}
         if request.tools:
-            declarations = [_function(t.name, t.description, t.parameters) for t in request.tools]
+            # parametersJsonSchema: full JSON Schema, as the callers' SDKs generate it
+            # (``parameters`` takes only an OpenAPI subset: no additionalProperties, $defs)
+            declarations = [
+                _function(t.name, t.description, t.parameters, key="parametersJsonSchema")
+                for t in request.tools
+            ]
             payload["tools"] = [{"functionDeclarations": declarations}]
         choice = request.tool_choice
         if choice is not None:

@@ -381,7 +381,8 @@ def version_sample(
         or_(
             table.c.success.is_(True),
             table.c.error_kind.is_(None),
-            table.c.error_kind != "client_error",
+            # neither the caller's mistake nor the caller leaving mid-stream is the model's
+            table.c.error_kind.not_in(("client_error", "cancelled")),
         ),
     )
     counted = connection.execute(

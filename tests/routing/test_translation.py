@@ -167,7 +167,7 @@ def test_openai_gets_every_field_in_its_own_words() -> None:
     assert payload == {
         "model": "openai-model",
         "messages": OPENAI_MESSAGES,
-        "max_tokens": 100,
+        "max_completion_tokens": 100,  # OpenAI's own API; compatible servers get max_tokens
         "temperature": 0.5,
         "top_p": 0.9,
         "stop": ["END", "STOP"],
@@ -194,13 +194,21 @@ def test_openai_compatible_servers_get_the_same_without_a_key_and_stream_with_us
     _, headers, payload = build("openai-compatible", FULL, stream=True)
     assert headers == {}
     assert payload["messages"] == OPENAI_MESSAGES
+    assert payload["max_tokens"] == 100 and "max_completion_tokens" not in payload
     assert (payload["stream"], payload["stream_options"]) == (True, {"include_usage": True})
 
 
 def test_only_what_was_given_is_sent() -> None:
     for kind in ("openai", "anthropic", "google"):
         _, _, payload = build(kind, ChatRequest.of("hi", max_tokens=7))
-        assert set(payload) <= {"model", "messages", "max_tokens", "contents", "generationConfig"}
+        assert set(payload) <= {
+            "model",
+            "messages",
+            "max_tokens",
+            "max_completion_tokens",
+            "contents",
+            "generationConfig",
+        }
     assert build("google", ChatRequest.of("hi", max_tokens=7))[2]["generationConfig"] == {
         "maxOutputTokens": 7
     }
@@ -345,9 +353,9 @@ def test_gemini_gets_every_field_in_its_own_words() -> None:
                     {
                         "name": "get_weather",
                         "description": "The weather now",
-                        "parameters": WEATHER,
+                        "parametersJsonSchema": WEATHER,  # full JSON Schema, not the subset
                     },
-                    {"name": "get_time", "parameters": NO_PARAMETERS},
+                    {"name": "get_time", "parametersJsonSchema": NO_PARAMETERS},
                 ]
             }
         ],
