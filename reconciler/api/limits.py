@@ -46,8 +46,10 @@ from fastapi.dependencies.models import Dependant
 from fastapi.security import APIKeyHeader
 from fastapi.security.base import SecurityBase
 from fastapi.security.http import HTTPBase
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 
+from reconciler import gateway
 from reconciler.api import problems
 from reconciler.api.problems import ApiError
 from reconciler.store import tokens
@@ -209,11 +211,11 @@ class BodyLimits:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if self.gate is not None and self.gate.refuses(scope, headers):
-            await _refuse(send, problems.UNAUTHORIZED)
+            await _refuse(scope, send, problems.UNAUTHORIZED)
             return
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await _refuse(send, self._too_large())
+            await _refuse(scope, send, self._too_large())
             return
         loop = asyncio.get_running_loop()
         due = None if self.body_timeout_s is None else loop.time() + self.body_timeout_s
@@ -221,19 +223,19 @@ class BodyLimits:
             async with asyncio.timeout_at(due):  # one timer for the whole body
                 body = await self._read(receive)
         except TimeoutError:
-            response = problems.respond(self._too_slow())
+            response = _refusal(scope, self._too_slow())
             response.headers["Connection"] = "close"  # the rest of the body is not read
             await response({"type": "http"}, _nothing, send)
             return
         if body is None:  # the client went away
             return
         if len(body) > self.max_bytes:
-            await _refuse(send, self._too_large())
+            await _refuse(scope, send, self._too_large())
             return
         kind = headers.get("content-type", "").lower()
         if body and "json" in kind and await _deeper_off_loop(body, self.max_depth):
             detail = f"JSON nested deeper than {self.max_depth} levels"
-            await _refuse(send, ApiError(422, "too-deep", "JSON nested too deep", detail))
+            await _refuse(scope, send, ApiError(422, "too-deep", "JSON nested too deep", detail))
             return
         replayed = False
 
@@ -271,10 +273,16 @@ class BodyLimits:
         return ApiError(408, "body-timeout", "Request body too slow", detail)
 
 
-async def _refuse(send: Send, error: ApiError) -> None:
-    """The same problem document every other error gets (``problems.respond``)."""
-    response = problems.respond(error)
-    await response({"type": "http"}, _nothing, send)
+async def _refuse(scope: Scope, send: Send, error: ApiError) -> None:
+    await _refusal(scope, error)({"type": "http"}, _nothing, send)
+
+
+def _refusal(scope: Scope, error: ApiError) -> Response:
+    """The same problem document every other error gets (``problems.respond``), or for
+    the gateway's ``/v1`` routes the error in its caller's format."""
+    return gateway.edge_refusal(scope.get("path", ""), error.status, error.detail) or (
+        problems.respond(error)
+    )
 
 
 async def _nothing() -> Message:

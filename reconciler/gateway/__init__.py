@@ -34,7 +34,7 @@ from reconciler.gateway.common import GatewayError, Kind
 from reconciler.routing import engine as routing
 from reconciler.routing import ranking
 
-__all__ = ["Gateway", "Refused", "mount"]
+__all__ = ["Gateway", "Refused", "edge_refusal", "mount"]
 
 # The check of a caller's token (as given, from whichever header carried it): returns
 # when it may call the data plane, raises Refused otherwise.
@@ -181,6 +181,17 @@ def _error(dialect: ModuleType, failure: GatewayError, request_id: str | None) -
     if failure.status == 401:
         headers["www-authenticate"] = "Bearer"
     return _json(dialect.error(failure), failure.status, headers)
+
+
+def edge_refusal(path: str, status: int, message: str) -> Response | None:
+    """A refusal at the server's edge (a body too large, too slow or nested too deep) of
+    a ``/v1`` request, in its caller's format; None for any other path (the API's
+    problem document then)."""
+    if not path.startswith("/v1/"):
+        return None
+    dialect = anthropic if path == "/v1/messages" else openai
+    kind = Kind.TIMEOUT if status == 408 else Kind.INVALID
+    return _error(dialect, GatewayError(status, kind, message), None)
 
 
 def mount(app: Starlette, gateway: Gateway) -> None:

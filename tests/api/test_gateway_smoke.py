@@ -108,3 +108,28 @@ def test_openai_shape_end_to_end(
         assert refused.status_code == 403
         assert refused.json()["type"] == "error"
         assert refused.json()["error"]["type"] == "permission_error"
+
+
+def test_edge_refusals_of_v1_are_in_the_callers_format(server: Server) -> None:
+    huge = "x" * (1024 * 1024 + 10)
+    with server.client("client") as client:
+        too_large = client.post(
+            "/v1/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": huge}]},
+        )
+        deep = client.post(
+            "/v1/messages",
+            content=b'{"model": ' + b"[" * 100 + b"]" * 100 + b"}",
+            headers={"content-type": "application/json"},
+        )
+        api = client.post(
+            "/api/routing/execute",
+            content=b"[" * 100 + b"]" * 100,
+            headers={"content-type": "application/json"},
+        )
+    assert too_large.status_code == 413
+    assert too_large.json()["error"]["type"] == "invalid_request_error"
+    assert "capped" in too_large.json()["error"]["message"]
+    assert deep.status_code == 422
+    assert deep.json()["type"] == "error" and "nested" in deep.json()["error"]["message"]
+    assert api.json()["code"] == "too-deep"  # the API keeps its problem documents
