@@ -96,7 +96,7 @@ def new_call_id() -> str:
     return "call_" + secrets.token_hex(12)
 
 
-def _finish(reasons: dict[str, FinishReason], reason: str | None, called: bool) -> FinishReason:
+def finish_of(reasons: dict[str, FinishReason], reason: str | None, called: bool) -> FinishReason:
     finish = reasons.get(reason or "", FinishReason.STOP)
     return FinishReason.TOOL_CALLS if called and finish is FinishReason.STOP else finish
 
@@ -156,7 +156,7 @@ class _OpenAIUsage(_Wire):
     completion_tokens: TokenCount
 
 
-_OPENAI_REASONS = {
+OPENAI_REASONS = {
     "stop": FinishReason.STOP,
     "length": FinishReason.LENGTH,
     "tool_calls": FinishReason.TOOL_CALLS,
@@ -201,7 +201,7 @@ class _OpenAIChoice(_Wire):
             for call in self.message.tool_calls or ()
         )
         message = self.message
-        finish = _finish(_OPENAI_REASONS, self.finish_reason, bool(calls))
+        finish = finish_of(OPENAI_REASONS, self.finish_reason, bool(calls))
         if message.content is None and message.refusal is not None:  # the refusal is the text
             finish = FinishReason.CONTENT_FILTER
         text = message.content if message.content is not None else message.refusal or ""
@@ -231,7 +231,7 @@ class CompatibleAnswer(_Wire):
 # ---------------------------------------------------------------- Anthropic Messages
 
 
-_ANTHROPIC_REASONS = {
+ANTHROPIC_REASONS = {
     "end_turn": FinishReason.STOP,
     "stop_sequence": FinishReason.STOP,
     "max_tokens": FinishReason.LENGTH,
@@ -285,7 +285,7 @@ class AnthropicAnswer(_Wire):
             self.usage.input_tokens,
             self.usage.output_tokens,
             tool_calls=calls,
-            finish_reason=_finish(_ANTHROPIC_REASONS, self.stop_reason, bool(calls)),
+            finish_reason=finish_of(ANTHROPIC_REASONS, self.stop_reason, bool(calls)),
         )
 
 
@@ -296,7 +296,7 @@ class _Camel(_Wire):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False)
 
 
-_GEMINI_REASONS = {
+GEMINI_REASONS = {
     "STOP": FinishReason.STOP,
     "MAX_TOKENS": FinishReason.LENGTH,
     **dict.fromkeys(
@@ -373,7 +373,7 @@ class GeminiAnswer(_Camel):
             usage.prompt_token_count,
             usage.candidates_token_count,
             tool_calls=calls,
-            finish_reason=_finish(_GEMINI_REASONS, candidate.finish_reason, bool(calls)),
+            finish_reason=finish_of(GEMINI_REASONS, candidate.finish_reason, bool(calls)),
         )
 
 

@@ -207,7 +207,7 @@ class OpenAIReader(_Reading):
             raise self.bad("the stream ended without data: [DONE]")
         if self._reason is None:
             raise self.bad("the stream ended without a finish_reason")
-        finish = answers._finish(answers._OPENAI_REASONS, self._reason, bool(self._ids))
+        finish = answers.finish_of(answers.OPENAI_REASONS, self._reason, bool(self._ids))
         if self._usage is None:
             if self.usage_required:
                 raise self.bad("the stream ended without usage (stream_options.include_usage)")
@@ -340,7 +340,7 @@ class AnthropicReader(_Reading):
             raise self.bad("the stream ended without message_start")
         if self._reason is None:
             raise self.bad("the stream ended without a stop_reason")
-        finish = answers._finish(answers._ANTHROPIC_REASONS, self._reason, self._calls > 0)
+        finish = answers.finish_of(answers.ANTHROPIC_REASONS, self._reason, self._calls > 0)
         return StreamEnd(finish, self._input, self._output)
 
 
@@ -386,7 +386,7 @@ class GeminiReader(_Reading):
                 self._calls += 1
         if candidate.finish_reason is not None:
             reason = candidate.finish_reason
-            self._finish = answers._finish(answers._GEMINI_REASONS, reason, self._calls > 0)
+            self._finish = answers.finish_of(answers.GEMINI_REASONS, reason, self._calls > 0)
             self.done = True
         return out
 
