@@ -46,7 +46,9 @@ the database or a lock will come back), a permanent error needs a human
     │   ├── DatabaseUnavailable            the database cannot be reached now
     │   ├── LockBusy                       another reconciler holds the apply lock
     │   ├── LeaseLost                      this loop is no longer the leader; stand down
-    │   └── api.hub.TooManyStreams         no event-stream slot free; one frees when a stream ends
+    │   ├── api.hub.TooManyStreams         no event-stream slot free; one frees when a stream ends
+    │   └── routing.engine.StreamBroken    a streamed answer's model failed after its first
+    │                                      delta: too late to fail over (the stream ends with it)
     └── providers.base.ProviderError       one failed model call: its kind says whether the next
                                            model is worth a try; the router decides, never a caller
 
@@ -57,7 +59,9 @@ here. The HTTP answer of each (status, code, title) is one table,
 Outside the tree, on purpose (``tests/unit/test_error_tree.py`` lists them):
 ``api.problems.ApiError`` is an HTTP answer a route raises, not an error, and so are the
 console's page answers ``web.sessions.SignInNeeded``, ``Forbidden`` and ``BadForm`` and
-``web.pages.NotFound`` (``web.pages.PageRoute`` turns each into its page);
+``web.pages.NotFound`` (``web.pages.PageRoute`` turns each into its page), and the
+gateway's ``gateway.Refused`` and ``gateway.common.GatewayError``, answers in its callers'
+formats;
 ``gitops.authoring._NothingToRollBack`` and ``store.integrity._Failed`` are private control
 flow, caught where they are raised.
 

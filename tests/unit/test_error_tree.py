@@ -32,6 +32,10 @@ OUTSIDE = {
     "reconciler.web.sessions.Forbidden",
     "reconciler.web.sessions.BadForm",
     "reconciler.web.pages.NotFound",
+    # the gateway's answers in its callers' formats (OpenAI's, Anthropic's), like ApiError:
+    # the token check's 401/403 as handed over by the API, and any refusal of a /v1 call
+    "reconciler.gateway.Refused",
+    "reconciler.gateway.common.GatewayError",
 }
 NOT_IMPORTABLE = {"reconciler.store.migrations.env"}  # an alembic script: runs under alembic
 
