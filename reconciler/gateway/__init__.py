@@ -108,7 +108,8 @@ class Gateway:
         headers = common.grove_headers(
             result.model_id,
             decision.rule_id,
-            sum(1 for a in result.attempts if a.outcome != routing.AttemptOutcome.SKIPPED),
+            result.attempts,
+            sum(1 for a in result.attempts if a.outcome is not routing.AttemptOutcome.SKIPPED),
             result.request_id,
             result.version,
         )
@@ -126,6 +127,7 @@ class Gateway:
         headers = common.grove_headers(
             stream.model_id,
             stream.decision.rule_id,
+            stream.attempts,
             stream.tried,
             stream.request_id,
             stream.version,

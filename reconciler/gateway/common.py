@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -195,17 +195,29 @@ def _failed(exc: routing.RoutingFailed) -> GatewayError:
 
 
 def grove_headers(
-    model_id: str, rule_id: str | None, attempts: int, request_id: str, version: str | None
+    model_id: str,
+    rule_id: str | None,
+    attempts: Sequence[routing.AttemptReport],
+    called: int,
+    request_id: str,
+    version: str | None,
 ) -> dict[str, str]:
-    """Who answered, by which rule, after how many calls: on every routed answer."""
+    """Who answered, by which rule, after how many calls, and which models failed first
+    and how (``x-grove-failover: a (timeout), b (server_error)``): a fallback is never
+    silent. ``called`` counts the models called, the one answering included."""
     headers = {
         "x-grove-model": model_id,
         "x-grove-rule": rule_id or "",
-        "x-grove-attempts": str(attempts),
+        "x-grove-attempts": str(called),
         "x-request-id": request_id,
     }
     if version is not None:
         headers["x-grove-version"] = version
+    failed = [a for a in attempts if a.outcome is not routing.AttemptOutcome.SUCCESS]
+    if failed:
+        headers["x-grove-failover"] = ", ".join(
+            f"{a.model_id} ({a.outcome.value})" for a in failed[:MAX_LISTED]
+        )
     return headers
 
 

@@ -133,3 +133,33 @@ def test_edge_refusals_of_v1_are_in_the_callers_format(server: Server) -> None:
     assert deep.status_code == 422
     assert deep.json()["type"] == "error" and "nested" in deep.json()["error"]["message"]
     assert api.json()["code"] == "too-deep"  # the API keeps its problem documents
+
+
+def test_a_fallback_is_never_silent(
+    fake: FakeProvider, monkeypatch: pytest.MonkeyPatch, server: Server
+) -> None:
+    monkeypatch.delenv("FAKE_ANTHROPIC_KEY", raising=False)  # claude cannot be called
+    _register(server, fake)
+    with server.client("client") as client:
+        answer = client.post(
+            "/v1/chat/completions",
+            json={"model": "claude", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        with client.stream(
+            "POST",
+            "/v1/messages",
+            json={
+                "model": "claude",
+                "max_tokens": 20,
+                "stream": True,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        ) as streamed:
+            events = [line for line in streamed.iter_lines() if line.startswith("event: ")]
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model"] == "steady"
+    assert answer.headers["x-grove-attempts"] == "2"
+    assert answer.headers["x-grove-failover"] == "claude (configuration)"
+    assert streamed.headers["x-grove-failover"] == "claude (configuration)"
+    assert streamed.headers["x-grove-model"] == "steady"
+    assert events[0] == "event: message_start" and events[-1] == "event: message_stop"
