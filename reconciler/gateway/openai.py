@@ -162,6 +162,11 @@ def parse(body: bytes) -> Parsed:
         )
     if request.stream_options is not None and not request.stream:
         raise invalid("stream_options", "only with stream: true")
+    if request.stream_options is not None and request.stream_options.include_obfuscation:
+        raise invalid(
+            "stream_options.include_obfuscation",
+            "Grove does not pad stream chunks; leave it out or set it to false",
+        )
     if request.max_tokens not in (None, request.max_completion_tokens) and (
         request.max_completion_tokens is not None
     ):
@@ -256,11 +261,11 @@ def _messages(messages: list[_Message]) -> tuple[Message, ...]:
         if role != "tool" and message.tool_call_id is not None:
             raise invalid(f"{where}.tool_call_id", "only tool messages answer a tool call")
         if role in ("system", "developer"):
-            out.append(Message("system", text))
+            out.append(Message("system", text, name=message.name))
         elif role == "user":
             if message.content is None:
                 raise invalid(f"{where}.content", "is required")
-            out.append(Message("user", text))
+            out.append(Message("user", text, name=message.name))
         elif role == "assistant":
             calls = tuple(
                 ToolCall(call.id, call.function.name, call.function.arguments)
@@ -268,7 +273,11 @@ def _messages(messages: list[_Message]) -> tuple[Message, ...]:
             )
             for call in calls:
                 names[call.id] = call.name
-            out.append(Message("assistant", text, tool_calls=calls))
+            if message.refusal is not None:  # an earlier refusal: the turn's words
+                if text:
+                    raise invalid(f"{where}.refusal", "a turn is either content or a refusal")
+                text = message.refusal
+            out.append(Message("assistant", text, tool_calls=calls, name=message.name))
         else:
             if message.tool_call_id is None:
                 raise invalid(f"{where}.tool_call_id", "a tool message answers a tool call id")
@@ -286,7 +295,7 @@ def _messages(messages: list[_Message]) -> tuple[Message, ...]:
 def _tool(tool: _Tool) -> Tool:
     function = tool.function
     parameters = function.parameters or {"type": "object", "properties": {}}
-    return Tool(function.name, function.description, parameters)
+    return Tool(function.name, function.description, parameters, strict=function.strict)
 
 
 def _tool_choice(request: ChatCompletionBody) -> ToolChoice | None:
@@ -315,6 +324,7 @@ def _response_format(given: _ResponseFormat | None) -> ResponseFormat | None:
         schema.schema_ or {"type": "object"},
         name=schema.name,
         strict=schema.strict,
+        description=schema.description,
     )
 
 

@@ -44,6 +44,7 @@ class Tool:
     parameters: Mapping[str, Any] = dataclasses.field(
         default_factory=lambda: {"type": "object", "properties": {}}
     )
+    strict: bool | None = None  # OpenAI's strict mode: arguments exactly as the schema says
 
 
 class ToolChoiceMode(StrEnum):
@@ -70,6 +71,7 @@ class ResponseFormat:
     schema: Mapping[str, Any] | None = None  # with JSON_SCHEMA
     name: str | None = None
     strict: bool | None = None
+    description: str | None = None  # what the answer is for, as guidance to the model
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

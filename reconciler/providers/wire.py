@@ -134,10 +134,17 @@ def arguments(model: manifests.AIModel, call: ToolCall, i: int, j: int) -> dict[
 
 def _no_names(model: manifests.AIModel, request: ChatRequest) -> None:
     """Anthropic and Gemini have no participant names (a tool result's name is the
-    function's, which Gemini uses)."""
+    function's, which Gemini uses), and no strict mode for a tool's arguments."""
     for i, message in enumerate(request.messages):
         if message.name is not None and message.role != "tool":
             raise refuse(model, f"messages[{i}].name", "this provider has no participant names")
+    for i, tool in enumerate(request.tools):
+        if tool.strict:
+            raise refuse(
+                model,
+                f"tools[{i}].function.strict",
+                "this provider has no strict mode for tool arguments",
+            )
 
 
 class HttpAdapter:
@@ -227,7 +234,8 @@ def _openai_options(request: ChatRequest) -> dict[str, Any]:
         options["tools"] = [
             {
                 "type": "function",
-                "function": _function(tool.name, tool.description, tool.parameters),
+                "function": _function(tool.name, tool.description, tool.parameters)
+                | ({} if tool.strict is None else {"strict": tool.strict}),
             }
             for tool in request.tools
         ]
@@ -247,6 +255,8 @@ def _openai_options(request: ChatRequest) -> dict[str, Any]:
             schema["schema"] = form.schema
         if form.strict is not None:
             schema["strict"] = form.strict
+        if form.description is not None:
+            schema["description"] = form.description
         options["response_format"] = {"type": "json_schema", "json_schema": schema}
     return options
 
@@ -464,7 +474,12 @@ def _generation_config(request: ChatRequest) -> dict[str, Any]:
     if form is not None:  # Gemini's schema mode is always strict; a schema's name is a label
         config["responseMimeType"] = "application/json"
         if form.kind is ResponseKind.JSON_SCHEMA and form.schema is not None:
-            config["responseJsonSchema"] = form.schema
+            described = form.description is not None and "description" not in form.schema
+            config["responseJsonSchema"] = (
+                {**form.schema, "description": form.description} if described else form.schema
+            )
+        elif form.description is not None:
+            config["responseJsonSchema"] = {"type": "object", "description": form.description}
     return config
 
 

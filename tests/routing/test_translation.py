@@ -877,3 +877,35 @@ def test_a_streamed_answer_is_the_answer_in_pieces(
         if kind == "google"
         else ("/messages" if kind == "anthropic" else "/chat/completions")
     )
+
+
+def test_a_strict_tool_and_a_schemas_description_are_carried_or_refused() -> None:
+    strict = ChatRequest(
+        (Message("user", "hi"),), tools=(Tool("get_weather", None, WEATHER, strict=True),)
+    )
+    sent = build("openai", strict)[2]["tools"][0]["function"]
+    assert sent["strict"] is True
+    for kind in ("anthropic", "google"):
+        with pytest.raises(ProviderError) as refused:
+            build(kind, strict)
+        assert refused.value.field == "tools[0].function.strict"
+    described = ChatRequest(
+        (Message("user", "hi"),),
+        response_format=ResponseFormat(
+            ResponseKind.JSON_SCHEMA, FORECAST, "forecast", description="tomorrow's weather"
+        ),
+    )
+    assert build("openai", described)[2]["response_format"]["json_schema"]["description"] == (
+        "tomorrow's weather"
+    )
+    gemini = build("google", described)[2]["generationConfig"]["responseJsonSchema"]
+    assert gemini == {**FORECAST, "description": "tomorrow's weather"}
+
+
+def test_a_participant_name_reaches_openai_and_is_refused_where_there_are_none() -> None:
+    named = ChatRequest((Message("user", "hi", name="alice"),))
+    assert build("openai", named)[2]["messages"][0]["name"] == "alice"
+    for kind in ("anthropic", "google"):
+        with pytest.raises(ProviderError) as refused:
+            build(kind, named)
+        assert refused.value.field == "messages[0].name"

@@ -185,3 +185,24 @@ def test_anthropic_needs_max_tokens() -> None:
             json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}]}).encode()
         )
     assert caught.value.field == "max_tokens"
+
+
+def test_openai_names_strict_tools_and_descriptions_are_carried_not_dropped() -> None:
+    parsed = _openai(
+        messages=[
+            {"role": "user", "content": "hi", "name": "alice"},
+            {"role": "assistant", "content": None, "refusal": "I cannot"},
+        ],
+        tools=[{"type": "function", "function": {"name": "f", "strict": True}}],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "w", "description": "the weather", "schema": {}},
+        },
+    )
+    assert parsed.chat.messages[0] == Message("user", "hi", name="alice")
+    assert parsed.chat.messages[1] == Message("assistant", "I cannot")
+    assert parsed.chat.tools[0].strict is True
+    assert parsed.chat.response_format is not None
+    assert parsed.chat.response_format.description == "the weather"
+    refused = _refused(_openai, stream=True, stream_options={"include_obfuscation": True})
+    assert refused.field == "stream_options.include_obfuscation"
