@@ -95,12 +95,11 @@ class Gateway:
             table = self.engine.table()
             task = common.resolve(parsed.model, table, request_id)
             if parsed.stream:
-                return await self._stream(task, parsed, dialect)
+                return self._stream(task, parsed, dialect, request_id)
             try:
                 result = await self.engine.route_request(task, parsed.chat)
             except (routing.RoutingFailed, routing.NoEligibleModel, ranking.NoRoute) as exc:
-                self._failed_over(exc)
-                raise common.routing_error(exc) from None
+                raise self._routing_error(exc) from None
         except GatewayError as failure:
             return _error(dialect, failure, request_id)
         self._report(result.attempts, result.model_id)
@@ -115,24 +114,41 @@ class Gateway:
         )
         return _json(dialect.answer(result), 200, headers)
 
-    async def _stream(
-        self, task: ranking.TaskRequest, parsed: common.Parsed, dialect: ModuleType
+    def _stream(
+        self,
+        task: ranking.TaskRequest,
+        parsed: common.Parsed,
+        dialect: ModuleType,
+        request_id: str,
     ) -> Response:
-        try:
-            stream = await self.engine.open_stream(task, parsed.chat)
-        except (routing.RoutingFailed, routing.NoEligibleModel, ranking.NoRoute) as exc:
-            self._failed_over(exc)
-            raise common.routing_error(exc) from None
-        self._report(stream.attempts, stream.model_id)
-        headers = common.grove_headers(
-            stream.model_id,
-            stream.decision.rule_id,
-            stream.attempts,
-            stream.tried,
-            stream.request_id,
-            stream.version,
-        )
-        return common.EventStream(dialect.events(stream, parsed), headers)
+        async def opened() -> common.Opened:
+            try:
+                stream = await self.engine.open_stream(task, parsed.chat)
+            except (routing.RoutingFailed, routing.NoEligibleModel, ranking.NoRoute) as exc:
+                raise self._routing_error(exc) from None
+            self._report(stream.attempts, stream.model_id)
+            headers = common.grove_headers(
+                stream.model_id,
+                stream.decision.rule_id,
+                stream.attempts,
+                stream.tried,
+                stream.request_id,
+                stream.version,
+            )
+            return headers, dialect.events(stream, parsed)
+
+        return common.EventStream(opened, lambda failure: _error(dialect, failure, request_id))
+
+    def _routing_error(self, exc: errors.GroveError) -> GatewayError:
+        """The caller's error for what the router raised; a 429 or 503 says when a model
+        may be called again (its circuit half-opens), or in a second."""
+        self._failed_over(exc)
+        failure = common.routing_error(exc)
+        if failure.retry_after_s is not None:
+            chain = getattr(exc, "decision", None)
+            wait = self.engine.retry_after(chain.chain) if chain is not None else None
+            failure.retry_after_s = wait if wait is not None else failure.retry_after_s
+        return failure
 
     async def _check(self, request: Request, dialect: ModuleType) -> None:
         token = _token(request)

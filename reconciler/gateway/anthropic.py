@@ -356,7 +356,7 @@ async def events(stream: routing.RoutedStream, parsed: Parsed) -> AsyncIterator[
                 )
                 yield _event("message_stop", {})
     except routing.StreamBroken as exc:
-        failure = GatewayError(502, Kind.UPSTREAM, str(exc))
+        failure = GatewayError(502, Kind.UPSTREAM, str(exc))  # too late to fail over
         yield _event("error", {"error": error(failure)["error"]})
     finally:
         await stream.aclose()

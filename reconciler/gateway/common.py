@@ -224,23 +224,32 @@ def grove_headers(
 # ---------------------------------------------------------------- streaming
 
 
-class EventStream(Response):
-    """A ``text/event-stream`` answer (an ASGI app) that stops as soon as the caller
-    disconnects: a watcher waits for ``http.disconnect`` beside the writer, and cancels
-    the writer, whose events generator then closes the upstream call at once (rather
-    than at the next chunk, which a stalled provider may never send)."""
+Opened = tuple[dict[str, str], AsyncIterator[bytes]]
 
-    def __init__(self, events: AsyncIterator[bytes], headers: dict[str, str]) -> None:
-        super().__init__(
-            status_code=200,
-            headers={**headers, "cache-control": "no-cache"},
-            media_type="text/event-stream",
-        )
-        self.events = events
+
+class EventStream(Response):
+    """A streamed answer (an ASGI app) that stops as soon as the caller disconnects, from
+    the moment the request is in: a watcher waits for ``http.disconnect`` beside the
+    writer and cancels it, whether it is still walking the chain for a first delta (the
+    attempt in flight is closed and logged ``cancelled``) or already streaming (the
+    events generator closes the upstream call at once, rather than at the next chunk,
+    which a stalled provider may never send).
+
+    ``opener`` routes the call and returns the answer's headers and its events; a
+    :class:`GatewayError` from it (every model failed before a first delta) is answered
+    by ``refuse`` instead, with its own status."""
+
+    def __init__(
+        self,
+        opener: Callable[[], Awaitable[Opened]],
+        refuse: Callable[[GatewayError], Response],
+    ) -> None:
+        super().__init__(status_code=200)
+        self.opener = opener
+        self.refuse = refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raw = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
-        writer = asyncio.ensure_future(self._write(send, raw))
+        writer = asyncio.ensure_future(self._write(scope, send))
         watcher = asyncio.ensure_future(_disconnected(receive))
         try:
             await asyncio.wait((writer, watcher), return_when=asyncio.FIRST_COMPLETED)
@@ -253,16 +262,31 @@ class EventStream(Response):
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
 
-    async def _write(self, send: Send, raw: list[tuple[bytes, bytes]]) -> None:
+    async def _write(self, scope: Scope, send: Send) -> None:
+        try:
+            headers, events = await self.opener()
+        except GatewayError as failure:
+            await self.refuse(failure)(scope, _nothing, send)
+            return
+        raw = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
+        ]
         try:
             await send({"type": "http.response.start", "status": 200, "headers": raw})
-            async for chunk in self.events:
+            async for chunk in events:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            aclose = getattr(self.events, "aclose", None)
+            aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+async def _nothing() -> Message:
+    """The ``receive`` of a refusal's answer: nothing more is read."""
+    return {"type": "http.disconnect"}
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -36,6 +36,7 @@ from reconciler.providers.base import (
 )
 from reconciler.routing import engine as routing
 
+MID_STREAM = "model_failed_mid_stream"  # the code of the error event ending a stream
 DEFAULT_MAX_TOKENS = 4096  # when the caller sets none (Anthropic and Gemini need a number)
 MAX_TOKENS_CAP = 1_000_000
 MAX_MESSAGES = 10_000
@@ -430,9 +431,9 @@ async def events(stream: routing.RoutedStream, parsed: Parsed) -> AsyncIterator[
                     }
                     yield b"data: " + json.dumps(last, separators=(",", ":")).encode() + b"\n\n"
         yield b"data: [DONE]\n\n"
-    except routing.StreamBroken as exc:
-        failure = GatewayError(502, Kind.UPSTREAM, str(exc))
-        yield b"data: " + json.dumps(error(failure)).encode() + b"\n\n"
+    except routing.StreamBroken as exc:  # too late to fail over: the caller has words
+        failure = GatewayError(502, Kind.UPSTREAM, str(exc), code=MID_STREAM)
+        yield b"data: " + json.dumps(error(failure), separators=(",", ":")).encode() + b"\n\n"
     finally:
         await stream.aclose()
 

@@ -96,6 +96,16 @@ class Breakers:
                 self._track()
             return dropped
 
+    def open_for(self, key: ModelVersion) -> float | None:
+        """Seconds until ``key``'s open circuit lets a probe through, or None when it is
+        not open (what a caller told to come back later should wait)."""
+        with self._lock:
+            circuit = self._circuits.get(key)
+            if circuit is None or circuit.state is not State.OPEN:
+                return None
+            left = circuit.open_until - self.clock()
+            return left if left > 0 else None
+
     def blocked(self, key: ModelVersion) -> str | None:
         """Why ``key`` must be skipped now, or None. Does not take the probe."""
         with self._lock:

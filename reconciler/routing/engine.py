@@ -462,6 +462,18 @@ class RoutingEngine:
         its observed latency. KeyError when the snapshot has no such model."""
         return self.table().versions[model_id]
 
+    def retry_after(self, chain: Collection[str]) -> float | None:
+        """Seconds until the first model of ``chain`` may be called again (its circuit
+        half-opens), or None when none is open: the Retry-After of a 429 or 503."""
+        table = self.table()
+        waits = [
+            wait
+            for model_id in chain
+            if model_id in table.versions
+            and (wait := self.breakers.open_for(table.versions[model_id])) is not None
+        ]
+        return min(waits) if waits else None
+
     # ---------------------------------------------------------------- deciding
 
     def _dynamic(self) -> ranking.Dynamic:
@@ -565,8 +577,12 @@ class RoutingEngine:
                 self._record(request_id, request, decision, key, tried, latency, exc, None)
                 self._failed(key, exc, failover, decision, attempts)
                 continue
-            except BaseException:
+            except BaseException as exc:
                 self.breakers.release(key)
+                if isinstance(exc, asyncio.CancelledError):
+                    self._record(
+                        request_id, request, decision, key, tried, _since(started), CANCELLED, None
+                    )
                 raise
             self._succeeded(key)
             attempts.append(
@@ -625,8 +641,12 @@ class RoutingEngine:
                 self._record(request_id, request, decision, key, tried, latency, exc, None)
                 self._failed(key, exc, failover, decision, attempts)
                 continue
-            except BaseException:
+            except BaseException as exc:
                 self.breakers.release(key)
+                if isinstance(exc, asyncio.CancelledError):  # the caller left before a word
+                    self._record(
+                        request_id, request, decision, key, tried, _since(started), CANCELLED, None
+                    )
                 await deltas.aclose()
                 raise
             return RoutedStream(
@@ -931,6 +951,11 @@ class RoutedStream:
             error,
             response,
         )
+
+
+def _since(started: float) -> float:
+    """Milliseconds since ``started`` (a ``time.perf_counter()``)."""
+    return (time.perf_counter() - started) * 1000
 
 
 def _after_failover(

@@ -5,8 +5,10 @@ tests/gateway/."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.api.conftest import Server
@@ -163,3 +165,81 @@ def test_a_fallback_is_never_silent(
     assert streamed.headers["x-grove-failover"] == "claude (configuration)"
     assert streamed.headers["x-grove-model"] == "steady"
     assert events[0] == "event: message_start" and events[-1] == "event: message_stop"
+
+
+def test_a_caller_leaving_before_the_first_word_cancels_the_upstream_call(
+    fake: FakeProvider, monkeypatch: pytest.MonkeyPatch, server: Server
+) -> None:
+    monkeypatch.setenv("FAKE_ANTHROPIC_KEY", fake.key)
+    _register(server, fake)
+    fake.behaviour = "stall-after:0"  # the stream opens, and no word ever comes
+    with httpx.Client(
+        base_url=server.url,
+        headers={"Authorization": f"Bearer {server.tokens['client']}"},
+        timeout=httpx.Timeout(60, read=0.5),
+    ) as client:
+        with (
+            pytest.raises(httpx.ReadTimeout),
+            client.stream(
+                "POST",
+                "/v1/chat/completions",
+                json={
+                    "model": "claude",
+                    "stream": True,
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
+            ),
+        ):
+            pass
+        left = time.monotonic()
+    deadline = left + 3
+    while not fake.closed_at and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert fake.closed_at, "the provider never saw its connection closed"
+    assert fake.closed_at[-1] - left < 0.1
+    with server.client("operator") as operator:
+        for _ in range(50):
+            rows = operator.get("/api/routing/logs", params={"modelId": "claude"}).json()
+            if rows:
+                break
+            time.sleep(0.1)
+        health = operator.get("/api/models/health").json()
+    assert [(r["errorKind"], r["success"]) for r in rows] == [("cancelled", False)]
+    assert not any("claude" in reason for reason in health["reasons"])  # no circuit counted
+
+
+def test_a_rate_limited_model_is_a_429_saying_when_to_come_back(
+    fake: FakeProvider, monkeypatch: pytest.MonkeyPatch, server: Server
+) -> None:
+    monkeypatch.setenv("FAKE_ANTHROPIC_KEY", fake.key)
+    body = {
+        "id": "lonely",
+        "name": "Lonely",
+        "provider": "anthropic",
+        "providerModel": "claude-x",
+        "endpoint": fake.url,
+        "credentials": {"env": "FAKE_ANTHROPIC_KEY"},
+        "capabilities": {"reasoning": 0.9},
+    }
+    fake.behaviour = "429:7"
+    with server.client("operator") as operator:
+        assert operator.post("/api/models/register", json=body).status_code == 201
+    with server.client("client") as client:
+        limited = client.post(
+            "/v1/messages",
+            json={
+                "model": "lonely",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+            },
+        )
+        closed = client.post(
+            "/v1/chat/completions",
+            json={"model": "lonely", "messages": [{"role": "user", "content": "x"}]},
+        )
+    assert limited.status_code == 429, limited.text
+    assert limited.json()["error"]["type"] == "rate_limit_error"
+    assert 6 <= int(limited.headers["retry-after"]) <= 7  # the provider's word, not a guess
+    assert closed.status_code == 503, closed.text  # its circuit is open now: nobody to call
+    assert 5 <= int(closed.headers["retry-after"]) <= 7
+    assert fake.calls == 1
