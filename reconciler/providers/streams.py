@@ -117,11 +117,12 @@ def _provider_error(
     model_id: str, error: chunks.ErrorBody, kinds: Callable[[str], FailureKind]
 ) -> ProviderError:
     """A provider's error event as the failure its type names (a next model is worth
-    a try after an overload, not after a refused request)."""
-    said = f": {_short(error.message)}" if error.message else ""
+    a try after an overload, not after a refused request). Its message is not repeated:
+    providers put keys in them ("Incorrect API key provided: sk-..."), and this text
+    reaches the caller and the routing log; the type is a word from a short list."""
     return ProviderError(
         kinds(error.type),
-        f"{model_id}: the provider ended the stream with an error ({_short(error.type)}{said})",
+        f"{model_id}: the provider ended the stream with an error ({_short(error.type)})",
     )
 
 
