@@ -233,7 +233,9 @@ class BodyLimits:
             await _refuse(scope, send, self._too_large())
             return
         kind = headers.get("content-type", "").lower()
-        if body and "json" in kind and await _deeper_off_loop(body, self.max_depth):
+        # the gateway parses any body as JSON, whatever its type says
+        scanned = "json" in kind or scope.get("path", "").startswith("/v1/")
+        if body and scanned and await _deeper_off_loop(body, self.max_depth):
             detail = f"JSON nested deeper than {self.max_depth} levels"
             await _refuse(scope, send, ApiError(422, "too-deep", "JSON nested too deep", detail))
             return

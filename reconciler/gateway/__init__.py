@@ -63,20 +63,38 @@ class Gateway:
         self.publish = publish or (lambda kind, data: None)
 
     def routes(self) -> list[Route]:
+        """The three routes, each taking every method (a wrong one is a 405 in the
+        caller's format, not the API's problem document), and a 404 in the caller's
+        format for any other path under /v1 (``/v1/embeddings``: not served)."""
         return [
-            Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
-            Route("/v1/messages", self.messages, methods=["POST"]),
-            Route("/v1/models", self.models, methods=["GET"]),
+            Route("/v1/chat/completions", self.chat_completions, methods=ANY_METHOD),
+            Route("/v1/messages", self.messages, methods=ANY_METHOD),
+            Route("/v1/models", self.models, methods=ANY_METHOD),
+            Route("/v1/{rest:path}", self.unknown, methods=ANY_METHOD),
         ]
 
     async def chat_completions(self, request: Request) -> Response:
+        if request.method != "POST":
+            return _not_allowed(openai, "POST")
         return await self._routed(request, openai)
 
     async def messages(self, request: Request) -> Response:
+        if request.method != "POST":
+            return _not_allowed(anthropic, "POST")
         return await self._routed(request, anthropic)
 
+    async def unknown(self, request: Request) -> Response:
+        dialect = _dialect(request)
+        served = "POST /v1/chat/completions, POST /v1/messages and GET /v1/models"
+        failure = GatewayError(
+            404, Kind.NOT_FOUND, f"{request.url.path[:200]} is not served here: {served}"
+        )
+        return _error(dialect, failure, None)
+
     async def models(self, request: Request) -> Response:
-        dialect = anthropic if "anthropic-version" in request.headers else openai
+        dialect = _dialect(request)
+        if request.method not in ("GET", "HEAD"):
+            return _not_allowed(dialect, "GET")
         try:
             await self._check(request, dialect)
         except GatewayError as failure:
@@ -92,16 +110,26 @@ class Gateway:
         try:
             await self._check(request, dialect)
             parsed: common.Parsed = dialect.parse(await request.body())
-            table = self.engine.table()
-            task = common.resolve(parsed.model, table, request_id)
-            if parsed.stream:
-                return self._stream(task, parsed, dialect, request_id)
-            try:
-                result = await self.engine.route_request(task, parsed.chat)
-            except (routing.RoutingFailed, routing.NoEligibleModel, ranking.NoRoute) as exc:
-                raise self._routing_error(exc) from None
+            task = common.resolve(parsed.model, self.engine.table(), request_id)
         except GatewayError as failure:
             return _error(dialect, failure, request_id)
+        if parsed.stream:
+            return self._stream(task, parsed, dialect, request_id)
+        # watched: a caller that hangs up cancels the call (the provider's connection
+        # closes, the attempt is logged 'cancelled') instead of paying for an answer
+        return common.Watched(lambda: self._answer(task, parsed, dialect, request_id))
+
+    async def _answer(
+        self,
+        task: ranking.TaskRequest,
+        parsed: common.Parsed,
+        dialect: ModuleType,
+        request_id: str,
+    ) -> Response:
+        try:
+            result = await self.engine.route_request(task, parsed.chat)
+        except (routing.RoutingFailed, routing.NoEligibleModel, ranking.NoRoute) as exc:
+            return _error(dialect, parsed.refusal(self._routing_error(exc)), request_id)
         self._report(result.attempts, result.model_id)
         decision = result.routing_decision
         headers = common.grove_headers(
@@ -125,7 +153,7 @@ class Gateway:
             try:
                 stream = await self.engine.open_stream(task, parsed.chat)
             except (routing.RoutingFailed, routing.NoEligibleModel, ranking.NoRoute) as exc:
-                raise self._routing_error(exc) from None
+                raise parsed.refusal(self._routing_error(exc)) from None
             self._report(stream.attempts, stream.model_id)
             headers = common.grove_headers(
                 stream.model_id,
@@ -137,7 +165,11 @@ class Gateway:
             )
             return headers, dialect.events(stream, parsed)
 
-        return common.EventStream(opened, lambda failure: _error(dialect, failure, request_id))
+        return common.EventStream(
+            opened,
+            lambda failure: _error(dialect, failure, request_id),
+            send_timeout_s=self.engine.settings.stream_idle_s,
+        )
 
     def _routing_error(self, exc: errors.GroveError) -> GatewayError:
         """The caller's error for what the router raised; a 429 or 503 says when a model
@@ -168,6 +200,22 @@ class Gateway:
     def _failed_over(self, exc: errors.GroveError) -> None:
         if isinstance(exc, routing.RoutingFailed) and len(exc.attempts) > 1:
             self.publish("failover", {"chain": list(exc.decision.chain), "failed": True})
+
+
+ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def _dialect(request: Request) -> ModuleType:
+    """The caller's format where the path does not say it: Anthropic's SDK sends its
+    ``anthropic-version`` header on every request."""
+    return anthropic if "anthropic-version" in request.headers else openai
+
+
+def _not_allowed(dialect: ModuleType, allowed: str) -> Response:
+    failure = GatewayError(405, Kind.INVALID, f"this route takes {allowed} only")
+    response = _error(dialect, failure, None)
+    response.headers["allow"] = allowed
+    return response
 
 
 def _token(request: Request) -> str | None:

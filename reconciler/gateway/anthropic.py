@@ -10,12 +10,15 @@ event sequence (``message_start`` ... ``message_stop``); :func:`error` is
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from reconciler.gateway import common
 from reconciler.gateway.common import GatewayError, Kind, Parsed, invalid
 from reconciler.providers.base import (
     ChatRequest,
@@ -45,7 +48,8 @@ STOP_REASONS = {
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: "stream": "yes" or "max_tokens": "50" is refused as the API refuses it
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class _Tool(_In):
@@ -94,9 +98,18 @@ def parse(body: bytes) -> Parsed:
     except ValidationError as exc:
         raise _refusal(exc) from None
     messages = list(_system(request.system))
+    origins = ["system"] * len(messages)  # where each normalized message came from
     names: dict[str, str] = {}
     for index, message in enumerate(request.messages):
-        messages += _message(message, f"messages[{index}]", names)
+        where = f"messages[{index}]"
+        if not message.content and isinstance(message.content, list):
+            raise invalid(f"{where}.content", "holds no block")
+        common.finite(message.content, f"{where}.content")
+        turns = _message(message, where, names)
+        messages += turns
+        origins += [where] * len(turns)
+    for index, tool in enumerate(request.tools or ()):
+        common.finite(tool.input_schema, f"tools[{index}].input_schema")
     chat = ChatRequest(
         messages=tuple(messages),
         max_tokens=request.max_tokens,
@@ -106,7 +119,31 @@ def parse(body: bytes) -> Parsed:
         tools=tuple(Tool(t.name, t.description, t.input_schema) for t in request.tools or ()),
         tool_choice=_tool_choice(request),
     )
-    return Parsed(model=request.model, chat=chat, stream=bool(request.stream))
+    return Parsed(
+        model=request.model,
+        chat=common.conversation(chat),
+        stream=bool(request.stream),
+        rename=functools.partial(_renamed, origins),
+    )
+
+
+_MESSAGE = re.compile(r"messages\[(\d+)\](.*)")
+_TOOL = re.compile(r"tools\[(\d+)\]\.function\.(parameters|strict|name)")
+_RENAMED = {"stop": "stop_sequences", "tool_choice": "tool_choice"}
+
+
+def _renamed(origins: list[str], field: str) -> str:
+    """A field named in OpenAI's words (``stop``, ``messages[3].tool_calls[0]...``) in the
+    Anthropic caller's: ``stop_sequences``, the message it came from, ``input_schema``."""
+    message = _MESSAGE.fullmatch(field)
+    if message is not None:
+        index = int(message[1])
+        origin = origins[index] if index < len(origins) else "messages"
+        return origin if origin == "system" else f"{origin}.content"
+    tool = _TOOL.fullmatch(field)
+    if tool is not None:
+        return f"tools[{tool[1]}].input_schema" if tool[2] == "parameters" else f"tools[{tool[1]}]"
+    return _RENAMED.get(field, field)
 
 
 def _refusal(exc: ValidationError) -> GatewayError:
@@ -356,7 +393,7 @@ async def events(stream: routing.RoutedStream, parsed: Parsed) -> AsyncIterator[
                 )
                 yield _event("message_stop", {})
     except routing.StreamBroken as exc:
-        failure = GatewayError(502, Kind.UPSTREAM, str(exc))  # too late to fail over
+        failure = GatewayError(502, common.broken(exc), str(exc))  # too late to fail over
         yield _event("error", {"error": error(failure)["error"]})
     finally:
         await stream.aclose()

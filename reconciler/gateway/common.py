@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from enum import StrEnum
 from typing import Any
@@ -71,6 +72,29 @@ class GatewayError(Exception):
         self.retry_after_s = retry_after_s
 
 
+def finite(value: Any, where: str) -> None:
+    """Refuse a number JSON cannot carry (``NaN``, ``Infinity``, ``1e400``) anywhere in
+    ``value``: the parser takes them, and a provider would refuse the request without
+    naming the field (or worse, Python's JSON would send them as they are)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise invalid(where, "holds NaN, Infinity or a number beyond 1e308")
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def conversation(chat: ChatRequest) -> ChatRequest:
+    """``chat``, if it has a turn to answer: system messages alone are no conversation."""
+    if all(m.role == "system" for m in chat.messages):
+        raise invalid("messages", "holds no user, assistant or tool turn to answer")
+    return chat
+
+
 def invalid(field: str, message: str) -> GatewayError:
     """The 400 for a field Grove cannot take or honour; the message starts with its name."""
     return GatewayError(400, Kind.INVALID, f"{field}: {message}", field=field)
@@ -84,6 +108,18 @@ class Parsed:
     chat: ChatRequest
     stream: bool = False
     include_usage: bool = False  # OpenAI's stream_options.include_usage
+    # the caller's name of a field a provider refused (named as OpenAI's callers name
+    # them, ``stop``, ``messages[3]``), where the caller's format names it otherwise
+    rename: Callable[[str], str] | None = None
+
+    def refusal(self, failure: GatewayError) -> GatewayError:
+        """``failure``, naming its field as the caller does."""
+        if failure.field is None or self.rename is None:
+            return failure
+        named = self.rename(failure.field)
+        failure.message = failure.message.replace(failure.field, named, 1)
+        failure.field = named
+        return failure
 
 
 # ---------------------------------------------------------------- the model field
@@ -100,9 +136,13 @@ def resolve(name: str, table: ranking.RoutingTable, request_id: str | None) -> r
     if name.startswith(CAPABILITY_PREFIX):
         wanted = [part.strip() for part in name[len(CAPABILITY_PREFIX) :].split(",")]
         known = {c.value for c in manifests.CapabilityType}
+        if not all(wanted):
+            raise invalid(
+                "model", f"name capabilities, comma-separated: {', '.join(sorted(known))}"
+            )
         unknown = [part for part in wanted if part not in known]
-        if unknown or not wanted:
-            shown = ", ".join(diagnostics.printable(u)[:40] for u in unknown[:5]) or "none"
+        if unknown:
+            shown = ", ".join(diagnostics.printable(u)[:40] for u in unknown[:5])
             raise invalid(
                 "model",
                 f"unknown capability {shown}; capabilities are {', '.join(sorted(known))}",
@@ -124,7 +164,7 @@ def not_found(name: str, table: ranking.RoutingTable) -> GatewayError:
     return GatewayError(
         404,
         Kind.NOT_FOUND,
-        f"model {shown!r} is not served here; name {listed}",
+        f"model '{shown}' is not served here; name {listed}",
         field="model",
         code="model_not_found",
     )
@@ -191,6 +231,11 @@ def _failed(exc: routing.RoutingFailed) -> GatewayError:
     return GatewayError(502, Kind.UPSTREAM, f"every model failed: {summary}")
 
 
+def broken(exc: routing.StreamBroken) -> Kind:
+    """The kind of error event that ends a stream whose model failed mid-way."""
+    return Kind.TIMEOUT if exc.error.kind is FailureKind.TIMEOUT else Kind.UPSTREAM
+
+
 # ---------------------------------------------------------------- headers
 
 
@@ -227,29 +272,18 @@ def grove_headers(
 Opened = tuple[dict[str, str], AsyncIterator[bytes]]
 
 
-class EventStream(Response):
-    """A streamed answer (an ASGI app) that stops as soon as the caller disconnects, from
-    the moment the request is in: a watcher waits for ``http.disconnect`` beside the
-    writer and cancels it, whether it is still walking the chain for a first delta (the
-    attempt in flight is closed and logged ``cancelled``) or already streaming (the
-    events generator closes the upstream call at once, rather than at the next chunk,
-    which a stalled provider may never send).
+class Watched(Response):
+    """An answer (an ASGI app) made while a watcher waits for the caller's
+    ``http.disconnect``: when the caller goes, the work is cancelled at once, wherever it
+    is (a provider call in flight is closed and its attempt logged ``cancelled``: the
+    caller's doing, counted against no model). ``make`` returns the answer to send."""
 
-    ``opener`` routes the call and returns the answer's headers and its events; a
-    :class:`GatewayError` from it (every model failed before a first delta) is answered
-    by ``refuse`` instead, with its own status."""
-
-    def __init__(
-        self,
-        opener: Callable[[], Awaitable[Opened]],
-        refuse: Callable[[GatewayError], Response],
-    ) -> None:
+    def __init__(self, make: Callable[[], Awaitable[Response]]) -> None:
         super().__init__(status_code=200)
-        self.opener = opener
-        self.refuse = refuse
+        self.make = make
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        writer = asyncio.ensure_future(self._write(scope, send))
+        writer = asyncio.ensure_future(self._serve(scope, send))
         watcher = asyncio.ensure_future(_disconnected(receive))
         try:
             await asyncio.wait((writer, watcher), return_when=asyncio.FIRST_COMPLETED)
@@ -262,7 +296,39 @@ class EventStream(Response):
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
 
-    async def _write(self, scope: Scope, send: Send) -> None:
+    async def _serve(self, scope: Scope, send: Send) -> None:
+        await (await self.make())(scope, _nothing, send)
+
+
+class EventStream(Watched):
+    """A streamed answer, watched from the moment the request is in: the caller leaving
+    while the chain is walked for a first delta, or mid-stream, closes the upstream call
+    at once (not at the next chunk, which a stalled provider may never send).
+
+    ``opener`` routes the call and returns the answer's headers and its events; a
+    :class:`GatewayError` from it (every model failed before a first delta) is answered
+    by ``refuse`` instead, with its own status. The provider is read at its own pace
+    into a queue (its stream is capped in size), and the caller written from it: a
+    caller that stops reading never holds a provider's connection past its deadline, nor
+    makes the model look slow. A caller that takes no chunk for ``send_timeout_s`` is
+    treated as gone."""
+
+    def __init__(
+        self,
+        opener: Callable[[], Awaitable[Opened]],
+        refuse: Callable[[GatewayError], Response],
+        *,
+        send_timeout_s: float,
+    ) -> None:
+        super().__init__(self._unused)
+        self.opener = opener
+        self.refuse = refuse
+        self.send_timeout_s = send_timeout_s
+
+    async def _unused(self) -> Response:  # pragma: no cover - _serve is overridden
+        raise NotImplementedError
+
+    async def _serve(self, scope: Scope, send: Send) -> None:
         try:
             headers, events = await self.opener()
         except GatewayError as failure:
@@ -273,19 +339,37 @@ class EventStream(Response):
             (b"cache-control", b"no-cache"),
             *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
         ]
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        reader = asyncio.ensure_future(_pump(events, queue))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": raw})
-            async for chunk in events:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            while (chunk := await queue.get()) is not None:
+                async with asyncio.timeout(self.send_timeout_s):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except TimeoutError:
+            return  # the caller took nothing for send_timeout_s: gone (the reader is cancelled)
         finally:
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+
+async def _pump(events: AsyncIterator[bytes], queue: asyncio.Queue[bytes | None]) -> None:
+    """Read the events as the provider sends them; None marks the end. Cancelled, the
+    events generator is closed, and with it the provider's connection."""
+    try:
+        async for chunk in events:
+            queue.put_nowait(chunk)
+    finally:
+        queue.put_nowait(None)
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def _nothing() -> Message:
-    """The ``receive`` of a refusal's answer: nothing more is read."""
+    """The ``receive`` of an answer sent from inside a watched one: nothing more is read."""
     return {"type": "http.disconnect"}
 
 

@@ -41,6 +41,7 @@ DEFAULT_MAX_TOKENS = 4096  # when the caller sets none (Anthropic and Gemini nee
 MAX_TOKENS_CAP = 1_000_000
 MAX_MESSAGES = 10_000
 MAX_TOOLS = 128
+MAX_STOP = 4  # OpenAI's own limit
 # OpenAI parameters Grove knows and does not carry: named in the 400 as such.
 NOT_CARRIED = frozenset(
     {
@@ -68,7 +69,8 @@ NOT_CARRIED = frozenset(
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: "stream": "yes" or "max_tokens": "50" is refused as the APIs refuse it
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class _Function(_In):
@@ -136,7 +138,7 @@ class ChatCompletionBody(_In):
     max_completion_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS_CAP)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
-    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
+    stop: str | list[str] | None = None  # at most MAX_STOP: checked by parse (one message)
     stream: bool | None = None
     stream_options: _StreamOptions | None = None
     tools: Annotated[list[_Tool], Field(max_length=MAX_TOOLS)] | None = None
@@ -174,6 +176,13 @@ def parse(body: bytes) -> Parsed:
         raise invalid("max_tokens", "differs from max_completion_tokens; send one of them")
     limit = request.max_completion_tokens or request.max_tokens or DEFAULT_MAX_TOKENS
     stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
+    if len(stop) > MAX_STOP:
+        raise invalid("stop", f"at most {MAX_STOP} sequences")
+    for index, tool in enumerate(request.tools or ()):
+        common.finite(tool.function.parameters, f"tools[{index}].function.parameters")
+    form = request.response_format
+    if form is not None and form.json_schema is not None:
+        common.finite(form.json_schema.schema_, "response_format.json_schema.schema")
     chat = ChatRequest(
         messages=_messages(request.messages),
         max_tokens=limit,
@@ -187,7 +196,7 @@ def parse(body: bytes) -> Parsed:
     options = request.stream_options
     return Parsed(
         model=request.model,
-        chat=chat,
+        chat=common.conversation(chat),
         stream=bool(request.stream),
         include_usage=bool(options and options.include_usage),
     )
@@ -432,7 +441,7 @@ async def events(stream: routing.RoutedStream, parsed: Parsed) -> AsyncIterator[
                     yield b"data: " + json.dumps(last, separators=(",", ":")).encode() + b"\n\n"
         yield b"data: [DONE]\n\n"
     except routing.StreamBroken as exc:  # too late to fail over: the caller has words
-        failure = GatewayError(502, Kind.UPSTREAM, str(exc), code=MID_STREAM)
+        failure = GatewayError(502, common.broken(exc), str(exc), code=MID_STREAM)
         yield b"data: " + json.dumps(error(failure), separators=(",", ":")).encode() + b"\n\n"
     finally:
         await stream.aclose()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import time
@@ -116,6 +117,24 @@ def check(model: manifests.AIModel, request: ChatRequest) -> None:
         raise refuse(model, "tool_choice", f"names {choice.name!r}, which is not among the tools")
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def stops(model: manifests.AIModel, request: ChatRequest, limit: int) -> list[str]:
+    """The stop sequences, if the provider takes that many (OpenAI 4, Gemini 5)."""
+    if len(request.stop) > limit:
+        raise refuse(model, "stop", f"this provider takes at most {limit} stop sequences")
+    return list(request.stop)
+
+
 def arguments(model: manifests.AIModel, call: ToolCall, i: int, j: int) -> dict[str, Any]:
     """A tool call's arguments as the object Anthropic and Gemini take (OpenAI carries the
     JSON text as it is). Empty text is no arguments: models write it for a function
@@ -124,9 +143,9 @@ def arguments(model: manifests.AIModel, call: ToolCall, i: int, j: int) -> dict[
     if not call.arguments.strip():
         return {}
     try:
-        value = json.loads(call.arguments)
+        value = json.loads(call.arguments, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, RecursionError):
-        raise refuse(model, field, "is not JSON") from None
+        raise refuse(model, field, "is not JSON (NaN, Infinity and 1e400 are not)") from None
     if not isinstance(value, dict):
         raise refuse(model, field, "is not a JSON object; this provider takes an object")
     return value
@@ -293,8 +312,8 @@ class OpenAIChat(HttpAdapter):
             payload["temperature"] = request.temperature
         if request.top_p is not None:
             payload["top_p"] = request.top_p
-        if request.stop:
-            payload["stop"] = list(request.stop)
+        if request.stop:  # OpenAI's own API takes 4; compatible servers say for themselves
+            payload["stop"] = stops(model, request, 4) if keyed else list(request.stop)
         payload.update(_openai_options(request))
         if stream:
             payload["stream"] = True
@@ -462,14 +481,14 @@ def _gemini_contents(model: manifests.AIModel, request: ChatRequest) -> list[dic
     return contents
 
 
-def _generation_config(request: ChatRequest) -> dict[str, Any]:
+def _generation_config(model: manifests.AIModel, request: ChatRequest) -> dict[str, Any]:
     config: dict[str, Any] = {"maxOutputTokens": request.max_tokens}
     if request.temperature is not None:
         config["temperature"] = request.temperature
     if request.top_p is not None:
         config["topP"] = request.top_p
     if request.stop:
-        config["stopSequences"] = list(request.stop)
+        config["stopSequences"] = stops(model, request, 5)  # Gemini's limit
     form = request.response_format
     if form is not None:  # Gemini's schema mode is always strict; a schema's name is a label
         config["responseMimeType"] = "application/json"
@@ -492,7 +511,7 @@ class GeminiGenerate(HttpAdapter):
         key = required_key(model)
         payload: dict[str, Any] = {
             "contents": _gemini_contents(model, request),
-            "generationConfig": _generation_config(request),
+            "generationConfig": _generation_config(model, request),
         }
         system = system_prompt(request)
         if system:

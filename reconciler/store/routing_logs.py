@@ -285,12 +285,21 @@ def attempts(
 
 
 def recent(
-    connection: Connection, *, model_id: str | None = None, limit: int = 100
+    connection: Connection,
+    *,
+    model_id: str | None = None,
+    request_id: str | None = None,
+    limit: int = 100,
 ) -> list[dict[str, Any]]:
+    """The newest rows, of one model or one request if given. A request id that is not a
+    UUID (a caller's ``x-request-id: trace-42``) is found as it was stored: by the UUID
+    made from it."""
     table = tables.routing_logs
     query = select(table).order_by(table.c.timestamp.desc()).limit(limit)
     if model_id is not None:
         query = query.where(table.c.model_id == model_id)
+    if request_id is not None:
+        query = query.where(table.c.request_id == _request_uuid(request_id))
     return [_row(r) for r in connection.execute(query)]
 
 

@@ -127,6 +127,23 @@ class Held:
 HELD = Held()
 
 
+def echoing(key: str) -> Lie:
+    """An error event mid-stream that quotes the key it was sent, as providers'
+    "Incorrect API key provided: sk-..." messages do."""
+
+    def lie(events: list[_Event]) -> list[_Event]:
+        at = next(i for i, e in enumerate(events) if e.part == "piece") + 1
+        error = {"type": "invalid_request_error", "message": f"Incorrect API key provided: {key}"}
+        if events[0].data.startswith(b"event: "):
+            failure = {"type": "error", "error": error}
+            data = f"event: error\ndata: {json.dumps(failure)}\n\n"
+        else:
+            data = f"data: {json.dumps({'error': error})}\n\n"
+        return [*events[:at], _Event(data.encode(), "piece")]
+
+    return lie
+
+
 # ---------------------------------------------------------------- the fleet
 
 # fake name -> (kind, behaviour or lie); one fake serves every model pointed at it
@@ -147,13 +164,15 @@ FAKES: dict[str, tuple[str, str | Lie]] = {
     "endless-anthropic": ("anthropic", endless),
     "garbage-openai": ("openai", garbage),
     "garbage-anthropic": ("anthropic", garbage),
+    "leaky-openai": ("openai", echoing(KEYS["openai"])),
+    "leaky-anthropic": ("anthropic", echoing(KEYS["anthropic"])),
     "negative-openai": ("openai", counting("-5")),
     "huge-anthropic": ("anthropic", counting("1" + "0" * 30)),
 }
 # answers that are no answer, before any byte of a stream (the fakes' behaviours)
 BROKEN = ("html", "malformed", "huge", "deep", "cut", "endless")
 FAKES |= {f"broken-{how}": ("openai", how) for how in BROKEN}
-LIES = ("endless", "garbage")
+LIES = ("endless", "garbage", "leaky")
 
 
 def _started() -> dict[str, FakeProvider]:
@@ -195,7 +214,7 @@ def _models() -> dict[str, tuple[str, dict[str, str]]]:
         models[f"huge-anthropic-{sdk}"] = ("huge-anthropic", {})
         for how in BROKEN:
             models[f"broken-{how}-{sdk}"] = (f"broken-{how}", {})
-    return models
+    return models | MORE_MODELS
 
 
 def _manifests(by_name: dict[str, FakeProvider]) -> dict[str, str | bytes]:
@@ -911,3 +930,207 @@ def test_the_server_never_logged_a_traceback(fleet: Fleet) -> None:
     assert "Traceback" not in text, text[-3_000:]
     assert '"level":"error"' not in text, text[-3_000:]
     _no_key(text)
+
+
+# ======================================= found by the attack run (fixed since)
+
+MORE_MODELS: dict[str, tuple[str, dict[str, str]]] = {
+    "limited-retry": ("limited", {"fallbacks": "[limited-retry-b]"}),
+    "limited-retry-b": ("limited", {}),
+    "endless-short": ("endless-openai", {"timeoutMs": "2000"}),
+}
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+@pytest.mark.parametrize("sdk", SDKS)
+def test_a_key_in_a_providers_error_event_never_reaches_the_caller(
+    fleet: Fleet, sdk: str, kind: str
+) -> None:
+    answer = _stream(fleet, sdk, f"leaky-{kind}-{sdk}")
+    _broken_stream(sdk, answer)
+    _no_key(answer.text)
+
+
+def test_retry_after_says_when_a_model_may_be_called_again(fleet: Fleet) -> None:
+    answer = _post(fleet, "openai", _body("openai", "limited-retry"))
+    _error("openai", answer, 429)
+    wait = int(answer.headers["retry-after"])
+    time.sleep(wait + 0.2)
+    again = _post(fleet, "openai", _body("openai", "limited-retry"))
+    assert again.status_code != 503, (wait, again.text)  # the providers said 5 s
+    assert wait >= 5, "the providers' Retry-After was 5"
+
+
+def _hang_up_after(fleet: Fleet, fake: FakeProvider, body: dict[str, Any]) -> float:
+    """Send ``body`` raw, hang up once ``fake`` has the request: the time of the hang-up."""
+    calls = fake.calls
+    host, port = fleet.gateway.url.removeprefix("http://").split(":")
+    data = json.dumps(body).encode()
+    token = fleet.gateway.tokens["client"]
+    connection = socket.create_connection((host, int(port)))
+    connection.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: grove\r\n"
+        + f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n".encode()
+        + f"Content-Length: {len(data)}\r\n\r\n".encode()
+        + data
+    )
+    assert wait_for(lambda: fake.calls > calls)
+    time.sleep(0.1)
+    connection.close()
+    return time.monotonic()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "before-first-chunk"])
+def test_a_caller_hanging_up_before_any_byte_closes_the_providers_connection(
+    fleet: Fleet, stream: bool
+) -> None:
+    slow = fleet.fakes["slow"]  # its first chunk, or its answer, after 1.5 s
+    seen = len(slow.closed_at)
+    hung_up = _hang_up_after(fleet, slow, _body("openai", "slow", stream=stream))
+    assert wait_for(lambda: len(slow.closed_at) > seen, timeout=3), "never closed"
+    took = slow.closed_at[seen] - hung_up
+    assert took < 0.2, f"the provider saw the hang-up {took:.2f} s later"
+
+
+def test_a_caller_that_stops_reading_does_not_hold_the_provider_past_its_deadline(
+    fleet: Fleet,
+) -> None:
+    endless = fleet.fakes["endless-openai"]
+    seen = len(endless.closed_at)
+    host, port = fleet.gateway.url.removeprefix("http://").split(":")
+    data = json.dumps(_body("openai", "endless-short", stream=True)).encode()
+    token = fleet.gateway.tokens["client"]
+    connection = socket.socket()
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    connection.connect((host, int(port)))
+    with connection:
+        connection.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: grove\r\n"
+            + f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n".encode()
+            + f"Content-Length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
+        head = connection.recv(1024)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        started = time.monotonic()
+        # and read nothing more: timeoutMs is 2000
+        closed = wait_for(lambda: len(endless.closed_at) > seen, timeout=5)
+        assert closed, (
+            f"{time.monotonic() - started:.1f} s later the provider's connection is still "
+            "open: a caller that stops reading holds it past the model's deadline"
+        )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "sdk", "status"),
+    [
+        ("GET", "/v1/chat/completions", "openai", 405),
+        ("GET", "/v1/messages", "anthropic", 405),
+        ("POST", "/v1/embeddings", "openai", 404),
+        ("POST", "/v1/completions", "openai", 404),
+    ],
+)
+def test_wrong_method_or_path_under_v1_answers_in_the_callers_shape(
+    fleet: Fleet, method: str, path: str, sdk: str, status: int
+) -> None:
+    token = fleet.gateway.tokens["client"]
+    answer = httpx.request(
+        method,
+        fleet.gateway.url + path,
+        headers={"authorization": f"Bearer {token}"},
+        json={},
+        timeout=TIMEOUT_S,
+    )
+    _error(sdk, answer, status)
+
+
+NON_FINITE = [
+    pytest.param(
+        b'{"model": "claude", "messages": [{"role": "user", "content": "hi"}], "tools": '
+        b'[{"type": "function", "function": {"name": "f", "parameters": {"type": "object", '
+        b'"properties": {"n": {"type": "number", "maximum": Infinity, "default": NaN}}}}}]}',
+        "tools[0].function.parameters",
+        id="schema",
+    ),
+    pytest.param(
+        b'{"model": "claude", "messages": [{"role": "user", "content": "hi"}, {"role": '
+        b'"assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": '
+        b'"f", "arguments": "{\\"n\\": 1e400}"}}]}, {"role": "tool", "tool_call_id": "c1", '
+        b'"content": "ok"}], "tools": [{"type": "function", "function": {"name": "f"}}]}',
+        "messages[1].tool_calls[0].function.arguments",
+        id="arguments",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "field"), NON_FINITE)
+def test_non_finite_numbers_never_reach_a_provider_as_invalid_json(
+    fleet: Fleet, raw: bytes, field: str
+) -> None:
+    claude = fleet.fakes["claude"]
+    calls = claude.calls
+    answer = _post(fleet, "openai", raw=raw)
+    if answer.status_code == 400:
+        assert _names(_error("openai", answer, 400), field)
+        return
+    assert claude.calls == calls + 1
+    sent = claude.requests[-1]["body"]
+    assert b"NaN" not in sent and b"Infinity" not in sent, sent[-300:]
+
+
+@pytest.mark.parametrize(
+    ("sdk", "fields", "field"),
+    [
+        ("openai", '"stream": "yes"', "stream"),
+        ("openai", '"stream": 1', "stream"),
+        ("anthropic", '"max_tokens": "50"', "max_tokens"),
+        ("openai", '"temperature": "0.5"', "temperature"),
+    ],
+)
+def test_wrong_types_are_refused_not_coerced(
+    fleet: Fleet, sdk: str, fields: str, field: str
+) -> None:
+    body = json.dumps(_body(sdk, "good"))
+    answer = _post(fleet, sdk, raw=(body[:-1] + ", " + fields + "}").encode())
+    assert _names(_error(sdk, answer, 400), field)
+
+
+def test_the_nesting_cap_holds_whatever_the_content_type(fleet: Fleet) -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": _nested(45)}}]
+    raw = json.dumps(_body("openai", "good", tools=tools)).encode()
+    answer = _post(fleet, "openai", raw=raw, headers={"content-type": "text/plain"})
+    assert answer.status_code in (400, 415, 422), answer.status_code
+
+
+def test_more_stop_sequences_than_gemini_takes_is_a_400(fleet: Fleet) -> None:
+    stops = [f"stop{n}" for n in range(16)]
+    answer = _post(fleet, "anthropic", _body("anthropic", "gem", stop_sequences=stops))
+    assert _names(_error("anthropic", answer, 400), "stop_sequences")
+
+
+@pytest.mark.parametrize(
+    ("sdk", "messages", "field"),
+    [
+        ("anthropic", [{"role": "user", "content": []}], "messages[0].content"),
+        ("openai", [{"role": "system", "content": "Be brief."}], "messages"),
+    ],
+)
+def test_an_empty_conversation_is_a_400(
+    fleet: Fleet, sdk: str, messages: list[dict[str, Any]], field: str
+) -> None:
+    answer = _post(fleet, sdk, _body(sdk, "claude", messages=messages))
+    assert _names(_error(sdk, answer, 400), field)
+
+
+def test_a_callers_request_id_finds_its_routing_log_rows(fleet: Fleet) -> None:
+    answer = _post(fleet, "openai", _body("openai", "good"), headers={"x-request-id": "trace-42"})
+    assert answer.headers["x-request-id"] == "trace-42"
+
+    def rows() -> list[dict[str, Any]]:
+        with fleet.gateway.api() as client:
+            found = client.get("/api/routing/logs", params={"requestId": "trace-42"})
+        assert found.status_code == 200, found.text
+        return list(found.json())
+
+    found = wait_for(rows, every=0.05)
+    assert [(r["modelId"], r["success"]) for r in found] == [("good", True)]

@@ -87,8 +87,11 @@ def logs(
     services: ServicesDep,
     identity: Viewer,
     model_id: Annotated[str | None, Query(alias="modelId", max_length=63)] = None,
+    request_id: Annotated[str | None, Query(alias="requestId", max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     services.engine.flush_logs()
     with services.db.transaction() as connection:
-        return routing_logs.recent(connection, model_id=model_id, limit=limit)
+        return routing_logs.recent(
+            connection, model_id=model_id, request_id=request_id, limit=limit
+        )
