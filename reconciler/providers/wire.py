@@ -17,8 +17,6 @@ into a request header, and never into a message.
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 import re
 import time
@@ -26,7 +24,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from reconciler.manifests import kinds as manifests
-from reconciler.providers import answers, streams
+from reconciler.providers import answers, refusals, streams
 from reconciler.providers.base import (
     ChatRequest,
     ChatResponse,
@@ -36,7 +34,6 @@ from reconciler.providers.base import (
     ProviderError,
     ResponseKind,
     Tool,
-    ToolCall,
     ToolChoiceMode,
     cost_of,
     refuse,
@@ -44,7 +41,6 @@ from reconciler.providers.base import (
 from reconciler.providers.transport import Http
 
 ANTHROPIC_VERSION = "2023-06-01"
-ROLES = ("system", "user", "assistant", "tool")
 _UNSENDABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # header values: no CTLs but tab
 
 Built = tuple[str, dict[str, str], dict[str, Any]]  # url, headers, payload
@@ -89,81 +85,6 @@ def _endpoint(model: manifests.AIModel) -> str:
     if endpoint is None:  # validation makes this impossible for HTTP providers
         raise ProviderError(FailureKind.CONFIGURATION, f"{model.id}: no endpoint")
     return endpoint.rstrip("/")
-
-
-def check(model: manifests.AIModel, request: ChatRequest) -> None:
-    """Refuse what no wire format can carry: an unknown role, tool calls on a turn other
-    than the assistant's, a tool result that answers no call, a tool choice without
-    tools or naming a tool that is not among them."""
-    for i, message in enumerate(request.messages):
-        if message.role not in ROLES:
-            raise refuse(
-                model, f"messages[{i}].role", f"{message.role!r} is not one of {', '.join(ROLES)}"
-            )
-        if message.tool_calls and message.role != "assistant":
-            raise refuse(
-                model, f"messages[{i}].tool_calls", "only an assistant message carries tool calls"
-            )
-        if message.role == "tool" and not message.tool_call_id:
-            raise refuse(
-                model, f"messages[{i}].tool_call_id", "a tool message answers a tool call by its id"
-            )
-    choice = request.tool_choice
-    if choice is None:
-        return
-    if not request.tools:
-        raise refuse(model, "tool_choice", "is only allowed when tools are given")
-    if choice.mode is ToolChoiceMode.TOOL and choice.name not in {t.name for t in request.tools}:
-        raise refuse(model, "tool_choice", f"names {choice.name!r}, which is not among the tools")
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(name)
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(text)
-    return value
-
-
-def stops(model: manifests.AIModel, request: ChatRequest, limit: int) -> list[str]:
-    """The stop sequences, if the provider takes that many (OpenAI 4, Gemini 5)."""
-    if len(request.stop) > limit:
-        raise refuse(model, "stop", f"this provider takes at most {limit} stop sequences")
-    return list(request.stop)
-
-
-def arguments(model: manifests.AIModel, call: ToolCall, i: int, j: int) -> dict[str, Any]:
-    """A tool call's arguments as the object Anthropic and Gemini take (OpenAI carries the
-    JSON text as it is). Empty text is no arguments: models write it for a function
-    without parameters."""
-    field = f"messages[{i}].tool_calls[{j}].function.arguments"
-    if not call.arguments.strip():
-        return {}
-    try:
-        value = json.loads(call.arguments, parse_constant=_no_constant, parse_float=_finite)
-    except (ValueError, RecursionError):
-        raise refuse(model, field, "is not JSON (NaN, Infinity and 1e400 are not)") from None
-    if not isinstance(value, dict):
-        raise refuse(model, field, "is not a JSON object; this provider takes an object")
-    return value
-
-
-def _no_names(model: manifests.AIModel, request: ChatRequest) -> None:
-    """Anthropic and Gemini have no participant names (a tool result's name is the
-    function's, which Gemini uses), and no strict mode for a tool's arguments."""
-    for i, message in enumerate(request.messages):
-        if message.name is not None and message.role != "tool":
-            raise refuse(model, f"messages[{i}].name", "this provider has no participant names")
-    for i, tool in enumerate(request.tools):
-        if tool.strict:
-            raise refuse(
-                model,
-                f"tools[{i}].function.strict",
-                "this provider has no strict mode for tool arguments",
-            )
 
 
 class HttpAdapter:
@@ -296,7 +217,7 @@ class OpenAIChat(HttpAdapter):
     def build(
         self, model: manifests.AIModel, request: ChatRequest, *, stream: bool = False
     ) -> Built:
-        check(model, request)
+        refusals.check(model, request)
         keyed = model.payload.provider is manifests.Provider.OPENAI
         key = api_key(model, required=keyed)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -313,7 +234,7 @@ class OpenAIChat(HttpAdapter):
         if request.top_p is not None:
             payload["top_p"] = request.top_p
         if request.stop:  # OpenAI's own API takes 4; compatible servers say for themselves
-            payload["stop"] = stops(model, request, 4) if keyed else list(request.stop)
+            payload["stop"] = refusals.stops(model, request, 4) if keyed else list(request.stop)
         payload.update(_openai_options(request))
         if stream:
             payload["stream"] = True
@@ -369,7 +290,7 @@ def _anthropic_messages(model: manifests.AIModel, request: ChatRequest) -> list[
                     "type": "tool_use",
                     "id": call.id,
                     "name": call.name,
-                    "input": arguments(model, call, i, j),
+                    "input": refusals.arguments(model, call, i, j),
                 }
                 for j, call in enumerate(message.tool_calls)
             )
@@ -391,8 +312,8 @@ class AnthropicMessages(HttpAdapter):
     def build(
         self, model: manifests.AIModel, request: ChatRequest, *, stream: bool = False
     ) -> Built:
-        check(model, request)
-        _no_names(model, request)
+        refusals.check(model, request)
+        refusals.no_names(model, request)
         if request.response_format is not None:
             raise refuse(
                 model, "response_format", "Anthropic's Messages API has no JSON output mode"
@@ -473,7 +394,7 @@ def _gemini_contents(model: manifests.AIModel, request: ChatRequest) -> list[dic
             )
             for j, call in enumerate(message.tool_calls):
                 called[call.id] = call.name
-                args = arguments(model, call, i, j)
+                args = refusals.arguments(model, call, i, j)
                 parts.append({"functionCall": {"name": call.name, "args": args}})
             contents.append({"role": "model", "parts": parts})
         else:
@@ -488,7 +409,7 @@ def _generation_config(model: manifests.AIModel, request: ChatRequest) -> dict[s
     if request.top_p is not None:
         config["topP"] = request.top_p
     if request.stop:
-        config["stopSequences"] = stops(model, request, 5)  # Gemini's limit
+        config["stopSequences"] = refusals.stops(model, request, 5)  # Gemini's limit
     form = request.response_format
     if form is not None:  # Gemini's schema mode is always strict; a schema's name is a label
         config["responseMimeType"] = "application/json"
@@ -506,8 +427,8 @@ class GeminiGenerate(HttpAdapter):
     def build(
         self, model: manifests.AIModel, request: ChatRequest, *, stream: bool = False
     ) -> Built:
-        check(model, request)
-        _no_names(model, request)
+        refusals.check(model, request)
+        refusals.no_names(model, request)
         key = required_key(model)
         payload: dict[str, Any] = {
             "contents": _gemini_contents(model, request),
