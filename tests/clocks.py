@@ -1,6 +1,6 @@
 """A fake monotonic clock for code that takes ``clock: Callable[[], float]``: the reconcile
 loop (``gitops.watching.Watcher``), the circuit breakers (``routing.circuits.Breakers``) and the
-latency windows (``routing.engine.LatencyStats``).
+latency windows (``routing.latency.LatencyStats``).
 A test advances it past a backoff or an open circuit instead of sleeping."""
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ the database or a lock will come back), a permanent error needs a human
     │   ├── LockBusy                       another reconciler holds the apply lock
     │   ├── LeaseLost                      this loop is no longer the leader; stand down
     │   ├── api.hub.TooManyStreams         no event-stream slot free; one frees when a stream ends
-    │   └── routing.engine.StreamBroken    a streamed answer's model failed after its first
+    │   └── routing.streaming.StreamBroken a streamed answer's model failed after its first
     │                                      delta: too late to fail over (the stream ends with it)
     └── providers.base.ProviderError       one failed model call: its kind says whether the next
                                            model is worth a try; the router decides, never a caller

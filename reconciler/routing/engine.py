@@ -33,15 +33,13 @@ on disk for a restart) and health reports ``degraded``.
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import datetime as dt
 import logging
 import os
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Collection, Coroutine, Iterator, Mapping
-from enum import StrEnum
+from collections.abc import Collection, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,23 +47,29 @@ from reconciler.base import diagnostics, errors, ids, logs, telemetry
 from reconciler.base import settings as settings_module
 from reconciler.base.settings import Settings
 from reconciler.manifests import kinds as manifests
-from reconciler.manifests import scoring
 from reconciler.providers import Providers
 from reconciler.providers.base import (
     ChatRequest,
     ChatResponse,
-    Delta,
     FailureKind,
     ProviderError,
-    StreamEnd,
-    cost_of,
 )
-from reconciler.routing import canary, circuits, ranking, snapshots
+from reconciler.routing import attempts as attempts_module
+from reconciler.routing import canary, circuits, ranking, snapshots, streaming
+from reconciler.routing.attempts import CANCELLED, CANCELLED_KIND, CIRCUIT_OPEN
+from reconciler.routing.latency import LatencyStats
 from reconciler.runtime.logwriter import LogWriter
 from reconciler.store import migrating, routing_logs
 from reconciler.store.engine import Database
 
 log = logging.getLogger("grove.router")
+
+# The router's words for an attempt and a streamed call (``routing.AttemptReport``,
+# ``routing.RoutedStream``), kept in modules of their own
+AttemptOutcome = attempts_module.AttemptOutcome
+AttemptReport = attempts_module.AttemptReport
+RoutedStream = streaming.RoutedStream
+StreamBroken = streaming.StreamBroken
 
 OVERRIDE_VARIABLE = "ROUTING_OVERRIDE_MODEL"
 DEFAULT_FAILOVER = manifests.Failover.model_validate({})  # capability-only requests
@@ -80,33 +84,6 @@ class NoEligibleModel(errors.PermanentError):
     def __init__(self, decision: ranking.RoutingDecision) -> None:
         super().__init__(decision.reason)
         self.decision = decision
-
-
-class AttemptOutcome(StrEnum):
-    """An attempt that did not fail; a failed one's outcome is its :class:`FailureKind`."""
-
-    SUCCESS = "success"
-    SKIPPED = "skipped"  # its circuit is open: not called
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class AttemptReport:
-    model_id: str
-    outcome: AttemptOutcome | FailureKind
-    latency_ms: float
-    message: str | None = ""
-    version: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        # Written by hand, not by `base.serial`: every routed call's answer carries its
-        # attempts, and a TypeAdapter costs about 3x this (0.6 vs 2.0 us).
-        return {
-            "modelId": self.model_id,
-            "version": self.version,
-            "outcome": self.outcome.value,
-            "latencyMs": round(self.latency_ms, 1),
-            "message": self.message or "",
-        }
 
 
 class RoutingFailed(errors.PermanentError):
@@ -138,100 +115,6 @@ class RoutingResult:
     attempts: tuple[AttemptReport, ...]
     request_id: str
     version: str | None = None  # the version of the model that answered
-
-
-class LatencyStats:
-    """Observed latency of successful calls per model version, over a sliding window.
-
-    The p95 is recomputed at most every 16 samples or every second, and samples
-    older than the window age out, so a model excluded by ``maxLatencyMs`` gets
-    another chance once its slow period is over. :meth:`retain` keeps the live
-    versions only, as :meth:`circuits.Breakers.retain` does.
-    """
-
-    def __init__(
-        self,
-        *,
-        size: int = 1024,
-        window_s: float = 600.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.size = size
-        self.window_s = window_s
-        self.clock = clock  # injected: tests age samples out with a fake clock
-        # when each sample was taken, and its latency: two deques side by side, so the
-        # p95 sorts plain floats (in C) instead of unpacking pairs in Python
-        self._times: dict[Key, collections.deque[float]] = {}
-        self._values: dict[Key, collections.deque[float]] = {}
-        self._p95: dict[Key, tuple[float, float]] = {}  # version -> (p95, computed at)
-        self._fresh: dict[Key, int] = {}
-        self._lock = threading.Lock()
-        self._live: frozenset[Key] | None = None  # None: every version counts
-        self.epoch = 0  # bumped whenever a p95 changes: latency orders are cached per epoch
-
-    def count(self) -> int:
-        """How many versions have a latency history."""
-        return len(self._times)
-
-    def seed(self, latencies: Mapping[Key, list[float]]) -> None:
-        """Start from what the routing logs observed (a restart keeps its p95s)."""
-        for key, values in latencies.items():
-            for value in reversed(values):  # oldest first
-                self.add(key, value)
-
-    def retain(self, live: Collection[Key]) -> None:
-        """Keep the history of ``live`` versions only, and ignore samples of others."""
-        with self._lock:
-            self._live = frozenset(live)
-            for key in [k for k in self._times if k not in self._live]:
-                del self._times[key], self._values[key]
-                self._fresh.pop(key, None)
-                if self._p95.pop(key, None) is not None:
-                    self.epoch += 1
-
-    def add(self, key: Key, latency_ms: float) -> None:
-        now = self.clock()
-        with self._lock:
-            if self._live is not None and key not in self._live:
-                return  # a call to a version no longer live: its history is gone
-            times = self._times.get(key)
-            if times is None:
-                times = self._times[key] = collections.deque(maxlen=self.size)
-                self._values[key] = collections.deque(maxlen=self.size)
-            times.append(now)
-            self._values[key].append(latency_ms)
-            fresh = self._fresh[key] = self._fresh.get(key, 0) + 1
-            if fresh >= 16 or key not in self._p95:
-                self._compute(key, now)
-
-    def _compute(self, key: Key, now: float) -> None:
-        times, values = self._times.get(key), self._values.get(key)
-        while times and values and now - times[0] > self.window_s:
-            times.popleft()
-            values.popleft()
-        if times is None:  # dropped by retain while a reader waited for the lock
-            return
-        self._fresh[key] = 0
-        if not values:
-            if self._p95.pop(key, None) is not None:
-                self.epoch += 1
-            return
-        value = scoring.percentile(sorted(values), 0.95)
-        previous = self._p95.get(key)
-        self._p95[key] = (value, now)
-        if previous is None or previous[0] != value:
-            self.epoch += 1
-
-    def p95(self, key: Key) -> float | None:
-        found = self._p95.get(key)
-        if found is None:
-            return None
-        now = self.clock()
-        if now - found[1] > 1.0:
-            with self._lock:
-                self._compute(key, now)
-            found = self._p95.get(key)
-        return found[0] if found else None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -563,7 +446,7 @@ class RoutingEngine:
                 if splits and model_id in splits and key == table.versions[model_id]:
                     # a canary its own circuit keeps out still counts against it: a
                     # version that fails every call must not look like one without traffic
-                    self._record(
+                    self.record(
                         request_id, request, decision, key, tried + 1, 0.0, CIRCUIT_OPEN, None
                     )
                 continue
@@ -574,24 +457,31 @@ class RoutingEngine:
             except ProviderError as exc:
                 latency = (time.perf_counter() - started) * 1000
                 attempts.append(AttemptReport(model_id, exc.kind, latency, str(exc), key.version))
-                self._record(request_id, request, decision, key, tried, latency, exc, None)
+                self.record(request_id, request, decision, key, tried, latency, exc, None)
                 self._failed(key, exc, failover, decision, attempts)
                 continue
             except BaseException as exc:
                 self.breakers.release(key)
                 if isinstance(exc, asyncio.CancelledError):
-                    self._record(
-                        request_id, request, decision, key, tried, _since(started), CANCELLED, None
+                    self.record(
+                        request_id,
+                        request,
+                        decision,
+                        key,
+                        tried,
+                        attempts_module.since(started),
+                        CANCELLED,
+                        None,
                     )
                 raise
-            self._succeeded(key)
+            self.note_success(key)
             attempts.append(
                 AttemptReport(
                     model_id, AttemptOutcome.SUCCESS, response.latency_ms, None, key.version
                 )
             )
-            decision = _after_failover(decision, model_id, attempts)
-            self._record(
+            decision = attempts_module.after_failover(decision, model_id, attempts)
+            self.record(
                 request_id, request, decision, key, tried, response.latency_ms, None, response
             )
             return RoutingResult(
@@ -600,7 +490,7 @@ class RoutingEngine:
         names = ", ".join(f"{a.model_id} ({a.outcome})" for a in attempts) or "none"
         raise RoutingFailed(f"every model failed: {names}", decision, attempts)
 
-    async def open_stream(self, request: TaskRequest, chat: ChatRequest) -> RoutedStream:
+    async def open_stream(self, request: TaskRequest, chat: ChatRequest) -> streaming.RoutedStream:
         """Route a streamed call: walk the chain as :meth:`route_request` does until a
         model sends its first delta, and return the stream from there. Failover happens
         only here, before anything reaches the caller; a failure after the first delta
@@ -625,7 +515,7 @@ class RoutingEngine:
                     )
                 )
                 if splits and model_id in splits and key == table.versions[model_id]:
-                    self._record(
+                    self.record(
                         request_id, request, decision, key, tried + 1, 0.0, CIRCUIT_OPEN, None
                     )
                 continue
@@ -638,20 +528,29 @@ class RoutingEngine:
                 await deltas.aclose()
                 latency = (time.perf_counter() - started) * 1000
                 attempts.append(AttemptReport(model_id, exc.kind, latency, str(exc), key.version))
-                self._record(request_id, request, decision, key, tried, latency, exc, None)
+                self.record(request_id, request, decision, key, tried, latency, exc, None)
                 self._failed(key, exc, failover, decision, attempts)
                 continue
             except BaseException as exc:
                 self.breakers.release(key)
                 if isinstance(exc, asyncio.CancelledError):  # the caller left before a word
-                    self._record(
-                        request_id, request, decision, key, tried, _since(started), CANCELLED, None
+                    self.record(
+                        request_id,
+                        request,
+                        decision,
+                        key,
+                        tried,
+                        attempts_module.since(started),
+                        CANCELLED,
+                        None,
                     )
                 await deltas.aclose()
                 raise
-            return RoutedStream(
+            return streaming.RoutedStream(
                 self,
-                _Attempt(request_id, request, decision, key, tried, model, started, failover),
+                streaming.StreamAttempt(
+                    request_id, request, decision, key, tried, model, started, failover
+                ),
                 attempts,
                 first,
                 deltas,
@@ -659,7 +558,7 @@ class RoutingEngine:
         names = ", ".join(f"{a.model_id} ({a.outcome})" for a in attempts) or "none"
         raise RoutingFailed(f"every model failed: {names}", decision, attempts)
 
-    def _succeeded(self, key: circuits.ModelVersion) -> None:
+    def note_success(self, key: circuits.ModelVersion) -> None:
         if self.breakers.success(key):  # a gauge write per call costs, with --workers
             telemetry.CIRCUIT_OPEN.labels(model=key.model_id).set(0)
 
@@ -684,7 +583,7 @@ class RoutingEngine:
                 client_error=True,
                 field=exc.field,
             ) from None
-        self._count_failure(key, exc, failover)
+        self.note_failure(key, exc, failover)
         if not exc.moves_on(frozenset(failover.on)):
             raise RoutingFailed(
                 f"{model_id} failed ({exc}) and the rule does not fail over on {exc.kind.value}",
@@ -693,7 +592,7 @@ class RoutingEngine:
             ) from None
         telemetry.FAILOVERS.inc()
 
-    def _count_failure(
+    def note_failure(
         self, key: circuits.ModelVersion, exc: ProviderError, failover: manifests.Failover
     ) -> None:
         counted = self.breakers.failure(
@@ -711,7 +610,7 @@ class RoutingEngine:
                 int(self.breakers.blocked(key) is not None)
             )
 
-    def _record(
+    def record(
         self,
         request_id: str,
         request: TaskRequest,
@@ -799,176 +698,6 @@ class RoutingEngine:
             self.writer = None
         if self.db is not None:
             self.db.dispose()
-
-
-CIRCUIT_OPEN = ProviderError(FailureKind.SERVER_ERROR, "circuit open: not called")
-# A caller that went away mid-stream: the attempt's row, which no analysis counts against
-# the model (like a client error), and no circuit either.
-CANCELLED = ProviderError(FailureKind.CLIENT_ERROR, "the caller disconnected; upstream closed")
-CANCELLED_KIND = "cancelled"
-
-
-class StreamBroken(errors.TemporaryError):
-    """The model that was streaming failed after its first delta reached the caller:
-    no failover is possible any more (the caller has part of an answer)."""
-
-    def __init__(self, model_id: str, error: ProviderError) -> None:
-        super().__init__(f"{model_id} failed mid-stream: {error}")
-        self.model_id = model_id
-        self.error = error
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Attempt:
-    """The attempt a :class:`RoutedStream` carries on: what its log row needs."""
-
-    request_id: str
-    request: TaskRequest
-    decision: ranking.RoutingDecision
-    key: circuits.ModelVersion
-    number: int
-    model: manifests.AIModel
-    started: float
-    failover: manifests.Failover
-
-
-class RoutedStream:
-    """A streamed call whose model has sent its first delta: iterate it for the deltas
-    (the first included). The attempt's routing-log row, metrics and circuit are written
-    when the stream ends: a success at its :class:`StreamEnd` (tokens and cost from it),
-    a failure as :class:`StreamBroken`, and ``cancelled`` when the caller stops
-    iterating (:meth:`aclose`), which closes the upstream connection at once."""
-
-    def __init__(
-        self,
-        engine: RoutingEngine,
-        attempt: _Attempt,
-        attempts: list[AttemptReport],
-        first: Delta,
-        rest: AsyncGenerator[Delta, None],
-    ) -> None:
-        self._engine = engine
-        self._attempt = attempt
-        self._first: Delta | None = first
-        self._rest = rest
-        self._ended = False
-        self.attempts = attempts  # the failed ones before it; its own is added at the end
-        self.request_id = attempt.request_id
-        self.model_id = attempt.key.model_id
-        self.version = attempt.key.version
-        self.model = attempt.model
-        self.decision = _after_failover(attempt.decision, self.model_id, attempts)
-        self.end: StreamEnd | None = None
-        self.cost_usd: float | None = None
-
-    @property
-    def tried(self) -> int:
-        """How many models were called, this one included."""
-        return self._attempt.number
-
-    def __aiter__(self) -> RoutedStream:
-        return self
-
-    async def __anext__(self) -> Delta:
-        first = self._first
-        if first is not None:
-            self._first = None
-            self._check_end(first)
-            return first
-        if self._ended:
-            raise StopAsyncIteration
-        try:
-            delta = await anext(self._rest)
-        except StopAsyncIteration:  # an adapter that ended without its StreamEnd: a bug
-            early = ProviderError(
-                FailureKind.BAD_RESPONSE, f"{self.model_id}: the stream ended without its end"
-            )
-            self._finish(early)
-            raise StreamBroken(self.model_id, early) from None
-        except ProviderError as exc:
-            self._finish(exc)
-            raise StreamBroken(self.model_id, exc) from None
-        except BaseException:
-            await self.aclose()
-            raise
-        self._check_end(delta)
-        return delta
-
-    def _check_end(self, delta: Delta) -> None:
-        if isinstance(delta, StreamEnd):
-            self.end = delta
-            self._finish(None)
-
-    async def aclose(self) -> None:
-        """Stop early (the caller went away): close the upstream call, log ``cancelled``."""
-        if not self._ended:
-            self._finish(CANCELLED)
-        await self._rest.aclose()
-
-    def _finish(self, error: ProviderError | None) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        attempt, engine = self._attempt, self._engine
-        key = attempt.key
-        latency = (time.perf_counter() - attempt.started) * 1000
-        response = None
-        if error is None:
-            end = self.end
-            assert end is not None
-            self.cost_usd = cost_of(attempt.model, end.input_tokens, end.output_tokens)
-            response = ChatResponse(
-                model_id=self.model_id,
-                provider_model=attempt.model.payload.provider_model or "",
-                text="",
-                input_tokens=end.input_tokens,
-                output_tokens=end.output_tokens,
-                cost_usd=self.cost_usd,
-                latency_ms=latency,
-                counted=end.counted,
-                finish_reason=end.finish_reason,
-            )
-            engine._succeeded(key)
-            outcome: AttemptOutcome | FailureKind = AttemptOutcome.SUCCESS
-        elif error is CANCELLED:
-            engine.breakers.release(key)
-            outcome = FailureKind.CLIENT_ERROR
-        else:
-            engine._count_failure(key, error, attempt.failover)
-            outcome = error.kind
-        self.attempts.append(
-            AttemptReport(
-                self.model_id, outcome, latency, None if error is None else str(error), key.version
-            )
-        )
-        engine._record(
-            attempt.request_id,
-            attempt.request,
-            self.decision,
-            key,
-            attempt.number,
-            latency,
-            error,
-            response,
-        )
-
-
-def _since(started: float) -> float:
-    """Milliseconds since ``started`` (a ``time.perf_counter()``)."""
-    return (time.perf_counter() - started) * 1000
-
-
-def _after_failover(
-    decision: ranking.RoutingDecision, model_id: str, attempts: list[AttemptReport]
-) -> ranking.RoutingDecision:
-    """The decision as it turned out: served by ``model_id``, after the failures."""
-    failed = [a for a in attempts if isinstance(a.outcome, FailureKind)]
-    if not failed:
-        return decision
-    why = ", ".join(f"{a.model_id}: {a.outcome}" for a in failed)
-    return dataclasses.replace(
-        decision, model_id=model_id, reason=f"failover from {why}; {decision.reason}"
-    )
 
 
 def _versions(
