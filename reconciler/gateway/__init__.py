@@ -19,7 +19,7 @@ pay for dependency resolution it does not use.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -176,9 +176,9 @@ class Gateway:
         may be called again (its circuit half-opens), or in a second."""
         self._failed_over(exc)
         failure = common.routing_error(exc)
-        if failure.retry_after_s is not None:
-            chain = getattr(exc, "decision", None)
-            wait = self.engine.retry_after(chain.chain) if chain is not None else None
+        decision = getattr(exc, "decision", None)  # RoutingFailed's and NoEligibleModel's
+        if failure.retry_after_s is not None and decision is not None:
+            wait = self.engine.retry_after(decision.chain)
             failure.retry_after_s = wait if wait is not None else failure.retry_after_s
         return failure
 
@@ -190,7 +190,7 @@ class Gateway:
             kind = Kind.UNAUTHORIZED if refused.status == 401 else Kind.FORBIDDEN
             raise GatewayError(refused.status, kind, refused.message) from None
 
-    def _report(self, attempts: Any, model_id: str) -> None:
+    def _report(self, attempts: Sequence[routing.AttemptReport], model_id: str) -> None:
         """A failover that ended well, for the console's live feed."""
         if attempts:
             first = attempts[0].model_id
