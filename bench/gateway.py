@@ -21,10 +21,11 @@ client (aiohttp, on uvloop when installed), so that none shares the client's CPU
 The same client, the same body (``max_tokens`` 8, one user message) and the same
 fake for all three; measured in one run:
 
-1. One connection each, calls interleaved (direct, Grove, LiteLLM in turn, the
-   order rotating), after a warm-up: p50 and p99 of each, and what Grove and
-   LiteLLM add to the direct call's. Also each server's CPU per call (from
-   /proc), a figure that moves less than latency on a shared machine.
+1. One connection each, one call at a time, interleaved in blocks of ``--block``
+   calls (direct, Grove, LiteLLM in turn, the order rotating), after a warm-up:
+   p50 and p99 of each, and what Grove and LiteLLM add to the direct call's.
+   Also each server's CPU per call (from /proc), a figure that moves less than
+   latency on a shared machine.
 2. Streaming the same way: time to the first chunk carrying text, added to the
    direct stream's; every stream is checked to join to the same text and end
    with ``[DONE]``.
@@ -380,11 +381,15 @@ def session(limit: int) -> aiohttp.ClientSession:
 
 
 async def interleaved(
-    targets: list[Target], caller: Caller, calls: int, warmup: int, *, streaming: bool
+    targets: list[Target], caller: Caller, calls: int, warmup: int, block: int, *, streaming: bool
 ) -> tuple[dict[str, list[float]], dict[str, float | None]]:
     """``calls`` calls to each target on one kept-alive connection of its own, one call
-    at a time, the targets in turn (the order rotating each round). Returns each
-    target's figures, and the CPU seconds each target's server spent per call."""
+    at a time, in blocks of ``block`` calls to one target, the targets in turn (the
+    order rotating each round): the machine's drift reaches all of them alike, and
+    each is measured warm (one call at a time between LiteLLM's, which spends 10 ms
+    and more of CPU a call, a fast path runs with its caches cold: Grove's added p50
+    measured call by call was twice what it is in blocks). Returns each target's
+    figures, and the CPU seconds each target's server spent per call."""
     sessions = [session(1) for _ in targets]
     bodies = [target.body(stream=streaming) for target in targets]
     figures: dict[str, list[float]] = {target.name: [] for target in targets}
@@ -394,9 +399,13 @@ async def interleaved(
                 await caller(sess, target, body)
         before = {t.name: bench_api.cpu_seconds(t.pid) if t.pid else None for t in targets}
         order = list(range(len(targets)))
-        for i in range(calls):
-            for k in order[i % len(order) :] + order[: i % len(order)]:
-                figures[targets[k].name].append(await caller(sessions[k], targets[k], bodies[k]))
+        for first in range(0, calls, block):
+            turn = (first // block) % len(order)
+            for k in order[turn:] + order[:turn]:
+                for _ in range(min(block, calls - first)):
+                    figures[targets[k].name].append(
+                        await caller(sessions[k], targets[k], bodies[k])
+                    )
         after = {t.name: bench_api.cpu_seconds(t.pid) if t.pid else None for t in targets}
     finally:
         for sess in sessions:
@@ -541,6 +550,9 @@ def options() -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=2000, help="one connection: calls per server")
     parser.add_argument("--stream-calls", type=int, default=1000, help="streams per server")
     parser.add_argument("--warmup", type=int, default=200, help="calls per server before timing")
+    parser.add_argument(
+        "--block", type=int, default=100, help="calls to one server before the next's turn"
+    )
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=5.0, help="throughput: seconds a run")
     parser.add_argument("--repeat", type=int, default=3, help="throughput: rounds of the three")
@@ -562,7 +574,7 @@ def options() -> argparse.Namespace:
     )
     args = parser.parse_args()
     if args.quick:
-        args.calls, args.stream_calls, args.warmup = 200, 100, 20
+        args.calls, args.stream_calls, args.warmup, args.block = 200, 100, 20, 20
         args.seconds, args.repeat = 1.0, 1
     if args.profile is not None and args.workers != 1:
         parser.error("--profile needs --workers 1")
@@ -615,17 +627,20 @@ def measure(args: argparse.Namespace, targets: list[Target], skipped: list[str])
     for reason in skipped:
         print(reason)
     names = ", ".join(t.name for t in targets)
-    plain, cpu = run(interleaved(targets, call, args.calls, args.warmup, streaming=False))
+    plain, cpu = run(
+        interleaved(targets, call, args.calls, args.warmup, args.block, streaming=False)
+    )
     latency_table(
-        f"one connection each, {args.calls:,} calls each interleaved ({names}), not streaming:",
+        f"one connection each, {args.calls:,} calls each, interleaved in blocks of {args.block}"
+        f" ({names}), not streaming:",
         plain,
         cpu,
     )
     streams, stream_cpu = run(
-        interleaved(targets, stream, args.stream_calls, args.warmup, streaming=True)
+        interleaved(targets, stream, args.stream_calls, args.warmup, args.block, streaming=True)
     )
     latency_table(
-        f"streaming, {args.stream_calls:,} streams each interleaved: time to the first text chunk"
+        f"streaming, {args.stream_calls:,} streams each, the same way: time to the first text chunk"
         f" (the fake sends the rest {args.gap_ms:g} ms later):",
         streams,
         stream_cpu,
