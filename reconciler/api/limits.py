@@ -282,7 +282,8 @@ async def _refuse(scope: Scope, send: Send, error: ApiError) -> None:
 def _refusal(scope: Scope, error: ApiError) -> Response:
     """The same problem document every other error gets (``problems.respond``), or for
     the gateway's ``/v1`` routes the error in its caller's format."""
-    return gateway.edge_refusal(scope.get("path", ""), error.status, error.detail) or (
+    headers = {k.decode("latin-1").lower(): "" for k, _ in scope.get("headers", ())}
+    return gateway.edge_refusal(scope.get("path", ""), headers, error.status, error.detail) or (
         problems.respond(error)
     )
 

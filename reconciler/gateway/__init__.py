@@ -19,7 +19,8 @@ pay for dependency resolution it does not use.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -71,6 +72,7 @@ class Gateway:
             Route("/v1/messages", self.messages, methods=ANY_METHOD),
             Route("/v1/models", self.models, methods=ANY_METHOD),
             Route("/v1/{rest:path}", self.unknown, methods=ANY_METHOD),
+            *(Route(path, _misdirected, methods=["POST"]) for path in MISDIRECTED),
         ]
 
     async def chat_completions(self, request: Request) -> Response:
@@ -134,7 +136,7 @@ class Gateway:
         decision = result.routing_decision
         headers = common.grove_headers(
             result.model_id,
-            decision.rule_id,
+            decision,
             result.attempts,
             sum(1 for a in result.attempts if a.outcome is not routing.AttemptOutcome.SKIPPED),
             result.request_id,
@@ -157,7 +159,7 @@ class Gateway:
             self._report(stream.attempts, stream.model_id)
             headers = common.grove_headers(
                 stream.model_id,
-                stream.decision.rule_id,
+                stream.decision,
                 stream.attempts,
                 stream.tried,
                 stream.request_id,
@@ -203,12 +205,27 @@ class Gateway:
 
 
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# where SDKs land when their base URL lacks /v1 (the console serves none of these)
+MISDIRECTED = ("/chat/completions", "/completions", "/embeddings", "/messages")
 
 
 def _dialect(request: Request) -> ModuleType:
     """The caller's format where the path does not say it: Anthropic's SDK sends its
     ``anthropic-version`` header on every request."""
     return anthropic if "anthropic-version" in request.headers else openai
+
+
+async def _misdirected(request: Request) -> Response:
+    """A gateway call without ``/v1`` (an OpenAI SDK whose base URL lacks it): a 404 in
+    the caller's format that says where the gateway is."""
+    dialect = anthropic if request.url.path == "/messages" else _dialect(request)
+    failure = GatewayError(
+        404,
+        Kind.NOT_FOUND,
+        f"the gateway is at /v1: POST /v1{request.url.path}. Set the OpenAI SDK's base_url "
+        "to http://<grove>/v1 (the Anthropic SDK's to http://<grove>)",
+    )
+    return _error(dialect, failure, None)
 
 
 def _not_allowed(dialect: ModuleType, allowed: str) -> Response:
@@ -241,7 +258,8 @@ def _error(dialect: ModuleType, failure: GatewayError, request_id: str | None) -
     """The failure in the caller's format, with Retry-After when there is a time to give."""
     headers: dict[str, str] = {}
     if failure.retry_after_s is not None:
-        headers["retry-after"] = str(max(1, round(failure.retry_after_s)))
+        # rounded up: a caller that waits as long as it is told finds the circuit half-open
+        headers["retry-after"] = str(max(1, math.ceil(failure.retry_after_s)))
     if request_id is not None:
         headers["x-request-id"] = request_id
     if failure.status == 401:
@@ -249,14 +267,17 @@ def _error(dialect: ModuleType, failure: GatewayError, request_id: str | None) -
     return _json(dialect.error(failure), failure.status, headers)
 
 
-def edge_refusal(path: str, status: int, message: str) -> Response | None:
+def edge_refusal(
+    path: str, headers: Mapping[str, str], status: int, message: str
+) -> Response | None:
     """A refusal at the server's edge (a body too large, too slow or nested too deep) of
-    a ``/v1`` request, in its caller's format; None for any other path (the API's
-    problem document then)."""
+    a ``/v1`` request, in its caller's format (``headers`` lower-cased); None for any
+    other path (the API's problem document then)."""
     if not path.startswith("/v1/"):
         return None
-    dialect = anthropic if path == "/v1/messages" else openai
-    kind = Kind.TIMEOUT if status == 408 else Kind.INVALID
+    anthropic_caller = path == "/v1/messages" or "anthropic-version" in headers
+    kind = {408: Kind.TIMEOUT, 413: Kind.TOO_LARGE}.get(status, Kind.INVALID)
+    dialect = anthropic if anthropic_caller else openai
     return _error(dialect, GatewayError(status, kind, message), None)
 
 

@@ -403,6 +403,7 @@ async def events(stream: routing.RoutedStream, parsed: Parsed) -> AsyncIterator[
 
 _TYPES = {
     Kind.INVALID: "invalid_request_error",
+    Kind.TOO_LARGE: "request_too_large",
     Kind.UNAUTHORIZED: "authentication_error",
     Kind.FORBIDDEN: "permission_error",
     Kind.NOT_FOUND: "not_found_error",

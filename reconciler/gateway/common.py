@@ -39,7 +39,8 @@ Send = Callable[[Message], Awaitable[None]]
 class Kind(StrEnum):
     """What went wrong, in words both dialects map to their error types."""
 
-    INVALID = "invalid_request"  # 400
+    INVALID = "invalid_request"  # 400 (405 and 422 too)
+    TOO_LARGE = "too_large"  # 413
     UNAUTHORIZED = "authentication"  # 401
     FORBIDDEN = "permission"  # 403
     NOT_FOUND = "not_found"  # 404 (model_not_found)
@@ -241,15 +242,17 @@ def broken(exc: routing.StreamBroken) -> Kind:
 
 def grove_headers(
     model_id: str,
-    rule_id: str | None,
+    decision: ranking.RoutingDecision,
     attempts: Sequence[routing.AttemptReport],
     called: int,
     request_id: str,
     version: str | None,
 ) -> dict[str, str]:
-    """Who answered, by which rule, after how many calls, and which models failed first
-    and how (``x-grove-failover: a (timeout), b (server_error)``): a fallback is never
-    silent. ``called`` counts the models called, the one answering included."""
+    """Who answered, by which rule, after how many calls, and which models failed or
+    were passed over first and how (``x-grove-failover: a (skipped), b (timeout)``): a
+    fallback is never silent, not even one decided before any call (a model whose
+    circuit was open). ``called`` counts the models called, the one answering included."""
+    rule_id = decision.rule_id
     headers = {
         "x-grove-model": model_id,
         "x-grove-rule": rule_id or "",
@@ -258,11 +261,14 @@ def grove_headers(
     }
     if version is not None:
         headers["x-grove-version"] = version
-    failed = [a for a in attempts if a.outcome is not routing.AttemptOutcome.SUCCESS]
+    failed = [f"{model} (skipped)" for model, _ in decision.passed_over]
+    failed += [
+        f"{a.model_id} ({a.outcome.value})"
+        for a in attempts
+        if a.outcome is not routing.AttemptOutcome.SUCCESS
+    ]
     if failed:
-        headers["x-grove-failover"] = ", ".join(
-            f"{a.model_id} ({a.outcome.value})" for a in failed[:MAX_LISTED]
-        )
+        headers["x-grove-failover"] = ", ".join(failed[:MAX_LISTED])
     return headers
 
 

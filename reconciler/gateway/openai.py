@@ -451,6 +451,7 @@ async def events(stream: routing.RoutedStream, parsed: Parsed) -> AsyncIterator[
 
 _TYPES = {
     Kind.INVALID: "invalid_request_error",
+    Kind.TOO_LARGE: "invalid_request_error",
     Kind.UNAUTHORIZED: "authentication_error",
     Kind.FORBIDDEN: "permission_error",
     Kind.NOT_FOUND: "invalid_request_error",

@@ -108,6 +108,9 @@ class RoutingDecision:
     serial: int
     max_attempts: int
     degraded: bool = False
+    # models that ranked ahead of the chain's first and were passed over (circuit open,
+    # too slow), with why: a fallback the caller can be told about
+    passed_over: tuple[tuple[str, str], ...] = ()
     explain: Callable[[], tuple[CandidateReport, ...]] = dataclasses.field(
         default=tuple, repr=False, compare=False
     )
@@ -347,6 +350,7 @@ class RoutingTable:
             revision=self.revision,
             serial=self.serial,
             max_attempts=route.failover.max_attempts,
+            passed_over=tuple((c.model_id, why) for c, why in ahead) if ahead else (),
             explain=lambda: self._explain(route, tuple(ids), dynamic),
         )
 

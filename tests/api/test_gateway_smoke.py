@@ -243,3 +243,20 @@ def test_a_rate_limited_model_is_a_429_saying_when_to_come_back(
     assert closed.status_code == 503, closed.text  # its circuit is open now: nobody to call
     assert 5 <= int(closed.headers["retry-after"]) <= 7
     assert fake.calls == 1
+
+
+def test_a_model_passed_over_before_any_call_is_named_too(
+    fake: FakeProvider, monkeypatch: pytest.MonkeyPatch, server: Server
+) -> None:
+    monkeypatch.delenv("FAKE_ANTHROPIC_KEY", raising=False)  # claude fails every call
+    _register(server, fake)
+    body = {"model": "capability:reasoning", "messages": [{"role": "user", "content": "hi"}]}
+    with server.client("client") as client:
+        seen = [client.post("/v1/chat/completions", json=body) for _ in range(4)]
+        lost = client.post("/chat/completions", json=body)  # a base URL without /v1
+    assert [a.headers["x-grove-failover"] for a in seen] == ["claude (configuration)"] * 3 + [
+        "claude (skipped)"  # its circuit opened after three failures: not called at all
+    ]
+    assert [a.headers["x-grove-attempts"] for a in seen] == ["2", "2", "2", "1"]
+    assert lost.status_code == 404
+    assert "the gateway is at /v1" in lost.json()["error"]["message"]
