@@ -282,6 +282,7 @@ def edge_refusal(
 
 
 def mount(app: Starlette, gateway: Gateway) -> None:
-    """Add the gateway's routes to ``app`` (before the console's catch-alls)."""
-    for route in gateway.routes():
-        app.router.routes.append(route)
+    """Put the gateway's routes first in ``app``: a routed call then finds its route at
+    once, not after every router of the API (63 us in FastAPI 0.165, bench/README.md).
+    They match only /v1 and the few paths an SDK without /v1 lands on."""
+    app.router.routes[:0] = gateway.routes()

@@ -22,9 +22,9 @@ from reconciler.gateway import common
 from reconciler.gateway.common import GatewayError, Kind, Parsed, invalid
 from reconciler.providers.base import (
     ChatRequest,
+    Delta,
     FinishReason,
     Message,
-    StreamEnd,
     TextDelta,
     Tool,
     ToolCall,
@@ -310,12 +310,12 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
 async def events(stream: routing.RoutedStream, parsed: Parsed) -> AsyncIterator[bytes]:
     """The routed stream as Anthropic's event sequence: a text block for the text, a
     tool_use block per tool call (its arguments as ``input_json_delta``), then
-    ``message_delta`` with the stop reason and usage, and ``message_stop``. A failure
-    after the first event ends it with an ``error`` event."""
-    block = -1  # the index of the open content block
-    open_kind: str | None = None  # "text", or "tool:<n>" for tool call n
-    try:
-        yield _event(
+    ``message_delta`` with the stop reason and usage, and ``message_stop``. Each delta's
+    events are one write, the opening ones with the first. A failure after the first
+    event ends it with an ``error`` event."""
+    blocks = _Blocks(stream.request_id)
+    out = [
+        _event(
             "message_start",
             {
                 "message": {
@@ -330,73 +330,65 @@ async def events(stream: routing.RoutedStream, parsed: Parsed) -> AsyncIterator[
                 }
             },
         )
+    ]
+    try:
         async for delta in stream:
-            if isinstance(delta, TextDelta):
-                if not delta.text:
-                    continue
-                if open_kind != "text":
-                    if open_kind is not None:
-                        yield _event("content_block_stop", {"index": block})
-                    block += 1
-                    open_kind = "text"
-                    yield _event(
-                        "content_block_start",
-                        {"index": block, "content_block": {"type": "text", "text": ""}},
-                    )
-                yield _event(
-                    "content_block_delta",
-                    {"index": block, "delta": {"type": "text_delta", "text": delta.text}},
-                )
-            elif isinstance(delta, ToolCallDelta):
-                kind = f"tool:{delta.index}"
-                if open_kind != kind:
-                    if open_kind is not None:
-                        yield _event("content_block_stop", {"index": block})
-                    block += 1
-                    open_kind = kind
-                    yield _event(
-                        "content_block_start",
-                        {
-                            "index": block,
-                            "content_block": {
-                                "type": "tool_use",
-                                "id": delta.id or f"toolu_{stream.request_id}_{delta.index}",
-                                "name": delta.name or "",
-                                "input": {},
-                            },
-                        },
-                    )
-                if delta.arguments:
-                    yield _event(
-                        "content_block_delta",
-                        {
-                            "index": block,
-                            "delta": {"type": "input_json_delta", "partial_json": delta.arguments},
-                        },
-                    )
-            elif isinstance(delta, StreamEnd):
-                if open_kind is not None:
-                    yield _event("content_block_stop", {"index": block})
-                    open_kind = None
-                yield _event(
-                    "message_delta",
-                    {
-                        "delta": {
-                            "stop_reason": STOP_REASONS[delta.finish_reason],
-                            "stop_sequence": None,
-                        },
-                        "usage": {
-                            "input_tokens": delta.input_tokens,
-                            "output_tokens": delta.output_tokens,
-                        },
-                    },
-                )
-                yield _event("message_stop", {})
+            out += blocks.events(delta)
+            if out:
+                yield b"".join(out)
+                out = []
     except routing.StreamBroken as exc:
         failure = GatewayError(502, common.broken(exc), str(exc))  # too late to fail over
         yield _event("error", {"error": error(failure)["error"]})
     finally:
         await stream.aclose()
+
+
+class _Blocks:
+    """The content blocks of a streamed message: which is open, and the events a delta
+    makes (a block starts when the kind of delta changes, and stops before the next)."""
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.index = -1
+        self.open: str | None = None  # "text", or "tool:<n>" for tool call n
+
+    def _switch(self, kind: str, block: dict[str, Any]) -> list[bytes]:
+        out = []
+        if self.open is not None:
+            out.append(_event("content_block_stop", {"index": self.index}))
+        self.index += 1
+        self.open = kind
+        out.append(_event("content_block_start", {"index": self.index, "content_block": block}))
+        return out
+
+    def events(self, delta: Delta) -> list[bytes]:
+        out: list[bytes] = []
+        if isinstance(delta, TextDelta):
+            if not delta.text:
+                return out
+            if self.open != "text":
+                out += self._switch("text", {"type": "text", "text": ""})
+            change = {"type": "text_delta", "text": delta.text}
+            out.append(_event("content_block_delta", {"index": self.index, "delta": change}))
+        elif isinstance(delta, ToolCallDelta):
+            kind = f"tool:{delta.index}"
+            if self.open != kind:
+                ident = delta.id or f"toolu_{self.request_id}_{delta.index}"
+                use = {"type": "tool_use", "id": ident, "name": delta.name or "", "input": {}}
+                out += self._switch(kind, use)
+            if delta.arguments:
+                change = {"type": "input_json_delta", "partial_json": delta.arguments}
+                out.append(_event("content_block_delta", {"index": self.index, "delta": change}))
+        else:
+            if self.open is not None:
+                out.append(_event("content_block_stop", {"index": self.index}))
+                self.open = None
+            reason = {"stop_reason": STOP_REASONS[delta.finish_reason], "stop_sequence": None}
+            usage = {"input_tokens": delta.input_tokens, "output_tokens": delta.output_tokens}
+            out.append(_event("message_delta", {"delta": reason, "usage": usage}))
+            out.append(_event("message_stop", {}))
+        return out
 
 
 # ---------------------------------------------------------------- errors

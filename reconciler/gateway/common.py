@@ -289,18 +289,28 @@ class Watched(Response):
         self.make = make
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        writer = asyncio.ensure_future(self._serve(scope, send))
+        # The work runs in this task (no task of its own: each hop between tasks is a
+        # turn of the event loop before the first byte); the watcher cancels it.
+        task = asyncio.current_task()
+        assert task is not None
+        state = {"left": False, "over": False}
+
+        def gone(watcher: asyncio.Future[None]) -> None:
+            if not state["over"] and not watcher.cancelled():
+                state["left"] = True
+                task.cancel()
+
         watcher = asyncio.ensure_future(_disconnected(receive))
+        watcher.add_done_callback(gone)
         try:
-            await asyncio.wait((writer, watcher), return_when=asyncio.FIRST_COMPLETED)
+            await self._serve(scope, send)
+        except (asyncio.CancelledError, OSError):
+            if not state["left"]:
+                raise
+            task.uncancel()  # the caller left: the work is stopped, and that is all
         finally:
-            for task in (watcher, writer):
-                if not task.done():
-                    task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await writer
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            state["over"] = True  # a callback already scheduled must not cancel us later
+            watcher.cancel()
 
     async def _serve(self, scope: Scope, send: Send) -> None:
         await (await self.make())(scope, _nothing, send)
@@ -345,13 +355,30 @@ class EventStream(Watched):
             (b"cache-control", b"no-cache"),
             *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
         ]
+        # the opening events and the first delta's, already in hand: sent from this task,
+        # before the reader starts (the time to the first chunk is one write)
+        try:
+            first = await anext(aiter(events))
+        except StopAsyncIteration:
+            first = b""
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
         reader = asyncio.ensure_future(_pump(events, queue))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": raw})
-            while (chunk := await queue.get()) is not None:
-                async with asyncio.timeout(self.send_timeout_s):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if first:
+                await send({"type": "http.response.body", "body": first, "more_body": True})
+            # one timer for the stream, re-armed around each write (not one per chunk)
+            async with asyncio.timeout(None) as deadline:
+                while True:
+                    chunks, ended = await _waiting(queue)
+                    if chunks:
+                        deadline.reschedule(loop.time() + self.send_timeout_s)
+                        body = {"type": "http.response.body", "body": chunks, "more_body": True}
+                        await send(body)
+                        deadline.reschedule(None)
+                    if ended:
+                        break
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except TimeoutError:
             return  # the caller took nothing for send_timeout_s: gone (the reader is cancelled)
@@ -359,6 +386,16 @@ class EventStream(Watched):
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+
+
+async def _waiting(queue: asyncio.Queue[bytes | None]) -> tuple[bytes, bool]:
+    """Every chunk the reader has queued, joined (one write for what arrived together,
+    such as a stream's opening events), and whether the stream's end is among them."""
+    parts = [await queue.get()]
+    while not queue.empty():
+        parts.append(queue.get_nowait())
+    ended = parts[-1] is None
+    return b"".join(part for part in parts if part is not None), ended
 
 
 async def _pump(events: AsyncIterator[bytes], queue: asyncio.Queue[bytes | None]) -> None:

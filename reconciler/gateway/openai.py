@@ -22,11 +22,11 @@ from reconciler.gateway.common import GatewayError, Kind, Parsed, invalid
 from reconciler.providers.base import (
     ChatRequest,
     ChatResponse,
+    Delta,
     FinishReason,
     Message,
     ResponseFormat,
     ResponseKind,
-    StreamEnd,
     TextDelta,
     Tool,
     ToolCall,
@@ -389,62 +389,69 @@ def answer(result: routing.RoutingResult) -> dict[str, Any]:
 
 async def events(stream: routing.RoutedStream, parsed: Parsed) -> AsyncIterator[bytes]:
     """The routed stream as ``chat.completion.chunk`` events, ``data: [DONE]`` last; a
-    failure after the first chunk ends it with OpenAI's error object instead."""
-    head = {
-        "id": _completion_id(stream.request_id),
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": stream.model_id,
-        "system_fingerprint": None,
-    }
-    usage_field = {"usage": None} if parsed.include_usage else {}
-
-    def chunk(delta: dict[str, Any], finish: FinishReason | None = None) -> bytes:
-        body = {
-            **head,
-            "choices": [
-                {
-                    "index": 0,
-                    "delta": delta,
-                    "logprobs": None,
-                    "finish_reason": finish.value if finish else None,
-                }
-            ],
-            **usage_field,
-        }
-        return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
-
+    failure after the first chunk ends it with OpenAI's error object instead. Each
+    delta is one write, the opening (role) chunk with the first delta's, already in hand."""
+    chunks = _Chunks(stream, parsed)
+    out = [chunks.chunk({"role": "assistant", "content": "", "refusal": None})]
     try:
-        yield chunk({"role": "assistant", "content": "", "refusal": None})
         async for delta in stream:
-            if isinstance(delta, TextDelta):
-                if delta.text:
-                    yield chunk({"content": delta.text})
-            elif isinstance(delta, ToolCallDelta):
-                call: dict[str, Any] = {"index": delta.index}
-                if delta.id is not None:
-                    call["id"] = delta.id
-                    call["type"] = "function"
-                function: dict[str, str] = {"arguments": delta.arguments}
-                if delta.name is not None:
-                    function["name"] = delta.name
-                call["function"] = function
-                yield chunk({"tool_calls": [call]})
-            elif isinstance(delta, StreamEnd):
-                yield chunk({}, delta.finish_reason)
-                if parsed.include_usage:
-                    last = {
-                        **head,
-                        "choices": [],
-                        "usage": _usage(delta.input_tokens, delta.output_tokens),
-                    }
-                    yield b"data: " + json.dumps(last, separators=(",", ":")).encode() + b"\n\n"
+            out += chunks.of(delta)
+            if out:
+                yield b"".join(out)
+                out = []
         yield b"data: [DONE]\n\n"
     except routing.StreamBroken as exc:  # too late to fail over: the caller has words
         failure = GatewayError(502, common.broken(exc), str(exc), code=MID_STREAM)
-        yield b"data: " + json.dumps(error(failure), separators=(",", ":")).encode() + b"\n\n"
+        yield _data(error(failure))
     finally:
         await stream.aclose()
+
+
+def _data(body: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+
+
+class _Chunks:
+    """The ``chat.completion.chunk`` events of one stream."""
+
+    def __init__(self, stream: routing.RoutedStream, parsed: Parsed) -> None:
+        self.head = {
+            "id": _completion_id(stream.request_id),
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": stream.model_id,
+            "system_fingerprint": None,
+        }
+        self.include_usage = parsed.include_usage
+        self.usage_field = {"usage": None} if parsed.include_usage else {}
+
+    def chunk(self, delta: dict[str, Any], finish: FinishReason | None = None) -> bytes:
+        choice = {
+            "index": 0,
+            "delta": delta,
+            "logprobs": None,
+            "finish_reason": finish.value if finish else None,
+        }
+        return _data({**self.head, "choices": [choice], **self.usage_field})
+
+    def of(self, delta: Delta) -> list[bytes]:
+        if isinstance(delta, TextDelta):
+            return [self.chunk({"content": delta.text})] if delta.text else []
+        if isinstance(delta, ToolCallDelta):
+            call: dict[str, Any] = {"index": delta.index}
+            if delta.id is not None:
+                call["id"] = delta.id
+                call["type"] = "function"
+            function: dict[str, str] = {"arguments": delta.arguments}
+            if delta.name is not None:
+                function["name"] = delta.name
+            call["function"] = function
+            return [self.chunk({"tool_calls": [call]})]
+        out = [self.chunk({}, delta.finish_reason)]
+        if self.include_usage:
+            usage = _usage(delta.input_tokens, delta.output_tokens)
+            out.append(_data({**self.head, "choices": [], "usage": usage}))
+        return out
 
 
 # ---------------------------------------------------------------- errors
