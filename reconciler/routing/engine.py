@@ -423,34 +423,12 @@ class RoutingEngine:
     async def route_request(
         self, request: TaskRequest, chat: ChatRequest | None = None
     ) -> RoutingResult:
-        table = self.table()  # one table for the decision and the calls: a swap may come between
-        decision = self._decide(table, request)
-        if not decision.chain:
-            raise NoEligibleModel(decision)
+        table, decision, request_id, failover = self._prepare(request)
         chat = chat or ChatRequest.of(request.prompt or "", max_tokens=request.max_tokens)
-        request_id = request.request_id or str(ids.uuid7())
-        route = table.by_task.get(decision.task_type or "") if decision.task_type else None
-        failover = route.failover if route is not None else DEFAULT_FAILOVER
         attempts: list[AttemptReport] = []
-        tried = 0
-        splits = table.splits
-        for model_id, model, key in _versions(decision.chain, table, splits, request_id):
-            if tried >= decision.max_attempts:
-                break
-            if not self.breakers.acquire(key):
-                attempts.append(
-                    AttemptReport(
-                        model_id, AttemptOutcome.SKIPPED, 0.0, "circuit open", key.version
-                    )
-                )
-                if splits and model_id in splits and key == table.versions[model_id]:
-                    # a canary its own circuit keeps out still counts against it: a
-                    # version that fails every call must not look like one without traffic
-                    self.record(
-                        request_id, request, decision, key, tried + 1, 0.0, CIRCUIT_OPEN, None
-                    )
-                continue
-            tried += 1
+        for model_id, model, key, tried in self._callable(
+            table, decision, request, request_id, attempts
+        ):
             started = time.perf_counter()
             try:
                 response = await self.providers.complete(model, chat)
@@ -495,31 +473,11 @@ class RoutingEngine:
         model sends its first delta, and return the stream from there. Failover happens
         only here, before anything reaches the caller; a failure after the first delta
         ends the stream (:class:`StreamBroken`) and is that attempt's routing-log row."""
-        table = self.table()
-        decision = self._decide(table, request)
-        if not decision.chain:
-            raise NoEligibleModel(decision)
-        request_id = request.request_id or str(ids.uuid7())
-        route = table.by_task.get(decision.task_type or "") if decision.task_type else None
-        failover = route.failover if route is not None else DEFAULT_FAILOVER
+        table, decision, request_id, failover = self._prepare(request)
         attempts: list[AttemptReport] = []
-        tried = 0
-        splits = table.splits
-        for model_id, model, key in _versions(decision.chain, table, splits, request_id):
-            if tried >= decision.max_attempts:
-                break
-            if not self.breakers.acquire(key):
-                attempts.append(
-                    AttemptReport(
-                        model_id, AttemptOutcome.SKIPPED, 0.0, "circuit open", key.version
-                    )
-                )
-                if splits and model_id in splits and key == table.versions[model_id]:
-                    self.record(
-                        request_id, request, decision, key, tried + 1, 0.0, CIRCUIT_OPEN, None
-                    )
-                continue
-            tried += 1
+        for model_id, model, key, tried in self._callable(
+            table, decision, request, request_id, attempts
+        ):
             started = time.perf_counter()
             deltas = self.providers.stream(model, chat)
             try:
@@ -557,6 +515,51 @@ class RoutingEngine:
             )
         names = ", ".join(f"{a.model_id} ({a.outcome})" for a in attempts) or "none"
         raise RoutingFailed(f"every model failed: {names}", decision, attempts)
+
+    def _prepare(
+        self, request: TaskRequest
+    ) -> tuple[ranking.RoutingTable, ranking.RoutingDecision, str, manifests.Failover]:
+        """The table (one for the decision and the calls: a swap may come between), the
+        decision, the request's id and the failover rules of a routed call."""
+        table = self.table()
+        decision = self._decide(table, request)
+        if not decision.chain:
+            raise NoEligibleModel(decision)
+        request_id = request.request_id or str(ids.uuid7())
+        route = table.by_task.get(decision.task_type or "") if decision.task_type else None
+        return table, decision, request_id, route.failover if route else DEFAULT_FAILOVER
+
+    def _callable(
+        self,
+        table: ranking.RoutingTable,
+        decision: ranking.RoutingDecision,
+        request: TaskRequest,
+        request_id: str,
+        attempts: list[AttemptReport],
+    ) -> Iterator[tuple[str, manifests.AIModel, circuits.ModelVersion, int]]:
+        """The attempts the chain allows, up to its ``max_attempts``: each version whose
+        circuit lets a call through (its permission taken), numbered from 1. One its
+        circuit keeps out is reported as skipped."""
+        tried = 0
+        splits = table.splits
+        for model_id, model, key in _versions(decision.chain, table, splits, request_id):
+            if tried >= decision.max_attempts:
+                return
+            if not self.breakers.acquire(key):
+                attempts.append(
+                    AttemptReport(
+                        model_id, AttemptOutcome.SKIPPED, 0.0, "circuit open", key.version
+                    )
+                )
+                if splits and model_id in splits and key == table.versions[model_id]:
+                    # a canary its own circuit keeps out still counts against it: a
+                    # version that fails every call must not look like one without traffic
+                    self.record(
+                        request_id, request, decision, key, tried + 1, 0.0, CIRCUIT_OPEN, None
+                    )
+                continue
+            tried += 1
+            yield model_id, model, key, tried
 
     def note_success(self, key: circuits.ModelVersion) -> None:
         if self.breakers.success(key):  # a gauge write per call costs, with --workers
