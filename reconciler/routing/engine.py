@@ -439,18 +439,7 @@ class RoutingEngine:
                 self._failed(key, exc, failover, decision, attempts)
                 continue
             except BaseException as exc:
-                self.breakers.release(key)
-                if isinstance(exc, asyncio.CancelledError):
-                    self.record(
-                        request_id,
-                        request,
-                        decision,
-                        key,
-                        tried,
-                        attempts_module.since(started),
-                        CANCELLED,
-                        None,
-                    )
+                self._interrupted(exc, request_id, request, decision, key, tried, started)
                 raise
             self.note_success(key)
             attempts.append(
@@ -489,19 +478,8 @@ class RoutingEngine:
                 self.record(request_id, request, decision, key, tried, latency, exc, None)
                 self._failed(key, exc, failover, decision, attempts)
                 continue
-            except BaseException as exc:
-                self.breakers.release(key)
-                if isinstance(exc, asyncio.CancelledError):  # the caller left before a word
-                    self.record(
-                        request_id,
-                        request,
-                        decision,
-                        key,
-                        tried,
-                        attempts_module.since(started),
-                        CANCELLED,
-                        None,
-                    )
+            except BaseException as exc:  # the caller left before a word, or worse
+                self._interrupted(exc, request_id, request, decision, key, tried, started)
                 await deltas.aclose()
                 raise
             return streaming.RoutedStream(
@@ -560,6 +538,23 @@ class RoutingEngine:
                 continue
             tried += 1
             yield model_id, model, key, tried
+
+    def _interrupted(
+        self,
+        exc: BaseException,
+        request_id: str,
+        request: TaskRequest,
+        decision: ranking.RoutingDecision,
+        key: circuits.ModelVersion,
+        tried: int,
+        started: float,
+    ) -> None:
+        """An attempt stopped by something other than the model: its circuit's probe is
+        freed; a cancelled one (the caller left) is logged ``cancelled``."""
+        self.breakers.release(key)
+        if isinstance(exc, asyncio.CancelledError):
+            waited = attempts_module.since(started)
+            self.record(request_id, request, decision, key, tried, waited, CANCELLED, None)
 
     def note_success(self, key: circuits.ModelVersion) -> None:
         if self.breakers.success(key):  # a gauge write per call costs, with --workers
