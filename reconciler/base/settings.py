@@ -126,6 +126,14 @@ class Settings(BaseSettings):
         "nothing for this long; the model's timeoutMs still bounds the whole call "
         "(GROVE_STREAM_IDLE_S).",
     )
+    console_overview_s: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="While a console page is open, its live stream plans the branch head "
+        "again this often, so that drift made elsewhere shows without a reload "
+        "(GROVE_CONSOLE_OVERVIEW_S; a plan is reused for up to 5 s whatever this says).",
+    )
     max_delete_ratio: float = Field(
         0.5, ge=0, le=1, description="Refuse plans removing more than this share of live objects."
     )

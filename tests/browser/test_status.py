@@ -141,11 +141,13 @@ def test_suspend_and_resume_with_an_error_at_the_field(page: Page, start_grove: 
 
 
 def test_an_open_page_shows_drift_made_elsewhere(page: Page, start_grove: StartGrove) -> None:
-    server = start_grove(interval="1h")
+    # the page's stream plans the head again every GROVE_CONSOLE_OVERVIEW_S (15 s by
+    # default; 1 s here, the head's plan being reused for 5 s whatever it says)
+    server = start_grove(interval="1h", GROVE_CONSOLE_OVERVIEW_S="1")
     flight = _status(page, server)
     expect(page.get_by_text("No drift")).to_be_visible()
     drift(server, "gamma", priority=1)
-    # the page's stream plans the head again every 15 s; no reload
+    # no reload: the open page's stream finds the drift and tells the page
     expect(page.get_by_text("1 object changed outside git")).to_be_visible(timeout=30_000)
     flight.settle()
 

@@ -29,7 +29,6 @@ from reconciler.web.pages import ConsoleDep, NotFound, PageRoute, SignedIn, curr
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 CHECK_S = 0.25  # how often a stream looks for a change (an attribute read, no I/O)
 SESSION_RECHECK_S = 5.0
-OVERVIEW_EVERY_S = 15.0  # while a page is open, git is planned again this often
 MAX_STREAMS = 200
 
 
@@ -89,7 +88,8 @@ async def events(
                 if await current_session(request, console) is None:
                     yield ServerSentEvent(event="signed-out", data={"reason": "session ended"})
                     return
-            if clock() - planned >= OVERVIEW_EVERY_S:
+            # while a page is open, git is planned again this often (15 s by default)
+            if clock() - planned >= console.settings.console_overview_s:
                 planned = clock()  # shared by every stream: the caches compute once
                 await asyncio.to_thread(console.read, console.overview.get, None)
                 await asyncio.to_thread(console.read, console.numbers.get, None)
