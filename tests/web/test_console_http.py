@@ -10,7 +10,6 @@ import sqlite3
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.api.conftest import Server
 from tests.api.test_probes import SQLITE_ONLY, _overwrite_in_place, _restore, _until
@@ -158,7 +157,6 @@ def test_static_files_carry_their_hash_and_headers(operator: httpx.Client) -> No
     assert "Back to the fleet" in missing.text
 
 
-@pytest.mark.slow  # waits for the server to meet the damage
 def test_an_unreadable_registry_shows_the_snapshot_under_a_banner(
     server: Server, operator: httpx.Client, tmp_path: Path
 ) -> None:
@@ -179,6 +177,9 @@ def test_an_unreadable_registry_shows_the_snapshot_under_a_banner(
     assert "Traceback" not in page.text
     assert str(path.parent) not in page.text
     _restore(backup, path)
+    # the banner clears when the overview really reads the registry again: at most every
+    # few seconds on its own; forgotten here, as after the damage, it does at once
+    server.app.state.console.overview.forget()
     _until(lambda: "cannot be read" not in operator.get("/").text)
 
 

@@ -10,7 +10,6 @@ import sqlite3
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.api.conftest import Server
 from tests.api.test_probes import SQLITE_ONLY, _overwrite_in_place, _restore, _until
@@ -255,7 +254,6 @@ def test_a_restore_during_a_change_freeze_says_so_in_its_preview(
     assert suspended(server)  # restoring does not lift the freeze
 
 
-@pytest.mark.slow  # waits for the server to meet the damage
 def test_an_unreadable_registry_shows_the_page_under_the_banner_without_levers(
     server: Server, operator: httpx.Client, tmp_path: Path
 ) -> None:
@@ -275,4 +273,7 @@ def test_an_unreadable_registry_shows_the_page_under_the_banner_without_levers(
     assert "Suspend applying" not in page.text and 'action="/status/' not in page.text
     assert "Traceback" not in page.text and str(path.parent) not in page.text
     _restore(backup, path)
+    # the banner clears when the overview really reads the registry again: at most every
+    # few seconds on its own; forgotten here, as after the damage, it does at once
+    server.app.state.console.overview.forget()
     _until(lambda: "Suspend applying" in operator.get("/status").text)
