@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
+import os
+import shutil
 import socket
 import threading
 import time
@@ -16,11 +20,11 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from reconciler import api
+from reconciler import api, cli
 from reconciler.base import settings
 from reconciler.store import tokens
 from reconciler.store.engine import Database
-from tests.conftest import FleetRepo, GroveRunner, Registry
+from tests.conftest import FleetRepo, GroveRunner, Registry, Run
 from tests.reconciling.conftest import small_fleet
 
 
@@ -81,6 +85,42 @@ def resolving_server(
 ) -> Iterator[Server]:
     """The same, checking endpoint names by DNS at registration (tests patch the resolver)."""
     yield from serve(registry, bare_fleet, str(bare_fleet), monkeypatch, grove, resolve=True)
+
+
+@pytest.fixture(scope="module")
+def shared_server(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
+) -> Iterator[Server]:
+    """The same server as ``server`` (SQLite), started once for a module's tests that
+    only read: none of them changes what the next one sees, and starting a server per
+    test (a reconcile, four tokens, the app, uvicorn) costs about a second on a busy
+    machine. A test that writes, routes calls or counts anything uses ``server``."""
+    root = tmp_path_factory.mktemp("shared-server")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name in list(os.environ):  # as tests/conftest.py's _clean_environment does
+            if name.startswith("GROVE_"):
+                monkeypatch.delenv(name)
+        path = root / "registry.db"
+        shutil.copyfile(sqlite_template, path)
+        path.chmod(0o600)  # as Grove creates it
+        fleet = FleetRepo(root / "fleet")
+        fleet.commit("fleet", small_fleet())
+        bare = root / "fleet.git"
+        fleet.git("clone", "-q", "--bare", str(fleet.root), str(bare))
+        monkeypatch.setenv("GROVE_DB_URL", f"sqlite:///{path}")
+        monkeypatch.setenv("GROVE_DATA_DIR", str(root / "data"))
+        monkeypatch.chdir(root)
+        registry = Registry(_grove_quietly, fleet, f"sqlite:///{path}")
+        assert registry.run("db", "upgrade").code == 0
+        yield from serve(registry, bare, str(bare), monkeypatch, _grove_quietly)
+
+
+def _grove_quietly(*args: str) -> Run:
+    """``grove ARGS...`` in this process, its output kept (``grove`` needs a test's capsys)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.run(list(args))
+    return Run(code, out.getvalue(), err.getvalue())
 
 
 def serve(
