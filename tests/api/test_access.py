@@ -262,12 +262,15 @@ def test_status_plan_reconcile_health_and_metrics(server: Server) -> None:
 @pytest.mark.slow
 def test_events_stream_lifecycle_changes(server: Server) -> None:
     received: list[dict[str, Any]] = []
+    connected = threading.Event()
 
     def listen() -> None:
         with server.client("viewer") as client, client.stream("GET", "/api/events") as stream:
             event = None
             for line in stream.iter_lines():
-                if line.startswith("event: "):
+                if line == ": connected":
+                    connected.set()
+                elif line.startswith("event: "):
                     event = line[7:]
                 elif line.startswith("data: ") and event == "lifecycle":
                     received.append(json.loads(line[6:]))
@@ -276,7 +279,14 @@ def test_events_stream_lifecycle_changes(server: Server) -> None:
     thread = threading.Thread(target=listen, daemon=True)
     thread.start()
 
-    time.sleep(1.5)  # the hub has read the table's head
+    # the stream is subscribed and the hub has read the table's head (at its first poll):
+    # the next row is news to it
+    assert connected.wait(timeout=15)
+    hub = server.app.state.services.hub
+    deadline = time.monotonic() + 15
+    while hub._last_id is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert hub._last_id is not None
     with server.client("operator") as client:
         assert client.post("/api/models/gamma/disable").status_code == 200
     thread.join(timeout=15)
@@ -348,6 +358,7 @@ def test_event_streams_are_capped_per_token(server: Server) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # git fetches, not the database
 def test_plan_previews_fetch_the_remote_at_most_every_few_seconds(
     remote_server: Server, tmp_path: Path
 ) -> None:
