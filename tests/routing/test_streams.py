@@ -668,9 +668,7 @@ def test_an_anthropic_error_event_mid_stream_is_the_failure_it_names() -> None:
 
     error = failure(call)
     assert error.kind is FailureKind.SERVER_ERROR
-    assert str(error) == (
-        "m: the provider ended the stream with an error (overloaded_error)"
-    )
+    assert str(error) == ("m: the provider ended the stream with an error (overloaded_error)")
 
 
 @pytest.mark.parametrize("newline", ["\r\n", "\n"])
