@@ -41,12 +41,15 @@ GroveRunner = Callable[..., Run]
 # Fixtures that start a Grove server in the test process (tests/api/conftest.py). On
 # PostgreSQL its NOTIFY listener takes up to a second to stop (it waits for
 # notifications with a 1 s timeout): the same test on SQLite stays in the inner loop.
-SERVER_FIXTURES = frozenset({"server", "remote_server", "resolving_server"})
+SERVER_FIXTURES = frozenset({"server", "remote_server", "resolving_server", "shared_server"})
 
 
 def on_postgresql(item: pytest.Item) -> bool:
     callspec = getattr(item, "callspec", None)
-    return callspec is not None and callspec.params.get("db_url") == "postgresql"
+    return callspec is not None and "postgresql" in (
+        callspec.params.get("db_url"),
+        callspec.params.get("shared_server"),  # tests/api/conftest.py's, per module
+    )
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m "not slow" deselects

@@ -24,7 +24,7 @@ from reconciler import api, cli
 from reconciler.base import settings
 from reconciler.store import tokens
 from reconciler.store.engine import Database
-from tests.conftest import FleetRepo, GroveRunner, Registry, Run
+from tests.conftest import FleetRepo, GroveRunner, PostgresPool, Registry, Run
 from tests.reconciling.conftest import small_fleet
 
 
@@ -87,30 +87,39 @@ def resolving_server(
     yield from serve(registry, bare_fleet, str(bare_fleet), monkeypatch, grove, resolve=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def shared_server(
-    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    """The same server as ``server`` (SQLite), started once for a module's tests that
-    only read: none of them changes what the next one sees, and starting a server per
-    test (a reconcile, four tokens, the app, uvicorn) costs about a second on a busy
-    machine. A test that writes, routes calls or counts anything uses ``server``."""
+    """The same server as ``server``, on each backend, started once for a module's tests
+    that only read or are refused (and check that the refusal changed nothing): none of
+    them changes what the next one sees, and starting a server per test (a reconcile,
+    four tokens, the app, uvicorn) costs about a second on a busy machine. A test that
+    writes, routes calls or counts anything uses ``server``. SQLite only:
+    ``@pytest.mark.parametrize("shared_server", ["sqlite"], indirect=True)``."""
     root = tmp_path_factory.mktemp("shared-server")
-    with pytest.MonkeyPatch.context() as monkeypatch:
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            path = root / "registry.db"
+            shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+            path.chmod(0o600)  # as Grove creates it
+            url = f"sqlite:///{path}"
+        else:
+            pool: PostgresPool = request.getfixturevalue("postgres_pool")
+            url = pool.take()
+            stack.callback(pool.give_back, url)
+        monkeypatch = stack.enter_context(pytest.MonkeyPatch.context())
         for name in list(os.environ):  # as tests/conftest.py's _clean_environment does
             if name.startswith("GROVE_"):
                 monkeypatch.delenv(name)
-        path = root / "registry.db"
-        shutil.copyfile(sqlite_template, path)
-        path.chmod(0o600)  # as Grove creates it
         fleet = FleetRepo(root / "fleet")
         fleet.commit("fleet", small_fleet())
         bare = root / "fleet.git"
         fleet.git("clone", "-q", "--bare", str(fleet.root), str(bare))
-        monkeypatch.setenv("GROVE_DB_URL", f"sqlite:///{path}")
+        monkeypatch.setenv("GROVE_DB_URL", url)
         monkeypatch.setenv("GROVE_DATA_DIR", str(root / "data"))
         monkeypatch.chdir(root)
-        registry = Registry(_grove_quietly, fleet, f"sqlite:///{path}")
+        registry = Registry(_grove_quietly, fleet, url)
         assert registry.run("db", "upgrade").code == 0
         yield from serve(registry, bare, str(bare), monkeypatch, _grove_quietly)
 

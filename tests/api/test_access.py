@@ -65,8 +65,8 @@ def _call(client: httpx.Client, method: str, path: str, **extra: Any) -> httpx.R
     return client.request(method.upper(), target, **sample)
 
 
-def test_the_route_list_covers_the_design(server: Server) -> None:
-    routes = set(_routes(server))
+def test_the_route_list_covers_the_design(shared_server: Server) -> None:
+    routes = set(_routes(shared_server))
     assert {
         ("post", "/api/models/register"),
         ("get", "/api/models/discover"),
@@ -185,9 +185,9 @@ def test_an_admin_patch_with_force_applies_what_the_checks_refuse(server: Server
         "Bearer grove_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     ],
 )
-def test_every_401_is_the_same(server: Server, header: str | None) -> None:
+def test_every_401_is_the_same(shared_server: Server, header: str | None) -> None:
     headers = {"Authorization": header} if header else {}
-    with httpx.Client(base_url=server.url) as client:
+    with httpx.Client(base_url=shared_server.url) as client:
         response = client.get("/api/status", headers=headers)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"

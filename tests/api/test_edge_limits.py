@@ -39,14 +39,14 @@ def _keys(count: int) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # HTTP, not the database
+@pytest.mark.parametrize("shared_server", ["sqlite"], indirect=True)  # HTTP, no database
 @pytest.mark.parametrize("path", ["/api/models/register", "/api/routing/execute"])
 def test_an_answer_to_110000_bad_keys_lists_50_and_counts_the_rest(
-    server: Server, path: str
+    shared_server: Server, path: str
 ) -> None:
     body = json.dumps(dict.fromkeys(_keys(110_000), 0), separators=(",", ":")).encode()
     assert len(body) < 1024 * 1024  # under the body cap: the validator sees every key
-    with server.client("operator") as client:
+    with shared_server.client("operator") as client:
         answer = client.post(path, content=body, headers={"Content-Type": "application/json"})
     assert answer.status_code == 422
     assert len(answer.content) < 64 * 1024
@@ -184,33 +184,33 @@ def _exchange(server: Server, head: str) -> bytes:
     return head_part.split(b" ", 2)[1] + b" " + body
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # HTTP, not the database
+@pytest.mark.parametrize("shared_server", ["sqlite"], indirect=True)  # HTTP, no database
 @pytest.mark.parametrize(
     "target", ["POST /api/models/register", "POST /api/routing/execute", "PATCH /api/models/beta"]
 )
 def test_a_request_without_a_token_is_refused_before_its_body_is_read(
-    server: Server, target: str
+    shared_server: Server, target: str
 ) -> None:
     """The body is announced and never sent: an answer at all shows it was not waited for;
     it is the route's own 401, byte for byte."""
-    with server.client() as client:
+    with shared_server.client() as client:
         own = client.get("/api/status")  # refused by the route's dependency: no body
     assert own.status_code == 401
     for credentials in ("", "Authorization: Basic dXNlcjpwYXNz\r\n", "Authorization: Bearer \r\n"):
         answer = _exchange(
-            server,
+            shared_server,
             f"{target} HTTP/1.1\r\nHost: grove\r\n{credentials}"
             "Content-Type: application/json\r\nContent-Length: 1000000\r\n",
         )
         assert answer == b"401 " + own.content
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # HTTP, not the database
+@pytest.mark.parametrize("shared_server", ["sqlite"], indirect=True)  # HTTP, no database
 def test_routes_that_need_no_token_and_requests_with_one_still_read_the_body(
-    server: Server,
+    shared_server: Server,
 ) -> None:
     deep = b"[" * 100 + b"]" * 100
-    with server.client() as anonymous:
+    with shared_server.client() as anonymous:
         hook = anonymous.post(  # signed, not token-checked: its body is read and checked
             "/api/hooks/git", content=b"{}", headers={"X-Hub-Signature-256": "sha256=00"}
         )

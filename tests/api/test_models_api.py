@@ -79,15 +79,15 @@ def test_read_patch_disable_enable_and_remove_are_commits(server: Server) -> Non
     ]
 
 
-def test_a_refused_change_commits_nothing(server: Server) -> None:
-    before = server.log()
-    with server.client("operator") as client:
+def test_a_refused_change_commits_nothing(shared_server: Server) -> None:
+    before = shared_server.log()
+    with shared_server.client("operator") as client:
         response = client.patch(
             "/api/models/beta", json={"payload": {"priority": 51}, "version": "1"}
         )
         assert response.status_code == 409, response.text
         assert response.json()["violations"][0]["code"] == "P001"
-    assert server.log() == before
+    assert shared_server.log() == before
 
 
 @pytest.mark.parametrize(
@@ -103,10 +103,10 @@ def test_a_refused_change_commits_nothing(server: Server) -> None:
     ],
 )
 def test_hostile_endpoints_are_refused_and_change_nothing(
-    server: Server, endpoint: str, why: str
+    shared_server: Server, endpoint: str, why: str
 ) -> None:
-    before = server.log(), server.registry.content_hash()
-    with server.client("operator") as client:
+    before = shared_server.log(), shared_server.registry.content_hash()
+    with shared_server.client("operator") as client:
         response = client.post(
             "/api/models/register",
             json={**BRIEF_BODY, "provider": "openai-compatible", "endpoint": endpoint},
@@ -116,11 +116,11 @@ def test_hostile_endpoints_are_refused_and_change_nothing(
     assert response.json()["code"] == "invalid-model"
     assert response.json()["errors"][0]["path"] == "endpoint"
     assert why in response.json()["errors"][0]["message"]  # refused by the rule that applies
-    assert (server.log(), server.registry.content_hash()) == before
+    assert (shared_server.log(), shared_server.registry.content_hash()) == before
 
 
-def test_bodies_over_the_cap_and_deep_json_are_refused(server: Server) -> None:
-    before = server.log(), server.registry.content_hash()
+def test_bodies_over_the_cap_and_deep_json_are_refused(shared_server: Server) -> None:
+    before = shared_server.log(), shared_server.registry.content_hash()
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the cap must hold while reading
         yield b"{"
@@ -128,7 +128,7 @@ def test_bodies_over_the_cap_and_deep_json_are_refused(server: Server) -> None:
             yield b" " * (1024 * 1024)
         yield b"}"
 
-    with server.client("operator") as client:
+    with shared_server.client("operator") as client:
         big = client.post(
             "/api/models/register",
             content=b"{" + b" " * (100 * 1024 * 1024) + b"}",
@@ -151,11 +151,11 @@ def test_bodies_over_the_cap_and_deep_json_are_refused(server: Server) -> None:
         assert refused.headers["content-type"] == "application/problem+json"
         assert refused.json()["code"] == code
     assert "content-length" not in streamed.request.headers
-    assert (server.log(), server.registry.content_hash()) == before
+    assert (shared_server.log(), shared_server.registry.content_hash()) == before
 
 
-def test_strict_bodies_name_the_field(server: Server) -> None:
-    with server.client("operator") as client:
+def test_strict_bodies_name_the_field(shared_server: Server) -> None:
+    with shared_server.client("operator") as client:
         response = client.post("/api/models/register", json={**BRIEF_BODY, "priority": "9"})
         assert response.status_code == 422
         assert response.json()["errors"][0]["path"] == "priority"
@@ -182,9 +182,9 @@ def test_markup_in_a_name_is_stored_as_text(server: Server) -> None:
 
 
 @pytest.mark.parametrize("value", ["' OR 1=1 --", "beta'; DROP TABLE model_registry; --"])
-def test_sql_in_query_parameters_changes_nothing(server: Server, value: str) -> None:
-    before = server.registry.content_hash()
-    with server.client("viewer") as client:
+def test_sql_in_query_parameters_changes_nothing(shared_server: Server, value: str) -> None:
+    before = shared_server.registry.content_hash()
+    with shared_server.client("viewer") as client:
         logs = client.get("/api/routing/logs", params={"modelId": value})
         assert logs.status_code == 200 and logs.json() == []  # a string, matched as one
         missing = client.get(f"/api/models/{value}")
@@ -193,12 +193,12 @@ def test_sql_in_query_parameters_changes_nothing(server: Server, value: str) -> 
         bad = client.get("/api/models/discover", params={"capability": value})
         assert bad.status_code == 422 and bad.json()["code"] == "invalid-request"
         assert client.get("/api/models/beta").status_code == 200
-    assert server.registry.content_hash() == before
+    assert shared_server.registry.content_hash() == before
 
 
-def test_a_literal_key_in_a_register_body_is_refused_without_echo(server: Server) -> None:
+def test_a_literal_key_in_a_register_body_is_refused_without_echo(shared_server: Server) -> None:
     canary = "sk-canary-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
-    with server.client("operator") as client:
+    with shared_server.client("operator") as client:
         response = client.post(
             "/api/models/register",
             json={**BRIEF_BODY, "provider": "openai-compatible", "name": canary},
@@ -206,7 +206,7 @@ def test_a_literal_key_in_a_register_body_is_refused_without_echo(server: Server
     assert response.status_code == 422
     assert response.json()["code"] == "literal-secret"
     assert canary not in response.text
-    rows = server.registry.sql("SELECT meta, payload FROM model_registry")
+    rows = shared_server.registry.sql("SELECT meta, payload FROM model_registry")
     assert canary not in json.dumps([[str(v) for v in row] for row in rows])
 
 
@@ -245,17 +245,17 @@ class FleetLog:
         ).stdout.strip()
 
 
-def test_model_endpoints_do_not_reach_routing_rules(server: Server) -> None:
-    before = server.log()
-    with server.client("operator") as client:
+def test_model_endpoints_do_not_reach_routing_rules(shared_server: Server) -> None:
+    before = shared_server.log()
+    with shared_server.client("operator") as client:
         response = client.post("/api/models/think/disable")
     assert response.status_code == 404
-    assert server.log() == before
+    assert shared_server.log() == before
 
 
-def test_a_label_key_that_is_a_secret_is_not_echoed(server: Server) -> None:
+def test_a_label_key_that_is_a_secret_is_not_echoed(shared_server: Server) -> None:
     canary = "sk-canary-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
-    with server.client("operator") as client:
+    with shared_server.client("operator") as client:
         response = client.post(
             "/api/models/register",
             json={**BRIEF_BODY, "provider": "openai-compatible", "labels": {canary: "x"}},

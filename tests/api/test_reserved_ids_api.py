@@ -48,11 +48,12 @@ def test_the_reserved_words_are_the_static_segments_of_the_routes(
     assert manifests.RESERVED_IDS - static <= {"new"}
 
 
-@SQLITE
+@pytest.mark.parametrize("shared_server", ["sqlite"], indirect=True)  # refusals change nothing
 @pytest.mark.parametrize("word", sorted(manifests.RESERVED_IDS))
 def test_registering_a_reserved_id_is_refused_and_commits_nothing(
-    server: Server, word: str
+    shared_server: Server, word: str
 ) -> None:
+    server = shared_server
     before = server.log(), server.registry.content_hash()
     with server.client("operator") as client:
         refused = client.post(

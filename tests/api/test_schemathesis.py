@@ -50,6 +50,7 @@ OTHERS = [operation for operation in OPERATIONS if operation not in READS]
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("shared_server", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("operation", READS)
 def test_reads_have_no_server_errors_and_answers_match_the_schema(
     shared_server: Server, operation: str
