@@ -144,7 +144,7 @@ def test_suspend_and_resume_with_an_error_at_the_field(page: Page, start_grove: 
 
 def test_an_open_page_shows_drift_made_elsewhere(page: Page, start_grove: StartGrove) -> None:
     # the page's stream plans the head again every GROVE_CONSOLE_OVERVIEW_S (15 s by
-    # default, the plan reused for 5 s; 1 s here for both)
+    # default; 1 s here, the head's plan being reused for 5 s whatever it says)
     server = start_grove(interval="1h", GROVE_CONSOLE_OVERVIEW_S="1")
     flight = _status(page, server)
     expect(page.get_by_text("No drift")).to_be_visible()
