@@ -73,8 +73,7 @@ def leave(flight: InFlight) -> None:
 
 
 def reload_until(flight: InFlight, words: str, timeout_s: float = 15) -> None:
-    """Reload until ``words`` show: a page render reuses the head's plan for 5 s (or
-    GROVE_CONSOLE_OVERVIEW_S when shorter)."""
+    """Reload until ``words`` show: a page render reuses the head's plan for 5 s."""
     page = flight.page
     deadline = time.monotonic() + timeout_s
     while True:
@@ -98,8 +97,7 @@ def _status(page: Page, server: GroveServer, role: str = "operator") -> InFlight
 def test_restore_from_git_by_keyboard_through_its_preview(
     page: Page, start_grove: StartGrove
 ) -> None:
-    # the page's plan of the head is reused for 1 s here, not 5 s: reload_until waits less
-    server = start_grove(interval="1h", GROVE_CONSOLE_OVERVIEW_S="1")
+    server = start_grove(interval="1h")
     flight = _status(page, server)
     axe_clean(page)
     drift(server, "beta", priority=999)
