@@ -96,7 +96,7 @@ def parse(body: bytes) -> Parsed:
     try:
         request = MessagesBody.model_validate_json(body)
     except ValidationError as exc:
-        raise _refusal(exc) from None
+        raise common.body_refusal(exc, NOT_CARRIED) from None
     messages = list(_system(request.system))
     origins = ["system"] * len(messages)  # where each normalized message came from
     names: dict[str, str] = {}
@@ -144,30 +144,6 @@ def _renamed(origins: list[str], field: str) -> str:
     if tool is not None:
         return f"tools[{tool[1]}].input_schema" if tool[2] == "parameters" else f"tools[{tool[1]}]"
     return _RENAMED.get(field, field)
-
-
-def _refusal(exc: ValidationError) -> GatewayError:
-    first = exc.errors(include_url=False)[0]
-    loc = [p for p in first["loc"] if isinstance(p, int) or not _union_tag(p)]
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-    if first["type"] == "extra_forbidden":
-        name = str(first["loc"][-1])
-        if len(first["loc"]) == 1 and name in NOT_CARRIED:
-            return invalid(
-                name, "Grove's gateway does not carry this to every provider; leave it out"
-            )
-        return invalid(where, "unknown field; Grove refuses what it cannot honour")
-    if first["type"] == "json_invalid":
-        return GatewayError(400, Kind.INVALID, "the body is not valid JSON")
-    if first["type"] == "missing":
-        return invalid(where, "is required")
-    if not where:
-        return GatewayError(400, Kind.INVALID, "the body must be a JSON object")
-    return invalid(where, first["msg"][:200])
-
-
-def _union_tag(part: str) -> bool:
-    return part == "str" or "[" in part or part.startswith(("function-", "literal"))
 
 
 def _system(system: str | list[dict[str, Any]] | None) -> list[Message]:

@@ -18,10 +18,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, 
 from enum import StrEnum
 from typing import Any
 
+from pydantic import ValidationError
 from starlette.responses import Response
 
 from reconciler.base import diagnostics
 from reconciler.manifests import kinds as manifests
+from reconciler.providers import answers
 from reconciler.providers.base import ChatRequest, FailureKind
 from reconciler.routing import engine as routing
 from reconciler.routing import ranking
@@ -87,6 +89,37 @@ def finite(value: Any, where: str) -> None:
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
+
+
+def body_refusal(exc: ValidationError, not_carried: frozenset[str]) -> GatewayError:
+    """The 400 for a body that does not validate, naming its first wrong field as the
+    caller wrote it (pydantic's names of union members left out); a known parameter
+    Grove does not carry (``not_carried``) says so rather than "unknown"."""
+    first = exc.errors(include_url=False)[0]
+    loc = first["loc"]
+    where = answers.path(tuple(p for p in loc if isinstance(p, int) or not _union_member(p)))
+    if first["type"] == "extra_forbidden":
+        name = str(loc[-1])
+        if len(loc) == 1 and name in not_carried:
+            return invalid(
+                name,
+                "Grove's gateway does not carry this parameter to every provider, so it "
+                "is refused rather than dropped; leave it out",
+            )
+        return invalid(where, "unknown field; Grove refuses what it cannot honour")
+    if first["type"] == "json_invalid":
+        return GatewayError(400, Kind.INVALID, "the body is not valid JSON")
+    if first["type"] == "missing":
+        return invalid(where, "is required")
+    if not where:
+        return GatewayError(400, Kind.INVALID, "the body must be a JSON object")
+    return invalid(where, first["msg"][:200])
+
+
+def _union_member(part: str) -> bool:
+    """Whether a location part is pydantic's name for a member of a union (``str``,
+    ``list[...]``, ``function-after[...]``, a model class), not a field of the body."""
+    return part == "str" or "[" in part or part.startswith(("function-", "literal", "_"))
 
 
 def conversation(chat: ChatRequest) -> ChatRequest:

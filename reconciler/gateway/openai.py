@@ -156,7 +156,7 @@ def parse(body: bytes) -> Parsed:
     try:
         request = ChatCompletionBody.model_validate_json(body)
     except ValidationError as exc:
-        raise _refusal(exc) from None
+        raise common.body_refusal(exc, NOT_CARRIED) from None
     if request.n is not None and request.n != 1:
         raise invalid("n", "only one choice per request (n = 1); send the request again instead")
     if request.parallel_tool_calls is False:
@@ -200,41 +200,6 @@ def parse(body: bytes) -> Parsed:
         stream=bool(request.stream),
         include_usage=bool(options and options.include_usage),
     )
-
-
-def _refusal(exc: ValidationError) -> GatewayError:
-    first = exc.errors(include_url=False)[0]
-    where = _path(first["loc"])
-    if first["type"] == "extra_forbidden":
-        name = str(first["loc"][-1])
-        if len(first["loc"]) == 1 and name in NOT_CARRIED:
-            return invalid(
-                name,
-                "Grove's gateway does not carry this parameter to every provider, so it "
-                "is refused rather than dropped; leave it out",
-            )
-        return invalid(where, "unknown field; Grove refuses what it cannot honour")
-    if first["type"] == "json_invalid":
-        return GatewayError(400, Kind.INVALID, "the body is not valid JSON")
-    if first["type"] == "missing":
-        return invalid(where, "is required")
-    if not where:
-        return GatewayError(400, Kind.INVALID, "the body must be a JSON object")
-    return invalid(where, first["msg"][:200])
-
-
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("str", "list[dict[str,any]]", "function-after[_check(), str]"):
-            continue  # pydantic's name of a union member, not a field
-        elif part.startswith(("list[", "literal[", "_", "function-")):
-            continue
-        else:
-            out += f".{part}" if out else part
-    return out
 
 
 def _text(content: str | list[dict[str, Any]] | None, where: str) -> str:
