@@ -211,11 +211,11 @@ class BodyLimits:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if self.gate is not None and self.gate.refuses(scope, headers):
-            await _refuse(scope, send, problems.UNAUTHORIZED)
+            await _refuse(scope, headers, send, problems.UNAUTHORIZED)
             return
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await _refuse(scope, send, self._too_large())
+            await _refuse(scope, headers, send, self._too_large())
             return
         loop = asyncio.get_running_loop()
         due = None if self.body_timeout_s is None else loop.time() + self.body_timeout_s
@@ -223,21 +223,23 @@ class BodyLimits:
             async with asyncio.timeout_at(due):  # one timer for the whole body
                 body = await self._read(receive)
         except TimeoutError:
-            response = _refusal(scope, self._too_slow())
+            response = _refusal(scope, headers, self._too_slow())
             response.headers["Connection"] = "close"  # the rest of the body is not read
             await response({"type": "http"}, _nothing, send)
             return
         if body is None:  # the client went away
             return
         if len(body) > self.max_bytes:
-            await _refuse(scope, send, self._too_large())
+            await _refuse(scope, headers, send, self._too_large())
             return
         kind = headers.get("content-type", "").lower()
         # the gateway parses any body as JSON, whatever its type says
         scanned = "json" in kind or scope.get("path", "").startswith("/v1/")
         if body and scanned and await _deeper_off_loop(body, self.max_depth):
             detail = f"JSON nested deeper than {self.max_depth} levels"
-            await _refuse(scope, send, ApiError(422, "too-deep", "JSON nested too deep", detail))
+            await _refuse(
+                scope, headers, send, ApiError(422, "too-deep", "JSON nested too deep", detail)
+            )
             return
         replayed = False
 
@@ -275,15 +277,16 @@ class BodyLimits:
         return ApiError(408, "body-timeout", "Request body too slow", detail)
 
 
-async def _refuse(scope: Scope, send: Send, error: ApiError) -> None:
-    await _refusal(scope, error)({"type": "http"}, _nothing, send)
+async def _refuse(scope: Scope, headers: Mapping[str, str], send: Send, error: ApiError) -> None:
+    await _refusal(scope, headers, error)({"type": "http"}, _nothing, send)
 
 
-def _refusal(scope: Scope, error: ApiError) -> Response:
+def _refusal(scope: Scope, headers: Mapping[str, str], error: ApiError) -> Response:
     """The same problem document every other error gets (``problems.respond``), or for
-    the gateway's ``/v1`` routes the error in its caller's format."""
-    headers = {k.decode("latin-1").lower(): "" for k, _ in scope.get("headers", ())}
-    return gateway.edge_refusal(scope.get("path", ""), headers, error.status, error.detail) or (
+    the gateway's ``/v1`` routes the error in its caller's format (``headers``: the
+    request's, lower-cased)."""
+    path = scope.get("path", "")
+    return gateway.edge_refusal(path, headers, error.status, error.detail) or (
         problems.respond(error)
     )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -283,7 +283,7 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     )
 
 
-async def events(stream: routing.RoutedStream, parsed: Parsed) -> AsyncIterator[bytes]:
+async def events(stream: routing.RoutedStream, parsed: Parsed) -> AsyncGenerator[bytes, None]:
     """The routed stream as Anthropic's event sequence: a text block for the text, a
     tool_use block per tool call (its arguments as ``input_json_delta``), then
     ``message_delta`` with the stop reason and usage, and ``message_stop``. Each delta's

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -308,18 +308,20 @@ def grove_headers(
 # ---------------------------------------------------------------- streaming
 
 
-Opened = tuple[dict[str, str], AsyncIterator[bytes]]
+Opened = tuple[dict[str, str], AsyncGenerator[bytes, None]]
 
 
-class Watched(Response):
-    """An answer (an ASGI app) made while a watcher waits for the caller's
-    ``http.disconnect``: when the caller goes, the work is cancelled at once, wherever it
-    is (a provider call in flight is closed and its attempt logged ``cancelled``: the
-    caller's doing, counted against no model). ``make`` returns the answer to send."""
+class _Watching(Response):
+    """An answer (an ASGI app) made by :meth:`_serve` while a watcher waits for the
+    caller's ``http.disconnect``: when the caller goes, the work is cancelled at once,
+    wherever it is (a provider call in flight is closed and its attempt logged
+    ``cancelled``: the caller's doing, counted against no model)."""
 
-    def __init__(self, make: Callable[[], Awaitable[Response]]) -> None:
+    def __init__(self) -> None:
         super().__init__(status_code=200)
-        self.make = make
+
+    async def _serve(self, scope: Scope, send: Send) -> None:
+        raise NotImplementedError
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The work runs in this task (no task of its own: each hop between tasks is a
@@ -345,11 +347,19 @@ class Watched(Response):
             state["over"] = True  # a callback already scheduled must not cancel us later
             watcher.cancel()
 
+
+class Watched(_Watching):
+    """A plain answer, watched: ``make`` returns the answer to send."""
+
+    def __init__(self, make: Callable[[], Awaitable[Response]]) -> None:
+        super().__init__()
+        self.make = make
+
     async def _serve(self, scope: Scope, send: Send) -> None:
         await (await self.make())(scope, _nothing, send)
 
 
-class EventStream(Watched):
+class EventStream(_Watching):
     """A streamed answer, watched from the moment the request is in: the caller leaving
     while the chain is walked for a first delta, or mid-stream, closes the upstream call
     at once (not at the next chunk, which a stalled provider may never send).
@@ -369,13 +379,10 @@ class EventStream(Watched):
         *,
         send_timeout_s: float,
     ) -> None:
-        super().__init__(self._unused)
+        super().__init__()
         self.opener = opener
         self.refuse = refuse
         self.send_timeout_s = send_timeout_s
-
-    async def _unused(self) -> Response:  # pragma: no cover - _serve is overridden
-        raise NotImplementedError
 
     async def _serve(self, scope: Scope, send: Send) -> None:
         try:
@@ -391,7 +398,7 @@ class EventStream(Watched):
         # the opening events and the first delta's, already in hand: sent from this task,
         # before the reader starts (the time to the first chunk is one write)
         try:
-            first = await anext(aiter(events))
+            first = await anext(events)
         except StopAsyncIteration:
             first = b""
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -431,7 +438,7 @@ async def _waiting(queue: asyncio.Queue[bytes | None]) -> tuple[bytes, bool]:
     return b"".join(part for part in parts if part is not None), ended
 
 
-async def _pump(events: AsyncIterator[bytes], queue: asyncio.Queue[bytes | None]) -> None:
+async def _pump(events: AsyncGenerator[bytes, None], queue: asyncio.Queue[bytes | None]) -> None:
     """Read the events as the provider sends them; None marks the end. Cancelled, the
     events generator is closed, and with it the provider's connection."""
     try:
@@ -439,9 +446,7 @@ async def _pump(events: AsyncIterator[bytes], queue: asyncio.Queue[bytes | None]
             queue.put_nowait(chunk)
     finally:
         queue.put_nowait(None)
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await events.aclose()
 
 
 async def _nothing() -> Message:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -352,7 +352,7 @@ def answer(result: routing.RoutingResult) -> dict[str, Any]:
     }
 
 
-async def events(stream: routing.RoutedStream, parsed: Parsed) -> AsyncIterator[bytes]:
+async def events(stream: routing.RoutedStream, parsed: Parsed) -> AsyncGenerator[bytes, None]:
     """The routed stream as ``chat.completion.chunk`` events, ``data: [DONE]`` last; a
     failure after the first chunk ends it with OpenAI's error object instead. Each
     delta is one write, the opening (role) chunk with the first delta's, already in hand."""

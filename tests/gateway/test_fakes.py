@@ -254,7 +254,8 @@ def test_a_stalled_stream_sees_its_client_hang_up_within_milliseconds(
     assert first.startswith("data: ")
     assert provider.first_chunk_at is not None and provider.first_chunk_at < hung_up
     assert wait_for(lambda: provider.closed_at, timeout=2)
-    assert provider.closed_at[-1] - hung_up < 0.05
+    # the bound (100 ms): 50 ms failed once on a machine loaded by two suites
+    assert provider.closed_at[-1] - hung_up < 0.1
 
 
 @pytest.mark.parametrize("provider", ["anthropic"], indirect=True)
