@@ -110,6 +110,19 @@ def counting(literal: str) -> Lie:
     return lambda events: [recount(event) for event in events]
 
 
+def uncounted(events: list[_Event]) -> list[_Event]:
+    """The counts left out: OpenAI's usage chunk dropped, Anthropic's closing usage
+    removed (a provider that says nothing of what the call cost)."""
+    out = []
+    for event in events:
+        data = _data(event) if event.data.startswith((b"data: {", b"event: ")) else {}
+        if data.get("usage") and data.get("choices") == []:
+            continue
+        closing = data.get("type") == "message_delta"
+        out.append(_with(event, lambda d: d.pop("usage")) if closing else event)
+    return out
+
+
 class Held:
     """A lie that is the truth, held: the stream stops after its first piece until
     ``release`` is set (so a test acts while a stream is surely open)."""
@@ -168,6 +181,8 @@ FAKES: dict[str, tuple[str, str | Lie]] = {
     "leaky-anthropic": ("anthropic", echoing(KEYS["anthropic"])),
     "negative-openai": ("openai", counting("-5")),
     "huge-anthropic": ("anthropic", counting("1" + "0" * 30)),
+    "uncounted-openai": ("openai", uncounted),
+    "uncounted-anthropic": ("anthropic", uncounted),
 }
 # answers that are no answer, before any byte of a stream (the fakes' behaviours)
 BROKEN = ("html", "malformed", "huge", "deep", "cut", "endless")
@@ -212,6 +227,8 @@ def _models() -> dict[str, tuple[str, dict[str, str]]]:
                 models[f"{lie}-{kind}-{sdk}"] = (f"{lie}-{kind}", {"timeoutMs": "20000"})
         models[f"negative-openai-{sdk}"] = ("negative-openai", {})
         models[f"huge-anthropic-{sdk}"] = ("huge-anthropic", {})
+        for kind in ("openai", "anthropic"):
+            models[f"uncounted-{kind}-{sdk}"] = (f"uncounted-{kind}", {})
         for how in BROKEN:
             models[f"broken-{how}-{sdk}"] = (f"broken-{how}", {})
     return models | MORE_MODELS
@@ -769,6 +786,7 @@ LYING = [
     pytest.param("garbage-anthropic", "not JSON", id="anthropic-event-not-json"),
     pytest.param("negative-openai", "usage.prompt_tokens is -5", id="negative-usage"),
     pytest.param("huge-anthropic", "31-digit integer", id="huge-usage"),
+    pytest.param("uncounted-anthropic", "usage", id="anthropic-usage-missing"),
 ]
 
 
@@ -786,6 +804,20 @@ def test_a_lying_stream_ends_with_the_callers_error_event(
         assert '"prompt_tokens":-5' not in data and "1000000000000000" not in data
     rows = _rows(fleet, answer.headers["x-request-id"])
     assert (rows[0]["success"], rows[0]["errorKind"]) == (False, "bad_response")
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_a_compatible_server_that_counts_nothing_is_served_and_logged_as_unknown_cost(
+    fleet: Fleet, sdk: str
+) -> None:
+    # openai-compatible servers may send no usage (docs/routing.md): the stream ends
+    # well, and the log says the cost is unknown rather than zero
+    answer = _stream(fleet, sdk, f"uncounted-openai-{sdk}")
+    assert answer.status_code == 200
+    events = _events(answer.text)
+    assert events[-1][1] == "[DONE]" if sdk == "openai" else events[-1][0] == "message_stop"
+    rows = _rows(fleet, answer.headers["x-request-id"])
+    assert [(r["success"], r["costUsd"]) for r in rows] == [(True, None)]
 
 
 @pytest.mark.parametrize("sdk", SDKS)
