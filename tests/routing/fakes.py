@@ -655,14 +655,16 @@ class FakeProvider:
             if slow and not self._wait(connection, float(value)):
                 return False
             framed = f"{len(event.data):x}\r\n".encode() + event.data + b"\r\n"
-            if not self._send_or_note(connection, framed):
-                return False
             if event.part == "piece":
+                # noted before the send: a client may read the chunk and hang up before
+                # this thread runs again, and a test compares the two times
                 pieces += 1
                 now = time.monotonic()
                 self.chunk_times.append(now)
                 if self.first_chunk_at is None:
                     self.first_chunk_at = now
+            if not self._send_or_note(connection, framed):
+                return False
         return self._send_or_note(connection, b"0\r\n\r\n")
 
     def _send_or_note(self, connection: socket.socket, data: bytes) -> bool:
