@@ -35,6 +35,9 @@ CLIENT_REFUSAL = (
     "the client role may only call the data plane (POST /api/routing/execute and /v1/*)"
 )
 
+# A test of something no database takes part in runs on SQLite only.
+ONE_DATABASE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
 
 def _data_plane(method: str, path: str) -> bool:
     """The routes a client token may call (and a viewer's may not), DESIGN section 6."""
@@ -225,6 +228,7 @@ def test_routing_endpoints(server: Server) -> None:
         assert none.status_code == 422 and none.json()["code"] == "no-route"
 
 
+@ONE_DATABASE  # the process's counters, not the database
 def test_metrics_count_each_routed_call_per_model(server: Server) -> None:
     """/metrics: a routed call adds one request (by outcome) and one latency observation
     for its model. (The registry is the process's: compare before and after.)"""
@@ -294,6 +298,7 @@ def test_events_stream_lifecycle_changes(server: Server) -> None:
     assert received[0]["objectId"] == "gamma"
 
 
+@ONE_DATABASE  # the hub's slots, not the database
 def test_event_streams_are_capped_per_token(server: Server) -> None:
     import asyncio
     import contextlib
@@ -358,7 +363,7 @@ def test_event_streams_are_capped_per_token(server: Server) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # git fetches, not the database
+@ONE_DATABASE  # git fetches, not the database
 def test_plan_previews_fetch_the_remote_at_most_every_few_seconds(
     remote_server: Server, tmp_path: Path
 ) -> None:
@@ -385,6 +390,7 @@ def test_plan_previews_fetch_the_remote_at_most_every_few_seconds(
         assert client.get("/api/plan").status_code == 200
 
 
+@ONE_DATABASE  # the signature check, not the database
 def test_the_git_webhook_checks_the_signature_before_anything(server: Server) -> None:
     body = b'{"ref": "refs/heads/main"}'
     good = "sha256=" + hmac.new(b"hook-secret", body, hashlib.sha256).hexdigest()

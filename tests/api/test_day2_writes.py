@@ -20,6 +20,8 @@ from reconciler.store.engine import Database
 from tests.api.conftest import Server
 from tests.conftest import GroveRunner, Registry
 
+# A test of something no database takes part in runs on SQLite only.
+ONE_DATABASE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 NEW_MODEL = {"name": "Frozen", "provider": "mock", "capabilities": ["speed"], "priority": 5}
 
 
@@ -210,6 +212,7 @@ def _schema(openapi: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 @pytest.mark.slow
+@ONE_DATABASE  # the answer's shape, not the database
 @pytest.mark.parametrize("lean", [True, False])
 def test_routing_answers_carry_the_routing_decision(server: Server, lean: bool) -> None:
     server.lean_routes(lean)
@@ -228,6 +231,7 @@ def test_routing_answers_carry_the_routing_decision(server: Server, lean: bool) 
     assert "routingDecision" in _schema(openapi, "RecommendOut")["required"]
 
 
+@ONE_DATABASE  # the rounding, not the database
 def test_discover_rounds_scores_for_display(server: Server) -> None:
     with server.client("viewer") as client:
         found = client.get(

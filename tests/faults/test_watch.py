@@ -71,6 +71,7 @@ def test_a_commit_to_a_watched_repository_is_applied_at_once(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the git remote's outage
 def test_an_unreachable_remote_keeps_the_last_state_and_recovers(
     registry: Registry, tmp_path: Path, loops: list[WatchProcess]
 ) -> None:

@@ -17,6 +17,9 @@ from tests.reconciling.conftest import Registry, small_fleet
 # the same flows on PostgreSQL: in CI, not in the inner loop (`pytest -m "not slow"`)
 pytestmark = pytest.mark.slow_on_pg
 
+# The git source, not the database, is what these test: SQLite suffices.
+GIT_SOURCE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
 
 def test_commit_version_bump_then_revert_rolls_back(registry: Registry) -> None:
     registry.fleet.commit("fleet", small_fleet())
@@ -261,6 +264,7 @@ def test_commands_refuse_an_unmigrated_or_newer_database(
     assert "has no Grove schema" in grove("plan", "--db", db_url).err
 
 
+@GIT_SOURCE
 def test_a_remote_file_url_is_mirrored_and_fetched(
     registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -281,6 +285,7 @@ def test_a_remote_file_url_is_mirrored_and_fetched(
 @pytest.mark.parametrize(
     "url", ["ext::sh -c touch% /tmp/pwned", "git://example.com/repo", "http://example.com/r.git"]
 )
+@GIT_SOURCE
 def test_other_transports_are_refused(
     registry: Registry, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -291,6 +296,7 @@ def test_other_transports_are_refused(
     assert not Path("/tmp/pwned").exists()
 
 
+@GIT_SOURCE
 def test_credentials_in_a_remote_url_never_reach_messages(
     registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -301,6 +307,7 @@ def test_credentials_in_a_remote_url_never_reach_messages(
     assert "https://***@127.0.0.1:9/fleet.git" in result.err
 
 
+@GIT_SOURCE
 def test_symlinks_and_submodules_in_the_tree_are_errors(registry: Registry, tmp_path: Path) -> None:
     registry.fleet.commit("fleet", small_fleet())
     (registry.fleet.root / "manifests" / "models" / "link.yaml").symlink_to("/etc/passwd")
@@ -340,6 +347,7 @@ def test_a_plain_folder_works_without_git(
     assert "In sync" in grove("reconcile", "--repo", str(folder)).out
 
 
+@GIT_SOURCE
 def test_a_ref_that_does_not_exist(registry: Registry) -> None:
     registry.fleet.commit("fleet", small_fleet())
     result = registry.run("plan", "--ref", "no-such-branch")
@@ -356,6 +364,7 @@ def test_a_missing_manifests_folder_counts_as_empty(registry: Registry) -> None:
 
 
 @pytest.mark.slow
+@GIT_SOURCE
 def test_a_remote_that_never_answers_times_out(
     registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -382,7 +391,7 @@ def test_a_remote_that_never_answers_times_out(
     thread.start()
     port = server.getsockname()[1]
     monkeypatch.setenv("GROVE_REPO", f"https://127.0.0.1:{port}/fleet.git")
-    monkeypatch.setenv("GROVE_FETCH_TIMEOUT_S", "2")
+    monkeypatch.setenv("GROVE_FETCH_TIMEOUT_S", "1")
     started = time.monotonic()
     try:
         result = registry.run("reconcile")
@@ -395,7 +404,7 @@ def test_a_remote_that_never_answers_times_out(
     elapsed = time.monotonic() - started
     assert result.code == 1
     assert f"git clone failed for https://127.0.0.1:{port}/fleet.git" in result.err
-    assert elapsed < 30  # bounded by the 2 s setting, not by git's defaults
+    assert elapsed < 30  # bounded by the 1 s setting, not by git's defaults
     status = json.loads(registry.run("status", "--json").out)
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False"
