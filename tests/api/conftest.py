@@ -97,9 +97,17 @@ def shared_server(
     four tokens, the app, uvicorn) costs about a second on a busy machine. A test that
     writes, routes calls or counts anything uses ``server``. SQLite only:
     ``@pytest.mark.parametrize("shared_server", ["sqlite"], indirect=True)``."""
+    yield from shared(request, tmp_path_factory, request.param)
+
+
+def shared(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, backend: str
+) -> Iterator[Server]:
+    """A server over the small fleet on ``backend`` ("sqlite" or "postgresql") for a
+    fixture of a wider scope than a test's (``shared_server``)."""
     root = tmp_path_factory.mktemp("shared-server")
     with contextlib.ExitStack() as stack:
-        if request.param == "sqlite":
+        if backend == "sqlite":
             path = root / "registry.db"
             shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
             path.chmod(0o600)  # as Grove creates it

@@ -11,10 +11,8 @@ from pathlib import Path
 import httpx
 
 from tests.api.conftest import Server
-from tests.api.test_probes import SQLITE_ONLY, _overwrite_in_place, _restore
+from tests.api.test_probes import _overwrite_in_place, _restore
 from tests.web.conftest import csrf_of, sign_in
-
-pytestmark = SQLITE_ONLY  # PostgreSQL: tests/web/test_sessions_store.py and a browser journey
 
 
 def _route(server: Server, calls: int) -> None:
@@ -36,9 +34,9 @@ def _until(check: object, seconds: float = 10.0) -> None:
 
 
 def test_the_model_page_shows_the_model_its_rules_history_and_charts(
-    server: Server, operator: httpx.Client
+    shared_server: Server, shared_operator: httpx.Client
 ) -> None:
-    page = operator.get("/models/alpha")
+    page = shared_operator.get("/models/alpha")
     assert page.status_code == 200, page.text
     text = page.text
     assert "<h1>Alpha</h1>" in text
@@ -52,11 +50,11 @@ def test_the_model_page_shows_the_model_its_rules_history_and_charts(
         assert f"Alpha: {chart}" in text
     assert "no data in this window" in text
     assert 'action="/models/alpha/actions/disable"' in text  # an operator's actions
-    seven = operator.get("/models/alpha", params={"window": "7d"})
+    seven = shared_operator.get("/models/alpha", params={"window": "7d"})
     assert 'aria-current="true">7d<' in seven.text
-    odd = operator.get("/models/alpha", params={"window": "<b>"})
+    odd = shared_operator.get("/models/alpha", params={"window": "<b>"})
     assert odd.status_code == 200 and 'aria-current="true">24h<' in odd.text
-    fragment = operator.get("/models/alpha?window=7d", headers={"X-Grove-Fragment": "live"})
+    fragment = shared_operator.get("/models/alpha?window=7d", headers={"X-Grove-Fragment": "live"})
     assert fragment.status_code == 200  # what an open page refreshes: the live block only
     assert "<html" not in fragment.text and "Alpha: latency" in fragment.text
     assert "/actions/" not in fragment.text  # forms stay outside what is swapped
@@ -78,20 +76,23 @@ def test_recent_decisions_say_why_this_model(server: Server, operator: httpx.Cli
 
 
 def test_an_unknown_or_hostile_id_is_a_404_page_with_the_id_escaped(
-    server: Server, operator: httpx.Client
+    shared_server: Server, shared_operator: httpx.Client
 ) -> None:
     for ident in ("nobody", "<script>alert(1)</script>", "x" * 150, "a.b c%"):
-        page = operator.get("/models/" + httpx.URL(ident).raw_path.decode().lstrip("/"))
+        page = shared_operator.get("/models/" + httpx.URL(ident).raw_path.decode().lstrip("/"))
         assert page.status_code == 404, ident
         assert "<script>alert(1)" not in page.text
-    long = operator.get("/models/" + "y" * 300)
+    long = shared_operator.get("/models/" + "y" * 300)
     assert long.status_code == 404
-    assert operator.get("/models/alpha/actions/explode", headers={}).status_code in (404, 405)
+    assert shared_operator.get("/models/alpha/actions/explode", headers={}).status_code in (
+        404,
+        405,
+    )
 
 
-def test_a_viewer_sees_no_actions_and_its_forged_post_is_refused(server: Server) -> None:
-    before = server.log()
-    with contextlib.closing(sign_in(server, "viewer")) as viewer:
+def test_a_viewer_sees_no_actions_and_its_forged_post_is_refused(shared_server: Server) -> None:
+    before = shared_server.log()
+    with contextlib.closing(sign_in(shared_server, "viewer")) as viewer:
         page = viewer.get("/models/alpha")
         assert page.status_code == 200
         assert "/actions/" not in page.text
@@ -99,16 +100,16 @@ def test_a_viewer_sees_no_actions_and_its_forged_post_is_refused(server: Server)
             "/models/alpha/actions/disable", data={"csrf": csrf_of(page.text), "confirm": "1"}
         )
         assert forged.status_code == 403
-    assert server.log() == before
+    assert shared_server.log() == before
 
 
 def test_an_action_without_its_csrf_token_is_refused(
-    server: Server, operator: httpx.Client
+    shared_server: Server, shared_operator: httpx.Client
 ) -> None:
-    before = server.log()
-    answer = operator.post("/models/alpha/actions/disable", data={"confirm": "1"})
+    before = shared_server.log()
+    answer = shared_operator.post("/models/alpha/actions/disable", data={"confirm": "1"})
     assert answer.status_code == 403
-    assert server.log() == before
+    assert shared_server.log() == before
 
 
 def test_disable_is_previewed_then_committed_then_said(

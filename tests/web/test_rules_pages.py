@@ -11,11 +11,9 @@ import httpx
 import pytest
 
 from tests.api.conftest import Server
-from tests.api.test_probes import SQLITE_ONLY
 from tests.conftest import FleetRepo
 from tests.web.conftest import csrf_of, sign_in
 
-pytestmark = SQLITE_ONLY  # PostgreSQL: tests/web/test_sessions_store.py and a browser journey
 FAILOVER = ["timeout", "rate_limit", "server_error", "connection_error"]
 
 
@@ -41,9 +39,9 @@ def form_of(client: httpx.Client, action: str, **fields: Any) -> dict[str, Any]:
 
 
 def test_the_list_shows_every_rule_and_the_model_it_picks_now(
-    server: Server, operator: httpx.Client
+    shared_server: Server, shared_operator: httpx.Client
 ) -> None:
-    page = operator.get("/rules")
+    page = shared_operator.get("/rules")
     assert page.status_code == 200
     assert 'href="/rules/think"' in page.text
     assert "taskType think" in page.text
@@ -52,10 +50,12 @@ def test_the_list_shows_every_rule_and_the_model_it_picks_now(
 
 
 def test_simulate_shows_the_decision_now_and_after_the_edit_and_commits_nothing(
-    server: Server, operator: httpx.Client
+    shared_server: Server, shared_operator: httpx.Client
 ) -> None:
-    before = server.log()
-    answer = operator.post("/rules/think", data=form_of(operator, "simulate", chain="gamma\nbeta"))
+    before = shared_server.log()
+    answer = shared_operator.post(
+        "/rules/think", data=form_of(shared_operator, "simulate", chain="gamma\nbeta")
+    )
     assert answer.status_code == 200, answer.text
     text = answer.text
     assert "The edit changes the pick: alpha → gamma." in text
@@ -64,20 +64,20 @@ def test_simulate_shows_the_decision_now_and_after_the_edit_and_commits_nothing(
     assert '<a href="/models/gamma">gamma</a>' in after
     assert "gamma → beta" in after  # the chain as written
     assert "Ranked candidates" in after
-    assert server.log() == before
+    assert shared_server.log() == before
 
 
 def test_the_request_profile_excludes_models_with_a_reason(
-    server: Server, operator: httpx.Client
+    shared_server: Server, shared_operator: httpx.Client
 ) -> None:
-    answer = operator.post(
-        "/rules/think", data=form_of(operator, "simulate", **{"sim-context": "99999999"})
+    answer = shared_operator.post(
+        "/rules/think", data=form_of(shared_operator, "simulate", **{"sim-context": "99999999"})
     )
     assert answer.status_code == 200, answer.text
     assert "Excluded candidates" in answer.text
     assert "No model" in answer.text
-    odd = operator.post(
-        "/rules/think", data=form_of(operator, "simulate", **{"sim-cost": "<b>cheap</b>"})
+    odd = shared_operator.post(
+        "/rules/think", data=form_of(shared_operator, "simulate", **{"sim-cost": "<b>cheap</b>"})
     )
     assert odd.status_code == 200
     assert 'id="sim-cost-error"' in odd.text
@@ -85,14 +85,16 @@ def test_the_request_profile_excludes_models_with_a_reason(
 
 
 def test_preview_shows_the_commit_and_commits_nothing(
-    server: Server, operator: httpx.Client
+    shared_server: Server, shared_operator: httpx.Client
 ) -> None:
-    before = server.log()
-    answer = operator.post("/rules/think", data=form_of(operator, "preview", minScore="0.6"))
+    before = shared_server.log()
+    answer = shared_operator.post(
+        "/rules/think", data=form_of(shared_operator, "preview", minScore="0.6")
+    )
     assert answer.status_code == 200, answer.text
     assert "Preview: nothing is committed yet" in answer.text
     assert "minScore" in answer.text  # the diff
-    assert server.log() == before
+    assert shared_server.log() == before
 
 
 def test_save_makes_one_commit_by_the_signed_in_token(
@@ -111,20 +113,22 @@ def test_save_makes_one_commit_by_the_signed_in_token(
     assert 'value="0.6"' in page.text  # the live rule, reconciled
 
 
-def test_an_untouched_form_saves_nothing(server: Server, operator: httpx.Client) -> None:
-    before = server.log()
-    answer = operator.post("/rules/think", data=form_of(operator, "save"))
+def test_an_untouched_form_saves_nothing(
+    shared_server: Server, shared_operator: httpx.Client
+) -> None:
+    before = shared_server.log()
+    answer = shared_operator.post("/rules/think", data=form_of(shared_operator, "save"))
     assert answer.status_code == 200, answer.text
     assert "Nothing to change" in answer.text
-    assert server.log() == before
+    assert shared_server.log() == before
 
 
 def test_absurd_numbers_are_errors_at_their_fields_in_the_validators_words(
-    server: Server, operator: httpx.Client
+    shared_server: Server, shared_operator: httpx.Client
 ) -> None:
-    before = server.log()
+    before = shared_server.log()
     form = form_of(
-        operator,
+        shared_operator,
         "save",
         minScore="5",
         strategy="balanced",
@@ -134,7 +138,7 @@ def test_absurd_numbers_are_errors_at_their_fields_in_the_validators_words(
             "constraints-maxLatencyMs": "nan",
         },
     )
-    answer = operator.post("/rules/think", data=form)
+    answer = shared_operator.post("/rules/think", data=form)
     assert answer.status_code == 200  # the form again, with its errors (a 4xx is a console error)
     text = answer.text
     for field in ("minScore", "weights-capability", "failover-maxAttempts"):
@@ -143,54 +147,62 @@ def test_absurd_numbers_are_errors_at_their_fields_in_the_validators_words(
     assert "S004" in text  # the validator's range rule
     assert "S003" in text  # "nan" is not a number
     assert "nothing was committed" in text
-    assert server.log() == before
+    assert shared_server.log() == before
 
 
 def test_a_chain_of_unknown_models_and_markup_commits_nothing(
-    server: Server, operator: httpx.Client
+    shared_server: Server, shared_operator: httpx.Client
 ) -> None:
-    before = server.log()
+    before = shared_server.log()
     hostile = "<script>alert(1)</script>"
-    answer = operator.post(
-        "/rules/think", data=form_of(operator, "save", chain=f"nobody\n{hostile}")
+    answer = shared_operator.post(
+        "/rules/think", data=form_of(shared_operator, "save", chain=f"nobody\n{hostile}")
     )
     assert answer.status_code == 200  # the form again, with its errors (a 4xx is a console error)
     assert hostile not in answer.text
     assert html.escape(hostile, quote=False) in answer.text
     assert 'id="chain-error"' in answer.text
-    assert server.log() == before
-    answer = operator.post("/rules/think", data=form_of(operator, "save", chain="nobody"))
+    assert shared_server.log() == before
+    answer = shared_operator.post(
+        "/rules/think", data=form_of(shared_operator, "save", chain="nobody")
+    )
     assert answer.status_code == 200  # the form again, with its errors (a 4xx is a console error)
     assert "R003" in answer.text  # the fleet check: not a model here
-    assert server.log() == before
+    assert shared_server.log() == before
 
 
-def test_a_ten_thousand_line_chain_is_a_clear_error(server: Server, operator: httpx.Client) -> None:
-    before = server.log()
+def test_a_ten_thousand_line_chain_is_a_clear_error(
+    shared_server: Server, shared_operator: httpx.Client
+) -> None:
+    before = shared_server.log()
     chain = "\n".join(f"model-{i}" for i in range(10_000))
-    answer = operator.post("/rules/think", data=form_of(operator, "save", chain=chain))
+    answer = shared_operator.post(
+        "/rules/think", data=form_of(shared_operator, "save", chain=chain)
+    )
     assert answer.status_code == 200  # the form again, with its errors (a 4xx is a console error)
     assert "a chain holds at most 16 models" in answer.text
     assert "model-9999" not in answer.text
-    assert server.log() == before
+    assert shared_server.log() == before
 
 
 def test_an_edit_no_model_could_serve_commits_nothing(
-    server: Server, operator: httpx.Client
+    shared_server: Server, shared_operator: httpx.Client
 ) -> None:
-    before = server.log()
-    answer = operator.post("/rules/think", data=form_of(operator, "save", minScore="0.95"))
+    before = shared_server.log()
+    answer = shared_operator.post(
+        "/rules/think", data=form_of(shared_operator, "save", minScore="0.95")
+    )
     assert answer.status_code == 200  # the form again, with its errors (a 4xx is a console error)
     assert "R006" in answer.text
     assert 'id="requires-error"' in answer.text
-    assert server.log() == before
+    assert shared_server.log() == before
 
 
 def test_a_viewer_may_simulate_but_sees_no_save_and_its_forged_save_is_refused(
-    server: Server,
+    shared_server: Server,
 ) -> None:
-    before = server.log()
-    with contextlib.closing(sign_in(server, "viewer")) as viewer:
+    before = shared_server.log()
+    with contextlib.closing(sign_in(shared_server, "viewer")) as viewer:
         page = viewer.get("/rules/think")
         assert page.status_code == 200
         assert 'value="simulate"' in page.text
@@ -202,26 +214,28 @@ def test_a_viewer_may_simulate_but_sees_no_save_and_its_forged_save_is_refused(
         for action in ("save", "preview"):
             forged = viewer.post("/rules/think", data=form_of(viewer, action, minScore="0.6"))
             assert forged.status_code == 403, action
-    assert server.log() == before
+    assert shared_server.log() == before
 
 
-def test_a_post_without_its_csrf_token_is_refused(server: Server, operator: httpx.Client) -> None:
-    before = server.log()
-    form = form_of(operator, "save", minScore="0.6")
+def test_a_post_without_its_csrf_token_is_refused(
+    shared_server: Server, shared_operator: httpx.Client
+) -> None:
+    before = shared_server.log()
+    form = form_of(shared_operator, "save", minScore="0.6")
     del form["csrf"]
-    assert operator.post("/rules/think", data=form).status_code == 403
+    assert shared_operator.post("/rules/think", data=form).status_code == 403
     form["csrf"] = "forged"
-    assert operator.post("/rules/think", data=form).status_code == 403
-    assert server.log() == before
+    assert shared_operator.post("/rules/think", data=form).status_code == 403
+    assert shared_server.log() == before
 
 
 def test_an_unknown_or_hostile_rule_id_is_a_404_page(
-    server: Server, operator: httpx.Client
+    shared_server: Server, shared_operator: httpx.Client
 ) -> None:
-    answer = operator.get("/rules/%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+    answer = shared_operator.get("/rules/%3Cscript%3Ealert(1)%3C%2Fscript%3E")
     assert answer.status_code == 404
     assert "<script>alert(1)" not in answer.text
-    assert operator.get("/rules/" + "x" * 5000).status_code == 404
+    assert shared_operator.get("/rules/" + "x" * 5000).status_code == 404
 
 
 @pytest.fixture

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from reconciler.store import sessions, tokens
 from reconciler.store.engine import Database
 from tests.conftest import Registry
 
 
+# both, whatever tests/web/conftest.py's db_url says for the console's pages
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
 def test_a_session_lives_with_its_token_and_its_time(registry: Registry) -> None:
     db = Database(registry.url)
     try:

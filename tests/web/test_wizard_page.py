@@ -12,11 +12,8 @@ import httpx
 import pytest
 
 from tests.api.conftest import Server, serve
-from tests.api.test_probes import SQLITE_ONLY
 from tests.conftest import GroveRunner, Registry
 from tests.web.conftest import csrf_of, sign_in
-
-pytestmark = SQLITE_ONLY  # the database is not the subject (tests/web/test_sessions_store.py)
 
 STEP_ONE = {
     "name": "Quick Mock",
@@ -95,29 +92,29 @@ def test_three_steps_end_in_one_commit_by_the_signed_in_token(
     assert "Model committed" in page.text
 
 
-def test_going_back_keeps_every_value(operator: httpx.Client) -> None:
-    back = post(operator, 3, "back", **STEP_ONE, **STEP_TWO, **{"fallbacks[]": "beta"})
+def test_going_back_keeps_every_value(shared_operator: httpx.Client) -> None:
+    back = post(shared_operator, 3, "back", **STEP_ONE, **STEP_TWO, **{"fallbacks[]": "beta"})
     assert back.status_code == 200
     assert "Step 2 of 3" in back.text
     assert value_of(back.text, "cap_reasoning") == "0.95"
     assert value_of(back.text, "priority") == "500"
     assert re.search(r'value="beta" checked', back.text)
     assert value_of(back.text, "name") == "Quick Mock"  # carried, hidden
-    again = post(operator, 2, "back", **STEP_ONE, **STEP_TWO, **{"fallbacks[]": "beta"})
+    again = post(shared_operator, 2, "back", **STEP_ONE, **STEP_TWO, **{"fallbacks[]": "beta"})
     assert "Step 1 of 3" in again.text
     assert value_of(again.text, "id") == "quick-mock"
     assert value_of(again.text, "cap_speed") == "0.9"  # carried, hidden
     assert 'name="fallbacks[]" value="beta"' in again.text
     # back from a step with errors says none of them
-    broken = post(operator, 2, "back", **STEP_ONE, cap_reasoning="7")
+    broken = post(shared_operator, 2, "back", **STEP_ONE, cap_reasoning="7")
     assert broken.status_code == 200
     assert "field-error" not in broken.text
 
 
 def test_each_error_shows_at_its_field_in_the_validators_words(
-    server: Server, operator: httpx.Client
+    shared_server: Server, shared_operator: httpx.Client
 ) -> None:
-    before = server.log()
+    before = shared_server.log()
     hostile = {
         "name": "x" * 10_000,
         "id": "Has Spaces",
@@ -126,7 +123,7 @@ def test_each_error_shows_at_its_field_in_the_validators_words(
         "endpoint": "http://10.0.0.1/v1",
         "credentials": "OPENAI_API_KEY",
     }
-    one = post(operator, 1, **hostile)
+    one = post(shared_operator, 1, **hostile)
     assert one.status_code == 200  # the form again, its errors in it
     assert "at most 200 characters" in field_error(one.text, "name")
     assert "S006" in field_error(one.text, "id")
@@ -134,11 +131,11 @@ def test_each_error_shows_at_its_field_in_the_validators_words(
     assert "Step 1 of 3" in one.text
     assert 'class="error-summary"' in one.text
     # the provider needs what it needs: the validator's cross-field rule, at the field
-    bare = post(operator, 1, **{**STEP_ONE, "provider": "anthropic", "id": "bare"})
+    bare = post(shared_operator, 1, **{**STEP_ONE, "provider": "anthropic", "id": "bare"})
     assert "S008" in field_error(bare.text, "endpoint")
     assert "S008" in field_error(bare.text, "credentials")
     two = post(
-        operator,
+        shared_operator,
         2,
         **STEP_ONE,
         cap_reasoning="-1",
@@ -154,14 +151,14 @@ def test_each_error_shows_at_its_field_in_the_validators_words(
     assert field_error(two.text, "context_window")
     assert "S002" in field_error(two.text, "pricing")
     assert "S004" in field_error(two.text, "priority")
-    none = post(operator, 2, **STEP_ONE)
+    none = post(shared_operator, 2, **STEP_ONE)
     assert "S004" in field_error(none.text, "capabilities")
-    assert server.log() == before
+    assert shared_server.log() == before
 
 
-def test_a_script_name_is_text(operator: httpx.Client) -> None:
+def test_a_script_name_is_text(shared_operator: httpx.Client) -> None:
     three = post(
-        operator, 2, **{**STEP_ONE, "name": "<script>alert(1)</script>"}, cap_reasoning="0.5"
+        shared_operator, 2, **{**STEP_ONE, "name": "<script>alert(1)</script>"}, cap_reasoning="0.5"
     )
     assert three.status_code == 200
     assert "<script>alert(1)" not in three.text
@@ -169,7 +166,7 @@ def test_a_script_name_is_text(operator: httpx.Client) -> None:
 
 
 def test_a_key_pasted_as_the_variable_is_refused_and_never_shown(
-    server: Server, operator: httpx.Client
+    shared_server: Server, shared_operator: httpx.Client
 ) -> None:
     key = "sk-" + "A1b2C3d4" * 6
     openai = {
@@ -179,38 +176,38 @@ def test_a_key_pasted_as_the_variable_is_refused_and_never_shown(
         "endpoint": "https://api.openai.com/v1",
         "credentials": key,
     }
-    one = post(operator, 1, **openai)
+    one = post(shared_operator, 1, **openai)
     assert one.status_code == 200  # the form again, its errors in it
     assert "K001" in field_error(one.text, "credentials")
     assert key not in one.text
     # smuggled past step 1 in a hidden field: judged again, still never shown
-    three = post(operator, 3, "submit", **openai, cap_reasoning="0.5")
+    three = post(shared_operator, 3, "submit", **openai, cap_reasoning="0.5")
     assert three.status_code == 200  # the form again, its errors in it
     assert key not in three.text
-    back = post(operator, 2, "back", **openai)
+    back = post(shared_operator, 2, "back", **openai)
     assert key not in back.text
-    assert server.log()[0].endswith("|fleet")
+    assert shared_server.log()[0].endswith("|fleet")
 
 
 def test_an_id_that_exists_is_refused_and_nothing_is_committed(
-    server: Server, operator: httpx.Client
+    shared_server: Server, shared_operator: httpx.Client
 ) -> None:
-    before = server.log()
-    taken = post(operator, 1, **{**STEP_ONE, "id": "alpha"})
+    before = shared_server.log()
+    taken = post(shared_operator, 1, **{**STEP_ONE, "id": "alpha"})
     assert taken.status_code == 200  # the form again, its errors in it
     assert "R001" in field_error(taken.text, "id")
-    forced = post(operator, 3, "submit", **{**STEP_ONE, "id": "alpha"}, **STEP_TWO)
+    forced = post(shared_operator, 3, "submit", **{**STEP_ONE, "id": "alpha"}, **STEP_TWO)
     assert forced.status_code == 200  # the form again, its errors in it
     assert "R001" in forced.text
-    reserved = post(operator, 1, **{**STEP_ONE, "id": "new"})
+    reserved = post(shared_operator, 1, **{**STEP_ONE, "id": "new"})
     assert "S013" in field_error(reserved.text, "id")
-    gone = post(operator, 2, **STEP_ONE, **STEP_TWO, **{"fallbacks[]": "nosuch"})
+    gone = post(shared_operator, 2, **STEP_ONE, **STEP_TWO, **{"fallbacks[]": "nosuch"})
     assert "R008" in field_error(gone.text, "fallbacks")
-    assert server.log() == before
+    assert shared_server.log() == before
 
 
-def test_a_viewer_sees_no_wizard_and_its_forged_post_is_refused(server: Server) -> None:
-    with contextlib.closing(sign_in(server, "viewer")) as viewer:
+def test_a_viewer_sees_no_wizard_and_its_forged_post_is_refused(shared_server: Server) -> None:
+    with contextlib.closing(sign_in(shared_server, "viewer")) as viewer:
         fleet = viewer.get("/")
         assert 'href="/models/new"' not in fleet.text
         assert viewer.get("/models/new").status_code == 403
@@ -220,23 +217,25 @@ def test_a_viewer_sees_no_wizard_and_its_forged_post_is_refused(server: Server) 
             | STEP_TWO,
         )
     assert forged.status_code == 403
-    assert not any("quick-mock" in line for line in server.log())
+    assert not any("quick-mock" in line for line in shared_server.log())
 
 
-def test_a_post_without_its_csrf_token_is_refused(server: Server, operator: httpx.Client) -> None:
-    answer = operator.post(
+def test_a_post_without_its_csrf_token_is_refused(
+    shared_server: Server, shared_operator: httpx.Client
+) -> None:
+    answer = shared_operator.post(
         "/models/new", data={"step": "3", "action": "submit", **STEP_ONE} | STEP_TWO
     )
     assert answer.status_code == 403
-    wrong = operator.post(
+    wrong = shared_operator.post(
         "/models/new", data={"csrf": "x" * 32, "step": "3", "action": "submit", **STEP_ONE}
     )
     assert wrong.status_code == 403
-    assert not any("quick-mock" in line for line in server.log())
+    assert not any("quick-mock" in line for line in shared_server.log())
 
 
-def test_the_success_page_shows_only_what_it_can_check(operator: httpx.Client) -> None:
-    page = operator.get(
+def test_the_success_page_shows_only_what_it_can_check(shared_operator: httpx.Client) -> None:
+    page = shared_operator.get(
         "/models/new/done",
         params={"id": "<b>x</b>", "commit": "zz", "branch": "grove/review/model-a-1234567"},
     )
