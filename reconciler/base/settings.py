@@ -131,8 +131,8 @@ class Settings(BaseSettings):
         gt=0,
         le=3600,
         description="While a console page is open, its live stream plans the branch head "
-        "again this often, so that drift made elsewhere shows without a reload "
-        "(GROVE_CONSOLE_OVERVIEW_S; a plan is reused for up to 5 s whatever this says).",
+        "again this often, so that drift made elsewhere shows without a reload; pages "
+        "reuse a plan for 5 s, or this long when shorter (GROVE_CONSOLE_OVERVIEW_S).",
     )
     max_delete_ratio: float = Field(
         0.5, ge=0, le=1, description="Refuse plans removing more than this share of live objects."

@@ -199,7 +199,9 @@ class Console:
 
     def __post_init__(self) -> None:
         self.sessions = SessionCache(outage_window_s=max(self.settings.token_outage_window_s, 600))
-        self.overview = OverviewCache(self._overview)
+        self.overview = OverviewCache(
+            self._overview, fresh_s=min(OVERVIEW_FRESH_S, self.settings.console_overview_s)
+        )
         self.numbers = FleetNumbers(self._bucket_totals)
         self.decisions = DecisionCache(
             self.engine.get_routing_decision, lambda: self.engine.table().serial

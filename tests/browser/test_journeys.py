@@ -268,7 +268,9 @@ def reload_until(page: Page, locator: Locator, count: int, timeout_s: float = 20
 def test_an_unreadable_registry_shows_the_banner_and_a_restored_one_clears_it(
     new_context: NewContext, start_grove: StartGrove, tmp_path: Path
 ) -> None:
-    server = start_grove()
+    # a page learns of the damage and of the restore when it really reads the registry:
+    # once its plan is older than 5 s, or GROVE_CONSOLE_OVERVIEW_S when shorter (1 s here)
+    server = start_grove(GROVE_CONSOLE_OVERVIEW_S="1")
     page = fleet_page(new_context(), server, "operator")
     expect(page.get_by_role("link", name="Add a model").first).to_be_visible()
     path = Path(server.db_url.removeprefix("sqlite:///"))
