@@ -49,3 +49,26 @@ def test_every_write_to_a_live_table_is_counted(db_url: str) -> None:
         assert after - start == 2
     finally:
         db.dispose()
+
+
+def test_the_revisions_read_without_alembic_are_alembics(db_url: str) -> None:
+    """store/migrating.py reads the scripts' revisions and the version table itself, so
+    that only a migration loads Alembic: the same answers as Alembic's own."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(migrating._config())
+    assert migrating.head() == scripts.get_current_head()
+    assert migrating.known_revisions() == {s.revision for s in scripts.walk_revisions()}
+    db = Database(db_url)
+    try:
+        for target in (None, "0003", "head"):
+            if target is not None:
+                migrating.upgrade(db, target)
+            with db.transaction() as connection:
+                alembics = MigrationContext.configure(connection).get_current_revision()
+                assert migrating.current_on(connection) == alembics
+            assert alembics == (
+                None if target is None else migrating.head() if target == "head" else target
+            )
+    finally:
+        db.dispose()
