@@ -102,7 +102,8 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
     problems.install(app)
     for router in routes.ROUTERS:
         app.include_router(router)
-    gateway.mount(app, gateway.Gateway(engine, deps.data_plane, services.hub.publish))
+    app.state.gateway = gateway.Gateway(engine, deps.data_plane, services.hub.publish)
+    gateway.mount(app, app.state.gateway)
     web.mount(app, web.Console(settings, db, engine, services.authoring))
     return app
 
@@ -173,6 +174,7 @@ def asgi(settings: Settings) -> Any:
         max_depth=MAX_JSON_DEPTH,
         gate=Gate(app.routes, app.dependency_overrides),
         body_timeout_s=settings.body_timeout_s,
+        front=gateway.Front(app.state.gateway, app),
     )
 
 

@@ -198,8 +198,12 @@ class BodyLimits:
         max_depth: int,
         gate: Gate | None = None,
         body_timeout_s: float | None = None,
+        front: ASGIApp | None = None,
     ) -> None:
         self.app = app
+        # a /v1/ request past the limits goes straight to the gateway (gateway.Front),
+        # not through the API framework's layers, which it does not use
+        self.front = front
         self.max_bytes = max_bytes
         self.max_depth = max_depth
         self.gate = gate
@@ -234,7 +238,8 @@ class BodyLimits:
             return
         kind = headers.get("content-type", "").lower()
         # the gateway parses any body as JSON, whatever its type says
-        scanned = "json" in kind or scope.get("path", "").startswith("/v1/")
+        to_gateway = scope.get("path", "").startswith(gateway.PREFIX)  # /v1/
+        scanned = "json" in kind or to_gateway
         if body and scanned and await _deeper_off_loop(body, self.max_depth):
             detail = f"JSON nested deeper than {self.max_depth} levels"
             await _refuse(
@@ -250,7 +255,10 @@ class BodyLimits:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.app(scope, replay, send)
+        if to_gateway and self.front is not None:
+            await self.front(scope, replay, send)
+        else:
+            await self.app(scope, replay, send)
 
     async def _read(self, receive: Receive) -> bytes | None:
         """The whole body, or None if the client disconnects; reading stops at the first

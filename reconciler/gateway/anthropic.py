@@ -379,6 +379,7 @@ _TYPES = {
     Kind.UPSTREAM: "api_error",
     Kind.UNAVAILABLE: "overloaded_error",
     Kind.TIMEOUT: "timeout_error",
+    Kind.INTERNAL: "api_error",
 }
 
 

@@ -50,6 +50,7 @@ class Kind(StrEnum):
     UPSTREAM = "upstream"  # 502: every model failed
     UNAVAILABLE = "unavailable"  # 503: no model may be called now
     TIMEOUT = "timeout"  # 504: the deadline passed
+    INTERNAL = "internal"  # 500: the gateway itself failed
 
 
 class GatewayError(Exception):

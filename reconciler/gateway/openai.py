@@ -431,6 +431,7 @@ _TYPES = {
     Kind.UPSTREAM: "server_error",
     Kind.UNAVAILABLE: "server_error",
     Kind.TIMEOUT: "timeout_error",
+    Kind.INTERNAL: "server_error",
 }
 _CODES = {
     Kind.UNAUTHORIZED: "invalid_api_key",
