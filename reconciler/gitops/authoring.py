@@ -394,7 +394,12 @@ class Authoring:
             )
 
         return self._write(
-            mutate, author, force=force, dry_run=dry_run, review=self.settings.review_branches
+            mutate,
+            author,
+            force=force,
+            dry_run=dry_run,
+            review=self.settings.review_branches,
+            needs=(kind, ident),
         )
 
     def set_state(
@@ -435,7 +440,12 @@ class Authoring:
             return f"grove: {verb} {object_kind} {ident}", WriteChange(state), object_kind, ident
 
         return self._write(
-            mutate, author, force=force, dry_run=dry_run, review=self.settings.review_branches
+            mutate,
+            author,
+            force=force,
+            dry_run=dry_run,
+            review=self.settings.review_branches,
+            needs=(kind, ident),
         )
 
     def remove(
@@ -447,7 +457,12 @@ class Authoring:
             return f"grove: remove {kind} {ident}", WriteChange.REMOVED, kind, ident
 
         return self._write(
-            mutate, author, force=force, dry_run=dry_run, review=self.settings.review_branches
+            mutate,
+            author,
+            force=force,
+            dry_run=dry_run,
+            review=self.settings.review_branches,
+            needs=(kind, ident),
         )
 
     def rollback(
@@ -766,6 +781,7 @@ class Authoring:
         dry_run: bool = False,
         strict: bool = False,
         review: bool = False,
+        needs: tuple[str | None, str] | None = None,
     ) -> WriteResult:
         """Make the change ``mutate`` makes in a fresh work tree, check it, commit, push and
         reconcile; ``dry_run`` stops after the check (a change freeze does not stop it),
@@ -774,11 +790,19 @@ class Authoring:
         applied at once to be worth anything) for every violation of the revision it
         would make, the head's included, since the reconcile after it applies all.
         ``review`` pushes the checked commit to a branch of its own instead
-        (`_push_for_review`), and reconciles nothing."""
+        (`_push_for_review`), and reconciles nothing. ``needs`` names the object
+        (kind, or None for a model or a rule, and id) the change is to: unknown at the
+        head, it is `NotFound` before the head is planned (``mutate`` would say the same)."""
         with self._serialized():
             overridden = None if dry_run else self._freeze(force=force)
             for _ in range(PUSH_ATTEMPTS):
                 self.tree.prepare()
+                index = None
+                if needs is not None:
+                    index = documents.index(
+                        self.tree.path / self.settings.path, max_depth=self.settings.max_depth
+                    )
+                    _require(index, *needs)
                 head = self._checker().plan()
                 if head.plan is None and strict:  # refused before any work: never applied
                     raise Invalid(head.diagnostics, at_head=True)
@@ -789,9 +813,10 @@ class Authoring:
                     if strict
                     else frozenset((v.code, v.message) for v in head.plan.violations)
                 )
-                index = documents.index(
-                    self.tree.path / self.settings.path, max_depth=self.settings.max_depth
-                )
+                if index is None:
+                    index = documents.index(
+                        self.tree.path / self.settings.path, max_depth=self.settings.max_depth
+                    )
                 message, change, kind, ident = mutate(self.tree.path, index)
                 if change is WriteChange.UNCHANGED:
                     self.tree.discard()
@@ -961,6 +986,14 @@ def _find(index: documents.Index, kind: str, ident: str) -> documents.Located:
     if found is None:
         raise NotFound(f"no manifest defines {kind} {ident}")
     return found
+
+
+def _require(index: documents.Index, kind: str | None, ident: str) -> None:
+    """`NotFound` unless the object is in ``index`` (a model or a rule when ``kind`` is
+    None), in the words of `_find`."""
+    if kind is None and (manifests.KIND_MODEL, ident) in index:
+        return
+    _find(index, kind or manifests.KIND_RULE, ident)
 
 
 _EVENT_PREFIX = {manifests.KIND_MODEL: "model", manifests.KIND_RULE: "rule"}
