@@ -411,16 +411,14 @@ class EventStream(_Watching):
                 await send({"type": "http.response.body", "body": first, "more_body": True})
             # one timer for the stream, re-armed around each write (not one per chunk)
             async with asyncio.timeout(None) as deadline:
-                while True:
+                ended = False
+                while not ended:
                     chunks, ended = await _waiting(queue)
-                    if chunks:
+                    if chunks or ended:  # the last events and the stream's end: one write
                         deadline.reschedule(loop.time() + self.send_timeout_s)
-                        body = {"type": "http.response.body", "body": chunks, "more_body": True}
-                        await send(body)
+                        body = {"type": "http.response.body", "body": chunks}
+                        await send({**body, "more_body": not ended})
                         deadline.reschedule(None)
-                    if ended:
-                        break
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
         except TimeoutError:
             return  # the caller took nothing for send_timeout_s: gone (the reader is cancelled)
         finally:
