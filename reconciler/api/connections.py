@@ -20,6 +20,9 @@ changes how a request is handled once its headers are in.
   complete answer, and the application's ``receive`` says the client is gone,
   which ends the stream's generator. A request in progress that is not a stream
   finishes as uvicorn lets it; if it starts a stream, that stream is ended too.
+  The gateway's streams (``/v1/``) are answers with an end, bounded by their
+  model's ``timeoutMs``: they finish like any other request (ended early, the
+  OpenAI SDK would read the words so far as the whole answer).
 - uvicorn writes a response's head (status line and headers) as soon as the app
   sends it, and its body in a second write: two writes, each waking the client, for
   an answer that was ready at once. On this 2-core machine a write to a waiting
@@ -37,6 +40,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from reconciler import gateway
 from reconciler.base.settings import Settings
 
 HEADER_TIMEOUT_S = 10.0
@@ -103,6 +107,9 @@ class Connection(HttpToolsProtocol):
             and cycle.response_started
             and not cycle.response_complete
             and cycle.chunked_encoding
+            # a gateway answer has an end (its model's deadline bounds it): it finishes,
+            # where an end of the body now would read as a whole, shorter answer
+            and not cycle.scope["path"].startswith(gateway.PREFIX)
         )
         if streaming:
             cycle.disconnected = True  # the app's receive() answers http.disconnect

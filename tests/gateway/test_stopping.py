@@ -1,0 +1,64 @@
+"""A server told to stop (SIGTERM, as a service manager or a rolling deploy sends it)
+while it streams an answer: the answer finishes, whole, through either SDK, and the
+server exits 0 once it has. An answer cut short at a clean end of the body would read
+as a complete, shorter one to the OpenAI SDK: the silent truncation callers of other
+proxies complain of ("lost streams")."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.gateway.callers import QUESTION
+from tests.gateway.conftest import fake_model, fakes, serving
+
+pytestmark = pytest.mark.slow  # a server process per test
+
+REPLY = "Slow says: the sky is blue because air scatters the blue of sunlight most."
+GAP_S = 0.15  # between two of the fake's chunks: the stream lasts about a second
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_a_stream_under_way_when_the_server_is_told_to_stop_finishes_whole(
+    tmp_path: Path, sqlite_template: Path, sdk: str
+) -> None:
+    with fakes(("anthropic" if sdk == "openai" else "openai", REPLY)) as (slow,):
+        slow.behaviour = f"slow-chunks:{GAP_S}"
+        manifests: dict[str, str | bytes] = {
+            "models/slow.yaml": fake_model("slow", slow, "{context: 0.5}")
+        }
+        with serving(tmp_path, sqlite_template, manifests) as gateway:
+            stopped = threading.Event()
+
+            def stop_once() -> None:
+                if not stopped.is_set():
+                    stopped.set()
+                    gateway.process.send_signal(signal.SIGTERM)
+
+            parts: list[str] = []
+            if sdk == "openai":
+                chunks = gateway.openai().chat.completions.create(
+                    model="slow", messages=[{"role": "user", "content": QUESTION}], stream=True
+                )
+                for chunk in chunks:
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        parts.append(chunk.choices[0].delta.content)
+                        stop_once()  # after the first words
+                finish = None
+            else:
+                with gateway.anthropic().messages.stream(
+                    model="slow",
+                    max_tokens=100,
+                    messages=[{"role": "user", "content": QUESTION}],
+                ) as stream:
+                    for text in stream.text_stream:
+                        parts.append(text)
+                        stop_once()
+                    finish = stream.get_final_message().stop_reason
+            assert stopped.is_set()
+            assert "".join(parts) == REPLY
+            assert finish in (None, "end_turn")
+            assert gateway.process.wait(timeout=30) == 0
