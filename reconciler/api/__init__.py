@@ -207,6 +207,8 @@ def serve(
     server = _Server(config, announce)
 
     def shut_down(_signum: int, _frame: object) -> None:
+        if server.should_exit:  # told again: the streams under way end now
+            connections.cut_answers()
         server.should_exit = True
         stop.set()
 

@@ -22,7 +22,9 @@ changes how a request is handled once its headers are in.
   finishes as uvicorn lets it; if it starts a stream, that stream is ended too.
   The gateway's streams (``/v1/``) are answers with an end, bounded by their
   model's ``timeoutMs``: they finish like any other request (ended early, the
-  OpenAI SDK would read the words so far as the whole answer).
+  OpenAI SDK would read the words so far as the whole answer); a second stop
+  signal (:func:`cut_answers`) cuts them without their end, which the caller's
+  client reports as a broken answer.
 - uvicorn writes a response's head (status line and headers) as soon as the app
   sends it, and its body in a second write: two writes, each waking the client, for
   an answer that was ready at once. On this 2-core machine a write to a waiting
@@ -44,7 +46,23 @@ from reconciler import gateway
 from reconciler.base.settings import Settings
 
 HEADER_TIMEOUT_S = 10.0
+
+
+class _Stopping:
+    """This process's servers were told to stop twice (:func:`cut_answers`)."""
+
+    cut = False
+
+
+_stopping = _Stopping()
 SHUTDOWN_RECHECK_S = 0.1  # how often a connection busy at shutdown is looked at again
+
+
+def cut_answers() -> None:
+    """A second stop signal: the answers still under way (the gateway's streams,
+    which a first one lets finish) are cut at the connections' next look at them,
+    without their end."""
+    _stopping.cut = True
 
 
 def options(settings: Settings) -> dict[str, Any]:
@@ -117,6 +135,18 @@ class Connection(HttpToolsProtocol):
             if not self.transport.is_closing():
                 self.transport.write(b"0\r\n\r\n")  # the last chunk: a complete answer
                 self.transport.close()
+            return
+        if (
+            _stopping.cut
+            and cycle is not None
+            and cycle.response_started
+            and not (cycle.response_complete)
+        ):
+            # told to stop again: an answer under way is cut without its end, so its
+            # caller's client reports a broken answer rather than a shorter one
+            cycle.disconnected = True
+            cycle.message_event.set()
+            self.transport.close()
             return
         super().shutdown()  # idle: closed; busy: closed once its answer is sent
         if not self.transport.is_closing():

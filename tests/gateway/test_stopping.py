@@ -2,14 +2,17 @@
 while it streams an answer: the answer finishes, whole, through either SDK, and the
 server exits 0 once it has. An answer cut short at a clean end of the body would read
 as a complete, shorter one to the OpenAI SDK: the silent truncation callers of other
-proxies complain of ("lost streams")."""
+proxies complain of ("lost streams"). Told twice, it cuts the stream without its end,
+which the SDK reports as an error, and exits."""
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from pathlib import Path
 
+import openai
 import pytest
 
 from tests.gateway.callers import QUESTION
@@ -62,3 +65,30 @@ def test_a_stream_under_way_when_the_server_is_told_to_stop_finishes_whole(
             assert "".join(parts) == REPLY
             assert finish in (None, "end_turn")
             assert gateway.process.wait(timeout=30) == 0
+
+
+def test_told_to_stop_twice_the_server_cuts_a_stream_and_the_sdk_says_so(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    with fakes(("anthropic", REPLY)) as (slow,):
+        slow.behaviour = "slow-chunks:1.0"  # a stream of some twenty seconds
+        manifests: dict[str, str | bytes] = {
+            "models/slow.yaml": fake_model("slow", slow, "{context: 0.5}", timeoutMs="60000")
+        }
+        with serving(tmp_path, sqlite_template, manifests) as gateway:
+            parts: list[str] = []
+            chunks = gateway.openai().chat.completions.create(
+                model="slow", messages=[{"role": "user", "content": QUESTION}], stream=True
+            )
+            # not a shorter answer: the SDK's connection error (an incomplete chunked body)
+            with pytest.raises(openai.APIConnectionError):
+                for chunk in chunks:
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        parts.append(chunk.choices[0].delta.content)
+                        if len(parts) == 1:
+                            gateway.process.send_signal(signal.SIGTERM)  # it finishes ...
+                            time.sleep(0.3)
+                            gateway.process.send_signal(signal.SIGTERM)  # ... not now
+            assert 0 < len("".join(parts)) < len(REPLY)
+            assert gateway.process.wait(timeout=30) == 0
+            assert slow.closed_at  # the provider's connection was closed, not left to run
