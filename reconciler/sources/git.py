@@ -497,8 +497,9 @@ class WorkTree:
         if not self.branch:
             _, out = self._git("symbolic-ref", "--short", "refs/remotes/origin/HEAD", check=False)
             self.branch = out.strip().removeprefix("origin/") or "main"
-        self._git("checkout", "--quiet", "-B", self.branch, f"origin/{self.branch}")
-        self._git("reset", "--quiet", "--hard", f"origin/{self.branch}")
+        # --force: the index and the files as the branch tip has them, whatever a failed
+        # change left (what ``reset --hard`` after the checkout did, one process fewer)
+        self._git("checkout", "--quiet", "--force", "-B", self.branch, f"origin/{self.branch}")
         self._git("clean", "--quiet", "-fdx")
 
     def discard(self) -> None:
