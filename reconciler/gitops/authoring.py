@@ -348,9 +348,7 @@ class Authoring:
                 ident,
             )
 
-        return self._write(
-            mutate, author, force=force, dry_run=dry_run, review=self.settings.review_branches
-        )
+        return self._edit(mutate, author, force=force, dry_run=dry_run)
 
     def update(
         self,
@@ -393,14 +391,7 @@ class Authoring:
                 ident,
             )
 
-        return self._write(
-            mutate,
-            author,
-            force=force,
-            dry_run=dry_run,
-            review=self.settings.review_branches,
-            needs=(kind, ident),
-        )
+        return self._edit(mutate, author, force=force, dry_run=dry_run, needs=(kind, ident))
 
     def set_state(
         self,
@@ -439,14 +430,7 @@ class Authoring:
             verb = {"enabled": "enable", "disabled": "disable", "retired": "retire"}[state]
             return f"grove: {verb} {object_kind} {ident}", WriteChange(state), object_kind, ident
 
-        return self._write(
-            mutate,
-            author,
-            force=force,
-            dry_run=dry_run,
-            review=self.settings.review_branches,
-            needs=(kind, ident),
-        )
+        return self._edit(mutate, author, force=force, dry_run=dry_run, needs=(kind, ident))
 
     def remove(
         self, kind: str, ident: str, author: Author, *, force: bool = False, dry_run: bool = False
@@ -456,14 +440,7 @@ class Authoring:
             documents.replace(found, None, kind)
             return f"grove: remove {kind} {ident}", WriteChange.REMOVED, kind, ident
 
-        return self._write(
-            mutate,
-            author,
-            force=force,
-            dry_run=dry_run,
-            review=self.settings.review_branches,
-            needs=(kind, ident),
-        )
+        return self._edit(mutate, author, force=force, dry_run=dry_run, needs=(kind, ident))
 
     def rollback(
         self,
@@ -771,6 +748,20 @@ class Authoring:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _edit(
+        self,
+        mutate: Mutation,
+        author: Author,
+        *,
+        force: bool,
+        dry_run: bool,
+        needs: tuple[str | None, str] | None = None,
+    ) -> WriteResult:
+        """An operator's edit (register, update, set_state, remove): :meth:`_write`, to a
+        review branch when the settings ask for one."""
+        review = self.settings.review_branches
+        return self._write(mutate, author, force=force, dry_run=dry_run, review=review, needs=needs)
 
     def _write(
         self,
