@@ -102,8 +102,7 @@ def create_app(settings: Settings, *, refresh_s: float | None = None) -> FastAPI
     problems.install(app)
     for router in routes.ROUTERS:
         app.include_router(router)
-    app.state.gateway = gateway.Gateway(engine, deps.data_plane, services.hub.publish)
-    gateway.mount(app, app.state.gateway)
+    gateway.mount(app)  # the gateway's own /v1/ routes are served by asgi()'s edge
     web.mount(app, web.Console(settings, db, engine, services.authoring))
     return app
 
@@ -174,8 +173,13 @@ def asgi(settings: Settings) -> Any:
         max_depth=MAX_JSON_DEPTH,
         gate=Gate(app.routes, app.dependency_overrides),
         body_timeout_s=settings.body_timeout_s,
-        front=gateway.Front(app.state.gateway, app),
+        front=gateway.Front(_gateway(app.state.services), app),
     )
+
+
+def _gateway(services: Services) -> gateway.Gateway:
+    """The gateway on the app's router, with the data plane's token check."""
+    return gateway.Gateway(services.engine, deps.data_plane, services.hub.publish)
 
 
 def serve(

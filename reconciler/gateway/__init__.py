@@ -14,7 +14,7 @@ code, with the same cache and outage rules, as on every API route. The routes ar
 plain Starlette routes, not FastAPI's: their bodies, answers and errors are the
 providers' formats, not the API's problem documents, and a routed call should not
 pay for dependency resolution it does not use. The server calls them through
-:class:`Front`, past its body limits and ahead of the API framework's layers.
+:class:`Front`, past its body limits and instead of the API framework's app.
 """
 
 from __future__ import annotations
@@ -76,7 +76,6 @@ class Gateway:
             Route("/v1/messages", self.messages, methods=ANY_METHOD),
             Route("/v1/models", self.models, methods=ANY_METHOD),
             Route("/v1/{rest:path}", self.unknown, methods=ANY_METHOD),
-            *(Route(path, _misdirected, methods=["POST"]) for path in MISDIRECTED),
         ]
 
     async def chat_completions(self, request: Request) -> Response:
@@ -294,12 +293,12 @@ PREFIX = "/v1/"  # the paths the Front serves
 
 class Front:
     """The gateway's routes as an ASGI app of their own, which the server's edge
-    (``api.limits.BodyLimits``, once a body has passed its limits) calls directly for a
-    path under ``/v1/``: a routed call then skips the API framework's layers (its error
-    middlewares, exit stack and router), about a tenth of a millisecond of the time to
-    the first streamed chunk on this 2-core machine (bench/README.md), and none of which
-    a gateway call uses. ``app`` (the API's) is what the routes see as ``request.app``,
-    as they would behind it: the token check reads its services there.
+    (``api.limits.BodyLimits``, once a body has passed its limits) calls for every path
+    under ``/v1/``: a routed call skips the API framework's layers (its error
+    middlewares, exit stack and router: 60 to 90 us of the time to the first streamed
+    chunk under load, bench/README.md), none of which a gateway call uses. ``app`` (the
+    API's) is what the routes see as ``request.app``: the token check reads its services
+    there.
 
     Anything the routes raise that they did not answer is logged by its type only (its
     words can hold a caller's data) and answered 500 in the caller's format, or, once a
@@ -331,10 +330,9 @@ class Front:
             await _error(dialect, failure, None)(scope, receive, send)
 
 
-def mount(app: Starlette, gateway: Gateway) -> None:
-    """Put the gateway's routes first in ``app``: a routed call then finds its route at
-    once, not after every router of the API (63 us in FastAPI 0.165, bench/README.md).
-    They match only /v1 and the few paths an SDK without /v1 lands on. A server (``api.asgi``)
-    sends /v1/ paths to :class:`Front` before they reach ``app``; here they serve the
-    misdirected paths, and /v1 itself where ``app`` is served alone."""
-    app.router.routes[:0] = gateway.routes()
+def mount(app: Starlette) -> None:
+    """Put the paths an SDK whose base URL lacks /v1 lands on into ``app`` (the API's),
+    each answered with a 404 in the caller's format that says where the gateway is.
+    The gateway itself is not in ``app``: the server's edge sends every /v1/ path to
+    :class:`Front`."""
+    app.router.routes[:0] = [Route(path, _misdirected, methods=["POST"]) for path in MISDIRECTED]
