@@ -53,6 +53,11 @@ class Recording(asyncio.Transport):
     def is_closing(self) -> bool:
         return self.closed
 
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(
+            name, default
+        )
+
 
 def _held() -> tuple[connections.HeldHead, Recording, SimpleNamespace]:
     transport = Recording()
@@ -105,6 +110,36 @@ async def _closing() -> None:
     await asyncio.sleep(0)
     assert transport.writes == []
     assert held.is_closing()  # anything else is the transport's own
+
+
+# ---------------------------------------------------------------- Grove's connections
+
+
+def test_a_grove_connection_sends_an_answer_in_one_write() -> None:
+    """uvicorn's protocol as Grove's servers run it (``connections.options``), fed a
+    request: the answer's head and body reach the transport as one write."""
+
+    async def serve() -> Recording:
+        app = Starlette(routes=[Route("/plain", _plain)])
+        config = uvicorn.Config(app, **connections.options(settings_module.Settings()))
+        config.load()
+        protocol = config.http_protocol_class(
+            config=config, server_state=uvicorn.server.ServerState(), app_state={}
+        )
+        transport = Recording()
+        protocol.connection_made(transport)
+        protocol.data_received(b"GET /plain HTTP/1.1\r\nHost: t\r\n\r\n")
+        for _ in range(200):  # the app runs in a task of its own
+            if transport.writes:
+                break
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.02)  # anything written after the first write lands too
+        protocol.connection_lost(None)
+        return transport
+
+    transport = asyncio.run(serve())
+    [written] = transport.writes
+    assert written.startswith(b"HTTP/1.1 200 ") and written.endswith(b"\r\n\r\nplain body")
 
 
 # ---------------------------------------------------------------- a real server
