@@ -28,15 +28,20 @@ def _wait_for(url: str, process: subprocess.Popen[str], timeout: float = 60) -> 
     (Starting a server with two workers, each importing the app under coverage, beside
     another test worker, took over 30 s once on a slow day.)"""
     deadline = time.monotonic() + timeout
+    address = httpx.URL(url)
     while time.monotonic() < deadline:
         if process.poll() is not None:
             _, err = process.communicate()
             raise AssertionError(f"the server exited with {process.returncode}: {err[-2000:]}")
         try:
+            # a bare connect until the port listens (an httpx.get makes a client and its
+            # TLS context each time: about 20 ms of CPU a try), then the request itself
+            with socket.create_connection((address.host, address.port or 80), timeout=1):
+                pass
             httpx.get(url, timeout=1)
             return
-        except httpx.TransportError:
-            time.sleep(0.1)
+        except (OSError, httpx.TransportError):
+            time.sleep(0.02)
     raise AssertionError(f"{url} did not answer within {timeout}s")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import pytest
 
 from reconciler.store import tokens
 from reconciler.store.engine import Database
-from tests.api.conftest import free_port
+from tests.api.conftest import _grove_quietly, free_port
 from tests.api.test_processes import _env, _wait_for
 from tests.conftest import FleetRepo, model_yaml
 from tests.gateway.callers import AnthropicCaller, Caller, OpenAICaller
@@ -134,16 +135,16 @@ def serving(
         GROVE_ALLOW_LOCAL_ENDPOINTS="true",
         **{ENV[kind]: key for kind, key in KEYS.items()},
     )
-    reconciled = subprocess.run(
-        [sys.executable, "-m", "reconciler", "reconcile"],
-        cwd=tmp_path,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert reconciled.returncode == 0, reconciled.stderr
+    # reconciled in this process, as the server would see it (a Python start fewer)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name in list(os.environ):
+            if name.startswith("GROVE_"):
+                monkeypatch.delenv(name)
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.chdir(tmp_path)
+        reconciled = _grove_quietly("reconcile")
+    assert reconciled.code == 0, reconciled.err
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "reconciler", "serve", "--port", str(port), "--no-loop"],
@@ -154,7 +155,9 @@ def serving(
         text=True,
     )
     try:
-        _wait_for(f"http://127.0.0.1:{port}/openapi.json", process)
+        # /readyz answers once the snapshot is loaded; /openapi.json made the server
+        # build its whole schema first (about a second of its start on a busy machine)
+        _wait_for(f"http://127.0.0.1:{port}/readyz", process)
         gateway = Gateway(f"http://127.0.0.1:{port}", made, process)
         yield gateway
         gateway.close()
