@@ -1,6 +1,8 @@
 """Real processes against real databases: SIGKILL inside the apply, and racing reconcilers.
 
-Each apply is a separate ``grove`` process. Failpoints (GROVE_FAILPOINT_*) make
+Each apply is a separate ``grove`` process, started ahead with its imports done and
+told to go when its round begins (`Warm`: half a second of Python start-up, a round,
+off the path the test waits on). Failpoints (GROVE_FAILPOINT_*) make
 the process touch a file once it holds the apply lock and pause 1 ms per
 write, so the random kill lands inside the transaction most of the time; the
 others land just before or just after it, which must be just as safe.
@@ -46,6 +48,53 @@ def _grove_process(args: list[str], env: dict[str, str], cwd: Path) -> subproces
     )
 
 
+# ``grove ARGS`` (``sys.argv[1:]``), run once a line "go" arrives on stdin; the modules
+# an apply and a reconcile load are imported before that. Its stdin closed without "go",
+# it exits 0 having done nothing.
+_WARM = """
+import sys
+
+import git
+import sqlalchemy.dialects.postgresql.psycopg
+import sqlalchemy.dialects.sqlite
+
+import reconciler.gitops.applying
+import reconciler.gitops.reconciling
+import reconciler.sources.git
+import reconciler.store.registry
+from reconciler import cli
+
+if sys.stdin.readline() == "go\\n":
+    sys.exit(cli.run(sys.argv[1:]))
+"""
+
+
+class Warm:
+    """A ``grove`` process started now, its imports done, that runs when told to go."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _WARM, *args],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def go(self) -> subprocess.Popen[str]:
+        assert self.process.stdin is not None
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+        return self.process
+
+    def cancel(self) -> None:
+        """Not wanted after all: its stdin closed (by communicate), it exits having run
+        nothing."""
+        self.process.communicate(timeout=30)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # 15 grove processes per backend: 20-55 s beside -n 2
 def test_sigkill_during_apply_leaves_old_or_new_never_a_mix(
@@ -61,35 +110,40 @@ def test_sigkill_during_apply_leaves_old_or_new_never_a_mix(
         "GROVE_FAILPOINT_APPLY_WRITE_MS": "1",
     }
     outcomes: Counter[str] = Counter()
-    for round_ in range(KILLS):
-        old = registry.content_hash()
-        old_revision = registry.revisions()[-1]
-        revision = registry.fleet.commit(f"v{round_ + 2}", _fleet_files(round_ + 2))
-        marker = tmp_path / "locked"
-        marker.unlink(missing_ok=True)
-        process = _grove_process(["apply"], env, tmp_path)
-        deadline = time.monotonic() + 60
-        while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.002)
-        time.sleep(chance.uniform(0, 0.5))
-        process.send_signal(signal.SIGKILL)
-        process.communicate(timeout=30)
-        after_kill = registry.content_hash()
-        result = registry.run("reconcile")
-        assert result.code == 0, result.out + result.err
-        new = registry.content_hash()
-        assert new != old
-        assert after_kill in (old, new), f"round {round_} (seed {seed}): a mixed registry"
-        if after_kill == old:
-            outcomes["rolled back"] += 1
-            assert "Applied 200 change(s)" in result.out
-        else:
-            outcomes["committed"] += 1
-            assert "In sync" in result.out
-        revisions = registry.revisions()
-        assert revisions[-1] == revision
-        assert revisions.count(revision) == 1
-        assert old_revision in revisions
+    ready = Warm(["apply"], env, tmp_path)
+    try:
+        for round_ in range(KILLS):
+            old = registry.content_hash()
+            old_revision = registry.revisions()[-1]
+            revision = registry.fleet.commit(f"v{round_ + 2}", _fleet_files(round_ + 2))
+            marker = tmp_path / "locked"
+            marker.unlink(missing_ok=True)
+            process = ready.go()
+            deadline = time.monotonic() + 60
+            while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.002)
+            time.sleep(chance.uniform(0, 0.5))
+            process.send_signal(signal.SIGKILL)
+            process.communicate(timeout=30)
+            ready = Warm(["apply"], env, tmp_path)  # the next round's, starting meanwhile
+            after_kill = registry.content_hash()
+            result = registry.run("reconcile")
+            assert result.code == 0, result.out + result.err
+            new = registry.content_hash()
+            assert new != old
+            assert after_kill in (old, new), f"round {round_} (seed {seed}): a mixed registry"
+            if after_kill == old:
+                outcomes["rolled back"] += 1
+                assert "Applied 200 change(s)" in result.out
+            else:
+                outcomes["committed"] += 1
+                assert "In sync" in result.out
+            revisions = registry.revisions()
+            assert revisions[-1] == revision
+            assert revisions.count(revision) == 1
+            assert old_revision in revisions
+    finally:
+        ready.cancel()
     with capsys.disabled():
         print(f"\n{KILLS} kills on {registry.url.split(':')[0]} (seed {seed}): {dict(outcomes)}")
     assert outcomes["rolled back"] >= KILLS // 4  # most kills landed inside the transaction
