@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import io
@@ -48,6 +49,32 @@ class Server:
         out = FleetRepo.__new__(FleetRepo)
         out.root = self.bare
         return out.git("log", "--format=%an|%s").splitlines()
+
+
+class PromptServer(uvicorn.Server):
+    """uvicorn's server, which stops as soon as it is told (:meth:`stop`): its main loop
+    looks at ``should_exit`` every 0.1 s, here also when woken. Everything else, the
+    shutdown included, is uvicorn's."""
+
+    _wake: asyncio.Event | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    async def main_loop(self) -> None:
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.1)
+            should_exit = await self.on_tick(counter)
+
+    def stop(self) -> None:
+        """From another thread: exit now, not at the next tick."""
+        self.should_exit = True
+        if self._loop is not None and self._wake is not None:
+            with contextlib.suppress(RuntimeError):  # its loop closed already
+                self._loop.call_soon_threadsafe(self._wake.set)
 
 
 def free_port() -> int:
@@ -165,7 +192,7 @@ def serve(
     db.dispose()
     port = free_port()
     outer = api.asgi(config)
-    uvicorn_server = uvicorn.Server(
+    uvicorn_server = PromptServer(
         uvicorn.Config(outer, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
     thread = threading.Thread(target=uvicorn_server.run, daemon=True)
@@ -177,5 +204,5 @@ def serve(
     try:
         yield Server(f"http://127.0.0.1:{port}", made, bare_fleet, registry, outer.app)
     finally:
-        uvicorn_server.should_exit = True
+        uvicorn_server.stop()
         thread.join(timeout=20)
