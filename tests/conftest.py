@@ -39,8 +39,8 @@ GroveRunner = Callable[..., Run]
 # ---------------------------------------------------------------- the inner loop
 
 # Fixtures that start a Grove server in the test process (tests/api/conftest.py). On
-# PostgreSQL its NOTIFY listener takes up to a second to stop (it waits for
-# notifications with a 1 s timeout): the same test on SQLite stays in the inner loop.
+# PostgreSQL it takes a database of its own and a NOTIFY listener (which looks at its stop
+# event every 0.1 s): the same test on SQLite stays in the inner loop.
 SERVER_FIXTURES = frozenset({"server", "remote_server", "resolving_server", "shared_server"})
 
 
