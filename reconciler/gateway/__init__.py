@@ -29,7 +29,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, Router
+from starlette.routing import Route
 
 from reconciler.base import errors, ids, logs
 from reconciler.gateway import anthropic, common, openai
@@ -45,6 +45,7 @@ log = logging.getLogger("grove.gateway")
 # when it may call the data plane, raises Refused otherwise.
 Authenticate = Callable[[Request, "str | None"], Awaitable[None]]
 Publish = Callable[[str, dict[str, Any]], None]
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class Refused(Exception):
@@ -67,16 +68,14 @@ class Gateway:
         self.authenticate = authenticate
         self.publish = publish or (lambda kind, data: None)
 
-    def routes(self) -> list[Route]:
-        """The three routes, each taking every method (a wrong one is a 405 in the
-        caller's format, not the API's problem document), and a 404 in the caller's
-        format for any other path under /v1 (``/v1/embeddings``: not served)."""
-        return [
-            Route("/v1/chat/completions", self.chat_completions, methods=ANY_METHOD),
-            Route("/v1/messages", self.messages, methods=ANY_METHOD),
-            Route("/v1/models", self.models, methods=ANY_METHOD),
-            Route("/v1/{rest:path}", self.unknown, methods=ANY_METHOD),
-        ]
+    def endpoints(self) -> dict[str, Endpoint]:
+        """The three endpoints by path. Each takes every method (a wrong one is a 405 in
+        the caller's format); any other path under /v1 is :meth:`unknown`'s."""
+        return {
+            "/v1/chat/completions": self.chat_completions,
+            "/v1/messages": self.messages,
+            "/v1/models": self.models,
+        }
 
     async def chat_completions(self, request: Request) -> Response:
         if request.method != "POST":
@@ -89,6 +88,8 @@ class Gateway:
         return await self._routed(request, anthropic)
 
     async def unknown(self, request: Request) -> Response:
+        """A 404 in the caller's format for a path under /v1 that is not served
+        (``/v1/embeddings``)."""
         dialect = _dialect(request)
         served = "POST /v1/chat/completions, POST /v1/messages and GET /v1/models"
         failure = GatewayError(
@@ -207,7 +208,6 @@ class Gateway:
             self.publish("failover", {"chain": list(exc.decision.chain), "failed": True})
 
 
-ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # where SDKs land when their base URL lacks /v1 (the console serves none of these)
 MISDIRECTED = ("/chat/completions", "/completions", "/embeddings", "/messages")
 
@@ -292,21 +292,23 @@ PREFIX = "/v1/"  # the paths the Front serves
 
 
 class Front:
-    """The gateway's routes as an ASGI app of their own, which the server's edge
+    """The gateway's endpoints as an ASGI app of their own, which the server's edge
     (``api.limits.BodyLimits``, once a body has passed its limits) calls for every path
     under ``/v1/``: a routed call skips the API framework's layers (its error
     middlewares, exit stack and router: 60 to 90 us of the time to the first streamed
-    chunk under load, bench/README.md), none of which a gateway call uses. ``app`` (the
-    API's) is what the routes see as ``request.app``: the token check reads its services
-    there.
+    chunk under load, bench/README.md), none of which a gateway call uses, and is sent
+    to its endpoint by one look-up of its path (Starlette's router would try each
+    route's pattern and wrap the endpoint in two more layers). ``app`` (the API's) is
+    what the endpoints see as ``request.app``: the token check reads its services there.
 
-    Anything the routes raise that they did not answer is logged by its type only (its
-    words can hold a caller's data) and answered 500 in the caller's format, or, once a
-    stream has begun, ends the connection (uvicorn closes it)."""
+    Anything the endpoints raise that they did not answer is logged by its type only
+    (its words can hold a caller's data) and answered 500 in the caller's format, or,
+    once a stream has begun, ends the connection (uvicorn closes it)."""
 
     def __init__(self, gateway: Gateway, app: Starlette) -> None:
         self.app = app
-        self.router = Router(routes=gateway.routes())
+        self.endpoints = gateway.endpoints()
+        self.unknown = gateway.unknown
 
     async def __call__(
         self, scope: common.Scope, receive: common.Receive, send: common.Send
@@ -319,8 +321,10 @@ class Front:
             started = True
             await send(message)
 
+        endpoint = self.endpoints.get(scope["path"], self.unknown)
         try:
-            await self.router(scope, receive, sending)
+            response = await endpoint(Request(scope, receive))
+            await response(scope, receive, sending)
         except Exception as exc:
             logs.event(log, "gateway-error", level=logging.ERROR, error=type(exc).__name__)
             if started:

@@ -402,13 +402,14 @@ class EventStream(_Watching):
             first = await anext(events)
         except StopAsyncIteration:
             first = b""
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        loop = asyncio.get_running_loop()
-        reader = asyncio.ensure_future(_pump(events, queue))
+        reader: asyncio.Future[None] | None = None
         try:
             await send({"type": "http.response.start", "status": 200, "headers": raw})
             if first:
                 await send({"type": "http.response.body", "body": first, "more_body": True})
+            queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+            reader = asyncio.ensure_future(_pump(events, queue))
+            loop = asyncio.get_running_loop()
             # one timer for the stream, re-armed around each write (not one per chunk)
             async with asyncio.timeout(None) as deadline:
                 ended = False
@@ -422,9 +423,12 @@ class EventStream(_Watching):
         except TimeoutError:
             return  # the caller took nothing for send_timeout_s: gone (the reader is cancelled)
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            if reader is None:  # the first write failed: the events are closed here
+                await events.aclose()
+            else:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
 
 
 async def _waiting(queue: asyncio.Queue[bytes | None]) -> tuple[bytes, bool]:

@@ -373,11 +373,17 @@ async def events(stream: routing.RoutedStream, parsed: Parsed) -> AsyncGenerator
 
 
 def _data(body: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + _json(body) + b"\n\n"
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 class _Chunks:
-    """The ``chat.completion.chunk`` events of one stream."""
+    """The ``chat.completion.chunk`` events of one stream. Every chunk is the same frame
+    (id, model, ...) around its delta and finish reason: the frame is rendered once, and
+    a chunk renders only its delta (the bytes are those of the whole object rendered)."""
 
     def __init__(self, stream: routing.RoutedStream, parsed: Parsed) -> None:
         self.head = {
@@ -388,16 +394,14 @@ class _Chunks:
             "system_fingerprint": None,
         }
         self.include_usage = parsed.include_usage
-        self.usage_field = {"usage": None} if parsed.include_usage else {}
+        head = _data(self.head)[: -len(b"}\n\n")]  # the object left open
+        self._before = head + b',"choices":[{"index":0,"delta":'
+        self._middle = b',"logprobs":null,"finish_reason":'
+        self._after = b"}]" + (b',"usage":null' if parsed.include_usage else b"") + b"}\n\n"
 
     def chunk(self, delta: dict[str, Any], finish: FinishReason | None = None) -> bytes:
-        choice = {
-            "index": 0,
-            "delta": delta,
-            "logprobs": None,
-            "finish_reason": finish.value if finish else None,
-        }
-        return _data({**self.head, "choices": [choice], **self.usage_field})
+        reason = b"null" if finish is None else _json(finish.value)
+        return self._before + _json(delta) + self._middle + reason + self._after
 
     def of(self, delta: Delta) -> list[bytes]:
         if isinstance(delta, TextDelta):
