@@ -5,8 +5,10 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import os
 import shutil
+import ssl
 import subprocess
 import threading
 import uuid
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from httpx._transports import default as httpx_transports
 from sqlalchemy import create_engine, select, text
 
 from reconciler import cli
@@ -62,6 +65,35 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         serves = SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
         if serves or item.get_closest_marker("slow_on_pg"):
             item.add_marker(pytest.mark.slow)
+
+
+_CREATE_SSL_CONTEXT = httpx_transports.create_ssl_context
+
+
+@functools.cache
+def _default_tls() -> ssl.SSLContext:
+    return _CREATE_SSL_CONTEXT()
+
+
+def _shared_default_tls(
+    verify: Any = True, cert: Any = None, trust_env: bool = True
+) -> ssl.SSLContext:
+    """httpx's TLS context for a client with the default settings, made once per test
+    process: httpx makes one (loading certifi's CA file) for every client and every
+    ``httpx.get``, about 25 ms each, although the tests only speak plain HTTP on the
+    loopback. Any other setting (``verify=False``, a context, a certificate, a CA file
+    from the environment) still gets a context of its own from httpx."""
+    from_environment = os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")
+    if verify is True and cert is None and not (trust_env and from_environment):
+        return _default_tls()
+    return _CREATE_SSL_CONTEXT(verify=verify, cert=cert, trust_env=trust_env)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_default_tls_context() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(httpx_transports, "create_ssl_context", _shared_default_tls)
+        yield
 
 
 @pytest.fixture(autouse=True)
