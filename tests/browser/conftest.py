@@ -193,10 +193,13 @@ def console_gate(request: pytest.FixtureRequest) -> Iterator[ConsoleGate]:
 
 
 @pytest.fixture(scope="session")
-def grove_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GroveServer]:
+def grove_server(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
+) -> Iterator[GroveServer]:
     """The shared server: the small fleet (alpha, beta, gamma; rule think), a token per
     role, the reconcile loop on. Function-scoped pages are all closed before it stops."""
-    with serving.grove_server(tmp_path_factory.mktemp("grove-console")) as server:
+    root = tmp_path_factory.mktemp("grove-console")
+    with serving.grove_server(root, template=sqlite_template) as server:
         yield server
 
 
@@ -204,7 +207,9 @@ StartGrove = Callable[..., GroveServer]
 
 
 @pytest.fixture
-def start_grove(tmp_path: Path, console_gate: ConsoleGate) -> Iterator[StartGrove]:
+def start_grove(
+    tmp_path: Path, console_gate: ConsoleGate, sqlite_template: Path
+) -> Iterator[StartGrove]:
     """``start_grove(fleet=None, *args, interval="30s", **GROVE_env)``: a server of this
     test's own (``fleet={}`` is an empty fleet). Watched pages close before it stops."""
     servers = contextlib.ExitStack()
@@ -214,7 +219,9 @@ def start_grove(tmp_path: Path, console_gate: ConsoleGate) -> Iterator[StartGrov
         fleet: dict[str, str | bytes] | None = None, *args: str, **kwargs: str
     ) -> GroveServer:
         root = tmp_path / f"grove-{next(numbers)}"
-        return servers.enter_context(serving.grove_server(root, fleet, *args, **kwargs))
+        return servers.enter_context(
+            serving.grove_server(root, fleet, *args, template=sqlite_template, **kwargs)
+        )
 
     with servers:
         try:

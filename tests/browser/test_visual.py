@@ -15,6 +15,7 @@ connected before the shot, so the freshness line and the page are at rest.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -48,8 +49,11 @@ PAGES = {
 
 
 @pytest.fixture(scope="module")
-def calm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GroveServer]:
-    with serving.grove_server(tmp_path_factory.mktemp("visual")) as server:
+def calm_server(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
+) -> Iterator[GroveServer]:
+    root = tmp_path_factory.mktemp("visual")
+    with serving.grove_server(root, template=sqlite_template) as server:
         yield server
 
 
