@@ -17,11 +17,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -264,7 +264,11 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        # an address that is no route, asked for by a browser: the console's 404 page
+        page = getattr(request.app.state, "not_found_page", None)
+        if exc.status_code == 404 and page is not None and (answer := await page(request)):
+            return cast(Response, answer)
         codes = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}
         code = codes.get(exc.status_code, f"http-{exc.status_code}")
         return respond(ApiError(exc.status_code, code, str(exc.detail), str(exc.detail)))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from reconciler.web import pages
 from reconciler.web.console import Console
 from reconciler.web.pages import fleet as fleet_page
 from reconciler.web.pages import live as live_page
@@ -39,6 +40,8 @@ PAGES = (
 
 def mount(app: FastAPI, console: Console) -> None:
     app.state.console = console
+    # the app's 404 for an address that is no route: a page for a browser (api.problems)
+    app.state.not_found_page = pages.not_found_page
     for router in PAGES:
         app.include_router(router)
 

@@ -144,6 +144,31 @@ class PageRoute(APIRoute):
         return page
 
 
+# paths that are never a console page: their 404 stays the API's problem document
+NOT_PAGES = ("/api/", "/v1/", "/metrics", "/healthz", "/readyz", "/openapi.json", "/static/")
+
+
+async def not_found_page(request: Request) -> Response | None:
+    """The console's 404 page for a browser (it asks for HTML) that followed a link or a
+    typed address to no page at all, with the header of its session; None for anything
+    else, which gets the API's problem document as before."""
+    if "text/html" not in request.headers.get("accept", "") or request.method not in (
+        "GET",
+        "HEAD",
+    ):
+        return None
+    if request.url.path.startswith(NOT_PAGES):
+        return None
+    console: Console = request.app.state.console
+    return console.page(
+        request,
+        "error.html",
+        {"status": 404, "title": "No such page", "detail": "There is no page at this address."},
+        session=await current_session(request, console),
+        status_code=404,
+    )
+
+
 def _problem(request: Request, status: int, title: str, detail: str) -> Response:
     console: Console = request.app.state.console
     secret = request.cookies.get(sessions.COOKIE)
