@@ -13,18 +13,18 @@ changes how a request is handled once its headers are in.
   (``GROVE_HEADER_TIMEOUT_S``) after it was opened, or after the first byte of a
   later request on it. That costs one timer per connection; a request whose
   headers come in one read, as they do, costs a flag.
-- At shutdown uvicorn waits for every response to finish, and a stream
-  (``GET /api/events``) never does: the server went on for minutes with its
-  port closed. :class:`Connection` ends a streamed (chunked) response in progress
-  when the server stops: it writes the last chunk, so the client reads a
-  complete answer, and the application's ``receive`` says the client is gone,
-  which ends the stream's generator. A request in progress that is not a stream
-  finishes as uvicorn lets it; if it starts a stream, that stream is ended too.
-  The gateway's streams (``/v1/``) are answers with an end, bounded by their
-  model's ``timeoutMs``: they finish like any other request (ended early, the
-  OpenAI SDK would read the words so far as the whole answer); a second stop
-  signal (:func:`cut_answers`) cuts them without their end, which the caller's
-  client reports as a broken answer.
+- At shutdown uvicorn waits for every response to finish, and an event stream
+  (``GET /api/events``, the console's live feed) never does: the server went on
+  for minutes with its port closed. :class:`Connection` ends a stream whose route
+  marked it endless (``base.endless``) when the server stops: it writes the last
+  chunk, so the client reads a complete stream, and the application's ``receive``
+  says the client is gone, which ends the stream's generator. A request in
+  progress that is not such a stream finishes as uvicorn lets it; if it starts
+  one, that stream is ended too. Every other answer, streamed or not, has an end
+  (the gateway's streams are bounded by their model's ``timeoutMs``): it finishes
+  (ended early, the OpenAI SDK would read the words so far as the whole answer); a
+  second stop signal (:func:`cut_answers`) cuts what is still under way without its
+  end, which the caller's client reports as a broken answer.
 - uvicorn writes a response's head (status line and headers) as soon as the app
   sends it, and its body in a second write: two writes, each waking the client, for
   an answer that was ready at once. On this 2-core machine a write to a waiting
@@ -42,7 +42,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from reconciler import gateway
+from reconciler.base import endless
 from reconciler.base.settings import Settings
 
 HEADER_TIMEOUT_S = 10.0
@@ -125,9 +125,10 @@ class Connection(HttpToolsProtocol):
             and cycle.response_started
             and not cycle.response_complete
             and cycle.chunked_encoding
-            # a gateway answer has an end (its model's deadline bounds it): it finishes,
-            # where an end of the body now would read as a whole, shorter answer
-            and not cycle.scope["path"].startswith(gateway.PREFIX)
+            # only a stream that never ends by itself (its route says so): any other
+            # answer finishes, where an end of the body now would read as a whole,
+            # shorter answer (a gateway stream: its model's deadline bounds it)
+            and endless.marked(cycle.scope)
         )
         if streaming:
             cycle.disconnected = True  # the app's receive() answers http.disconnect

@@ -9,20 +9,25 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from reconciler.api import hub, problems
 from reconciler.api.deps import ServicesDep, Viewer
+from reconciler.base import endless
 
 router = APIRouter(tags=["routing and operations"])
 
 
-async def stream_slot(services: ServicesDep, identity: Viewer) -> AsyncIterator[hub.Slot]:
+async def stream_slot(
+    request: Request, services: ServicesDep, identity: Viewer
+) -> AsyncIterator[hub.Slot]:
     """A stream slot for the caller's token, taken before the answer starts (so a burst
     cannot all pass the check; none left: a 429, from problems.ANSWERS) and given back
-    when the answer ends, however it ends."""
+    when the answer ends, however it ends. The stream never ends by itself: a server
+    that stops ends it (``base.endless``)."""
     slot = services.hub.admit(identity)
+    endless.mark(request.scope)
     try:
         yield slot
     finally:

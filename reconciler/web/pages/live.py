@@ -17,10 +17,11 @@ import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from reconciler.base import endless
 from reconciler.store import rollouts as stored_rollouts
 from reconciler.web import assets, rollouts
 from reconciler.web.console import Console, secured
@@ -67,7 +68,12 @@ def _state(console: Console) -> tuple[object, ...]:
     )
 
 
-@router.get("/console/events", response_class=EventSourceResponse)
+async def _endless(request: Request) -> None:
+    """The live feed never ends by itself: a server that stops ends it (``base.endless``)."""
+    endless.mark(request.scope)
+
+
+@router.get("/console/events", response_class=EventSourceResponse, dependencies=[Depends(_endless)])
 async def events(
     request: Request,
     console: ConsoleDep,
