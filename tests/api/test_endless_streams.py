@@ -16,7 +16,7 @@ import pytest
 from reconciler.api import connections
 from reconciler.base import endless
 from tests.api.serving import api_process
-from tests.api.test_shutdown import EXIT_WITHIN_S, rest_of
+from tests.api.test_shutdown import EXIT_WITHIN_S, open_stream, rest_of
 from tests.conftest import Registry
 
 
@@ -29,17 +29,7 @@ def _console_stream(url: str, port: int, token: str) -> socket.socket:
         signed = client.post("/login", data={"token": token, "csrf": match[1], "next": "/"})
         assert signed.status_code == 303, signed.text
         cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
-    conn = socket.create_connection(("127.0.0.1", port), timeout=30)
-    conn.sendall(
-        f"GET /console/events HTTP/1.1\r\nHost: grove\r\nCookie: {cookie}\r\n\r\n".encode()
-    )
-    head = b""
-    while b": connected" not in head:
-        chunk = conn.recv(65536)
-        assert chunk, f"the stream ended before it started: {head!r}"
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 200 "), head[:200]
-    return conn
+    return open_stream(port, "", path="/console/events", cookie=cookie)
 
 
 @pytest.mark.slow

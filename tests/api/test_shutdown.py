@@ -16,12 +16,14 @@ from tests.conftest import Registry
 EXIT_WITHIN_S = 5.0
 
 
-def open_stream(port: int, token: str) -> socket.socket:
-    """``GET /api/events`` on a raw connection, once the stream has started."""
+def open_stream(
+    port: int, token: str, *, path: str = "/api/events", cookie: str = ""
+) -> socket.socket:
+    """``GET /api/events`` (or ``path``, signed in with a session ``cookie``) on a raw
+    connection, once the stream has started."""
     conn = socket.create_connection(("127.0.0.1", port), timeout=30)
-    conn.sendall(
-        f"GET /api/events HTTP/1.1\r\nHost: grove\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
-    )
+    credential = f"Cookie: {cookie}" if cookie else f"Authorization: Bearer {token}"
+    conn.sendall(f"GET {path} HTTP/1.1\r\nHost: grove\r\n{credential}\r\n\r\n".encode())
     head = b""
     while b": connected" not in head:
         chunk = conn.recv(65536)
