@@ -11,7 +11,9 @@ The parent process (which also runs the reconcile loop, unless ``--no-loop``)
 supervises: a worker that dies is started again, unless it died before it
 served (a bad setting, say), which stops the server with exit 1 rather than
 restarting it forever; SIGTERM or SIGINT stops every worker (each finishes its
-requests) and the parent exits 0.
+requests, the gateway's streams included) and the parent exits 0; a second signal
+reaches every worker again, and each cuts the answers it still has under way, as
+one server does (``api.connections.cut_answers``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import threading
 import time
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as EventType
+from types import FrameType
 
 import uvicorn
 
@@ -74,6 +77,11 @@ class _Worker(uvicorn.Server):
         if self.started:
             self.ready.set()
             self._watch = asyncio.get_running_loop().create_task(self._watch_parent())
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit:  # told again: the answers still under way are cut now
+            connections.cut_answers()
+        super().handle_exit(sig, frame)
 
     async def _watch_parent(self) -> None:
         while not self.should_exit:
@@ -124,11 +132,17 @@ def supervise(host: str, port: int, workers: int, *, json_lines: bool) -> int:
         process.start()
         return process, ready
 
+    running: list[tuple[BaseProcess, EventType]] = []
+
     def shut_down(_signum: int, _frame: object) -> None:
+        if stop.is_set():  # told again: each worker is too, and cuts its answers under way
+            for process, _ in running:
+                if process.is_alive():
+                    process.terminate()
         stop.set()
 
     previous = {sig: signal.signal(sig, shut_down) for sig in (signal.SIGTERM, signal.SIGINT)}
-    running = [start(index) for index in range(workers)]
+    running.extend(start(index) for index in range(workers))
     failed = False
     try:
         while not stop.is_set():

@@ -115,10 +115,11 @@ class Gateway:
 
 @contextlib.contextmanager
 def serving(
-    tmp_path: Path, sqlite_template: Path, manifests: dict[str, str | bytes]
+    tmp_path: Path, sqlite_template: Path, manifests: dict[str, str | bytes], *args: str
 ) -> Iterator[Gateway]:
-    """``grove serve`` on a fleet of ``manifests`` (reconciled before it starts), with a
-    token per role, on SQLite (the gateway is HTTP; the backends are tested elsewhere)."""
+    """``grove serve`` (with ``args``: ``--workers 2``) on a fleet of ``manifests``
+    (reconciled before it starts), with a token per role, on SQLite (the gateway is
+    HTTP; the backends are tested elsewhere)."""
     fleet = FleetRepo(tmp_path / "fleet")
     fleet.commit("fleet", manifests)
     bare = tmp_path / "fleet.git"
@@ -147,7 +148,7 @@ def serving(
     assert reconciled.code == 0, reconciled.err
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "serve", "--port", str(port), "--no-loop"],
+        [sys.executable, "-m", "reconciler", "serve", "--port", str(port), "--no-loop", *args],
         cwd=tmp_path,
         env=environment,
         stdout=subprocess.DEVNULL,

@@ -67,15 +67,17 @@ def test_a_stream_under_way_when_the_server_is_told_to_stop_finishes_whole(
             assert gateway.process.wait(timeout=30) == 0
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_told_to_stop_twice_the_server_cuts_a_stream_and_the_sdk_says_so(
-    tmp_path: Path, sqlite_template: Path
+    tmp_path: Path, sqlite_template: Path, workers: str
 ) -> None:
+    """With ``--workers 2`` the supervisor passes the second signal on to its workers."""
     with fakes(("anthropic", REPLY)) as (slow,):
         slow.behaviour = "slow-chunks:1.0"  # a stream of some twenty seconds
         manifests: dict[str, str | bytes] = {
             "models/slow.yaml": fake_model("slow", slow, "{context: 0.5}", timeoutMs="60000")
         }
-        with serving(tmp_path, sqlite_template, manifests) as gateway:
+        with serving(tmp_path, sqlite_template, manifests, "--workers", workers) as gateway:
             parts: list[str] = []
             chunks = gateway.openai().chat.completions.create(
                 model="slow", messages=[{"role": "user", "content": QUESTION}], stream=True
