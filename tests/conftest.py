@@ -71,21 +71,23 @@ _CREATE_SSL_CONTEXT = httpx_transports.create_ssl_context
 
 
 @functools.cache
-def _default_tls() -> ssl.SSLContext:
-    return _CREATE_SSL_CONTEXT()
+def _default_tls(trust_env: bool, cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    """httpx's context for ``verify=True``; the CA file and folder of the environment
+    (SSL_CERT_FILE, SSL_CERT_DIR), which httpx reads when ``trust_env``, key the cache."""
+    return _CREATE_SSL_CONTEXT(verify=True, cert=None, trust_env=trust_env)
 
 
 def _shared_default_tls(
     verify: Any = True, cert: Any = None, trust_env: bool = True
 ) -> ssl.SSLContext:
-    """httpx's TLS context for a client with the default settings, made once per test
-    process: httpx makes one (loading certifi's CA file) for every client and every
-    ``httpx.get``, about 25 ms each, although the tests only speak plain HTTP on the
-    loopback. Any other setting (``verify=False``, a context, a certificate, a CA file
-    from the environment) still gets a context of its own from httpx."""
-    from_environment = os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")
-    if verify is True and cert is None and not (trust_env and from_environment):
-        return _default_tls()
+    """httpx's TLS context for a client with the default TLS settings, made once per
+    test process (for each CA file the environment names): httpx makes one, loading a
+    CA bundle, for every client and every ``httpx.get``, about 25 ms each, although the
+    tests speak plain HTTP on the loopback. Any other setting (``verify=False``, a
+    context, a certificate) still gets a context of its own from httpx."""
+    if verify is True and cert is None:
+        environment = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+        return _default_tls(trust_env, *(environment if trust_env else (None, None)))
     return _CREATE_SSL_CONTEXT(verify=verify, cert=cert, trust_env=trust_env)
 
 
