@@ -11,9 +11,11 @@ The parent process (which also runs the reconcile loop, unless ``--no-loop``)
 supervises: a worker that dies is started again, unless it died before it
 served (a bad setting, say), which stops the server with exit 1 rather than
 restarting it forever; SIGTERM or SIGINT stops every worker (each finishes its
-requests, the gateway's streams included) and the parent exits 0; a second signal
-reaches every worker again, and each cuts the answers it still has under way, as
-one server does (``api.connections.cut_answers``).
+requests, the gateway's streams included) and the parent exits 0; told a second
+time, it has every worker cut the answers it still has under way (``CUT_SIGNAL``), as
+one server does (``api.connections.cut_answers``). A worker heeds only its
+supervisor: a signal sent to the whole group (Ctrl-C, a service manager) is counted
+once, by the supervisor.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from reconciler.manifests import addresses
 log = logging.getLogger("grove.api")
 
 STOP_WAIT_S = 30.0
+CUT_SIGNAL = signal.SIGUSR1  # the supervisor's second stop signal, passed to its workers
 PARENT_CHECK_S = 1.0  # how often a worker checks that its supervisor is alive
 
 
@@ -79,9 +82,12 @@ class _Worker(uvicorn.Server):
             self._watch = asyncio.get_running_loop().create_task(self._watch_parent())
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self.should_exit:  # told again: the answers still under way are cut now
-            connections.cut_answers()
-        super().handle_exit(sig, frame)
+        # A terminal's Ctrl-C reaches the whole process group, and a service manager may
+        # signal every process of the service: the supervisor has the signal too and
+        # passes it on (SIGTERM to stop, CUT_SIGNAL to cut), so a worker counts only its
+        # supervisor's word. One SIGTERM stops it, however many come.
+        if sig != signal.SIGINT:
+            super().handle_exit(sig, frame)
 
     async def _watch_parent(self) -> None:
         while not self.should_exit:
@@ -97,6 +103,8 @@ def _worker(
 ) -> None:  # pragma: no cover - runs in a child process
     """One worker: its own socket, the app built from the GROVE_* environment."""
     logs.configure(json_lines=json_lines)
+    # the supervisor, told to stop a second time: cut the answers still under way
+    signal.signal(CUT_SIGNAL, lambda _signum, _frame: connections.cut_answers())
     sock = listening_socket(host, port)
     config = uvicorn.Config(
         "reconciler.api:app_from_environment",
@@ -135,10 +143,11 @@ def supervise(host: str, port: int, workers: int, *, json_lines: bool) -> int:
     running: list[tuple[BaseProcess, EventType]] = []
 
     def shut_down(_signum: int, _frame: object) -> None:
-        if stop.is_set():  # told again: each worker is too, and cuts its answers under way
+        if stop.is_set():  # told again: every worker cuts the answers it has under way
             for process, _ in running:
-                if process.is_alive():
-                    process.terminate()
+                if process.is_alive() and process.pid is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(process.pid, CUT_SIGNAL)
         stop.set()
 
     previous = {sig: signal.signal(sig, shut_down) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -328,6 +328,7 @@ def test_serve_with_two_workers_answers_metrics_for_the_whole_server(
 
     try:
         _wait_for(f"{url}/api/status", server)
+        _both_listening(server.pid, port)  # else the first one up may take every call
         calls = 20
         for _ in range(calls):  # each on a new connection, so both workers take some
             answer = httpx.post(
@@ -385,6 +386,20 @@ def _successes_per_process(folder: Path) -> dict[int, float]:
     return served
 
 
+def _both_listening(pid: int, port: int) -> list[int]:
+    """The two workers of server ``pid``, once each listens on its own socket: from then
+    on the kernel spreads new connections over both (a connection to a worker still
+    starting waits in its socket's backlog)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        workers = _workers(pid)
+        if len(workers) == 2 and all(_sockets(w, port, "0A") == 1 for w in workers):
+            break
+        time.sleep(0.1)
+    assert len(workers) == 2 and all(_sockets(w, port, "0A") == 1 for w in workers)
+    return workers
+
+
 def _workers(pid: int) -> list[int]:
     """The worker processes of server ``pid`` (spawned children; not the resource tracker
     or a git command of the loop)."""
@@ -431,13 +446,7 @@ def test_workers_share_connections_and_a_killed_worker_is_replaced(
     url = f"http://127.0.0.1:{port}/api/status"
     try:
         _wait_for(url, server)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # both workers up, each on its own socket
-            workers = _workers(server.pid)
-            if len(workers) == 2 and all(_sockets(w, port, "0A") == 1 for w in workers):
-                break
-            time.sleep(0.1)
-        assert len(workers) == 2 and all(_sockets(w, port, "0A") == 1 for w in workers)
+        workers = _both_listening(server.pid, port)
         clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
         try:
             deadline = time.monotonic() + 10

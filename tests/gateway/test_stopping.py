@@ -7,6 +7,8 @@ which the SDK reports as an error, and exits."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import threading
 import time
@@ -15,6 +17,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from tests.api.test_child_env import _descendants
 from tests.gateway.callers import QUESTION
 from tests.gateway.conftest import fake_model, fakes, serving
 
@@ -94,3 +97,33 @@ def test_told_to_stop_twice_the_server_cuts_a_stream_and_the_sdk_says_so(
             assert 0 < len("".join(parts)) < len(REPLY)
             assert gateway.process.wait(timeout=30) == 0
             assert slow.closed_at  # the provider's connection was closed, not left to run
+
+
+def test_a_signal_to_every_process_of_the_service_is_one_signal(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """``--workers 2``, SIGTERM to the server and each of its processes at once (as
+    systemd's default KillMode sends it, or a terminal's Ctrl-C reaches the whole
+    group): the workers heed only their supervisor, which counts one signal, so the
+    stream finishes whole rather than being cut as by a second."""
+    with fakes(("anthropic", REPLY)) as (slow,):
+        slow.behaviour = f"slow-chunks:{GAP_S}"
+        manifests: dict[str, str | bytes] = {
+            "models/slow.yaml": fake_model("slow", slow, "{context: 0.5}")
+        }
+        with serving(tmp_path, sqlite_template, manifests, "--workers", "2") as gateway:
+            parts: list[str] = []
+            chunks = gateway.openai().chat.completions.create(
+                model="slow", messages=[{"role": "user", "content": QUESTION}], stream=True
+            )
+            for chunk in chunks:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    parts.append(chunk.choices[0].delta.content)
+                    if len(parts) == 1:
+                        every = [gateway.process.pid, *_descendants(gateway.process.pid)]
+                        for pid in every:
+                            with contextlib.suppress(ProcessLookupError):
+                                os.kill(pid, signal.SIGTERM)
+            assert len(every) >= 3  # the supervisor and its two workers at least
+            assert "".join(parts) == REPLY
+            assert gateway.process.wait(timeout=30) == 0
