@@ -131,6 +131,11 @@ def decode(body: bytes) -> Any:
     return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
 
 
+def decode_text(text: str) -> Any:
+    """:func:`decode` of text already decoded (a server-sent event's data)."""
+    return _DECODER.decode(text)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Reading:
     """What Grove takes from an answer. ``counted`` is False when the provider gave no

@@ -43,7 +43,7 @@ Shape = TypeVar("Shape", bound=Chunk)
 def decode(data: str, who: str, what: str) -> Any:
     """The JSON value of an event's data (long integers as :class:`answers.HugeNumber`)."""
     try:
-        return answers.decode(data.encode())
+        return answers.decode_text(data)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
         raise ProviderError(FailureKind.BAD_RESPONSE, f"{who}: {what} is not JSON") from None
 
