@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -48,13 +49,8 @@ from reconciler.base.settings import Settings
 HEADER_TIMEOUT_S = 10.0
 
 
-class _Stopping:
-    """This process's servers were told to stop twice (:func:`cut_answers`)."""
-
-    cut = False
-
-
-_stopping = _Stopping()
+# set when this process's servers are told to stop a second time (:func:`cut_answers`)
+_CUT = threading.Event()
 SHUTDOWN_RECHECK_S = 0.1  # how often a connection busy at shutdown is looked at again
 
 
@@ -62,7 +58,7 @@ def cut_answers() -> None:
     """A second stop signal: the answers still under way (the gateway's streams,
     which a first one lets finish) are cut at the connections' next look at them,
     without their end."""
-    _stopping.cut = True
+    _CUT.set()
 
 
 def options(settings: Settings) -> dict[str, Any]:
@@ -120,29 +116,18 @@ class Connection(HttpToolsProtocol):
         """The server stops: end a stream now; let any other request finish."""
         self._flush_head()
         cycle = self.cycle
-        streaming = (
-            cycle is not None
-            and cycle.response_started
-            and not cycle.response_complete
-            and cycle.chunked_encoding
-            # only a stream that never ends by itself (its route says so): any other
-            # answer finishes, where an end of the body now would read as a whole,
-            # shorter answer (a gateway stream: its model's deadline bounds it)
-            and endless.marked(cycle.scope)
-        )
-        if streaming:
+        under_way = cycle is not None and cycle.response_started and not cycle.response_complete
+        # only a stream that never ends by itself (its route says so): any other answer
+        # finishes, where an end of the body now would read as a whole, shorter answer
+        # (a gateway stream: its model's deadline bounds it)
+        if under_way and cycle.chunked_encoding and endless.marked(cycle.scope):
             cycle.disconnected = True  # the app's receive() answers http.disconnect
             cycle.message_event.set()
             if not self.transport.is_closing():
                 self.transport.write(b"0\r\n\r\n")  # the last chunk: a complete answer
                 self.transport.close()
             return
-        if (
-            _stopping.cut
-            and cycle is not None
-            and cycle.response_started
-            and not (cycle.response_complete)
-        ):
+        if under_way and _CUT.is_set():
             # told to stop again: an answer under way is cut without its end, so its
             # caller's client reports a broken answer rather than a shorter one
             cycle.disconnected = True
