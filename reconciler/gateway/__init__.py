@@ -10,11 +10,12 @@ failover, circuits, canaries, the routing log, exactly as for
 
 Beside ``web/`` and below ``api/``: the API hands the gateway its router and the
 check of the caller's token (:class:`Gateway`), so a token is verified by the same
-code, with the same cache and outage rules, as on every API route. The routes are
-plain Starlette routes, not FastAPI's: their bodies, answers and errors are the
-providers' formats, not the API's problem documents, and a routed call should not
-pay for dependency resolution it does not use. The server calls them through
-:class:`Front`, past its body limits and instead of the API framework's app.
+code, with the same cache and outage rules, as on every API route. The endpoints take
+Starlette's requests and answer Starlette's responses, not FastAPI's: their bodies,
+answers and errors are the providers' formats, not the API's problem documents, and a
+routed call should not pay for dependency resolution it does not use. The server
+calls them through :class:`Front`, past its body limits and instead of the API
+framework's app.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class Gateway:
     async def unknown(self, request: Request) -> Response:
         """A 404 in the caller's format for a path under /v1 that is not served
         (``/v1/embeddings``)."""
-        dialect = _dialect(request)
+        dialect = _caller(request.url.path, request.headers)
         served = "POST /v1/chat/completions, POST /v1/messages and GET /v1/models"
         failure = GatewayError(
             404, Kind.NOT_FOUND, f"{request.url.path[:200]} is not served here: {served}"
@@ -98,7 +99,7 @@ class Gateway:
         return _error(dialect, failure, None)
 
     async def models(self, request: Request) -> Response:
-        dialect = _dialect(request)
+        dialect = _caller(request.url.path, request.headers)
         if request.method not in ("GET", "HEAD"):
             return _not_allowed(dialect, "GET")
         try:
@@ -210,18 +211,13 @@ class Gateway:
 
 # where SDKs land when their base URL lacks /v1 (the console serves none of these)
 MISDIRECTED = ("/chat/completions", "/completions", "/embeddings", "/messages")
-
-
-def _dialect(request: Request) -> ModuleType:
-    """The caller's format where the path does not say it: Anthropic's SDK sends its
-    ``anthropic-version`` header on every request."""
-    return anthropic if "anthropic-version" in request.headers else openai
+ANTHROPIC_PATHS = ("/v1/messages", "/messages")
 
 
 async def _misdirected(request: Request) -> Response:
     """A gateway call without ``/v1`` (an OpenAI SDK whose base URL lacks it): a 404 in
     the caller's format that says where the gateway is."""
-    dialect = anthropic if request.url.path == "/messages" else _dialect(request)
+    dialect = _caller(request.url.path, request.headers)
     failure = GatewayError(
         404,
         Kind.NOT_FOUND,
@@ -283,9 +279,12 @@ def edge_refusal(
 
 
 def _caller(path: str, headers: Mapping[str, str]) -> ModuleType:
-    """The caller's format for a ``/v1`` path (``headers`` lower-cased): Anthropic's at
-    its own endpoint or when its SDK's header is there, else OpenAI's."""
-    return anthropic if path == "/v1/messages" or "anthropic-version" in headers else openai
+    """The caller's format (``headers`` lower-cased, or Starlette's): Anthropic's at its
+    own endpoint (``/messages`` too, without /v1) or when its SDK's ``anthropic-version``
+    header is there, as it is on every request of that SDK; else OpenAI's."""
+    if path in ANTHROPIC_PATHS or "anthropic-version" in headers:
+        return anthropic
+    return openai
 
 
 PREFIX = "/v1/"  # the paths the Front serves
