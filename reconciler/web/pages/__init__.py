@@ -159,20 +159,25 @@ async def not_found_page(request: Request) -> Response | None:
         return None
     if request.url.path.startswith(NOT_PAGES):
         return None
-    console: Console = request.app.state.console
-    return console.page(
-        request,
-        "error.html",
-        {"status": 404, "title": "No such page", "detail": "There is no page at this address."},
-        session=await current_session(request, console),
-        status_code=404,
-    )
+    session = await current_session(request, request.app.state.console)
+    detail = "There is no page at this address."
+    return _problem(request, 404, "No such page", detail, session=session)
 
 
-def _problem(request: Request, status: int, title: str, detail: str) -> Response:
+def _problem(
+    request: Request,
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    session: Session | None = None,
+) -> Response:
+    """The error page; its header shows ``session``, else the last session this process
+    saw for the caller's cookie (a page that failed may not have checked it)."""
     console: Console = request.app.state.console
-    secret = request.cookies.get(sessions.COOKIE)
-    session = console.sessions.known(secret) if secret else None
+    if session is None:
+        secret = request.cookies.get(sessions.COOKIE)
+        session = console.sessions.known(secret) if secret else None
     return console.page(
         request,
         "error.html",
