@@ -4,6 +4,7 @@ one byte for byte the chunk object rendered whole, in the same key order."""
 from __future__ import annotations
 
 import json
+import time
 import types
 from typing import Any, cast
 
@@ -39,6 +40,15 @@ def test_a_chunk_is_the_whole_object_rendered(
     parsed = openai.parse(json.dumps(body).encode())
     stream = cast(routing.RoutedStream, types.SimpleNamespace(request_id='r"1', model_id="m\u00e9"))
     chunks = openai._Chunks(stream, parsed)
+    head = dict(chunks.head)
+    created = head.pop("created")
+    assert isinstance(created, int) and abs(created - time.time()) < 5
+    assert head == {
+        "id": 'chatcmpl-r"1',
+        "object": "chat.completion.chunk",
+        "model": "m\u00e9",
+        "system_fingerprint": None,
+    }
     rendered = chunks.chunk(delta, finish)
     assert rendered == _whole(chunks.head, delta, finish and finish.value, include_usage)
     parsed_back = json.loads(rendered.removeprefix(b"data: "))

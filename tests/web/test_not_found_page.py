@@ -27,27 +27,39 @@ def test_a_browser_gets_the_consoles_404_page(
     assert "Sign out" not in anonymous.text
 
 
+PROBLEM, GATEWAY = "application/problem+json", "application/json"
+
+
 @pytest.mark.parametrize(
-    ("path", "headers"),
+    ("path", "headers", "kind"),
     [
-        ("/nothing-here", {}),  # curl, a script: */*
-        ("/nothing-here", {"accept": "application/json"}),
-        ("/api/nothing-here", HTML),
-        ("/v1/nothing-here", HTML),
-        ("/metrics/x", HTML),
+        ("/nothing-here", {}, PROBLEM),  # curl, a script: */*
+        ("/nothing-here", {"accept": "application/json"}, PROBLEM),
+        ("/api/nothing-here", HTML, PROBLEM),
+        ("/metrics/x", HTML, PROBLEM),
+        ("/healthz/x", HTML, PROBLEM),
+        ("/readyz/x", HTML, PROBLEM),
+        ("/openapi.json/x", HTML, PROBLEM),
+        ("/static/deeper/nope.css", HTML, PROBLEM),
+        ("/v1/nothing-here", HTML, GATEWAY),  # the gateway's 404, in the caller's format
     ],
 )
 def test_anything_else_gets_a_problem_document(
-    shared_server: Server, path: str, headers: dict[str, str]
+    shared_server: Server, path: str, headers: dict[str, str], kind: str
 ) -> None:
     with httpx.Client(base_url=shared_server.url) as client:
         answer = client.get(path, headers=headers)
     assert answer.status_code == 404
     assert "No such page" not in answer.text
-    assert answer.headers["content-type"].split(";")[0] in (
-        "application/problem+json",
-        "application/json",
-    )
+    assert answer.headers["content-type"].split(";")[0] == kind
+
+
+def test_a_browsers_head_request_gets_the_pages_head(shared_server: Server) -> None:
+    with httpx.Client(base_url=shared_server.url) as browser:
+        answer = browser.head("/nothing-here", headers=HTML)
+    assert answer.status_code == 404
+    assert answer.headers["content-type"].startswith("text/html")
+    assert answer.content == b""
 
 
 def test_a_post_to_no_route_is_not_a_page(shared_server: Server) -> None:
