@@ -142,6 +142,39 @@ def test_a_grove_connection_sends_an_answer_in_one_write() -> None:
     assert written.startswith(b"HTTP/1.1 200 ") and written.endswith(b"\r\n\r\nplain body")
 
 
+def test_what_uvicorn_writes_itself_goes_after_a_held_head() -> None:
+    """A head held for its body, and in the same turn bytes that uvicorn answers itself
+    (a 400 for what does not parse): the head is written first, then the 400."""
+
+    async def serve() -> bytes:
+        protocol: Any = None
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            protocol.data_received(b"NOT HTTP\r\n\r\n")  # before the head's turn ends
+            await asyncio.sleep(0.02)
+
+        config = uvicorn.Config(app, **connections.options(settings_module.Settings()))
+        config.load()
+        protocol = config.http_protocol_class(
+            config=config, server_state=uvicorn.server.ServerState(), app_state={}
+        )
+        transport = Recording()
+        protocol.connection_made(transport)
+        protocol.data_received(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        for _ in range(200):
+            if b"400" in b"".join(transport.writes):
+                break
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.02)
+        protocol.connection_lost(None)
+        return b"".join(transport.writes)
+
+    written = asyncio.run(serve())
+    assert written.startswith(b"HTTP/1.1 200 "), written[:80]
+    assert b"HTTP/1.1 400 " in written
+
+
 # ---------------------------------------------------------------- a real server
 
 release = threading.Event()  # the slow stream's first event waits for it
