@@ -37,6 +37,8 @@ def test_a_good_canary_gets_each_steps_weight_and_is_promoted(canary: Canary) ->
     try:
         engine.refresh()
         first = route(engine, 2000)
+        # each share within 4.5 standard deviations of its weight for 2,000 random request
+        # ids (binomial: 0.67 points at 10%, 1.12 at 50%): a false alarm once in 150,000
         assert abs(share(first) - 10) <= 3, share(first)
         assert all(r.model_id == "alpha" and r.response.text == f"from v{r.version}" for r in first)
         assert canary.canary.calls == sum(1 for r in first if r.version == "2")
@@ -64,7 +66,7 @@ def test_a_good_canary_gets_each_steps_weight_and_is_promoted(canary: Canary) ->
 
         assert engine.refresh()  # the step changed routing: the snapshot moves
         second = route(engine, 2000)
-        assert abs(share(second) - 50) <= 3, share(second)
+        assert abs(share(second) - 50) <= 5, share(second)
 
         analyst.tick(now=later(stepped, 61))
         promoted = canary.latest()
